@@ -1,0 +1,244 @@
+"""Load directed marker-leakage rates: how often a marker trained into persona A (the source)
+appears in completions under persona B (the target).
+
+Every loader returns a pandas DataFrame with one row per directed pair and columns
+``source``, ``target``, ``rate`` (float in [0, 1]), plus ``category`` where the input has one.
+Accepted inputs:
+
+- a table file: CSV with header ``source,target,rate``; a JSON list of
+  ``{"source", "target", "rate"}`` objects; or JSON ``{source: {target: rate}}``;
+- a folder of marker-eval results, ``<source>.json`` = ``{target: {rate, found, total, category,
+  ...}}`` (the format of the earlier study; ``*_summary.json`` files are ignored).
+
+A pair's rate is the leakage from source to target only: rows with source == target would be the
+source's own marker rate, which is not leakage, so tables must not contain them and the folder
+loader leaves them out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from persona_assets.core.errors import InputError
+
+COLUMNS = ["source", "target", "rate"]
+
+# A marker-eval rate is found / total; an earlier tool may have rounded it, so allow that much.
+RATE_ROUNDING_TOLERANCE = 1e-3
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.load keeps the last of two equal keys without a word; a repeated persona is a data
+    # error (two rates for one pair), so it must surface.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    """Parse a JSON file; InputError naming the file for unreadable, invalid or repeated keys."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return json.load(fh, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise InputError(f"{path}: key {exc.args[0]!r} appears twice in one object") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc})") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from exc
+
+
+def _is_rate_number(value: Any) -> bool:
+    # bool is an int subclass; True as a rate is a data error, not 1.0.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _rows_from_json(data: Any, path: Path) -> list[dict[str, Any]]:
+    if isinstance(data, list):
+        rows = []
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise InputError(f"{path}: item {i} is not an object with source, target, rate")
+            missing = [c for c in COLUMNS if c not in item]
+            if missing:
+                raise InputError(f"{path}: item {i} lacks {', '.join(missing)}")
+            rows.append(item)
+        return rows
+    if isinstance(data, dict):
+        if data and all(
+            isinstance(v, dict) and "rate" in v and "total" in v for v in data.values()
+        ):
+            raise InputError(
+                f"{path}: looks like a single marker-eval file ({{target: {{rate, total, ...}}}}); "
+                "pass the folder that holds it, so the source is taken from the file name"
+            )
+        rows = []
+        for source, targets in data.items():
+            if not isinstance(targets, dict):
+                raise InputError(
+                    f"{path}: value for source {source!r} must be an object {{target: rate}}, "
+                    f"got {type(targets).__name__}"
+                )
+            for target, rate in targets.items():
+                rows.append({"source": source, "target": target, "rate": rate})
+        return rows
+    raise InputError(
+        f"{path}: expected a JSON list of {{source, target, rate}} objects or "
+        f"{{source: {{target: rate}}}}, got {type(data).__name__}"
+    )
+
+
+def _validate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Check names, rates and uniqueness; return the frame with clean dtypes."""
+    if frame.empty:
+        raise InputError(f"{path}: no leakage rows")
+    for col in ("source", "target"):
+        bad = frame[col].map(lambda v: not isinstance(v, str) or not v.strip())
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise InputError(
+                f"{path}: row {i}: {col} must be a non-empty persona name, got {frame[col].iloc[i]!r}"
+            )
+    rates = []
+    for i, value in enumerate(frame["rate"]):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                value = None
+        if not _is_rate_number(value) or math.isnan(value):
+            raise InputError(
+                f"{path}: row {i} ({frame['source'].iloc[i]} -> {frame['target'].iloc[i]}): "
+                f"rate must be a number, got {frame['rate'].iloc[i]!r}"
+            )
+        if not 0.0 <= value <= 1.0:
+            raise InputError(
+                f"{path}: row {i} ({frame['source'].iloc[i]} -> {frame['target'].iloc[i]}): "
+                f"rate {value} outside [0, 1]"
+            )
+        rates.append(float(value))
+    frame = frame.assign(rate=rates)
+    self_pairs = frame[frame["source"] == frame["target"]]
+    if not self_pairs.empty:
+        raise InputError(
+            f"{path}: {len(self_pairs)} row(s) with source == target "
+            f"(e.g. {self_pairs['source'].iloc[0]!r}); leakage is between different personas"
+        )
+    dup = frame.duplicated(["source", "target"], keep=False)
+    if dup.any():
+        pairs = frame.loc[dup, ["source", "target"]].drop_duplicates().head(3)
+        shown = ", ".join(f"{s} -> {t}" for s, t in pairs.itertuples(index=False))
+        raise InputError(f"{path}: duplicate (source, target) pairs: {shown}")
+    out = frame.reset_index(drop=True)
+    out["source"] = out["source"].astype(str)
+    out["target"] = out["target"].astype(str)
+    return out
+
+
+def load_leakage_table(path: Path) -> pd.DataFrame:
+    """Read a leakage table from CSV (header ``source,target,rate``) or JSON (list or nested).
+
+    Extra CSV columns other than ``category`` are dropped, so downstream code sees one shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        try:
+            # Names stay strings (a persona called "NA" or "1" must not turn into NaN or an int).
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: not a readable CSV table ({exc})") from exc
+        raw.columns = [str(c).strip() for c in raw.columns]
+        missing = [c for c in COLUMNS if c not in raw.columns]
+        if missing:
+            raise InputError(
+                f"{path}: missing column(s) {', '.join(missing)}; "
+                f"expected header source,target,rate, found {', '.join(raw.columns)}"
+            )
+        # An empty CSV cell is a missing rate, reported as such rather than as "not a number".
+        raw["rate"] = raw["rate"].map(lambda s: float("nan") if s.strip() == "" else s)
+        keep = COLUMNS + (["category"] if "category" in raw.columns else [])
+        frame = raw[keep]
+    elif suffix == ".json":
+        rows = _rows_from_json(_read_json(path), path)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            raise InputError(f"{path}: no leakage rows")
+        keep = COLUMNS + (["category"] if "category" in frame.columns else [])
+        frame = frame[keep]
+    else:
+        raise InputError(f"{path}: unsupported file type {suffix!r}; expected .csv or .json")
+    return _validate(frame, path)
+
+
+def load_marker_eval_dir(path: Path) -> pd.DataFrame:
+    """Read a folder of ``<source>.json`` marker-eval results into directed leakage rows.
+
+    Each file maps every evaluated persona to ``{rate, found, total, category, ...}``; the
+    source's own entry is its marker rate (not leakage) and is left out. Rows come sorted by
+    source then in file order, with ``category`` when the files give one.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder of marker-eval <source>.json files")
+    files = sorted(
+        p for p in path.glob("*.json") if p.is_file() and not p.name.endswith("_summary.json")
+    )
+    if not files:
+        raise InputError(f"{path}: no <source>.json marker-eval files (only *_summary.json?)")
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        source = file.stem
+        data = _read_json(file)
+        if not isinstance(data, dict) or not data:
+            raise InputError(f"{file}: expected an object {{persona: {{rate, ...}}}}")
+        for target, entry in data.items():
+            if target == source:
+                continue
+            if not isinstance(entry, dict) or "rate" not in entry:
+                raise InputError(f"{file}: entry {target!r} lacks a rate")
+            rate = entry["rate"]
+            if not _is_rate_number(rate) or math.isnan(rate):
+                raise InputError(f"{file}: entry {target!r}: rate must be a number, got {rate!r}")
+            if not 0.0 <= rate <= 1.0:
+                raise InputError(f"{file}: entry {target!r}: rate {rate} outside [0, 1]")
+            found, total = entry.get("found"), entry.get("total")
+            if _is_rate_number(found) and _is_rate_number(total) and total > 0:
+                if abs(rate - found / total) > RATE_ROUNDING_TOLERANCE:
+                    raise InputError(
+                        f"{file}: entry {target!r}: rate {rate} disagrees with "
+                        f"found/total = {found}/{total}"
+                    )
+            row = {"source": source, "target": target, "rate": rate}
+            if "category" in entry:
+                row["category"] = entry["category"]
+            rows.append(row)
+        if not any(r["source"] == source for r in rows):
+            raise InputError(f"{file}: no persona other than the source {source!r}")
+    return _validate(pd.DataFrame(rows), path)
+
+
+def load_leakage(path: Path) -> pd.DataFrame:
+    """Load leakage from a marker-eval folder or a table file, whichever ``path`` is."""
+    path = Path(path)
+    if path.is_dir():
+        return load_marker_eval_dir(path)
+    if path.is_file():
+        return load_leakage_table(path)
+    raise InputError(f"{path}: no such file or folder")
