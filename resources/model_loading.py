@@ -113,14 +113,32 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = _torch_dtype(dtype)
-    location = source.location
-    if source.kind == "gguf":
-        location = str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
+    location = local_model_path(source, cache_dir=cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def load_tokenizer(source: ModelSource, *, cache_dir: Path | None = None) -> Any:
+    """The tokenizer alone (cheap): enough to build prompts without loading weights."""
+    from transformers import AutoTokenizer
+
+    location = source.location
+    if source.kind == "gguf":
+        location = str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    if tokenizer.chat_template is None:
+        raise InputError(f"model {source.display_name!r}: tokenizer has no chat template")
+    return tokenizer
+
+
+def local_model_path(source: ModelSource, *, cache_dir: Path | None = None) -> str:
+    """A path or hub id that plain `from_pretrained` (or vLLM) can open."""
+    if source.kind == "gguf":
+        return str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
+    return source.location
 
 
 def _converted_gguf_dir(source: ModelSource, cache_dir: Path) -> Path:

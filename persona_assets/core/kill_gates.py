@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from persona_assets.core.divergence import LN2
+LN2 = math.log(2)
 
 
 def discrimination_verdict(pair_js: np.ndarray, *, min_std: float, min_ratio: float) -> dict:

@@ -47,8 +47,9 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file; InputError naming the file for unreadable, invalid or repeated keys."""
+def read_json_file(path: Path) -> Any:
+    """Parse a JSON file; InputError naming the file when it is unreadable, not JSON, or repeats
+    a key inside one object (shared with the legacy-format importers)."""
     try:
         with path.open(encoding="utf-8") as fh:
             return json.load(fh, object_pairs_hook=_no_duplicate_keys)
@@ -176,7 +177,7 @@ def load_leakage_table(path: Path) -> pd.DataFrame:
         keep = COLUMNS + (["category"] if "category" in raw.columns else [])
         frame = raw[keep]
     elif suffix == ".json":
-        rows = _rows_from_json(_read_json(path), path)
+        rows = _rows_from_json(read_json_file(path), path)
         frame = pd.DataFrame(rows)
         if frame.empty:
             raise InputError(f"{path}: no leakage rows")
@@ -205,7 +206,7 @@ def load_marker_eval_dir(path: Path) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for file in files:
         source = file.stem
-        data = _read_json(file)
+        data = read_json_file(file)
         if not isinstance(data, dict) or not data:
             raise InputError(f"{file}: expected an object {{persona: {{rate, ...}}}}")
         for target, entry in data.items():

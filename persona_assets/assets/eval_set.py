@@ -1,0 +1,28 @@
+import dagster as dg
+
+from persona_assets.config import EvalSetConfig
+from persona_assets.core.eval_set import build_eval_set
+from pathlib import Path
+
+
+@dg.asset(group_name="inputs", kinds={"yaml"}, code_version="1")
+def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
+    """The personas (system prompts) and eval questions of this run, validated.
+
+    Read from the editable YAML files under data/; a subset of personas and the first
+    `n_questions` questions can be chosen in the run config.
+    """
+    evals = build_eval_set(
+        Path(config.personas_file),
+        Path(config.questions_file),
+        persona_subset=list(config.personas),
+        n_questions=config.n_questions,
+    )
+    context.add_output_metadata(
+        {
+            "n_personas": len(evals.personas),
+            "n_questions": len(evals.questions),
+            "personas": ", ".join(evals.persona_names),
+        }
+    )
+    return evals.to_dict()

@@ -1,0 +1,92 @@
+import dagster as dg
+import pandas as pd
+
+from persona_assets.config import GenerationConfig
+from persona_assets.core.eval_set import EvalSet
+from persona_assets.core.generation_cache import GenerationCache, generation_key
+from persona_assets.core.progress import ProgressReporter
+from persona_assets.storage import data_dir, outputs_dir, write_csv
+from resources.llm import LLMResource
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"torch"},
+    code_version="1",
+    op_tags={"device": "gpu"},
+)
+def generations(
+    context: dg.AssetExecutionContext, config: GenerationConfig, llm: LLMResource, eval_set: dict
+) -> dict:
+    """Greedy responses for every persona × question (system = persona prompt, user = question).
+
+    Token ids are kept and scored later as they are (never re-tokenized). Responses are cached by
+    content (model, prompt ids, settings), so a re-run only generates what is new.
+    """
+    if config.max_new_tokens < 1:
+        raise dg.Failure(f"max_new_tokens must be ≥ 1, got {config.max_new_tokens}")
+    evals = EvalSet.from_dict(eval_set)
+    model_info = llm.describe()
+    cache = GenerationCache(data_dir() / "cache" / "generations")
+    items = []
+    for persona in evals.personas:
+        for q_index, question in enumerate(evals.questions):
+            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
+            key = generation_key(
+                model_fingerprint=model_info["model_fingerprint"],
+                dtype=model_info["dtype"],
+                device_kind=model_info["device"].split(":")[0],
+                backend=model_info["generation_backend"],
+                max_new_tokens=config.max_new_tokens,
+                prompt_ids=prompt_ids,
+            )
+            items.append({"persona": persona.name, "question_index": q_index, "question": question, "prompt_ids": prompt_ids, "key": key})
+
+    missing = [item for item in items if cache.get(item["key"]) is None]
+    context.log.info(f"generations: {len(items) - len(missing)} cached, {len(missing)} to generate")
+    if missing:
+        progress = ProgressReporter("generate", context.log.info, unit="responses")
+        outputs = llm.generate(
+            [item["prompt_ids"] for item in missing],
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            progress=progress,
+        )
+        for item, output in zip(missing, outputs):
+            cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
+
+    responses = []
+    for item in items:
+        cached = cache.get(item["key"])
+        responses.append(
+            {
+                "persona": item["persona"],
+                "question_index": item["question_index"],
+                "question": item["question"],
+                "token_ids": cached["token_ids"],
+                "text": llm.decode(cached["token_ids"]),
+                "n_tokens": len(cached["token_ids"]),
+                "hit_max_new_tokens": cached["hit_max_new_tokens"],
+                "cache_key": item["key"],
+            }
+        )
+    table = pd.DataFrame(responses).drop(columns=["token_ids"])
+    write_csv(outputs_dir() / "generations.csv", table)
+    hit = int(table["hit_max_new_tokens"].sum())
+    context.add_output_metadata(
+        {
+            "n_responses": len(responses),
+            "newly_generated": len(missing),
+            "mean_tokens": float(table["n_tokens"].mean()),
+            "hit_max_new_tokens": hit,
+            "hit_max_new_tokens_share": hit / len(responses),
+            "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
+        }
+    )
+    return {
+        "model": model_info,
+        "settings": {"max_new_tokens": config.max_new_tokens, "decoding": "greedy"},
+        "persona_names": evals.persona_names,
+        "n_questions": len(evals.questions),
+        "responses": responses,
+    }

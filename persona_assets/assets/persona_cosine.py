@@ -1,0 +1,46 @@
+import dagster as dg
+import numpy as np
+
+from persona_assets.config import CosineConfig
+from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
+from persona_assets.core.eval_set import EvalSet
+from persona_assets.core.progress import ProgressReporter
+from resources.llm import LLMResource
+
+
+@dg.asset(group_name="model", kinds={"torch"}, code_version="1", op_tags={"device": "gpu"})
+def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm: LLMResource, eval_set: dict) -> dict:
+    """Hidden-state cosine similarity between personas: the baseline JS/KL are compared with.
+
+    Per persona, the hidden state of the last prompt token (after the generation prompt) at each
+    chosen decoder layer, averaged over the eval questions; centred by the mean over the personas
+    of this run; cosine between personas.
+    """
+    evals = EvalSet.from_dict(eval_set)
+    num_layers = llm.num_layers()
+    layers = list(config.layers) or default_layers(num_layers)
+    bad = [layer for layer in layers if not 0 <= layer <= num_layers]
+    if bad:
+        raise dg.Failure(f"cosine layers {bad} are outside the model's 0..{num_layers}")
+    prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
+    states = llm.last_prompt_hidden_states(
+        prompts, layers, batch_size=config.batch_size, progress=ProgressReporter("hidden states", context.log.info, unit="prompts")
+    ).numpy()
+    n_p, n_q = len(evals.personas), len(evals.questions)
+    centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)  # [N, layers, H]
+    matrices = {f"layer{layer}": centred_cosine(centroids[:, k, :]) for k, layer in enumerate(layers)}
+    off_diagonal = ~np.eye(n_p, dtype=bool)
+    context.add_output_metadata(
+        {f"mean_cosine_{name}": float(m[off_diagonal].mean()) for name, m in matrices.items()} | {"layers": str(layers)}
+    )
+    return {
+        "model": llm.describe(),
+        "layers": layers,
+        "num_model_layers": num_layers,
+        "layer_convention": "hidden_states[L]: output of decoder layer L (1-based), 0 = embeddings",
+        "position": "last prompt token (end of the generation prompt)",
+        "centring": CENTRING_RUN_MEAN,
+        "persona_names": evals.persona_names,
+        "n_questions": n_q,
+        "cosine_matrices": {name: m.tolist() for name, m in matrices.items()},
+    }

@@ -1,0 +1,98 @@
+"""Invariants (blocking, ERROR) and kill criteria (non-blocking) as asset checks.
+
+Tolerance: the divergence math runs in float64 on float32 log-probabilities. Rounding error of a
+float64 sum over V ≤ 2^18 vocabulary terms of magnitude ≤ ~50 is below 1e-9, and the matrices
+are symmetrised by construction, so 1e-9 separates real violations from rounding.
+"""
+
+import math
+
+import dagster as dg
+import numpy as np
+
+from persona_assets.assets.divergence_matrices import divergence_matrices
+from persona_assets.assets.generations import generations
+from persona_assets.assets.analysis import kill_gate_verdicts
+
+TOLERANCE = 1e-9
+LN2 = math.log(2)
+
+
+def _matrix(value: dict, key: str) -> np.ndarray:
+    # JSON stores non-finite numbers as null; they come back as NaN here.
+    return np.array([[np.nan if v is None else v for v in row] for row in value[key]], dtype=float)
+
+
+def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={k: v for k, v in metadata.items()},
+    )
+
+
+@dg.asset_check(asset=divergence_matrices, blocking=True, description="Every matrix entry is finite.")
+def divergences_finite(divergence_matrices: dict) -> dg.AssetCheckResult:
+    bad = {key: int((~np.isfinite(_matrix(divergence_matrices, key))).sum()) for key in ("js_matrix", "kl_matrix")}
+    return _result(sum(bad.values()) == 0, "non-finite entries per matrix", **{f"non_finite_{k}": v for k, v in bad.items()})
+
+
+@dg.asset_check(asset=divergence_matrices, blocking=True, description=f"JS is symmetric within {TOLERANCE}.")
+def js_symmetric(divergence_matrices: dict) -> dg.AssetCheckResult:
+    js = _matrix(divergence_matrices, "js_matrix")
+    gap = float(np.nanmax(np.abs(js - js.T)))
+    return _result(gap <= TOLERANCE, "max |JS − JSᵀ|", max_asymmetry=gap, tolerance=TOLERANCE)
+
+
+@dg.asset_check(asset=divergence_matrices, blocking=True, description="0 ≤ JS ≤ ln 2 and the JS diagonal is 0.")
+def js_bounded_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
+    js = _matrix(divergence_matrices, "js_matrix")
+    low, high, diagonal = float(np.nanmin(js)), float(np.nanmax(js)), float(np.nanmax(np.abs(np.diag(js))))
+    passed = low >= -TOLERANCE and high <= LN2 + TOLERANCE and diagonal <= TOLERANCE
+    return _result(passed, "range and diagonal of JS", js_min=low, js_max=high, ln2=LN2, max_abs_diagonal=diagonal)
+
+
+@dg.asset_check(asset=divergence_matrices, blocking=True, description="KL ≥ 0 with a zero diagonal.")
+def kl_nonnegative_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
+    kl = _matrix(divergence_matrices, "kl_matrix")
+    low, diagonal = float(np.nanmin(kl)), float(np.nanmax(np.abs(np.diag(kl))))
+    return _result(low >= -TOLERANCE and diagonal <= TOLERANCE, "min KL and diagonal", kl_min=low, max_abs_diagonal=diagonal)
+
+
+@dg.asset_check(asset=generations, blocking=True, description="No response is empty.")
+def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
+    empty = [f"{r['persona']}/q{r['question_index']}" for r in generations["responses"] if r["n_tokens"] == 0]
+    hit = sum(r["hit_max_new_tokens"] for r in generations["responses"])
+    return _result(
+        not empty,
+        "responses with no tokens",
+        n_empty=len(empty),
+        empty=", ".join(empty[:20]),
+        hit_max_new_tokens_share=hit / max(len(generations["responses"]), 1),
+    )
+
+
+def _kill_check(criterion: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=kill_gate_verdicts,
+        name=f"kill_{criterion}",
+        blocking=False,
+        description=f"Pre-registered kill criterion '{criterion}': fails when the criterion says stop.",
+    )
+    def _check(kill_gate_verdicts: dict) -> dg.AssetCheckResult:
+        verdict = kill_gate_verdicts[criterion]
+        evidence = {k: v for k, v in verdict["evidence"].items() if isinstance(v, (int, float, str, bool)) and v is not None}
+        return dg.AssetCheckResult(
+            passed=not verdict["killed"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=verdict["rule"] + ("; " + "; ".join(verdict["notes"]) if verdict["notes"] else ""),
+            metadata=evidence,
+        )
+
+    return _check
+
+
+invariant_checks = [divergences_finite, js_symmetric, js_bounded_zero_diagonal, kl_nonnegative_zero_diagonal, no_empty_responses]
+kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
+all_checks = invariant_checks + kill_checks

@@ -1,0 +1,69 @@
+"""Altair charts of the results, saved as PNG (via vl-convert) and interactive HTML."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+
+def heatmap(matrix: np.ndarray, persona_names: list[str], *, title: str, value_label: str, diverging: bool = False) -> alt.Chart:
+    n = len(persona_names)
+    frame = pd.DataFrame(
+        {
+            "row": np.repeat(persona_names, n),
+            "column": np.tile(persona_names, n),
+            value_label: np.asarray(matrix, dtype=float).ravel(),
+        }
+    )
+    if diverging:
+        bound = float(np.nanmax(np.abs(matrix))) or 1.0
+        scale = alt.Scale(scheme="redblue", domain=[-bound, bound], reverse=True)
+    else:
+        scale = alt.Scale(scheme="viridis")
+    return (
+        alt.Chart(frame, title=title)
+        .mark_rect()
+        .encode(
+            x=alt.X("column:N", sort=persona_names, title=None),
+            y=alt.Y("row:N", sort=persona_names, title=None),
+            color=alt.Color(f"{value_label}:Q", scale=scale),
+            tooltip=["row", "column", alt.Tooltip(f"{value_label}:Q", format=".4g")],
+        )
+        .properties(width=28 * n, height=28 * n)
+    )
+
+
+def scatter(frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | None = None, tooltip: list[str] | None = None) -> alt.Chart:
+    encoding = {
+        "x": alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),
+        "y": alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
+        "tooltip": tooltip or list(frame.columns),
+    }
+    if color:
+        encoding["color"] = alt.Color(f"{color}:N")
+    return alt.Chart(frame, title=title).mark_circle(size=60, opacity=0.8).encode(**encoding).properties(width=260, height=220)
+
+
+def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
+    """Write <stem>.png and <stem>.html; return their paths."""
+    import vl_convert as vlc
+
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = chart.to_json()
+    png = directory / f"{stem}.png"
+    html = directory / f"{stem}.html"
+    png.write_bytes(vlc.vegalite_to_png(spec, scale=2))
+    chart.save(str(html), inline=True)  # self-contained: opens offline, no CDN
+    return {"png": png, "html": html}
+
+
+def small_png_preview(chart: alt.Chart, *, scale: float = 0.6) -> str:
+    """A small base64 PNG for embedding as Markdown in the UI's materialization metadata."""
+    import vl_convert as vlc
+
+    data = vlc.vegalite_to_png(chart.to_json(), scale=scale)
+    return "![preview](data:image/png;base64," + base64.b64encode(data).decode() + ")"

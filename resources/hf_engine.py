@@ -1,0 +1,215 @@
+"""Generation, teacher forcing and hidden states with a transformers causal LM.
+
+This is the model-side engine behind the Dagster LLM resources. It knows nothing of Dagster:
+a researcher can build one in a notebook with ``HFEngine.load("embedded")``.
+
+Conventions
+- A prompt is the chat template applied to (system prompt, user question) with the generation
+  prompt on; responses are token ids, never re-tokenized text.
+- Teacher forcing scores the response ids under several system prompts at once: one right-padded
+  batch, so padding sits after every real token and cannot change a causal model's results at
+  real positions (up to kernel-level float noise, tested).
+- Hidden states are sliced to the positions that predict response tokens *before* the LM head,
+  so the full-vocabulary projection is paid only where it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from persona_assets.core.errors import InputError
+from resources.model_loading import ModelSource, load_model_and_tokenizer, resolve_model_source
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One greedy response: its token ids (end-of-turn token included when emitted)."""
+
+    token_ids: list[int]
+    hit_max_new_tokens: bool
+
+
+def chat_prompt_ids(tokenizer: Any, system_prompt: str, user_message: str) -> list[int]:
+    """Token ids of the chat template for (system, user) with the generation prompt on."""
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": user_message},
+    ]
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return [int(i) for i in ids]
+
+
+class HFEngine:
+    """A loaded model + tokenizer with the three operations the experiment needs."""
+
+    def __init__(self, model: Any, tokenizer: Any, source: ModelSource, device: str, dtype: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.device = device
+        self.dtype = dtype
+        if tokenizer.chat_template is None:
+            raise InputError(f"model {source.display_name!r}: tokenizer has no chat template")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.stop_ids = self._stop_token_ids()
+
+    @classmethod
+    def load(
+        cls, model: str, *, device: str = "cpu", dtype: str = "float32", cache_dir: Path | None = None
+    ) -> "HFEngine":
+        source = resolve_model_source(model)
+        hf_model, tokenizer = load_model_and_tokenizer(source, device=device, dtype=dtype, cache_dir=cache_dir)
+        return cls(hf_model, tokenizer, source, device, dtype)
+
+    # ------------------------------------------------------------------ prompts
+    def _stop_token_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for candidate in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(candidate, int):
+                ids.add(candidate)
+            elif candidate:
+                ids.update(int(c) for c in candidate)
+        return ids
+
+    def chat_prompt_ids(self, system_prompt: str, user_message: str) -> list[int]:
+        return chat_prompt_ids(self.tokenizer, system_prompt, user_message)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    # --------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        *,
+        max_new_tokens: int,
+        batch_size: int = 16,
+        progress: ProgressFn | None = None,
+    ) -> list[Generation]:
+        """Greedy responses, batched by similar prompt length with left padding."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        for start in range(0, len(order), batch_size):
+            batch = [order[k] for k in range(start, min(start + batch_size, len(order)))]
+            width = max(len(prompts[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids = prompts[i]
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                attention[row, width - len(ids) :] = 1
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=self.pad_id,
+                eos_token_id=sorted(self.stop_ids),
+            )
+            for row, i in enumerate(batch):
+                results[i] = self._cut_at_stop(output[row, width:].tolist(), max_new_tokens)
+            if progress:
+                progress(min(start + batch_size, len(order)), len(order))
+        return [r for r in results if r is not None]
+
+    def _cut_at_stop(self, new_ids: list[int], max_new_tokens: int) -> Generation:
+        for pos, token in enumerate(new_ids):
+            if token in self.stop_ids:
+                return Generation(new_ids[: pos + 1], hit_max_new_tokens=False)
+        return Generation(new_ids[:max_new_tokens], hit_max_new_tokens=len(new_ids) >= max_new_tokens)
+
+    # ---------------------------------------------------------- teacher forcing
+    def _right_padded(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            attention[row, : len(seq)] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    def _decoder(self) -> Any:
+        return getattr(self.model, self.model.base_model_prefix)
+
+    @torch.inference_mode()
+    def response_logprobs(self, prompts: Sequence[list[int]], response_ids: Sequence[int]) -> torch.Tensor:
+        """Teacher-force one response under several prompts (one per scoring persona).
+
+        Returns float32 log-probabilities [S, T, V]: row s, position t is log P_s(· | prompt_s,
+        response[:t]), i.e. the distribution that predicts response token t.
+        """
+        response = [int(t) for t in response_ids]
+        if not response:
+            raise InputError("cannot teacher-force an empty response")
+        # The last response token is predicted but never conditioned on, so it is not fed.
+        sequences = [list(p) + response[:-1] for p in prompts]
+        input_ids, attention = self._right_padded(sequences)
+        hidden = self._decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
+        n_tokens = len(response)
+        rows = torch.arange(len(prompts), device=hidden.device)[:, None]
+        starts = torch.tensor([len(p) - 1 for p in prompts], device=hidden.device)[:, None]
+        positions = starts + torch.arange(n_tokens, device=hidden.device)[None, :]
+        picked = hidden[rows, positions]  # [S, T, H]: only the positions that predict the response
+        logits = self.model.get_output_embeddings()(picked)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    @torch.inference_mode()
+    def full_forward_logprobs(self, prompt: list[int], response_ids: Sequence[int]) -> torch.Tensor:
+        """Slow reference: one unpadded sequence through the full model, log-probs [T, V]."""
+        sequence = torch.tensor([list(prompt) + list(response_ids)], device=self.device)
+        logits = self.model(input_ids=sequence).logits[0]
+        start = len(prompt) - 1
+        return torch.log_softmax(logits[start : start + len(response_ids)].float(), dim=-1)
+
+    # ------------------------------------------------------------ hidden states
+    @torch.inference_mode()
+    def last_prompt_hidden_states(
+        self,
+        prompts: Sequence[list[int]],
+        layers: Sequence[int],
+        *,
+        batch_size: int = 16,
+        progress: ProgressFn | None = None,
+    ) -> torch.Tensor:
+        """Hidden state of each prompt's last token after decoder layer L (1-based; 0 = embeddings).
+
+        Returns float32 [n_prompts, len(layers), hidden_size].
+        """
+        for layer in layers:
+            if not 0 <= layer <= self.num_layers:
+                raise InputError(f"cosine layer {layer}: the model has layers 0..{self.num_layers}")
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start : start + batch_size])
+            input_ids, attention = self._right_padded(batch)
+            states = self._decoder()(
+                input_ids=input_ids, attention_mask=attention, output_hidden_states=True
+            ).hidden_states
+            last = torch.tensor([len(p) - 1 for p in batch], device=input_ids.device)
+            rows = torch.arange(len(batch), device=input_ids.device)
+            out.append(torch.stack([states[layer][rows, last].float() for layer in layers], dim=1).cpu())
+            if progress:
+                progress(min(start + batch_size, len(prompts)), len(prompts))
+        return torch.cat(out)

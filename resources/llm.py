@@ -1,0 +1,174 @@
+"""The LLM resources: one interface, a CPU and a GPU implementation.
+
+Assets annotate their parameter with `LLMResource`; `persona_assets.definitions` picks the
+implementation from the environment. torch, transformers and vllm are imported lazily, inside
+methods, so the UI and the analysis steps load without them.
+
+The model is loaded on first use within a step (a step whose generations are all cached only
+needs the tokenizer) and freed when the step ends.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+ProgressFn = Callable[[int, int], None]
+
+
+class LLMResource(dg.ConfigurableResource):
+    """A chat model for generation, teacher forcing and hidden states (abstract: use CpuLLM/GpuLLM)."""
+
+    model: str = Field("embedded", description="'embedded', a .gguf file, a model directory or a hub id")
+    dtype: str = Field("float32", description="float32 | bfloat16 | float16")
+    model_cache_dir: str = Field("", description="where converted GGUF models are cached; empty = ~/.cache")
+
+    _engine: Any = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
+    _source: Any = PrivateAttr(default=None)
+
+    def _torch_device(self) -> str:
+        return "cpu"
+
+    def generation_backend(self) -> str:
+        return "transformers"
+
+    # ------------------------------------------------------------ lifecycle
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        had_engine = self._engine is not None
+        self._engine = None
+        self._tokenizer = None
+        gc.collect()
+        if had_engine and self._torch_device().startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _cache_dir(self) -> Path | None:
+        return Path(self.model_cache_dir) if self.model_cache_dir else None
+
+    @property
+    def source(self) -> Any:
+        if self._source is None:
+            from resources.model_loading import resolve_model_source
+
+            self._source = resolve_model_source(self.model)
+        return self._source
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._engine is not None:
+            return self._engine.tokenizer
+        if self._tokenizer is None:
+            from resources.model_loading import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.source, cache_dir=self._cache_dir())
+        return self._tokenizer
+
+    @property
+    def engine(self) -> Any:
+        """The loaded HFEngine (loads the weights on first access)."""
+        if self._engine is None:
+            from resources.hf_engine import HFEngine
+            from resources.model_loading import load_model_and_tokenizer
+
+            model, tokenizer = load_model_and_tokenizer(
+                self.source, device=self._torch_device(), dtype=self.dtype, cache_dir=self._cache_dir()
+            )
+            self._engine = HFEngine(model, tokenizer, self.source, self._torch_device(), self.dtype)
+        return self._engine
+
+    def describe(self) -> dict[str, Any]:
+        """What produced the numbers: recorded next to every output."""
+        return {
+            "model": self.model,
+            "model_name": self.source.display_name,
+            "model_fingerprint": self.source.fingerprint,
+            "dtype": self.dtype,
+            "device": self._torch_device(),
+            "resource": type(self).__name__,
+            "generation_backend": self.generation_backend(),
+        }
+
+    # ----------------------------------------------------------- operations
+    def chat_prompt_ids(self, system_prompt: str, user_message: str) -> list[int]:
+        from resources.hf_engine import chat_prompt_ids
+
+        return chat_prompt_ids(self.tokenizer, system_prompt, user_message)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def generate(
+        self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None
+    ) -> list[Any]:
+        return self.engine.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+
+    def response_divergences(
+        self, prompts: Sequence[list[int]], response_ids: Sequence[int], pairs: Sequence[tuple[int, int]], *, pair_chunk_size: int
+    ) -> Any:
+        """Teacher-force one response under every prompt; per-token JS/KL for the given scorer pairs."""
+        from persona_assets.core.divergence import pair_divergences
+
+        logp = self.engine.response_logprobs(prompts, response_ids)
+        return pair_divergences(logp, pairs, chunk_size=pair_chunk_size)
+
+    def last_prompt_hidden_states(
+        self, prompts: Sequence[list[int]], layers: Sequence[int], *, batch_size: int, progress: ProgressFn | None = None
+    ) -> Any:
+        return self.engine.last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
+
+    def num_layers(self) -> int:
+        from transformers import AutoConfig
+
+        from resources.model_loading import local_model_path
+
+        config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
+        return int(config.num_hidden_layers)
+
+
+class CpuLLM(LLMResource):
+    """transformers on the CPU (laptops, CI)."""
+
+
+class GpuLLM(LLMResource):
+    """transformers on CUDA for teacher forcing and hidden states; vLLM for generation when installed."""
+
+    dtype: str = Field("bfloat16", description="float32 | bfloat16 | float16")
+    use_vllm: bool = Field(True, description="generate with vLLM when it is importable")
+    vllm_gpu_memory_utilization: float = Field(0.5, description="share of GPU memory vLLM may take")
+    cuda_device: int = Field(0)
+
+    def _torch_device(self) -> str:
+        return f"cuda:{self.cuda_device}"
+
+    def generation_backend(self) -> str:
+        return "vllm" if self.use_vllm and importlib.util.find_spec("vllm") is not None else "transformers"
+
+    def generate(
+        self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None
+    ) -> list[Any]:
+        if self.generation_backend() != "vllm":
+            return super().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        from resources.model_loading import local_model_path
+        from resources.vllm_generation import generate_with_vllm
+
+        return generate_with_vllm(
+            local_model_path(self.source, cache_dir=self._cache_dir()),
+            prompts,
+            max_new_tokens=max_new_tokens,
+            dtype=self.dtype,
+            gpu_memory_utilization=self.vllm_gpu_memory_utilization,
+            stop_token_ids=sorted(_stop_ids(self.tokenizer)),
+        )
+
+
+def _stop_ids(tokenizer: Any) -> set[int]:
+    eos = tokenizer.eos_token_id
+    return {int(eos)} if eos is not None else set()
