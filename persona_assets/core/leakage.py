@@ -112,7 +112,8 @@ def _validate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: row {i}: {col} must be a non-empty persona name, got {frame[col].iloc[i]!r}"
+                f"{path}: row {i}: {col} must be a non-empty persona name, "
+                f"got {frame[col].iloc[i]!r}"
             )
     rates = []
     for i, value in enumerate(frame["rate"]):

@@ -110,13 +110,15 @@ def _check_diagonal(arr: np.ndarray, path: Path, key: str, value: float, tol: fl
         raise InputError(f"{path}: {key} diagonal must be {value}, but [{i}][{i}]={arr[i, i]}")
 
 
-def _check_range(arr: np.ndarray, path: Path, key: str, lo: float, hi: float) -> None:
+def _check_range(
+    arr: np.ndarray, path: Path, key: str, lo: float, hi: float, shown: str
+) -> None:
+    """Values must lie in [lo, hi] (bounds already widened by a tolerance); ``shown`` is the
+    nominal range for the message, e.g. "[0, ln 2]"."""
     bad = np.argwhere((arr < lo) | (arr > hi))
     if bad.size:
         i, j = bad[0]
-        raise InputError(
-            f"{path}: {key}[{i}][{j}]={arr[i, j]} outside [{lo:.6g}, {hi:.6g}]"
-        )
+        raise InputError(f"{path}: {key}[{i}][{j}]={arr[i, j]} outside {shown}")
 
 
 def _top_level_object(path: Path) -> dict[str, Any]:
@@ -191,10 +193,12 @@ def _detail_rows(items: Any, path: Path, layer: int, source: str) -> list[dict[s
             raise InputError(f"{path}: {where}: persona {target!r} listed twice")
         seen.add(target)
         cos, leak = item["cosine_sim"], item["leakage_rate"]
-        for name, value, lo, hi in (("cosine_sim", cos, -1.0, 1.0), ("leakage_rate", leak, 0.0, 1.0)):
+        checks = (("cosine_sim", cos, -1.0, 1.0), ("leakage_rate", leak, 0.0, 1.0))
+        for name, value, lo, hi in checks:
             if not _is_number(value) or not math.isfinite(value):
                 raise InputError(
-                    f"{path}: {where}[{i}] ({target}): {name} must be a finite number, got {value!r}"
+                    f"{path}: {where}[{i}] ({target}): {name} must be a finite number, "
+                    f"got {value!r}"
                 )
             if not lo - RANGE_TOL <= value <= hi + RANGE_TOL:
                 raise InputError(
@@ -368,7 +372,7 @@ def load_cosine_matrix_file(
     matrix = _square_matrix(data[key], path, key, len(names))
     _check_diagonal(matrix, path, key, 1.0, COSINE_DIAGONAL_TOL)
     _check_symmetric(matrix, path, key)
-    _check_range(matrix, path, key, -1.0 - RANGE_TOL, 1.0 + RANGE_TOL)
+    _check_range(matrix, path, key, -1.0 - RANGE_TOL, 1.0 + RANGE_TOL, "[-1, 1]")
     return CosineMatrix(
         path=path,
         layer=layer,
@@ -439,9 +443,9 @@ def load_divergence_matrices_file(
     js, kl = mats["js_matrix"], mats["kl_matrix"]
     _check_symmetric(js, path, "js_matrix")
     _check_diagonal(js, path, "js_matrix", 0.0, ZERO_TOL)
-    _check_range(js, path, "js_matrix", -ZERO_TOL, LN2 + ZERO_TOL)
+    _check_range(js, path, "js_matrix", -ZERO_TOL, LN2 + ZERO_TOL, "[0, ln 2]")
     _check_diagonal(kl, path, "kl_matrix", 0.0, ZERO_TOL)
-    _check_range(kl, path, "kl_matrix", -ZERO_TOL, np.inf)
+    _check_range(kl, path, "kl_matrix", -ZERO_TOL, np.inf, "[0, inf)")
     for key, expected, how in (
         ("kl_sym_matrix", (kl + kl.T) / 2, "(KL + KLᵀ)/2"),
         ("kl_asym_matrix", np.abs(kl - kl.T), "|KL − KLᵀ|"),
@@ -468,7 +472,8 @@ def load_divergence_matrices_file(
         )
     if n_prompts % n_responders:
         raise InputError(
-            f"{path}: n_prompts={n_prompts} is not a multiple of the {n_responders} response personas"
+            f"{path}: n_prompts={n_prompts} is not a multiple of the {n_responders} "
+            "response personas"
         )
     n_questions = n_prompts // n_responders
     if "n_questions" in metadata and metadata["n_questions"] != n_questions:
@@ -495,7 +500,9 @@ def _per_prompt_frame(
     raw: Any, path: Path, names: list[str], n_prompts: int, n_questions: int
 ) -> pd.DataFrame:
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: per_prompt_js must be an object {{response index: {{pair: js}}}}")
+        raise InputError(
+            f"{path}: per_prompt_js must be an object {{response index: {{pair: js}}}}"
+        )
     expected_keys = {str(k) for k in range(n_prompts)}
     bad_keys = [k for k in raw if k not in expected_keys]
     if bad_keys:
