@@ -398,7 +398,9 @@ def partial_correlation(
     scale_x = max(np.abs(xa).max(), 1.0)
     scale_y = max(np.abs(ya).max(), 1.0)
     if np.abs(rx).max() <= 1e-10 * scale_x or np.abs(ry).max() <= 1e-10 * scale_y:
-        result["note"] = "x or y is fully explained by the covariates: partial correlation undefined"
+        result["note"] = (
+            "x or y is fully explained by the covariates: partial correlation undefined"
+        )
         return result
     r = float(np.clip(np.corrcoef(rx, ry)[0, 1], -1.0, 1.0))
     if abs(r) == 1.0:
