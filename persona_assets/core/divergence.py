@@ -57,6 +57,9 @@ class TokenDivergences:
     kl_ba: torch.Tensor  # KL(P_b ‖ P_a), in [0, +inf]
 
 
+# A measurement, not a loss: no autograd graph (the in-place buffer reuse below relies on it), so
+# log-probs straight out of a forward pass that tracked gradients are accepted as they are.
+@torch.no_grad()
 def token_divergences(
     logp_a: torch.Tensor, logp_b: torch.Tensor, *, dtype: torch.dtype = torch.float64
 ) -> TokenDivergences:
@@ -79,11 +82,12 @@ def token_divergences(
     is not a distribution and gives NaN.
 
     Clamp: mathematically 0 ≤ JS ≤ ln 2 and KL ≥ 0. Float rounding can leave results a few ulp
-    outside (e.g. −1e-17 for identical rows, ln 2·(1 + 1e-16) for disjoint supports); those are
-    clamped into range. The clamp never hides more than rounding because the inputs are
+    outside (e.g. −1e-17 for near-identical rows, ln 2·(1 + 1e-16) for disjoint supports); those
+    are clamped into range. The clamp never hides more than rounding because the inputs are
     renormalised first.
 
-    Peak memory is about six `dtype` buffers of the broadcast [..., V] shape.
+    Peak memory is about six `dtype` buffers of the broadcast [..., V] shape. Not
+    differentiable: runs under `torch.no_grad()`.
     """
     if logp_a.ndim == 0 or logp_b.ndim == 0:
         raise ValueError("log-probabilities need a vocabulary axis (last dimension)")
@@ -223,17 +227,22 @@ def reference_divergences(p: np.ndarray, q: np.ndarray) -> tuple[float, float, f
             raise ValueError(f"{name} is not a probability vector")
 
     def kl_term(x: float, y: float) -> float:
+        """x·log(x/y), the KL(·‖·) contribution of one token."""
         if x == 0.0:
             return 0.0
         if y == 0.0:
             return math.inf
         return x * math.log(x / y)
 
+    def kl_to_mixture_term(x: float, y: float) -> float:
+        """x·log(x/m) with m = (x+y)/2, written as x·log(2x/(x+y)) so that m never underflows
+        to 0 for a subnormal x."""
+        return 0.0 if x == 0.0 else x * math.log(2.0 * x / (x + y))
+
     kl_pq_terms, kl_qp_terms, js_terms = [], [], []
     for p_v, q_v in zip(p.tolist(), q.tolist()):
-        m_v = 0.5 * (p_v + q_v)
         kl_pq_terms.append(kl_term(p_v, q_v))
         kl_qp_terms.append(kl_term(q_v, p_v))
-        js_terms.append(0.5 * kl_term(p_v, m_v) + 0.5 * kl_term(q_v, m_v))
-    # fsum: exact summation, so the reference adds no cancellation error of its own.
+        js_terms.append(0.5 * kl_to_mixture_term(p_v, q_v) + 0.5 * kl_to_mixture_term(q_v, p_v))
+    # fsum adds exactly: the reference's only errors are the roundings of individual terms.
     return math.fsum(js_terms), math.fsum(kl_pq_terms), math.fsum(kl_qp_terms)
