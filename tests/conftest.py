@@ -1,0 +1,63 @@
+"""Shared fixtures: isolated data directories and a tiny random-weight chat model.
+
+The tiny model is a real Llama architecture (2 layers, hidden 64) with random weights and the
+real SmolLM2 tokenizer (chat template included), saved as a normal model directory, so every code
+path that loads a model runs for real, only faster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Every test writes results under its own tmp dir, never into the repository's data/."""
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PERSONA_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.delenv("PERSONA_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.delenv("PERSONA_ALERTS_FILE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer_dir() -> Path:
+    """Directory of the converted embedded model (converted once per machine, then cached)."""
+    from resources.model_loading import local_model_path, resolve_model_source
+
+    return Path(local_model_path(resolve_model_source("embedded")))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        # With the usual 0.02 init, random attention is near-uniform and every persona gives
+        # almost the same distribution; 0.2 makes the system prompt matter (JS ~0.2 nats).
+        initializer_range=0.2,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -1,0 +1,143 @@
+"""The whole graph, in-process, on a tiny random-weight Llama: every asset and check runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from persona_assets.definitions import all_assets
+from persona_assets.checks import all_checks
+from persona_assets.io_manager import JsonIOManager
+from resources.llm import CpuLLM
+
+PERSONAS = ["software_engineer", "villain", "comedian", "assistant"]
+
+
+def run_config(tmp_path, **extra_ops) -> dg.RunConfig:
+    ops = {
+        "eval_set": {"config": {"personas": PERSONAS, "n_questions": 2}},
+        "generations": {"config": {"max_new_tokens": 6}},
+        "persona_cosine": {"config": {"layers": [1, 2]}},
+        "leakage_correlations": {"config": {"n_bootstrap": 100}},
+        "cosine_precheck": {"config": {"n_bootstrap": 100}},
+    }
+    ops.update(extra_ops)
+    return dg.RunConfig(ops=ops)
+
+
+def materialize(tiny_model_dir, config, instance=None):
+    return dg.materialize(
+        [*all_assets, *all_checks],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        run_config=config,
+        raise_on_error=False,
+        instance=instance,
+    )
+
+
+def write_leakage(path, rows):
+    path.write_text("source,target,rate\n" + "".join(f"{s},{t},{r}\n" for s, t, r in rows))
+    return str(path)
+
+
+def test_full_graph_on_tiny_model(tiny_model_dir, tmp_path):
+    leakage = write_leakage(
+        tmp_path / "leak.csv",
+        [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t],
+    )
+    result = materialize(tiny_model_dir, run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}}))
+    assert result.success
+
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    invariants = ["divergences_finite", "js_symmetric", "js_bounded_zero_diagonal", "kl_nonnegative_zero_diagonal", "no_empty_responses"]
+    for name in invariants:
+        assert evaluations[name].passed, name
+    assert {"kill_discrimination", "kill_redundancy"} <= set(evaluations)
+
+    divergences = result.output_for_node("divergence_matrices")
+    js = np.array(divergences["js_matrix"])
+    kl = np.array(divergences["kl_matrix"])
+    assert js.shape == (4, 4) and np.allclose(js, js.T) and np.all(np.diag(js) == 0)
+    assert np.all(js[~np.eye(4, dtype=bool)] > 1e-3) and js.max() <= math.log(2)
+    assert np.all(kl >= 0)
+    assert divergences["method"]["averaging"] == "pair_own"
+    assert len(divergences["per_pair_question"]) == 6 * 2
+
+    correlations = result.output_for_node("leakage_correlations")
+    assert correlations["leakage"]["available"]
+    assert correlations["leakage"]["n_directed_pairs"] == 12
+    assert set(correlations["js_vs_cosine"]) == {"layer1", "layer2"}
+    precheck = result.output_for_node("cosine_precheck")
+    assert set(precheck["in_graph"]["by_layer"]) == {"layer1", "layer2"}
+
+    figures = result.output_for_node("figures")
+    for stem in ("js_heatmap", "kl_heatmap", "kl_asymmetry_heatmap", "js_vs_cosine", "js_vs_leakage"):
+        assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 1000, stem
+        assert stem in figures["files"]
+
+    # Outputs are readable JSON on disk, not pickles.
+    on_disk = json.loads((tmp_path / "data" / "outputs" / "divergence_matrices.json").read_text())
+    assert on_disk["js_matrix"] == divergences["js_matrix"]
+
+
+def test_graph_without_leakage_says_so(tiny_model_dir, tmp_path):
+    result = materialize(tiny_model_dir, run_config(tmp_path))
+    assert result.success
+    correlations = result.output_for_node("leakage_correlations")
+    assert correlations["leakage"]["available"] is False
+    assert "no leakage_path" in correlations["leakage"]["note"]
+    assert (tmp_path / "figures" / "js_heatmap.png").exists()
+    assert not (tmp_path / "figures" / "js_vs_leakage.png").exists()
+
+
+def test_generations_are_cached_by_content(tiny_model_dir, tmp_path):
+    config = run_config(tmp_path)
+    first = dg.materialize(
+        [a for a in all_assets if a.key.path[0] in ("eval_set", "generations")],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        run_config=dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ("eval_set", "generations")}),
+    )
+    assert first.asset_materializations_for_node("generations")[0].metadata["newly_generated"].value == 8
+    more = dict(config.ops)
+    more["eval_set"] = {"config": {"personas": PERSONAS, "n_questions": 3}}
+    second = dg.materialize(
+        [a for a in all_assets if a.key.path[0] in ("eval_set", "generations")],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        run_config=dg.RunConfig(ops={k: v for k, v in more.items() if k in ("eval_set", "generations")}),
+    )
+    # Only the new question's 4 responses are generated; the 8 earlier ones come from the cache.
+    assert second.asset_materializations_for_node("generations")[0].metadata["newly_generated"].value == 4
+    responses = second.output_for_node("generations")["responses"]
+    assert [r["token_ids"] for r in responses if r["question_index"] < 2] == [
+        r["token_ids"] for r in first.output_for_node("generations")["responses"]
+    ]
+
+
+def test_all_responses_averaging_is_recorded(tiny_model_dir, tmp_path):
+    config = run_config(tmp_path, divergence_matrices={"config": {"averaging": "all_responses"}})
+    result = materialize(tiny_model_dir, config)
+    assert result.success
+    divergences = result.output_for_node("divergence_matrices")
+    assert divergences["method"]["averaging"] == "all_responses"
+    assert divergences["averaging"] == "all_responses"
+
+
+def test_kill_criteria_fail_without_failing_the_run(tiny_model_dir, tmp_path):
+    """Non-blocking kill checks: the run stays green, the evaluation records the failure."""
+    config = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": 10.0, "max_abs_js_cosine_rho": -1.0}})
+    result = materialize(tiny_model_dir, config)
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["kill_discrimination"].passed
+    assert not evaluations["kill_redundancy"].passed
+    verdicts = result.output_for_node("kill_gate_verdicts")
+    assert verdicts["discrimination"]["killed"] and any("unreachable" in n for n in verdicts["discrimination"]["notes"])
+
+
+def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
+    result = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}}))
+    assert not result.success
