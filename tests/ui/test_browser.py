@@ -1,0 +1,180 @@
+"""The Dagster UI as a researcher sees it: `dagster dev` on 127.0.0.1, driven by headless Chromium.
+
+Starts `dagster dev` in its own process group (stopped by its PID), launches a materialization of
+the whole graph through the webserver's GraphQL API (as the Launchpad does), then checks in the
+browser that the asset graph lists every asset, that the check results are visible, and that the
+figures asset shows its embedded PNG preview. Screenshots go to test-artifacts/ui/.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package (its own browser download
+is not used). In CI a missing chromium fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_definitions import EXPECTED_ASSETS
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+CHECKS = ["divergences_finite", "js_symmetric", "js_bounded_zero_diagonal", "kl_nonnegative_zero_diagonal"]
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+  }
+}
+"""
+RUN_STATUS = 'query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _graphql(base: str, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, tiny_model_dir):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run must install Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONA_MODEL": str(tiny_model_dir), "PERSONA_RESOURCES": "cpu"}
+    log = open(tmp_path / "dagster_dev.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "persona_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/server_info", timeout=5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("dagster dev did not come up:\n" + (tmp_path / "dagster_dev.log").read_text()[-3000:])
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def _launch_and_wait(base: str) -> str:
+    run_config = {
+        "ops": {
+            "eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 1}},
+            "generations": {"config": {"max_new_tokens": 6}},
+            "persona_cosine": {"config": {"layers": [1, 2]}},
+            "leakage_correlations": {"config": {"n_bootstrap": 50}},
+            "cosine_precheck": {"config": {"n_bootstrap": 50}},
+        }
+    }
+    params = {
+        "selector": {
+            "repositoryLocationName": "persona_assets.definitions",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": [name]} for name in sorted(EXPECTED_ASSETS)],
+        },
+        "runConfigData": run_config,
+        "mode": "default",
+    }
+    launched = _graphql(base, LAUNCH_RUN, {"params": params})["data"]["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = _graphql(base, RUN_STATUS, {"id": run_id})["data"]["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            assert status == "SUCCESS", f"run {run_id} ended {status}"
+            return run_id
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} did not finish in time")
+
+
+def _dismiss_welcome_dialog(page) -> None:
+    """First visits show a newsletter dialog over the page; skip it like a person would."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=5_000)
+        skip.click()
+    except Exception:  # noqa: BLE001 - no dialog this time
+        pass
+
+
+def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
+    from playwright.sync_api import sync_playwright
+
+    base = dagster_dev
+    _launch_and_wait(base)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+
+        page.goto(f"{base}/assets", wait_until="networkidle")
+        _dismiss_welcome_dialog(page)
+        for name in EXPECTED_ASSETS:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "assets.png"), full_page=True)
+
+        page.goto(f"{base}/asset-groups", wait_until="networkidle")
+        for name in EXPECTED_ASSETS:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "global_lineage.png"))
+
+        page.goto(f"{base}/assets/divergence_matrices?view=checks", wait_until="networkidle")
+        for check in CHECKS:
+            page.get_by_text(check).first.wait_for(timeout=30_000)
+        assert page.get_by_text("Passed").count() + page.get_by_text("Succeeded").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "divergence_checks.png"), full_page=True)
+
+        page.goto(f"{base}/assets/figures", wait_until="networkidle")
+        preview = page.locator("img[src^='data:image/png;base64']").first
+        preview.wait_for(timeout=30_000)
+        assert preview.evaluate("img => img.naturalWidth") > 50
+        page.screenshot(path=str(ARTIFACTS / "figures_asset.png"), full_page=True)
+        browser.close()
