@@ -119,6 +119,24 @@ class LLMResource(dg.ConfigurableResource):
         logp = self.engine.response_logprobs(prompts, response_ids)
         return pair_divergences(logp, pairs, chunk_size=pair_chunk_size)
 
+    def batch_response_divergences(
+        self,
+        items: Sequence[tuple[Sequence[list[int]], Sequence[int], Sequence[tuple[int, int]]]],
+        *,
+        pair_chunk_size: int,
+        progress: ProgressFn | None = None,
+    ) -> list[Any]:
+        """`response_divergences` for many (prompts, response_ids, pairs) items, in order.
+
+        This default scores one response at a time; GpuLLM packs several per forward.
+        """
+        results = []
+        for done, (prompts, response_ids, pairs) in enumerate(items, start=1):
+            results.append(self.response_divergences(prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size))
+            if progress:
+                progress(done, len(items))
+        return results
+
     def last_prompt_hidden_states(
         self, prompts: Sequence[list[int]], layers: Sequence[int], *, batch_size: int, progress: ProgressFn | None = None
     ) -> Any:
@@ -144,6 +162,10 @@ class GpuLLM(LLMResource):
     use_vllm: bool = Field(True, description="generate with vLLM when it is importable")
     vllm_gpu_memory_utilization: float = Field(0.5, description="share of GPU memory vLLM may take")
     cuda_device: int = Field(0)
+    teacher_forcing_batch_tokens: int = Field(
+        16384, description="rows x width bound of one teacher-forcing forward (several responses packed by length)"
+    )
+    lean_generation: bool = Field(True, description="without vLLM, generate with the lean greedy decode loop")
 
     def _torch_device(self) -> str:
         return f"cuda:{self.cuda_device}"
@@ -155,6 +177,12 @@ class GpuLLM(LLMResource):
         self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None
     ) -> list[Any]:
         if self.generation_backend() != "vllm":
+            if self.lean_generation:
+                from resources.fast_engine import lean_generate
+
+                return lean_generate(
+                    self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+                )
             return super().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
         from resources.model_loading import local_model_path
         from resources.vllm_generation import generate_with_vllm
@@ -166,6 +194,20 @@ class GpuLLM(LLMResource):
             dtype=self.dtype,
             gpu_memory_utilization=self.vllm_gpu_memory_utilization,
             stop_token_ids=sorted(_stop_ids(self.tokenizer)),
+        )
+
+    def batch_response_divergences(
+        self,
+        items: Sequence[tuple[Sequence[list[int]], Sequence[int], Sequence[tuple[int, int]]]],
+        *,
+        pair_chunk_size: int,
+        progress: ProgressFn | None = None,
+    ) -> list[Any]:
+        """Several responses per bf16 forward, LM head on response positions only, Triton divergences."""
+        from resources.fast_engine import batch_response_divergences
+
+        return batch_response_divergences(
+            self.engine, items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress
         )
 
 

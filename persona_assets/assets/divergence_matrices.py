@@ -48,13 +48,14 @@ def divergence_matrices(
     started = time.monotonic()
     scored_tokens = 0
     responses = generations["responses"]
-    for done, response in enumerate(responses, start=1):
+    response_pairs = [scorer_pairs(names.index(r["persona"]), len(names), config.averaging) for r in responses]
+    items = [
+        ([prompts[(name, r["question_index"])] for name in names], r["token_ids"], pairs)
+        for r, pairs in zip(responses, response_pairs)
+    ]
+    results = llm.batch_response_divergences(items, pair_chunk_size=config.pair_chunk_size, progress=progress)
+    for response, pairs, result in zip(responses, response_pairs, results):
         q = response["question_index"]
-        generator = names.index(response["persona"])
-        pairs = scorer_pairs(generator, len(names), config.averaging)
-        result = llm.response_divergences(
-            [prompts[(name, q)] for name in names], response["token_ids"], pairs, pair_chunk_size=config.pair_chunk_size
-        )
         js, kl_ab, kl_ba = (t.mean(dim=1).tolist() for t in (result.js, result.kl_ab, result.kl_ba))
         for k, (a, b) in enumerate(pairs):
             rows.append(
@@ -70,7 +71,6 @@ def divergence_matrices(
                 }
             )
         scored_tokens += response["n_tokens"] * len(names)
-        progress(done, len(responses))
     elapsed = time.monotonic() - started
 
     per_response = pd.DataFrame(rows)
