@@ -13,6 +13,7 @@ import numpy as np
 from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
+from persona_assets.assets.legacy import legacy_kill_gate_verdicts
 
 TOLERANCE = 1e-9
 LN2 = math.log(2)
@@ -73,14 +74,18 @@ def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
     )
 
 
-def _kill_check(criterion: str) -> dg.AssetChecksDefinition:
+def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=kill_gate_verdicts,
+        asset=asset,
         name=f"kill_{criterion}",
         blocking=False,
         description=f"Pre-registered kill criterion '{criterion}': fails when the criterion says stop.",
     )
     def _check(kill_gate_verdicts: dict) -> dg.AssetCheckResult:
+        if not kill_gate_verdicts.get("available", True):
+            return dg.AssetCheckResult(
+                passed=True, severity=dg.AssetCheckSeverity.WARN, description=f"not judged: {kill_gate_verdicts.get('note')}"
+            )
         verdict = kill_gate_verdicts[criterion]
         evidence = {k: v for k, v in verdict["evidence"].items() if isinstance(v, (int, float, str, bool)) and v is not None}
         return dg.AssetCheckResult(
@@ -96,3 +101,5 @@ def _kill_check(criterion: str) -> dg.AssetChecksDefinition:
 invariant_checks = [divergences_finite, js_symmetric, js_bounded_zero_diagonal, kl_nonnegative_zero_diagonal, no_empty_responses]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
 all_checks = invariant_checks + kill_checks
+# The same kill criteria on re-analysed earlier results (legacy/kill_gate_verdicts).
+legacy_checks = [_kill_check("discrimination", legacy_kill_gate_verdicts), _kill_check("redundancy", legacy_kill_gate_verdicts)]

@@ -56,3 +56,16 @@ class KillGateConfig(dg.Config):
     min_js_std: float = Field(0.05, description="discrimination: minimum std of pair JS (nats)")
     min_js_ratio: float = Field(3.0, description="discrimination: minimum max/min ratio of pair JS")
     max_abs_js_cosine_rho: float = Field(0.80, description="redundancy: maximum |Spearman ρ(JS, cosine)|")
+    min_relative_question_spread: float = Field(
+        0.5, description="question informativeness: flag questions whose pair-JS std is below this × the median question's"
+    )
+
+
+class LegacyConfig(dg.Config):
+    legacy_dir: str = Field(
+        "legacy",
+        description=(
+            "folder of earlier results laid out like ../shared/reference (divergence_matrices.json, "
+            "cosine_leakage_correlation.json, cosine_<N>_l<L>.json, marker_eval/); relative to the working directory"
+        ),
+    )

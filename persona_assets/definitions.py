@@ -2,14 +2,15 @@
 
 import dagster as dg
 
-from persona_assets.assets.analysis import cosine_precheck, kill_gate_verdicts, leakage_correlations
+from persona_assets.assets.analysis import analysis_inputs, cosine_precheck, kill_gate_verdicts, leakage_correlations
 from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.figures import figures
 from persona_assets.assets.generations import generations
 from persona_assets.assets.leakage import leakage_rates
+from persona_assets.assets.legacy import legacy_assets
 from persona_assets.assets.persona_cosine import persona_cosine
-from persona_assets.checks import all_checks
+from persona_assets.checks import all_checks, legacy_checks
 from persona_assets.resources_for_env import resources_for_environment
 from persona_assets.sensors import failed_check_alerts
 
@@ -19,6 +20,7 @@ all_assets = [
     generations,
     persona_cosine,
     divergence_matrices,
+    analysis_inputs,
     cosine_precheck,
     leakage_correlations,
     kill_gate_verdicts,
@@ -32,8 +34,8 @@ executor = dg.multiprocess_executor.configured(
 )
 
 defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
+    assets=[*all_assets, *legacy_assets],
+    asset_checks=[*all_checks, *legacy_checks],
     sensors=[failed_check_alerts],
     resources=resources_for_environment(),
     executor=executor,

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from persona_assets.checks import all_checks
+from persona_assets.checks import all_checks, legacy_checks
 from persona_assets.core.alerts import deliver
 from persona_assets.storage import data_dir
 
@@ -30,7 +30,7 @@ def alerts_file() -> Path:
 
 
 def monitored_check_keys() -> list[dg.AssetCheckKey]:
-    return [key for checks_def in all_checks for key in checks_def.check_keys]
+    return [key for checks_def in [*all_checks, *legacy_checks] for key in checks_def.check_keys]
 
 
 @dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -16,6 +16,7 @@ EXPECTED_ASSETS = {
     "generations",
     "persona_cosine",
     "divergence_matrices",
+    "analysis_inputs",
     "cosine_precheck",
     "leakage_correlations",
     "kill_gate_verdicts",

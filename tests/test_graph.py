@@ -7,6 +7,7 @@ import math
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 import pytest
 
 from persona_assets.definitions import all_assets
@@ -73,6 +74,20 @@ def test_full_graph_on_tiny_model(tiny_model_dir, tmp_path):
     assert set(correlations["js_vs_cosine"]) == {"layer1", "layer2"}
     precheck = result.output_for_node("cosine_precheck")
     assert set(precheck["in_graph"]["by_layer"]) == {"layer1", "layer2"}
+    leakage = correlations["leakage"]
+    assert leakage["kl_asymmetry"]["n_unordered_pairs_with_both_directions"] == 6
+    assert leakage["js_vs_cosine_as_predictors"]["in_graph"]["layer2"]["n"] == 12
+    assert set(leakage["within_source"]["js"]["per_source"]["per_group"]) == set(PERSONAS)
+    length = correlations["length_confound"]
+    assert length["available"] and length["per_response_mean_js_vs_tokens"]["n"] == 4 * 2
+    controlled = length["js_leakage_length_controlled"]
+    lengths = pd.read_csv(tmp_path / "data" / "outputs" / "directed_leakage_pairs.csv")["pair_mean_tokens"]
+    if lengths.nunique() > 1:
+        assert controlled["partial_spearman"]["n"] == 12
+    else:  # every response hit max_new_tokens: no length differences to control for
+        assert "partial_spearman" not in controlled and "cannot confound" in controlled["note"]
+    verdicts = result.output_for_node("kill_gate_verdicts")
+    assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 2
 
     figures = result.output_for_node("figures")
     for stem in ("js_heatmap", "kl_heatmap", "kl_asymmetry_heatmap", "js_vs_cosine", "js_vs_leakage"):

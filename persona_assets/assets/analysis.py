@@ -1,138 +1,164 @@
-"""The analysis half of the graph: CPU only, no model."""
+"""The analysis half of the graph: CPU only, no model.
 
+The same four analysis assets — cosine_precheck, leakage_correlations, kill_gate_verdicts and
+figures — exist twice, built by `build_analysis_assets` around one inputs asset each:
+- this run: `analysis_inputs` (from divergence_matrices, persona_cosine, leakage_rates);
+- earlier results: `legacy_results` (group "legacy", from a folder of files; no model involved),
+  with the analysis assets under the key prefix `legacy/`.
+Both call the same core functions (`persona_assets.core.analyses`), so a re-analysis of earlier
+results and a new run are computed and reported identically.
+"""
+
+import inspect
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from persona_assets.config import AnalysisConfig, KillGateConfig, PrecheckConfig
-from persona_assets.core import correlations
-from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
+from persona_assets.core import analyses
+from persona_assets.core.analysis_inputs import AnalysisInputs, inputs_from_run
+from persona_assets.core.errors import InputError
 from persona_assets.storage import outputs_dir, write_csv
 
-
-def _cosines(persona_cosine: dict) -> dict[str, np.ndarray]:
-    return {layer: np.asarray(m, dtype=float) for layer, m in persona_cosine["cosine_matrices"].items()}
-
-
-def _leakage_frame(leakage_rates: dict) -> pd.DataFrame:
-    return pd.DataFrame(leakage_rates["rows"], columns=["source", "target", "rate"])
-
-
-@dg.asset(group_name="analysis", kinds={"pandas", "scipy"}, code_version="1")
-def cosine_precheck(
-    context: dg.AssetExecutionContext, config: PrecheckConfig, persona_cosine: dict, leakage_rates: dict
-) -> dict:
-    """Does hidden-state cosine predict leakage better towards the output layers? (context, not a gate)
-
-    Spearman and Pearson of cosine vs leakage per layer — from the in-graph cosine when leakage
-    rates are supplied, and from an existing cosine-vs-leakage file when one is configured — and
-    whether the correlation rises from the earliest to the latest layer.
-    """
-    layers = list(persona_cosine["cosine_matrices"])
-    names = persona_cosine["persona_names"]
-    result: dict = {"in_graph": {"centring": persona_cosine["centring"], "layers": persona_cosine["layers"]}}
-    if leakage_rates["available"]:
-        n = len(names)
-        placeholder = np.zeros((n, n))  # JS/KL are not needed for the cosine pre-check
-        directed = correlations.directed_leakage_pairs(
-            names, placeholder, placeholder, _cosines(persona_cosine), _leakage_frame(leakage_rates)
-        )
-        if len(directed) >= 3:
-            result["in_graph"] |= correlations.cosine_leakage_by_layer(
-                directed, layers, n_boot=config.n_bootstrap, seed=config.seed
-            )
-        else:
-            result["in_graph"]["note"] = f"only {len(directed)} directed pairs of this run have leakage rates"
-    else:
-        result["in_graph"]["note"] = leakage_rates["note"]
-
-    if config.cosine_leakage_file:
-        from persona_assets.core.legacy_formats import load_cosine_leakage_file
-
-        legacy = load_cosine_leakage_file(Path(config.cosine_leakage_file))
-        detail = legacy.detail.rename(columns={"leakage": "rate"})
-        wide = detail.pivot_table(index=["source", "target"], columns="layer", values="cosine").reset_index()
-        rates = detail.drop_duplicates(["source", "target"])[["source", "target", "rate"]]
-        wide = wide.merge(rates, on=["source", "target"])
-        wide.columns = [f"cosine_layer{c}" if isinstance(c, (int, np.integer)) else c for c in wide.columns]
-        file_layers = [f"layer{layer}" for layer in legacy.layers]
-        result["from_file"] = {
-            "path": config.cosine_leakage_file,
-            "centring": legacy.centring,
-            "layers": legacy.layers,
-            **correlations.cosine_leakage_by_layer(wide, file_layers, n_boot=config.n_bootstrap, seed=config.seed),
-        }
-    else:
-        result["from_file"] = {"note": "no cosine_leakage_file configured"}
-    for section in ("in_graph", "from_file"):
-        if "rises" in result[section]:
-            context.add_output_metadata({f"{section}_rises": str(result[section]["rises"])})
-    return result
-
-
-@dg.asset(group_name="analysis", kinds={"pandas", "scipy"}, code_version="1")
-def leakage_correlations(
-    context: dg.AssetExecutionContext,
-    config: AnalysisConfig,
-    divergence_matrices: dict,
-    persona_cosine: dict,
-    leakage_rates: dict,
-) -> dict:
-    """Is output-level similarity redundant with cosine, and does it predict leakage better?
-
-    JS and KL_sym vs cosine per layer over all unordered pairs; JS vs leakage over the directed
-    (source, target) pairs that have leakage data, cosine vs leakage on exactly those pairs, and
-    KL asymmetry vs directional leakage. Tables: outputs/pairs.csv, outputs/directed_leakage_pairs.csv.
-    """
-    names = divergence_matrices["persona_names"]
-    if persona_cosine["persona_names"] != names:
-        raise dg.Failure("persona_cosine and divergence_matrices cover different personas: re-materialize both")
-    js = np.asarray(divergence_matrices["js_matrix"], dtype=float)
-    kl = np.asarray(divergence_matrices["kl_matrix"], dtype=float)
-    cosines = _cosines(persona_cosine)
-    layers = list(cosines)
-    pairs = correlations.unordered_pairs(names, js, kl, cosines)
-    write_csv(outputs_dir() / "pairs.csv", pairs)
-    result = {
-        "averaging": divergence_matrices["method"]["averaging"],
-        "cosine_centring": persona_cosine["centring"],
-        "layers": layers,
-        "n_pairs": len(pairs),
-        **correlations.js_cosine_correlations(pairs, layers, n_boot=config.n_bootstrap, seed=config.seed),
-    }
-    if not leakage_rates["available"]:
-        result["leakage"] = {"available": False, "note": leakage_rates["note"]}
-    else:
-        directed = correlations.directed_leakage_pairs(names, js, kl, cosines, _leakage_frame(leakage_rates))
-        write_csv(outputs_dir() / "directed_leakage_pairs.csv", directed)
-        if len(directed) < 3:
-            result["leakage"] = {
-                "available": False,
-                "note": f"only {len(directed)} directed pairs of this run have leakage rates (need ≥ 3)",
-            }
-        else:
-            result["leakage"] = {"available": True, **correlations.leakage_correlations(directed, layers, n_boot=config.n_bootstrap, seed=config.seed)}
-    context.add_output_metadata(
-        {f"spearman_js_cosine_{layer}": result["js_vs_cosine"][layer]["spearman_rho"] for layer in layers}
-        | {"leakage_available": result["leakage"]["available"]}
-    )
-    return result
+NOT_AVAILABLE = "available"
 
 
 @dg.asset(group_name="analysis", kinds={"pandas"}, code_version="1")
-def kill_gate_verdicts(
-    context: dg.AssetExecutionContext, config: KillGateConfig, divergence_matrices: dict, leakage_correlations: dict
+def analysis_inputs(
+    context: dg.AssetExecutionContext, divergence_matrices: dict, persona_cosine: dict, leakage_rates: dict
 ) -> dict:
-    """The pre-registered kill criteria, each with its evidence: discrimination and redundancy."""
-    js = np.asarray(divergence_matrices["js_matrix"], dtype=float)
-    upper = js[np.triu_indices(len(js), k=1)]
-    discrimination = discrimination_verdict(upper, min_std=config.min_js_std, min_ratio=config.min_js_ratio)
-    redundancy = redundancy_verdict(
-        {layer: c["spearman_rho"] for layer, c in leakage_correlations["js_vs_cosine"].items()},
-        max_abs_rho=config.max_abs_js_cosine_rho,
+    """This run's divergences, cosines, leakage and response lengths in the shape the analyses take.
+
+    The same shape `legacy_results` gives earlier results, so both go through the same analysis code.
+    """
+    csv = Path(divergence_matrices.get("per_response_csv") or outputs_dir() / "divergence_per_response.csv")
+    per_response = pd.read_csv(csv) if csv.is_file() else None
+    try:
+        inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage_rates, per_response)
+    except InputError as exc:
+        raise dg.Failure(str(exc)) from exc
+    context.add_output_metadata({"averagings": ", ".join(inputs.averagings), "n_leakage_rows": len(inputs.leakage)})
+    return {NOT_AVAILABLE: True, **inputs.to_dict()}
+
+
+def _unavailable(value: dict) -> dict | None:
+    """The inputs asset says there is nothing to analyse (e.g. no folder of earlier results)."""
+    if value.get(NOT_AVAILABLE, True):
+        return None
+    return {NOT_AVAILABLE: False, "note": value.get("note", "no inputs")}
+
+
+def _inputs(value: dict) -> AnalysisInputs:
+    return AnalysisInputs.from_dict({k: v for k, v in value.items() if k != NOT_AVAILABLE})
+
+
+def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> list[dg.AssetsDefinition]:
+    """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, under `prefix`."""
+
+    def key(name: str) -> dg.AssetKey:
+        return dg.AssetKey([*prefix, name])
+
+    tables = outputs_dir  # evaluated at run time: PERSONA_DATA_DIR may change between runs
+    stem = "__".join(prefix) + "__" if prefix else ""
+    origin = "earlier results in legacy_dir" if prefix else "this run"
+
+    @dg.asset(
+        key=key("cosine_precheck"),
+        ins={"inputs": dg.AssetIn(inputs_key)},
+        group_name=group,
+        kinds={"pandas", "scipy"},
+        code_version="2",
+        description=inspect.cleandoc(f"""Does hidden-state cosine predict leakage better towards the output layers? (context, not a gate)
+
+        From {origin}: Spearman and Pearson (p, n, source-clustered bootstrap CI) of cosine vs
+        leakage per layer for each cosine set (one per centring, reported apart), which layers are
+        present or missing, and whether the correlation rises from the first to the last layer; from
+        a cosine-vs-leakage file over all its pairs and over the core pairs."""),
     )
-    verdicts = {"discrimination": discrimination, "redundancy": redundancy}
-    context.add_output_metadata({f"{name}_killed": v["killed"] for name, v in verdicts.items()})
-    return {"averaging": divergence_matrices["method"]["averaging"], "model": divergence_matrices["model"], **verdicts}
+    def cosine_precheck(context: dg.AssetExecutionContext, config: PrecheckConfig, inputs: dict) -> dict:
+        if (missing := _unavailable(inputs)) is not None:
+            return missing
+        loaded = _inputs(inputs)
+        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed)
+        if config.cosine_leakage_file:
+            from persona_assets.core.legacy_formats import load_cosine_leakage_file
+
+            file = load_cosine_leakage_file(Path(config.cosine_leakage_file))
+            result["from_file"] = {
+                "path": config.cosine_leakage_file,
+                **analyses.precheck_from_detail(
+                    file.detail.rename(columns={"leakage": "rate"}), loaded.persona_names, file.centring,
+                    n_boot=config.n_bootstrap, seed=config.seed,
+                ),
+            }
+        elif "from_file" not in result:
+            result["from_file"] = {"note": "no cosine-vs-leakage file"}
+        metadata = {}
+        for label in [*loaded.cosine_sets, "from_file"]:
+            section = result[label].get("all_pairs", result[label]) if label == "from_file" else result[label]
+            for layer, c in section.get("by_layer", {}).items():
+                metadata[f"spearman_{label}_{layer}"] = c["spearman_rho"]
+        context.add_output_metadata(metadata)
+        return result
+
+    @dg.asset(
+        key=key("leakage_correlations"),
+        ins={"inputs": dg.AssetIn(inputs_key)},
+        group_name=group,
+        kinds={"pandas", "scipy"},
+        code_version="2",
+        description=inspect.cleandoc(f"""Is output-level similarity redundant with cosine, and does it predict leakage better?
+
+        From {origin}, for every JS averaging (labelled) and every cosine set (one per centring):
+        JS and KL_sym vs cosine per layer over unordered pairs; JS vs leakage and cosine vs leakage
+        on the same directed pairs with the Meng–Rosenthal–Rubin / Steiger test; within-source
+        correlations and the between-source share; KL asymmetry (signed and absolute); the length
+        confound. Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
+    )
+    def leakage_correlations(context: dg.AssetExecutionContext, config: AnalysisConfig, inputs: dict) -> dict:
+        if (missing := _unavailable(inputs)) is not None:
+            return missing
+        result, pairs, directed = analyses.leakage_correlations(_inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed)
+        write_csv(tables() / f"{stem}pairs.csv", pairs)
+        if len(directed):
+            write_csv(tables() / f"{stem}directed_leakage_pairs.csv", directed)
+        metadata = {f"spearman_js_cosine_{layer}": c["spearman_rho"] for layer, c in result["js_vs_cosine"].items()}
+        metadata["leakage_available"] = result["leakage"]["available"]
+        if result["leakage"]["available"]:
+            metadata["spearman_js_leakage"] = result["leakage"]["js_vs_leakage"]["spearman_rho"]
+        context.add_output_metadata(metadata)
+        return result
+
+    @dg.asset(
+        key=key("kill_gate_verdicts"),
+        ins={"inputs": dg.AssetIn(inputs_key), "leakage_correlations": dg.AssetIn(key("leakage_correlations"))},
+        group_name=group,
+        kinds={"pandas"},
+        code_version="2",
+        description=inspect.cleandoc(f"""The pre-registered kill criteria on {origin}, each with its evidence.
+
+        Discrimination (std, max/min ratio, coefficient of variation; a note when a threshold is
+        unreachable by construction) for every averaging; redundancy with cosine at every layer of
+        every cosine set; per-question informativeness (spread of pair JS, flagged questions)."""),
+    )
+    def kill_gate_verdicts(context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict) -> dict:
+        if (missing := _unavailable(inputs)) is not None:
+            return missing
+        verdicts = analyses.kill_gate_verdicts(
+            _inputs(inputs),
+            leakage_correlations,
+            min_std=config.min_js_std,
+            min_ratio=config.min_js_ratio,
+            max_abs_rho=config.max_abs_js_cosine_rho,
+            min_relative_question_spread=config.min_relative_question_spread,
+        )
+        context.add_output_metadata({f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")})
+        return {NOT_AVAILABLE: True, **verdicts}
+
+    return [cosine_precheck, leakage_correlations, kill_gate_verdicts]
+
+
+cosine_precheck, leakage_correlations, kill_gate_verdicts = build_analysis_assets(
+    dg.AssetKey("analysis_inputs"), prefix=[], group="analysis"
+)

@@ -1,10 +1,16 @@
+"""Figures of the analysis, for this run (`figures`) and for earlier results (`legacy/figures`)."""
+
+import inspect
+
 import altair as alt
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from persona_assets.core import charts
-from persona_assets.storage import figures_dir, outputs_dir
+from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable
+from persona_assets.core import analyses, charts
+from persona_assets.core.analysis_inputs import AnalysisInputs
+from persona_assets.storage import figures_dir
 
 
 def _title_with_rho(prefix: str, correlation: dict) -> str:
@@ -13,65 +19,151 @@ def _title_with_rho(prefix: str, correlation: dict) -> str:
         return f"{prefix} (ρ undefined)"
     ci = correlation.get("spearman_ci95") or [None, None]
     ci_text = f", 95% CI [{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci else ""
-    return f"{prefix}: Spearman ρ = {rho:.2f}{ci_text}, n = {correlation['n']}"
+    return f"{prefix}: ρ = {rho:.2f}{ci_text}, n = {correlation['n']}"
 
 
-@dg.asset(group_name="analysis", kinds={"altair"}, code_version="1")
-def figures(
-    context: dg.AssetExecutionContext,
-    divergence_matrices: dict,
-    leakage_correlations: dict,
-    kill_gate_verdicts: dict,
-) -> dict:
-    """Heatmaps of JS, KL and signed KL asymmetry; JS vs cosine per layer; JS and cosine vs leakage.
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
 
-    PNG and interactive HTML under figures/ (PERSONA_FIGURES_DIR); small previews in the metadata.
-    """
-    names = divergence_matrices["persona_names"]
-    js = np.asarray(divergence_matrices["js_matrix"], dtype=float)
-    kl = np.asarray(divergence_matrices["kl_matrix"], dtype=float)
-    averaging = divergence_matrices["method"]["averaging"]
-    built: dict[str, alt.Chart] = {
-        "js_heatmap": charts.heatmap(js, names, title=f"Jensen-Shannon divergence (nats, {averaging})", value_label="JS"),
-        "kl_heatmap": charts.heatmap(kl, names, title="KL(row ‖ column) (nats)", value_label="KL"),
-        "kl_asymmetry_heatmap": charts.heatmap(
-            kl - kl.T, names, title="KL(row→col) − KL(col→row) (nats)", value_label="KL_signed_asym", diverging=True
-        ),
-    }
-    pairs = pd.read_csv(outputs_dir() / "pairs.csv")
-    pairs["pair"] = pairs["persona_a"] + " / " + pairs["persona_b"]
-    layer_charts = [
-        charts.scatter(
-            pairs, x=f"cosine_{layer}", y="js", title=_title_with_rho(layer, leakage_correlations["js_vs_cosine"][layer]),
-            tooltip=["pair", "js", f"cosine_{layer}"],
-        )
-        for layer in leakage_correlations["layers"]
-    ]
-    built["js_vs_cosine"] = alt.hconcat(*layer_charts).properties(title="JS vs hidden-state cosine, per layer")
-    leakage = leakage_correlations["leakage"]
-    if leakage["available"]:
-        directed = pd.read_csv(outputs_dir() / "directed_leakage_pairs.csv")
-        last_layer = leakage_correlations["layers"][-1]
-        built["js_vs_leakage"] = alt.hconcat(
-            charts.scatter(directed, x="js", y="rate", color="source", title=_title_with_rho("JS vs leakage", leakage["js_vs_leakage"]), tooltip=["source", "target", "js", "rate"]),
-            charts.scatter(
-                directed, x=f"cosine_{last_layer}", y="rate", color="source",
-                title=_title_with_rho(f"cosine ({last_layer}) vs leakage", leakage["cosine_vs_leakage_same_pairs"][last_layer]),
-                tooltip=["source", "target", f"cosine_{last_layer}", "rate"],
+
+def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
+    """JS vs leakage and cosine vs leakage on the same directed pairs, coloured by source, and the
+    within-source correlations of both, per source. None when there is no leakage or no cosine."""
+    leakage = correlations["leakage"]
+    cosine_set = correlations.get("primary_cosine_set")
+    if not leakage.get("available") or cosine_set is None:
+        return None
+    averaging = inputs.primary_averaging
+    layer = inputs.cosine_sets[cosine_set].layers[-1]
+    centring = inputs.cosine_sets[cosine_set].centring
+    directed = analyses.directed_pair_table(inputs)
+    js_col, cos_col = analyses.js_column(averaging), analyses.cosine_column(cosine_set, layer)
+    frame = directed.rename(columns={js_col: "js", cos_col: "cosine"})[["source", "target", "rate", "js", "cosine"]]
+    js_panel = charts.scatter(
+        frame, x="js", y="rate", color="source",
+        title=_title_with_rho(f"JS ({averaging}) vs leakage", leakage["js_vs_leakage"]),
+        tooltip=["source", "target", "js", "rate"],
+    )
+    cos_panel = charts.scatter(
+        frame, x="cosine", y="rate", color="source",
+        title=_title_with_rho(f"cosine ({layer}) vs leakage", leakage["cosine_vs_leakage_same_pairs"][cosine_set][layer]),
+        tooltip=["source", "target", "cosine", "rate"],
+    )
+    js_within = leakage["within_source"]["js"]
+    cos_within = leakage["within_source"]["cosine"][cosine_set][layer]
+    rows = []
+    for predictor, within in (("JS", js_within), (f"cosine {layer}", cos_within)):
+        for source, c in within["per_source"]["per_group"].items():
+            rows.append({"source": source, "predictor": predictor, "spearman_rho": c["spearman_rho"], "n": c["n"]})
+    within_frame = pd.DataFrame(rows)
+    undefined = sorted(set(within_frame.loc[within_frame["spearman_rho"].isna(), "source"]))
+    within_frame = within_frame.dropna(subset=["spearman_rho"])
+    js_share = js_within["decomposition_spearman"]["between_share"]
+    cos_share = cos_within["decomposition_spearman"]["between_share"]
+    within_panel = (
+        alt.Chart(
+            within_frame,
+            title=alt.Title(
+                "Within each source: Spearman ρ with leakage",
+                subtitle=[
+                    f"mean within ρ: JS {_fmt(js_within['per_source']['mean_within_spearman'])}, "
+                    f"cosine {_fmt(cos_within['per_source']['mean_within_spearman'])}",
+                    f"between-source share of pooled ρ: JS {_fmt(js_share)}, cosine {_fmt(cos_share)}",
+                ]
+                + ([f"undefined (constant leakage or predictor): {', '.join(undefined)}"] if undefined else []),
             ),
-        ).properties(title="Same directed pairs: JS and cosine as leakage predictors")
+        )
+        .mark_point(size=80, filled=True)
+        .encode(
+            x=alt.X("spearman_rho:Q", scale=alt.Scale(domain=[-1, 1]), title="within-source Spearman ρ"),
+            y=alt.Y("source:N", title=None),
+            color=alt.Color("predictor:N"),
+            shape=alt.Shape("predictor:N"),
+            tooltip=["source", "predictor", alt.Tooltip("spearman_rho:Q", format=".3f"), "n"],
+        )
+        .properties(width=260, height=220)
+    )
+    mrr = leakage["js_vs_cosine_as_predictors"][cosine_set][layer].get("meng_rosenthal_rubin", {})
+    subtitle = f"{len(frame)} directed pairs, {frame['source'].nunique()} sources; cosine centred by the {centring}"
+    if mrr.get("z") is not None:
+        subtitle += f"; JS vs cosine (Meng–Rosenthal–Rubin): z = {mrr['z']:.2f}, p = {mrr['p_two_sided']:.3g}"
+    return alt.hconcat(js_panel, cos_panel, within_panel).resolve_scale(color="independent", shape="independent").properties(
+        title=alt.Title("Same directed pairs: JS and cosine as leakage predictors", subtitle=subtitle)
+    )
 
-    directory = figures_dir()
-    files = {}
-    for stem, chart in built.items():
-        files[stem] = {kind: str(path) for kind, path in charts.save_chart(chart, directory, stem).items()}
-    context.add_output_metadata(
-        {
+
+def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.Chart]:
+    names = inputs.persona_names
+    kl = inputs.kl
+    built: dict[str, alt.Chart] = {}
+    for averaging, js in inputs.js.items():
+        stem = "js_heatmap" if averaging == inputs.primary_averaging else f"js_heatmap_{averaging}"
+        built[stem] = charts.heatmap(js, names, title=f"Jensen-Shannon divergence (nats, {averaging})", value_label="JS")
+    built["kl_heatmap"] = charts.heatmap(kl, names, title=f"KL(row ‖ column) (nats, {inputs.kl_averaging})", value_label="KL")
+    built["kl_asymmetry_heatmap"] = charts.heatmap(
+        kl - kl.T, names, title="KL(row→col) − KL(col→row) (nats)", value_label="KL_signed_asym", diverging=True
+    )
+    pairs = analyses.unordered_pair_table(inputs)
+    pairs["pair"] = pairs["persona_a"] + " / " + pairs["persona_b"]
+    js_col = analyses.js_column(inputs.primary_averaging)
+    panels = []
+    for label, cs in inputs.cosine_sets.items():
+        block = correlations["by_averaging"][inputs.primary_averaging]["js_vs_cosine"][label]
+        for layer in cs.layers:
+            column = analyses.cosine_column(label, layer)
+            frame = pairs[["pair", js_col, column]].dropna().rename(columns={js_col: "js", column: "cosine"})
+            prefix = f"{layer}" if len(inputs.cosine_sets) == 1 else f"{label} {layer}"
+            panels.append(charts.scatter(frame, x="cosine", y="js", title=_title_with_rho(prefix, block[layer]), tooltip=["pair", "js", "cosine"]))
+    if panels:
+        built["js_vs_cosine"] = alt.hconcat(*panels).properties(title=f"JS ({inputs.primary_averaging}) vs hidden-state cosine, per layer")
+    hero = hero_figure(inputs, correlations)
+    if hero is not None:
+        built["js_vs_leakage"] = hero
+    return built
+
+
+def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> dg.AssetsDefinition:
+    def key(name: str) -> dg.AssetKey:
+        return dg.AssetKey([*prefix, name])
+
+    @dg.asset(
+        key=key("figures"),
+        ins={
+            "inputs": dg.AssetIn(inputs_key),
+            "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
+            "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
+        },
+        group_name=group,
+        kinds={"altair"},
+        code_version="2",
+        description=inspect.cleandoc(
+            f"""Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; the hero figure.
+
+            The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
+            directed pairs, ρ and 95% CI in the titles, coloured by source, with a within-source panel.
+            PNG and interactive HTML under {'/'.join(['figures', *prefix])}/ (PERSONA_FIGURES_DIR); previews in the metadata."""
+        ),
+    )
+    def figures(context: dg.AssetExecutionContext, inputs: dict, leakage_correlations: dict, kill_gate_verdicts: dict) -> dict:
+        if (missing := _unavailable(inputs)) is not None:
+            return missing
+        built = build_figures(_inputs(inputs), leakage_correlations)
+        directory = figures_dir().joinpath(*prefix)
+        files = {stem: {kind: str(path) for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
+        metadata = {
             "figures_dir": dg.MetadataValue.path(str(directory)),
             "js_heatmap_preview": dg.MetadataValue.md(charts.small_png_preview(built["js_heatmap"])),
-            "kl_asymmetry_preview": dg.MetadataValue.md(charts.small_png_preview(built["kl_asymmetry_heatmap"])),
-            "verdicts": ", ".join(f"{k}: {'KILLED' if kill_gate_verdicts[k]['killed'] else 'passed'}" for k in ("discrimination", "redundancy")),
+            "verdicts": ", ".join(
+                f"{k}: {'KILLED' if kill_gate_verdicts[k]['killed'] else 'passed'}" for k in ("discrimination", "redundancy")
+            ),
         }
-    )
-    context.log.info(f"figures written to {directory}")
-    return {"directory": str(directory), "files": files}
+        if "js_vs_leakage" in built:
+            metadata["hero_preview"] = dg.MetadataValue.md(charts.small_png_preview(built["js_vs_leakage"]))
+        context.add_output_metadata(metadata)
+        context.log.info(f"figures written to {directory}")
+        return {NOT_AVAILABLE: True, "directory": str(directory), "files": files}
+
+    return figures
+
+
+figures = build_figures_asset(dg.AssetKey("analysis_inputs"), prefix=[], group="analysis")

@@ -480,3 +480,78 @@ def within_group_correlations(
         "n_dropped_nan": int((~keep).sum()),
         "note": note,
     }
+
+
+def between_within_decomposition(
+    x: ArrayLike, y: ArrayLike, groups: Sequence[Any] | np.ndarray | pd.Series, method: str = "spearman"
+) -> dict[str, Any]:
+    """Split a pooled correlation exactly into a within-group and a between-group part.
+
+    With group means x̄_g, ȳ_g and grand means x̄, ȳ, the pooled covariance is the sum
+    cov = (1/n) Σ (x − x̄_g)(y − ȳ_g)  [within]  +  (1/n) Σ (x̄_g − x̄)(ȳ_g − ȳ)  [between],
+    so the pooled r = within_part + between_part (each divided by sqrt(var_x var_y)).
+    ``between_share`` = between_part / pooled r says how much of the pooled correlation is only
+    separation between groups (e.g. source personas that leak more overall and sit closer overall).
+    ``within_r`` is the correlation of the group-demeaned values (the within-group association).
+    For ``"spearman"`` x and y are ranked over the pooled sample first, so ``pooled_r`` equals
+    scipy's Spearman ρ. Pairs with a NaN are dropped.
+    """
+    if method not in ("spearman", "pearson"):
+        raise InputError(f"method must be 'spearman' or 'pearson', got {method!r}")
+    xa, ya, keep = _paired(x, y)
+    g = pd.Series(list(groups) if not isinstance(groups, pd.Series) else groups)
+    if len(g) != xa.size:
+        raise InputError(f"groups has {len(g)} labels but x and y have {xa.size} values")
+    if g.isna().any():
+        raise InputError("groups: contains missing labels")
+    xa, ya, labels = xa[keep], ya[keep], g.to_numpy()[keep]
+    n = int(xa.size)
+    result: dict[str, Any] = {
+        "method": method, "n": n, "n_groups": int(len(pd.unique(labels))), "pooled_r": None,
+        "within_part": None, "between_part": None, "between_share": None, "within_r": None, "note": None,
+    }
+    if n < 3 or _is_constant(xa) or _is_constant(ya):
+        result["note"] = "n < 3 or constant input: decomposition undefined"
+        return result
+    if method == "spearman":
+        xa, ya = stats.rankdata(xa), stats.rankdata(ya)
+    frame = pd.DataFrame({"x": xa, "y": ya, "g": labels})
+    means = frame.groupby("g")[["x", "y"]].transform("mean")
+    dx, dy = xa - xa.mean(), ya - ya.mean()
+    wx, wy = xa - means["x"].to_numpy(), ya - means["y"].to_numpy()
+    bx, by = means["x"].to_numpy() - xa.mean(), means["y"].to_numpy() - ya.mean()
+    scale = math.sqrt(float(np.mean(dx * dx)) * float(np.mean(dy * dy)))
+    pooled = float(np.mean(dx * dy)) / scale
+    within_part = float(np.mean(wx * wy)) / scale
+    between_part = float(np.mean(bx * by)) / scale
+    within_scale = math.sqrt(float(np.mean(wx * wx)) * float(np.mean(wy * wy)))
+    result.update(
+        pooled_r=pooled,
+        within_part=within_part,
+        between_part=between_part,
+        between_share=between_part / pooled if abs(pooled) > 1e-12 else None,
+        within_r=float(np.mean(wx * wy)) / within_scale if within_scale > 0 else None,
+        note=(
+            "pooled_r = within_part + between_part exactly; between_share is the fraction of the "
+            "pooled correlation due to differences between group means"
+            + (" (ranks over the pooled sample)" if method == "spearman" else "")
+        ),
+    )
+    return result
+
+
+def sign_agreement(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
+    """How often two signed differences point the same way, with a two-sided binomial test (p=1/2).
+
+    Pairs where either value is exactly 0 or NaN carry no direction and are left out. Unlike a
+    correlation of signed differences, this does not depend on which member of a pair is "first".
+    """
+    xa, ya, keep = _paired(a, b, ("a", "b"))
+    xa, ya = xa[keep], ya[keep]
+    directed = (xa != 0) & (ya != 0)
+    n = int(directed.sum())
+    agree = int((np.sign(xa[directed]) == np.sign(ya[directed])).sum())
+    if n == 0:
+        return {"n": 0, "n_agree": 0, "share_agree": None, "binomial_p": None, "note": "no pair with both signs defined"}
+    p = float(stats.binomtest(agree, n, 0.5).pvalue)
+    return {"n": n, "n_agree": agree, "share_agree": agree / n, "binomial_p": p, "note": None}

@@ -1,0 +1,109 @@
+"""Re-analysis of earlier results: the legacy group needs no model, and the committed config
+materializes end to end from the CLI on the reference results."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from persona_assets.assets.legacy import legacy_assets
+from persona_assets.checks import legacy_checks
+from persona_assets.io_manager import JsonIOManager
+from tests.conftest import REPO, SHARED_REFERENCE
+
+MODEL_ASSETS = {"eval_set", "generations", "persona_cosine", "divergence_matrices", "analysis_inputs", "leakage_rates"}
+CONFIG = REPO / "configs" / "reanalyze_legacy.yaml"
+
+
+def test_legacy_assets_depend_on_no_model_asset():
+    from persona_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    legacy_keys = {a.key for a in legacy_assets}
+    upstream = graph.get(legacy_keys.pop()).parent_keys
+    for key in {a.key for a in legacy_assets}:
+        upstream |= graph.get(key).parent_keys
+    assert {k.to_user_string() for k in upstream} <= {a.key.to_user_string() for a in legacy_assets}
+    assert not {k.path[-1] for k in upstream} & MODEL_ASSETS
+    for asset in legacy_assets:
+        spec = next(iter(asset.specs))
+        assert spec.description and spec.group_name == "legacy" and spec.kinds, spec.key
+
+
+def _materialize(legacy_dir: str):
+    config = yaml.safe_load(CONFIG.read_text())
+    config["ops"]["legacy_results"]["config"]["legacy_dir"] = legacy_dir
+    for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
+        config["ops"][op]["config"]["n_bootstrap"] = 50
+    return dg.materialize(
+        [*legacy_assets, *legacy_checks], resources={"io_manager": JsonIOManager()}, run_config=config, raise_on_error=False
+    )
+
+
+def test_default_legacy_dir_absent_reports_not_available(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./legacy here
+    result = _materialize("legacy")
+    assert result.success
+    assert result.output_for_node("legacy__leakage_correlations")["available"] is False
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+def test_explicit_legacy_dir_absent_fails_naming_it(tmp_path):
+    result = _materialize(str(tmp_path / "nowhere"))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "nowhere: no such folder" in str(failure.event_specific_data.error)
+
+
+@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is absent")
+def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
+    assert yaml.safe_load(CONFIG.read_text())["ops"]["legacy_results"]["config"]["legacy_dir"] == "../shared/reference"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "persona_assets.definitions",
+        "--select", "group:legacy", "-c", str(CONFIG),
+    ]
+    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = set(re.findall(r'Started execution of step "([^"]+)"', run.stderr + run.stdout))
+    assert {"legacy_results", "legacy__cosine_precheck", "legacy__leakage_correlations", "legacy__kill_gate_verdicts", "legacy__figures"} <= steps
+    assert not {s for s in steps if s.split("__")[-1] in MODEL_ASSETS}
+
+    outputs = tmp_path / "data" / "outputs"
+    precheck = json.loads((outputs / "legacy__cosine_precheck.json").read_text())
+    file_layers = precheck["from_file"]["all_pairs"]["by_layer"]
+    assert list(file_layers) == ["layer10", "layer15", "layer20", "layer25"]
+    assert all(c["n"] == 550 and c["bootstrap_unit"] == "source-cluster" for c in file_layers.values())
+    assert file_layers["layer20"]["spearman_rho"] == pytest.approx(0.6016, abs=2e-3)  # the file's own aggregate
+    assert precheck["cosine_matrix"]["layers_missing"] == ["layer10", "layer15", "layer25"]
+    assert precheck["cosine_matrix"]["centring"] != precheck["from_file"]["centring"]
+
+    correlations = json.loads((outputs / "legacy__leakage_correlations.json").read_text())
+    assert correlations["averagings"] == ["pair_own", "all_responses"]
+    leakage = correlations["leakage"]
+    assert leakage["n_directed_pairs"] == 50 and leakage["n_sources"] == 5
+    for averaging in ("pair_own", "all_responses"):
+        section = leakage["by_averaging"][averaging]
+        assert section["js_vs_leakage"]["spearman_rho"] < 0 and section["js_vs_leakage"]["spearman_ci95"]
+        assert section["js_vs_cosine_as_predictors"]["cosine_matrix"]["layer20"]["meng_rosenthal_rubin"]["p_two_sided"] is not None
+        assert correlations["by_averaging"][averaging]["js_vs_cosine"]["cosine_matrix"]["layer20"]["n"] == 55
+    assert correlations["by_averaging"]["pair_own"]["js_vs_cosine"]["cosine_leakage_file"]["layer20"]["n"] == 40
+    assert leakage["kl_asymmetry"]["signed"]["n"] == 10 and leakage["kl_asymmetry"]["absolute"]["n"] == 10
+    assert correlations["length_confound"]["available"] is False
+    assert "not available" in correlations["length_confound"]["note"]
+
+    verdicts = json.loads((outputs / "legacy__kill_gate_verdicts.json").read_text())
+    assert any("unreachable" in note for note in verdicts["discrimination"]["notes"])
+    assert set(verdicts["discrimination_by_averaging"]) == {"pair_own", "all_responses"}
+    assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 20
+    assert (tmp_path / "figures" / "legacy" / "js_vs_leakage.png").stat().st_size > 10_000
