@@ -32,6 +32,13 @@ class CosineConfig(dg.Config):
 class DivergenceConfig(dg.Config):
     averaging: str = Field("pair_own", description="pair_own (method) or all_responses (earlier results)")
     pair_chunk_size: int = Field(4, description="persona pairs per divergence chunk (bounds memory)")
+    max_scorers_per_pass: int = Field(
+        12,
+        description="scoring sequences teacher-forced together for one response (bounds memory at any number of personas)",
+    )
+    responses_per_batch: int = Field(
+        16, description="responses scored per call and then written to the cache (a killed run loses at most these)"
+    )
 
 
 class LeakageConfig(dg.Config):

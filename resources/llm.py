@@ -84,6 +84,13 @@ class LLMResource(dg.ConfigurableResource):
             self._engine = HFEngine(model, tokenizer, self.source, self._torch_device(), self.dtype)
         return self._engine
 
+    def use_shard_device(self, shard: int) -> None:
+        """Run this step on the device for shard `shard` (a no-op on the CPU)."""
+
+    def load_for_teacher_forcing(self) -> None:
+        """Load the weights now (so a timing of the scoring that follows excludes the load)."""
+        _ = self.engine
+
     def describe(self) -> dict[str, Any]:
         """What produced the numbers: recorded next to every output."""
         return {
@@ -167,8 +174,23 @@ class GpuLLM(LLMResource):
     )
     lean_generation: bool = Field(True, description="without vLLM, generate with the lean greedy decode loop")
 
+    _shard_device: int | None = PrivateAttr(default=None)
+
     def _torch_device(self) -> str:
-        return f"cuda:{self.cuda_device}"
+        return f"cuda:{self.cuda_device if self._shard_device is None else self._shard_device}"
+
+    def use_shard_device(self, shard: int) -> None:
+        """Shard k of a multi-GPU run uses GPU (cuda_device + k) mod the number of visible GPUs.
+
+        Called at the start of a shard step, before the model loads (each step is its own process
+        under the multiprocess executor); an engine already loaded in this process stays where it is.
+        """
+        if self._engine is not None:
+            return
+        import torch
+
+        count = torch.cuda.device_count() or 1
+        self._shard_device = (self.cuda_device + shard) % count
 
     def generation_backend(self) -> str:
         return "vllm" if self.use_vllm and importlib.util.find_spec("vllm") is not None else "transformers"
