@@ -96,6 +96,29 @@ def test_bad_personas_files(tmp_path, personas_yaml, message):
         build_eval_set(personas, questions, persona_subset=[], n_questions=1)
 
 
+def test_missing_personas_file_is_named(tmp_path):
+    questions = write(tmp_path / "q.yaml", "questions: [one]\n")
+    with pytest.raises(InputError, match=r"nope\.yaml: file not found"):
+        build_eval_set(tmp_path / "nope.yaml", questions, persona_subset=[], n_questions=1)
+
+
+@pytest.mark.parametrize(
+    "questions_yaml, message",
+    [
+        ("", "non-empty list"),
+        ("questions: []\n", "non-empty list"),
+        ("questions: [x, '  ']\n", "question #2 is empty"),
+        ("questions: [x, ' x ']\n", "duplicate question"),
+    ],
+)
+def test_bad_questions_files(tmp_path, questions_yaml, message):
+    personas = write(tmp_path / "p.yaml", "personas:\n  - {name: a, prompt: A}\n  - {name: b, prompt: B}\n")
+    questions = write(tmp_path / "q.yaml", questions_yaml)
+    with pytest.raises(InputError, match=message) as raised:
+        build_eval_set(personas, questions, persona_subset=[], n_questions=1)
+    assert "q.yaml" in str(raised.value)
+
+
 def test_bad_questions_and_settings(tmp_path):
     personas = write(tmp_path / "p.yaml", "personas:\n  - {name: a, prompt: A}\n  - {name: b, prompt: B}\n")
     with pytest.raises(InputError, match="file not found"):
