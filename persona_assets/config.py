@@ -39,6 +39,14 @@ class DivergenceConfig(dg.Config):
     responses_per_batch: int = Field(
         16, description="responses scored per call and then written to the cache (a killed run loses at most these)"
     )
+    noise_floor_samples: int = Field(
+        2,
+        ge=0,
+        description=(
+            "responses re-scored alone and in other batch compositions to measure the noise floor of JS/KL "
+            "(every run, cached or not); 0 = off; ≥ 0"
+        ),
+    )
 
 
 class LeakageConfig(dg.Config):

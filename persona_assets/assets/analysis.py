@@ -24,11 +24,11 @@ from persona_assets.storage import outputs_dir, write_csv
 NOT_AVAILABLE = "available"
 
 
-@dg.asset(group_name="analysis", kinds={"pandas"}, code_version="1")
+@dg.asset(group_name="analysis", kinds={"pandas"}, code_version="2")
 def analysis_inputs(
     context: dg.AssetExecutionContext, divergence_matrices: dict, persona_cosine: dict, leakage_rates: dict
 ) -> dict:
-    """This run's divergences, cosines, leakage and response lengths in the shape the analyses take.
+    """This run's divergences (with their noise floor), cosines, leakage and response lengths in the shape the analyses take.
 
     The same shape `legacy_results` gives earlier results, so both go through the same analysis code.
     """
@@ -38,7 +38,13 @@ def analysis_inputs(
         inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage_rates, per_response)
     except InputError as exc:
         raise dg.Failure(str(exc)) from exc
-    context.add_output_metadata({"averagings": ", ".join(inputs.averagings), "n_leakage_rows": len(inputs.leakage)})
+    context.add_output_metadata(
+        {
+            "averagings": ", ".join(inputs.averagings),
+            "n_leakage_rows": len(inputs.leakage),
+            "noise_floor_js_nats": inputs.noise_floor.get("js_abs_nats"),
+        }
+    )
     return {NOT_AVAILABLE: True, **inputs.to_dict()}
 
 
@@ -107,14 +113,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         ins={"inputs": dg.AssetIn(inputs_key)},
         group_name=group,
         kinds={"pandas", "scipy"},
-        code_version="2",
+        code_version="3",
         description=inspect.cleandoc(f"""Is output-level similarity redundant with cosine, and does it predict leakage better?
 
         From {origin}, for every JS averaging (labelled) and every cosine set (one per centring):
         JS and KL_sym vs cosine per layer over unordered pairs; JS vs leakage and cosine vs leakage
         on the same directed pairs with the Meng–Rosenthal–Rubin / Steiger test; within-source
         correlations and the between-source share; KL asymmetry (signed and absolute); the length
-        confound. Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
+        confound; the noise floor of JS next to the pair JS range (differences below it are not
+        findings; unknown for imported results). Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
     )
     def leakage_correlations(context: dg.AssetExecutionContext, config: AnalysisConfig, inputs: dict) -> dict:
         if (missing := _unavailable(inputs)) is not None:
@@ -125,6 +132,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             write_csv(tables() / f"{stem}directed_leakage_pairs.csv", directed)
         metadata = {f"spearman_js_cosine_{layer}": c["spearman_rho"] for layer, c in result["js_vs_cosine"].items()}
         metadata["leakage_available"] = result["leakage"]["available"]
+        metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]
         if result["leakage"]["available"]:
             metadata["spearman_js_leakage"] = result["leakage"]["js_vs_leakage"]["spearman_rho"]
         context.add_output_metadata(metadata)
@@ -135,11 +143,12 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         ins={"inputs": dg.AssetIn(inputs_key), "leakage_correlations": dg.AssetIn(key("leakage_correlations"))},
         group_name=group,
         kinds={"pandas"},
-        code_version="2",
+        code_version="3",
         description=inspect.cleandoc(f"""The pre-registered kill criteria on {origin}, each with its evidence.
 
         Discrimination (std, max/min ratio, coefficient of variation; a note when a threshold is
-        unreachable by construction) for every averaging; redundancy with cosine at every layer of
+        unreachable by construction; the noise floor, the smallest gap between pair JS values and
+        how many pair-JS differences fall below the floor) for every averaging; redundancy with cosine at every layer of
         every cosine set; per-question informativeness (spread of pair JS, flagged questions)."""),
     )
     def kill_gate_verdicts(context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict) -> dict:
@@ -153,7 +162,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             max_abs_rho=config.max_abs_js_cosine_rho,
             min_relative_question_spread=config.min_relative_question_spread,
         )
-        context.add_output_metadata({f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")})
+        floor = verdicts["noise_floor"]
+        context.add_output_metadata(
+            {
+                **{f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")},
+                "noise_floor_js_nats": floor["noise_floor_js_nats"],
+                "pair_js_differences_below_floor": floor["n_pair_js_differences_below_floor"],
+                "noise_floor_note": floor["note"],
+            }
+        )
         return {NOT_AVAILABLE: True, **verdicts}
 
     return [cosine_precheck, leakage_correlations, kill_gate_verdicts]

@@ -29,6 +29,7 @@ from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.progress import ProgressReporter
 from persona_assets.storage import data_dir, outputs_dir, write_csv
 from resources.llm import LLMResource
+from resources.noise_floor_scoring import measure_noise_floor
 
 
 def scorer_pairs(generator: int, n_personas: int, averaging: str) -> list[tuple[int, int]]:
@@ -115,7 +116,9 @@ def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: 
     (cache/divergences/), so adding personas or questions scores only what is new and a killed run
     resumes where it stopped. Matrices: JS (symmetric), KL[i][j] = KL(P_i‖P_j), KL_sym, |KL − KLᵀ|
     and the signed KL − KLᵀ, in nats. The per-(pair, question, response) table is written to
-    outputs/divergence_per_response.csv.
+    outputs/divergence_per_response.csv. `noise_floor`: a few responses (`noise_floor_samples`)
+    re-scored alone and in the other batch compositions; the largest change of a response-mean JS
+    is the floor below which pair differences are not findings.
     """
     jobs = response_jobs(llm, eval_set, generations, config.averaging)
     stats, elapsed = _score(context, llm, jobs, config)
@@ -146,6 +149,15 @@ def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: 
     write_csv(outputs_dir() / "divergence_per_response.csv", per_response)
     write_csv(outputs_dir() / "divergence_per_pair_question.csv", table)
 
+    # Measured every run, even when everything came from the cache: a few forwards.
+    noise_floor = measure_noise_floor(
+        llm,
+        jobs,
+        [{"generator": r["persona"], "question_index": r["question_index"]} for r in responses],
+        samples=config.noise_floor_samples,
+        max_scorers_per_pass=config.max_scorers_per_pass,
+        pair_chunk_size=config.pair_chunk_size,
+    )
     upper = matrices.js[np.triu_indices(len(names), k=1)]
     context.add_output_metadata(
         {
@@ -153,6 +165,9 @@ def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: 
             "js_mean": float(upper.mean()),
             "js_min": float(upper.min()),
             "js_max": float(upper.max()),
+            "noise_floor_js_nats": noise_floor["js_abs_nats"],
+            "noise_floor_js_rel": noise_floor.get("js_rel"),
+            "noise_floor": dg.MetadataValue.json(noise_floor),
             **_stats_metadata(stats, elapsed),
         }
     )
@@ -178,6 +193,7 @@ def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: 
             {"persona": r["persona"], "question_index": r["question_index"], "n_tokens": r["n_tokens"]} for r in responses
         ],
         "per_response_csv": str(outputs_dir() / "divergence_per_response.csv"),
+        "noise_floor": noise_floor,
     }
 
 
@@ -186,7 +202,7 @@ def _matrices_asset(shard_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
         name="divergence_matrices",
         group_name="model",
         kinds={"torch"},
-        code_version="2",
+        code_version="3",
         op_tags={"device": "gpu"},
         deps=shard_keys,
         description=_matrices.__doc__,

@@ -20,14 +20,15 @@ LEGACY_PREFIX = ["legacy"]
 DEFAULT_LEGACY_DIR = LegacyConfig().legacy_dir
 
 
-@dg.asset(group_name=LEGACY_GROUP, kinds={"pandas"}, code_version="1")
+@dg.asset(group_name=LEGACY_GROUP, kinds={"pandas"}, code_version="2")
 def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> dict:
     """Earlier results (JS/KL matrices, cosines, marker leakage) imported and validated.
 
     Reads `legacy_dir`: divergence_matrices.json (required; JS with both averagings — the file's
     all-responses and pair-own recomputed from per_prompt_js), cosine_leakage_correlation.json and
     cosine_<N>_l<L>.json (each centring kept as its own cosine set), marker_eval/ (directed
-    leakage). A bad file fails the step with a message naming it. When `legacy_dir` is left at its
+    leakage). No noise floor: the imported matrices carry none, and the analyses say it is unknown.
+    A bad file fails the step with a message naming it. When `legacy_dir` is left at its
     default and that folder does not exist, the legacy assets report "not available" instead of
     failing, so materializing everything on a project without earlier results stays green.
     """

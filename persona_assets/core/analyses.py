@@ -17,6 +17,7 @@ from persona_assets.core import correlations as corr
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
 from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
+from persona_assets.core.noise_floor import floor_evidence
 from persona_assets.core.statistics import (
     MRR,
     STEIGER,
@@ -96,6 +97,22 @@ def directed_pair_table(inputs: AnalysisInputs) -> pd.DataFrame:
             row["pair_mean_tokens"] = lengths[s, t]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def noise_floor_section(inputs: AnalysisInputs) -> dict[str, Any]:
+    """The run's noise floor next to the primary pair JS values, and what falls below it."""
+    js = inputs.js[inputs.primary_averaging][np.triu_indices(len(inputs.persona_names), k=1)]
+    floor = inputs.noise_floor
+    return {
+        "averaging": inputs.primary_averaging,
+        "js_min": float(np.nanmin(js)) if js.size else None,
+        "js_max": float(np.nanmax(js)) if js.size else None,
+        **floor_evidence(js, floor),
+        "measured": bool(floor.get("measured")),
+        "js_rel": floor.get("js_rel"),
+        "kl_abs_nats": floor.get("kl_abs_nats"),
+        "definition": floor.get("definition"),
+    }
 
 
 def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str, Any]:
@@ -306,6 +323,7 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
         "layers": inputs.cosine_sets[primary_set].layers if primary_set else [],
         "cosine_centring": inputs.cosine_sets[primary_set].centring if primary_set else None,
         "notes": list(inputs.notes),
+        "noise_floor": noise_floor_section(inputs),
         "by_averaging": {},
     }
     for averaging in inputs.averagings:
@@ -422,6 +440,10 @@ def kill_gate_verdicts(
 ) -> dict[str, Any]:
     upper = np.triu_indices(len(inputs.persona_names), k=1)
     by_averaging = {a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()}
+    for averaging, verdict in by_averaging.items():
+        evidence = floor_evidence(inputs.js[averaging][upper], inputs.noise_floor)
+        verdict["evidence"]["noise_floor"] = evidence
+        verdict["notes"].append(evidence["note"])
     primary = inputs.primary_averaging
     rhos: dict[str, float | None] = {}
     for label, layers in correlations["by_averaging"][primary]["js_vs_cosine"].items():
@@ -436,6 +458,7 @@ def kill_gate_verdicts(
         "origin": inputs.origin,
         "averaging": primary,
         "model": inputs.provenance.get("model") or inputs.provenance.get("divergence_metadata", {}).get("model"),
+        "noise_floor": noise_floor_section(inputs),
         "discrimination": discrimination,
         "discrimination_by_averaging": by_averaging,
         "redundancy": redundancy,

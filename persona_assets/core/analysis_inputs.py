@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from persona_assets.core.errors import InputError
+from persona_assets.core.noise_floor import UNKNOWN_FLOOR_NOTE, not_measured
 
 PAIR_OWN = "pair_own"
 ALL_RESPONSES = "all_responses"
@@ -83,6 +84,8 @@ class AnalysisInputs:
     precheck_centring: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The run's noise-floor record (persona_assets.core.noise_floor); measured False when unknown.
+    noise_floor: dict[str, Any] = field(default_factory=lambda: not_measured(UNKNOWN_FLOOR_NOTE))
 
     @property
     def averagings(self) -> list[str]:
@@ -128,6 +131,7 @@ class AnalysisInputs:
             "precheck_centring": self.precheck_centring,
             "provenance": self.provenance,
             "notes": self.notes,
+            "noise_floor": self.noise_floor,
         }
 
     @classmethod
@@ -167,6 +171,7 @@ class AnalysisInputs:
             precheck_centring=data.get("precheck_centring", ""),
             provenance=data.get("provenance", {}),
             notes=list(data.get("notes", [])),
+            noise_floor=data.get("noise_floor") or not_measured(UNKNOWN_FLOOR_NOTE),
         )
 
 
@@ -234,6 +239,8 @@ def inputs_from_run(
         length_note=length_note,
         provenance={"model": divergence_matrices.get("model"), "layers": persona_cosine.get("layers")},
         notes=notes,
+        noise_floor=divergence_matrices.get("noise_floor")
+        or not_measured("divergence_matrices predates the noise-floor measurement: re-materialize it to measure the floor"),
     )
 
 
@@ -382,4 +389,5 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
         precheck_centring=precheck_centring,
         provenance=provenance,
         notes=notes,
+        noise_floor=not_measured(UNKNOWN_FLOOR_NOTE),
     )

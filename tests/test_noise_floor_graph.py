@@ -1,0 +1,84 @@
+"""The run measures its own noise floor (same responses, other batch compositions) and the
+kill gates and correlations report it; on the tiny model, CPU, float32."""
+
+from __future__ import annotations
+
+import math
+
+import dagster as dg
+
+from persona_assets.definitions import all_assets
+from persona_assets.io_manager import JsonIOManager
+from resources.llm import CpuLLM
+from tests.test_graph import run_config
+
+# float32 forward: padding changes the GEMM/attention shapes and so the order of the reductions;
+# a logit then differs by a few float32 roundings (2^-24 ≈ 6e-8 relative each) accumulated over
+# the tiny model's two layers, about 1e-6 relative at most, and JS/KL move by a similar relative
+# amount (measured: ~5e-8 relative, ~1e-8 nats). 1e-5 (nats, and relative) leaves two orders of
+# headroom and stays far below the pair JS values (> 1e-3 nats, asserted in test_graph).
+FLOAT32_BATCH_NOISE_BOUND = 1e-5
+
+ANALYSED = ("persona_cosine", "leakage_rates", "analysis_inputs", "leakage_correlations", "kill_gate_verdicts")
+
+
+def _materialize(tiny_model_dir, tmp_path, keep, **divergence_config):
+    """Only the assets named in `keep` (no figures, no checks: the floor does not reach them)."""
+    ops = run_config(tmp_path, divergence_matrices={"config": divergence_config}).ops
+    return dg.materialize(
+        [a for a in all_assets if a.key.path[0] in keep],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k in keep}),
+    )
+
+
+def _divergences_only(tiny_model_dir, tmp_path, **divergence_config):
+    return _materialize(tiny_model_dir, tmp_path, ("eval_set", "generations", "divergence_matrices"), **divergence_config)
+
+
+def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_dir, tmp_path):
+    result = _materialize(tiny_model_dir, tmp_path, ("eval_set", "generations", "divergence_matrices", *ANALYSED))
+    assert result.success
+
+    floor = result.output_for_node("divergence_matrices")["noise_floor"]
+    assert floor["measured"] and floor["reference_composition"] == "run"
+    assert set(floor["compositions"]) == {"run", "alone"}  # CPU: no packing, so no own_batch composition
+    assert len(floor["samples"]) == 2 and all(s["n_scorers"] == 4 and s["n_pairs"] == 3 for s in floor["samples"])
+    for key in ("js_abs_nats", "js_per_token_abs_nats", "kl_abs_nats"):
+        assert math.isfinite(floor[key]) and 0 <= floor[key] < FLOAT32_BATCH_NOISE_BOUND, key
+    assert floor["js_rel"] < FLOAT32_BATCH_NOISE_BOUND and floor["kl_rel"] < FLOAT32_BATCH_NOISE_BOUND
+    stats = floor["by_composition"]["alone"]["js"]
+    assert stats["per_token_abs_median"] <= stats["per_token_abs_max"] == floor["js_per_token_abs_nats"]
+
+    metadata = result.asset_materializations_for_node("divergence_matrices")[0].metadata
+    assert metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]
+    assert metadata["noise_floor"].value["samples"] == floor["samples"]
+
+    verdicts = result.output_for_node("kill_gate_verdicts")
+    evidence = verdicts["discrimination"]["evidence"]["noise_floor"]
+    assert evidence["noise_floor_js_nats"] == floor["js_abs_nats"]
+    assert evidence["n_pair_js_differences"] == 15  # 6 pairs
+    assert 0 <= evidence["n_pair_js_differences_below_floor"] <= 15
+    assert evidence["smallest_gap_between_pair_js"] >= 0
+    assert any("noise floor" in note for note in verdicts["discrimination"]["notes"])
+    gate_metadata = result.asset_materializations_for_node("kill_gate_verdicts")[0].metadata
+    assert gate_metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]
+
+    correlations = result.output_for_node("leakage_correlations")["noise_floor"]
+    assert correlations["noise_floor_js_nats"] == floor["js_abs_nats"] and correlations["measured"]
+    assert correlations["js_min"] > 0 and "not findings" in correlations["note"]
+
+
+def test_floor_is_measured_when_everything_is_cached_and_can_be_disabled(tiny_model_dir, tmp_path):
+    first = _divergences_only(tiny_model_dir, tmp_path)
+    again = _divergences_only(tiny_model_dir, tmp_path)
+    metadata = again.asset_materializations_for_node("divergence_matrices")[0].metadata
+    assert metadata["responses_scored_now"].value == 0  # every divergence came from the cache
+    floor = again.output_for_node("divergence_matrices")["noise_floor"]
+    assert floor["measured"] and math.isfinite(floor["js_abs_nats"])
+    # The same responses re-scored the same way: the measurement is deterministic on the CPU.
+    assert floor["by_composition"] == first.output_for_node("divergence_matrices")["noise_floor"]["by_composition"]
+
+    off = _divergences_only(tiny_model_dir, tmp_path, noise_floor_samples=0)
+    record = off.output_for_node("divergence_matrices")["noise_floor"]
+    assert record["measured"] is False and record["js_abs_nats"] is None and "disabled" in record["note"]
