@@ -1,45 +1,69 @@
-"""The alert sensor fires once per failed check, into the Dagster log, a JSON-lines file and a webhook."""
+"""The alert sensor fires once per failed check, into the Dagster log, a JSON-lines file and a webhook.
+
+Failures are provoked for real on the tiny model: a kill criterion with a threshold it cannot meet
+(non-blocking), and a copy of the model whose final norm weight is NaN, so every logit is NaN and a
+blocking invariant (which one depends on where NaN is first caught) fails its run.
+"""
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
+import time
 
 import dagster as dg
 import pytest
+import yaml
 
+from persona_assets.assets.legacy import legacy_assets
+from persona_assets.checks import all_checks, invariant_checks, legacy_checks
+from persona_assets.definitions import all_assets
+from persona_assets.io_manager import JsonIOManager
 from persona_assets.sensors import failed_check_alerts
+from resources.llm import CpuLLM
+from tests.alert_receivers import ScriptedReceiver, refusing_url
+from tests.conftest import REPO, SHARED_REFERENCE
 from tests.test_graph import materialize, run_config
 
-
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+KILL_DISCRIMINATION = "kill_gate_verdicts:kill_discrimination"
+BLOCKING_CHECKS = {f"{key.asset_key.to_user_string()}:{key.name}" for c in invariant_checks for key in c.check_keys}
+# A max/min pair-JS ratio no result reaches kills discrimination; ρ bound 1 never kills redundancy.
+PASSING_REDUNDANCY = {"min_js_ratio": 1e6, "max_abs_js_cosine_rho": 1.0}
 
 
 @pytest.fixture
 def webhook():
-    _Receiver.received = []
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/alerts", _Receiver.received
-    server.shutdown()
+    with ScriptedReceiver([200]) as receiver:
+        yield receiver.url, receiver.received
+
+
+@pytest.fixture(scope="module")
+def nan_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a NaN final norm weight: all logits NaN, as after a float16 overflow."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    directory = tmp_path_factory.mktemp("nan-llama")
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory
 
 
 def _tick(instance, cursor):
     context = dg.build_sensor_context(instance=instance, cursor=cursor)
     result = failed_check_alerts(context)
     return context.cursor, result
+
+
+def _alert_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _failed_checks(result) -> list[str]:
+    return sorted(f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed)
 
 
 def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monkeypatch, webhook):
@@ -49,31 +73,103 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
         cursor, result = _tick(instance, None)
         assert "no new failed checks" in result.skip_message
 
-        passing_redundancy = {"min_js_std": 10.0, "max_abs_js_cosine_rho": 2.0}
-        config = run_config(tmp_path, kill_gate_verdicts={"config": passing_redundancy})
+        config = run_config(tmp_path, kill_gate_verdicts={"config": PASSING_REDUNDANCY})
         assert materialize(tiny_model_dir, config, instance=instance).success
 
         cursor, result = _tick(instance, cursor)
         assert "1 alert(s) sent" in result.skip_message
-        lines = [json.loads(line) for line in (tmp_path / "data" / "alerts.jsonl").read_text().splitlines()]
-        assert [line["check"] for line in lines] == ["kill_gate_verdicts:kill_discrimination"]
-        assert lines[0]["delivery"] == {"webhook": True}
-        assert [r["check"] for r in received] == ["kill_gate_verdicts:kill_discrimination"]
+        lines = _alert_lines(tmp_path / "data" / "alerts.jsonl")
+        assert [line["check"] for line in lines] == [KILL_DISCRIMINATION]
+        assert lines[0]["delivery"] == {"webhook": {"delivered": True, "attempts": 1, "error": None}}
+        assert [r["check"] for r in received] == [KILL_DISCRIMINATION]
 
         # The same failure is not alerted twice.
         cursor, result = _tick(instance, cursor)
         assert "no new failed checks" in result.skip_message
-        assert len((tmp_path / "data" / "alerts.jsonl").read_text().splitlines()) == 1
+        assert len(_alert_lines(tmp_path / "data" / "alerts.jsonl")) == 1
 
 
 def test_unreachable_webhook_is_recorded_not_raised(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
-    with dg.instance_for_test() as instance:
-        passing_discrimination = {"min_js_std": 0.0, "min_js_ratio": 0.0, "max_abs_js_cosine_rho": -1.0}
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_ATTEMPTS", "2")
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_BACKOFF_S", "0.01")
+    with dg.instance_for_test() as instance, refusing_url() as url:
+        monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", url)
+        # Discrimination cannot fail with these bounds; redundancy fails on any non-zero ρ.
+        passing_discrimination = {"min_js_std": 0.0, "min_js_ratio": 1.0, "max_abs_js_cosine_rho": 0.0}
         config = run_config(tmp_path, kill_gate_verdicts={"config": passing_discrimination})
         assert materialize(tiny_model_dir, config, instance=instance).success
-        _, result = _tick(instance, None)
+        cursor, result = _tick(instance, None)
         assert "1 alert(s) sent" in result.skip_message
-        line = json.loads((tmp_path / "data" / "alerts.jsonl").read_text().splitlines()[0])
+        [line] = _alert_lines(tmp_path / "data" / "alerts.jsonl")
         assert line["check"] == "kill_gate_verdicts:kill_redundancy"
-        assert line["delivery"] == {"webhook": False}
+        assert line["delivery"]["webhook"]["delivered"] is False
+        assert line["delivery"]["webhook"]["attempts"] == 2 and "refused" in line["delivery"]["webhook"]["error"].lower()
+        # Recorded as undelivered in the file: not retried on the next tick.
+        _, result = _tick(instance, cursor)
+        assert "no new failed checks" in result.skip_message
+        assert len(_alert_lines(tmp_path / "data" / "alerts.jsonl")) == 1
+
+
+def test_blocking_failure_alerts_once_per_failed_run(nan_model_dir, tmp_path, monkeypatch, webhook):
+    url, received = webhook
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", url)
+    alerts = tmp_path / "data" / "alerts.jsonl"
+    with dg.instance_for_test() as instance:
+        first = materialize(nan_model_dir, run_config(tmp_path), instance=instance)
+        failed = _failed_checks(first)
+        assert not first.success and failed and set(failed) <= BLOCKING_CHECKS
+
+        cursor, result = _tick(instance, None)
+        assert f"{len(failed)} alert(s) sent" in result.skip_message
+        lines = _alert_lines(alerts)
+        assert sorted(line["check"] for line in lines) == failed
+        assert {(line["run_id"], line["severity"]) for line in lines} == {(first.run_id, "ERROR")}
+        assert sorted((r["check"], r["run_id"]) for r in received) == [(name, first.run_id) for name in failed]
+        # The kill checks were planned but never ran (their inputs failed); the cursor moves past
+        # them instead of waiting for them forever.
+        assert json.loads(cursor)[KILL_DISCRIMINATION] > 0
+
+        for _ in range(2):
+            cursor, result = _tick(instance, cursor)
+            assert "no new failed checks" in result.skip_message
+        assert len(_alert_lines(alerts)) == len(received) == len(failed)
+
+        second = materialize(nan_model_dir, run_config(tmp_path), instance=instance)
+        assert not second.success and _failed_checks(second) == failed
+        cursor, result = _tick(instance, cursor)
+        assert f"{len(failed)} alert(s) sent" in result.skip_message
+        assert sorted((r["check"], r["run_id"]) for r in received[len(failed):]) == [(name, second.run_id) for name in failed]
+        assert [line["run_id"] for line in _alert_lines(alerts)] == [first.run_id] * len(failed) + [second.run_id] * len(failed)
+
+
+@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is absent")
+def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model_dir, tmp_path, monkeypatch, webhook):
+    """The legacy branch does not depend on the model, so its kill checks still run (and fail)
+    in the run whose divergences are NaN."""
+    url, received = webhook
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", url)
+    legacy = yaml.safe_load((REPO / "configs" / "reanalyze_legacy.yaml").read_text())["ops"]
+    legacy["legacy_results"]["config"]["legacy_dir"] = str(SHARED_REFERENCE)
+    for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
+        legacy[op]["config"]["n_bootstrap"] = 50
+    legacy["legacy__kill_gate_verdicts"]["config"].update(PASSING_REDUNDANCY)
+    config = dg.RunConfig(ops={**run_config(tmp_path).ops, **legacy})
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*all_assets, *legacy_assets, *all_checks, *legacy_checks],
+            resources={"llm": CpuLLM(model=str(nan_model_dir)), "io_manager": JsonIOManager()},
+            run_config=config,
+            raise_on_error=False,
+            instance=instance,
+        )
+        assert not result.success
+        failed = _failed_checks(result)
+        assert set(failed) & BLOCKING_CHECKS and "legacy/kill_gate_verdicts:kill_discrimination" in failed
+
+        cursor, tick = _tick(instance, None)
+        assert f"{len(failed)} alert(s) sent" in tick.skip_message
+        _, tick = _tick(instance, cursor)
+        assert "no new failed checks" in tick.skip_message
+        assert sorted(line["check"] for line in _alert_lines(tmp_path / "data" / "alerts.jsonl")) == failed
+        assert sorted(r["check"] for r in received) == failed
+        assert {r["run_id"] for r in received} == {result.run_id}

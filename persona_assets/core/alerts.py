@@ -1,17 +1,63 @@
 """Delivery of alerts (failed checks) to the configured sinks: a JSON-lines file and a webhook.
 
 The Dagster log is written by the sensor itself; this module has no Dagster import so the
-delivery logic can be tested on its own.
+delivery logic can be tested on its own. Nothing here raises on a delivery failure: every sink
+returns a `DeliveryResult` saying whether it took the alert, after how many tries, and why not.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
+
+from persona_assets.core.errors import InputError
+from persona_assets.storage import exclusive_lock
+
+ENV_ATTEMPTS = "PERSONA_ALERT_WEBHOOK_ATTEMPTS"
+ENV_TIMEOUT_S = "PERSONA_ALERT_WEBHOOK_TIMEOUT_S"
+ENV_BACKOFF_S = "PERSONA_ALERT_WEBHOOK_BACKOFF_S"
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    """How hard to try a webhook: `attempts` POSTs at most, each bounded by `timeout_s` per socket
+    operation (connect, each read), waiting `backoff_s × k` after the k-th failed try."""
+
+    attempts: int = 3
+    timeout_s: float = 5.0
+    backoff_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "WebhookPolicy":
+        default = cls()
+        return cls(
+            attempts=_env_number(environ, ENV_ATTEMPTS, default.attempts, int, minimum=1),
+            timeout_s=_env_number(environ, ENV_TIMEOUT_S, default.timeout_s, float, minimum=0.001),
+            backoff_s=_env_number(environ, ENV_BACKOFF_S, default.backoff_s, float, minimum=0.0),
+        )
+
+    def worst_case_s(self) -> float:
+        """Longest one delivery can take when the receiver accepts connections but never answers."""
+        return self.attempts * self.timeout_s + self.backoff_s * self.attempts * (self.attempts - 1) / 2
+
+
+def _env_number(environ: Mapping[str, str], name: str, default: float, kind: type, *, minimum: float) -> Any:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < minimum:
+        noun = "an integer" if kind is int else "a number"
+        raise InputError(f"environment variable {name}={raw!r}: must be {noun} ≥ {minimum}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -21,17 +67,31 @@ class DeliveryResult:
     attempts: int
     error: str | None = None
 
+    def summary(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "attempts": self.attempts, "error": self.error}
+
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> DeliveryResult:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One write of one line in append mode: concurrent appenders do not interleave lines.
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    """Append the alert as one JSON line; an unwritable file is reported, never raised."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One line per alert, appended under the directory lock: a long line may take several
+        # write calls, and concurrent runs must not interleave them (see persona_assets.storage).
+        with exclusive_lock(path.parent), path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+    except OSError as exc:
+        return DeliveryResult("jsonl", False, 1, f"{type(exc).__name__}: {exc}")
     return DeliveryResult("jsonl", True, 1)
 
 
 def post_webhook(
-    url: str, record: dict[str, Any], *, attempts: int = 3, timeout_s: float = 5.0, backoff_s: float = 0.5
+    url: str,
+    record: dict[str, Any],
+    *,
+    attempts: int = 3,
+    timeout_s: float = 5.0,
+    backoff_s: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryResult:
     """POST the alert as JSON; retry a bounded number of times, never raise."""
     body = json.dumps(record).encode()
@@ -46,15 +106,37 @@ def post_webhook(
         except Exception as exc:  # noqa: BLE001 - any failure is recorded, never raised
             error = f"{type(exc).__name__}: {exc}"
         if attempt < attempts:
-            time.sleep(backoff_s * attempt)
+            sleep(backoff_s * attempt)
     return DeliveryResult("webhook", False, attempts, error)
 
 
-def deliver(record: dict[str, Any], *, jsonl_path: Path | None, webhook_url: str) -> list[DeliveryResult]:
+def deliver(
+    record: dict[str, Any],
+    *,
+    jsonl_path: Path | None,
+    webhook_url: str,
+    policy: WebhookPolicy = WebhookPolicy(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[DeliveryResult]:
+    """Webhook first, so the JSON line can say whether (and after how many tries) the POST got through."""
     results = []
     if webhook_url:
-        results.append(post_webhook(webhook_url, record))
+        results.append(
+            post_webhook(
+                webhook_url,
+                record,
+                attempts=policy.attempts,
+                timeout_s=policy.timeout_s,
+                backoff_s=policy.backoff_s,
+                sleep=sleep,
+            )
+        )
     if jsonl_path is not None:
-        delivered = {r.sink: r.delivered for r in results}
-        results.append(append_jsonl(jsonl_path, {**record, "delivery": delivered}))
+        delivery = {r.sink: r.summary() for r in results}
+        results.append(append_jsonl(jsonl_path, {**record, "delivery": delivery}))
     return results
+
+
+def recorded_somewhere(results: list[DeliveryResult]) -> bool:
+    """True when at least one durable sink (file or webhook) took the alert."""
+    return any(r.delivered for r in results)
