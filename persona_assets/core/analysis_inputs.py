@@ -215,6 +215,12 @@ def inputs_from_run(
     if leakage_rates.get("available"):
         leakage = pd.DataFrame(leakage_rates["rows"], columns=LEAKAGE_COLUMNS)
         leakage_note = f"leakage rates from {leakage_rates.get('path', 'the leakage_rates asset')}"
+        dropped = leakage_rates.get("dropped") or {}
+        if dropped.get("n_dropped_pairs"):
+            leakage_note += (
+                f"; {dropped['n_dropped_pairs']} pair(s) of the file dropped, personas not in this run: "
+                f"{', '.join(dropped['unknown_personas'])}"
+            )
     else:
         leakage = pd.DataFrame(columns=LEAKAGE_COLUMNS)
         leakage_note = leakage_rates.get("note", "no leakage rates")
@@ -287,7 +293,7 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
         load_divergence_matrices_file,
         pair_own_js_from_per_prompt,
     )
-    from persona_assets.core.leakage import load_marker_eval_dir
+    from persona_assets.core.leakage import load_marker_eval_dir, restrict_to_personas
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -357,6 +363,7 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
     marker_dir = folder / "marker_eval"
     if marker_dir.is_dir():
         leakage = load_marker_eval_dir(marker_dir)[LEAKAGE_COLUMNS]
+        leakage_origin: Path | None = marker_dir
         leakage_note = f"directed leakage = marker_eval/<source>.json[target].rate ({marker_dir})"
         if file_leakage is not None:
             merged = file_leakage.merge(leakage, on=["source", "target"], suffixes=("_file", "_marker"))
@@ -365,9 +372,19 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
     elif file_leakage is not None:
         leakage = file_leakage.reset_index(drop=True)
         leakage_note = f"no marker_eval/ folder: directed leakage taken from {leakage_file}"
+        leakage_origin = leakage_file
     else:
         leakage = pd.DataFrame(columns=LEAKAGE_COLUMNS)
         leakage_note = "no marker_eval/ folder and no cosine_leakage_correlation.json: no leakage rates"
+        leakage_origin = None
+    if leakage_origin is not None:
+        # Raises, naming both persona sets, when the rates share no pair with the matrices.
+        overlap = restrict_to_personas(leakage, names, leakage_origin, personas_of="divergence_matrices.json")
+        if overlap.dropped_pairs:
+            notes.append(
+                f"{len(overlap.dropped_pairs)} directed pair(s) of {leakage_origin.name} involve personas outside "
+                "divergence_matrices.json and enter no JS analysis"
+            )
 
     return AnalysisInputs(
         origin=LEGACY,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 
 import altair as alt
 import numpy as np
 import pandas as pd
+
+from persona_assets.storage import atomic_write_bytes, atomic_write_text
 
 
 def heatmap(matrix: np.ndarray, persona_names: list[str], *, title: str, value_label: str, diverging: bool = False) -> alt.Chart:
@@ -49,15 +52,21 @@ def scatter(frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | Non
 
 
 def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
-    """Write <stem>.png and <stem>.html; return their paths."""
+    """Write <stem>.png and <stem>.html; return their paths.
+
+    Both are rendered in memory first and then replace the old files atomically, so a failure
+    while drawing leaves the previous figure whole.
+    """
     import vl_convert as vlc
 
-    directory.mkdir(parents=True, exist_ok=True)
     spec = chart.to_json()
     png = directory / f"{stem}.png"
     html = directory / f"{stem}.html"
-    png.write_bytes(vlc.vegalite_to_png(spec, scale=2))
-    chart.save(str(html), inline=True)  # self-contained: opens offline, no CDN
+    png_bytes = vlc.vegalite_to_png(spec, scale=2)
+    page = io.StringIO()
+    chart.save(page, format="html", inline=True)  # self-contained: opens offline, no CDN
+    atomic_write_bytes(png, png_bytes)
+    atomic_write_text(html, page.getvalue())
     return {"png": png, "html": html}
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from persona_assets.storage import atomic_write_text
+from persona_assets.storage import atomic_write_text, exclusive_lock
 
 DIVERGENCE_CODE_VERSION = "1"
 VALUES = ("js", "kl_ab", "kl_ba")
@@ -95,7 +95,13 @@ class DivergenceCache:
         return record if isinstance(record, dict) and isinstance(record.get("pairs"), dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self._path(key), json.dumps(record, sort_keys=True))
+        # Another run may have added pairs to this entry since it was read: merge, under the
+        # directory lock, so neither run's pairs are lost (see persona_assets.storage).
+        with exclusive_lock(self.directory):
+            on_disk = self.get(key)
+            if on_disk is not None:
+                record = {**record, "pairs": {**on_disk["pairs"], **record["pairs"]}}
+            atomic_write_text(self._path(key), json.dumps(record, sort_keys=True))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0

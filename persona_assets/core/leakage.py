@@ -10,6 +10,10 @@ Accepted inputs:
 - a folder of marker-eval results, ``<source>.json`` = ``{target: {rate, found, total, category,
   ...}}`` (the format of the earlier study; ``*_summary.json`` files are ignored).
 
+`restrict_to_personas` keeps the rows among a run's personas: a table that shares no pair with
+the run is an error (most likely the wrong file), a partial overlap proceeds and says what it
+dropped.
+
 A pair's rate is the leakage from source to target only: rows with source == target would be the
 source's own marker rate, which is not leakage, so tables must not contain them and the folder
 loader leaves them out.
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +250,65 @@ def load_leakage(path: Path) -> pd.DataFrame:
     if path.is_file():
         return load_leakage_table(path)
     raise InputError(f"{path}: no such file or folder")
+
+
+# Persona lists in messages are cut here: a marker-eval folder can name over a hundred personas.
+MAX_NAMES_SHOWN = 12
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    return shown if len(names) <= MAX_NAMES_SHOWN else f"{shown}, … ({len(names)} in all)"
+
+
+@dataclass(frozen=True)
+class PersonaOverlap:
+    """The leakage rows among a run's personas, and what was left out to get them."""
+
+    rows: pd.DataFrame
+    unknown_personas: list[str]  # named in the file, not personas of the run
+    dropped_pairs: list[tuple[str, str]]  # (source, target) rows with an unknown persona
+    personas_without_rates: list[str]  # personas of the run in no kept row
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "unknown_personas": self.unknown_personas,
+            "n_dropped_pairs": len(self.dropped_pairs),
+            "dropped_pairs": [f"{s} -> {t}" for s, t in self.dropped_pairs],
+            "personas_without_rates": self.personas_without_rates,
+        }
+
+
+def restrict_to_personas(
+    table: pd.DataFrame, personas: Sequence[str], path: Path, *, personas_of: str = "the run"
+) -> PersonaOverlap:
+    """Keep the rows whose source and target are both among `personas`.
+
+    InputError naming `path` and both persona sets when no row is left: the table describes
+    other personas than the run (`personas_of` says whose personas these are in the message), and
+    every leakage analysis would be empty.
+    """
+    run = list(personas)
+    known = set(run)
+    inside = table["source"].isin(known) & table["target"].isin(known)
+    in_file = sorted(set(table["source"]) | set(table["target"]))
+    if not inside.any():
+        shared = [n for n in in_file if n in known]
+        detail = (
+            f"they share only {_names(shared)}, and no (source, target) pair has both in the run"
+            if shared
+            else "the two sets do not overlap"
+        )
+        raise InputError(
+            f"{path}: no leakage pair among the personas of {personas_of} ({detail}); "
+            f"personas in the file: {_names(in_file)}; personas of {personas_of}: {_names(run)}"
+        )
+    kept = table[inside].reset_index(drop=True)
+    dropped = table[~inside]
+    covered = set(kept["source"]) | set(kept["target"])
+    return PersonaOverlap(
+        rows=kept,
+        unknown_personas=[n for n in in_file if n not in known],
+        dropped_pairs=list(zip(dropped["source"], dropped["target"])),
+        personas_without_rates=[n for n in run if n not in covered],
+    )

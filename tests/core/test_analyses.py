@@ -232,3 +232,19 @@ def test_legacy_js_matrix_must_be_the_all_responses_average(tmp_path: Path) -> N
     with pytest.raises(InputError, match="not the all-responses mean"):
         inputs_from_legacy_dir(folder)
 
+
+
+def test_legacy_marker_eval_of_other_personas_is_refused_partial_overlap_noted(tmp_path: Path) -> None:
+    folder = _legacy_folder(tmp_path)
+    marker = folder / "marker_eval"
+    (marker / "x.json").write_text(json.dumps({"y": {"rate": 0.3}, "outsider": {"rate": 0.4}}))
+    inputs = inputs_from_legacy_dir(folder)
+    assert any("1 directed pair(s) of marker_eval involve personas outside" in n for n in inputs.notes)
+    for source in ("x", "y"):
+        (marker / f"{source}.json").unlink()
+    (marker / "pirate.json").write_text(json.dumps({"parrot": {"rate": 0.3}}))
+    with pytest.raises(InputError) as info:
+        inputs_from_legacy_dir(folder)
+    message = str(info.value)
+    assert str(marker) in message and "the two sets do not overlap" in message
+    assert "personas in the file: parrot, pirate" in message and "personas of divergence_matrices.json: x, y, z" in message

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from persona_assets.core.errors import InputError
-from persona_assets.core.leakage import load_leakage, load_leakage_table, load_marker_eval_dir
+from persona_assets.core.leakage import load_leakage, load_leakage_table, load_marker_eval_dir, restrict_to_personas
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 MARKER_EVAL = REFERENCE / "marker_eval"
@@ -247,3 +247,60 @@ def test_reference_rates_agree_with_summaries(reference_leakage: pd.DataFrame) -
         assert maxima[source] == pytest.approx(summary["max_bystander"], abs=1e-12)
     villain = reference_leakage.set_index(["source", "target"])["rate"]
     assert villain[("villain", "hacker_villain")] == 1.0
+
+
+# --- overlap with the run's personas ---------------------------------------------------------
+
+RUN = ["villain", "comedian", "assistant"]
+
+
+def test_partial_overlap_keeps_the_run_pairs_and_lists_what_was_dropped(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "t.csv",
+        "source,target,rate\nvillain,comedian,0.2\ncomedian,villain,0.3\nvillain,librarian,0.4\npirate,comedian,0.5\n",
+    )
+    overlap = restrict_to_personas(load_leakage(path), RUN, path)
+    assert list(zip(overlap.rows["source"], overlap.rows["target"], overlap.rows["rate"])) == [
+        ("villain", "comedian", 0.2),
+        ("comedian", "villain", 0.3),
+    ]
+    assert overlap.unknown_personas == ["librarian", "pirate"]
+    assert overlap.dropped_pairs == [("villain", "librarian"), ("pirate", "comedian")]
+    assert overlap.personas_without_rates == ["assistant"]
+    assert overlap.report()["dropped_pairs"] == ["villain -> librarian", "pirate -> comedian"]
+
+
+def test_full_overlap_drops_nothing(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", "source,target,rate\nvillain,comedian,0.2\ncomedian,assistant,0.3\n")
+    overlap = restrict_to_personas(load_leakage(path), RUN, path)
+    assert len(overlap.rows) == 2
+    assert overlap.report() == {
+        "unknown_personas": [], "n_dropped_pairs": 0, "dropped_pairs": [], "personas_without_rates": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("source,target,rate\npirate,librarian,0.2\nlibrarian,pirate,0.1\n", "the two sets do not overlap"),
+        # One shared persona but no pair with both ends in the run: nothing to correlate either.
+        ("source,target,rate\nvillain,librarian,0.2\npirate,villain,0.1\n", "they share only villain"),
+    ],
+)
+def test_no_pair_among_the_run_personas_names_the_file_and_both_sets(
+    tmp_path: Path, content: str, fragment: str
+) -> None:
+    path = _write(tmp_path / "other.csv", content)
+    with pytest.raises(InputError) as info:
+        restrict_to_personas(load_leakage(path), RUN, path)
+    message = str(info.value)
+    assert str(path) in message and fragment in message
+    assert "personas in the file: librarian, pirate" in message or "personas in the file: librarian, pirate, villain" in message
+    assert "personas of the run: villain, comedian, assistant" in message
+
+
+def test_long_persona_lists_are_cut_in_the_message(tmp_path: Path) -> None:
+    names = [f"p{k:03d}" for k in range(40)]
+    path = _write(tmp_path / "many.csv", "source,target,rate\n" + "".join(f"{a},{b},0.1\n" for a, b in zip(names, names[1:])))
+    with pytest.raises(InputError, match=r"p011, … \(40 in all\)"):
+        restrict_to_personas(load_leakage(path), RUN, path)

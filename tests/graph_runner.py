@@ -1,0 +1,43 @@
+"""Materialize the graph (or only its analysis half) on a model in a process of its own.
+
+Used by tests that need a second OS process: a run under another hash seed, or two runs writing
+one data directory at once. Usage:
+  python -m tests.graph_runner MODEL_DIR LEAKAGE_PATH {all,analysis}
+with PERSONA_DATA_DIR / PERSONA_FIGURES_DIR in the environment. Exit status 0 when the run succeeds.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+ANALYSIS = ["analysis_inputs", "cosine_precheck", "leakage_correlations", "kill_gate_verdicts", "figures"]
+
+
+def run(model_dir: str, leakage: str, part: str, run_dir: Path) -> bool:
+    from persona_assets.checks import all_checks
+    from persona_assets.definitions import all_assets
+    from persona_assets.io_manager import JsonIOManager
+    from resources.llm import CpuLLM
+    from tests.test_graph import run_config
+
+    config = run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})
+    selection = None
+    if part == "analysis":
+        selection = dg.AssetSelection.assets(*ANALYSIS)
+        config = dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ANALYSIS})
+    result = dg.materialize(
+        [*all_assets, *all_checks],
+        resources={"llm": CpuLLM(model=model_dir), "io_manager": JsonIOManager()},
+        run_config=config,
+        selection=selection,
+        raise_on_error=False,
+    )
+    return result.success
+
+
+if __name__ == "__main__":
+    model_dir, leakage, part = sys.argv[1:4]
+    sys.exit(0 if run(model_dir, leakage, part, Path.cwd()) else 1)

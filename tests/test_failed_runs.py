@@ -1,0 +1,73 @@
+"""Bad leakage inputs through the graph: the step fails with the file named, and a failed run
+leaves the results of the last good run exactly as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from persona_assets.assets.leakage import leakage_rates
+from persona_assets.config import LeakageConfig
+from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
+
+
+def _step_failures(result) -> dict[str, str]:
+    return {e.step_key: e.step_failure_data.error.message for e in result.get_step_failure_events()}
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _leakage_run(tmp_path: Path, leakage: str) -> dg.RunConfig:
+    return run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}})
+
+
+def test_leakage_of_other_personas_fails_the_step_naming_both_sets(tiny_model_dir, tmp_path):
+    leakage = write_leakage(tmp_path / "other.csv", [("pirate", "librarian", 0.2), ("librarian", "pirate", 0.1)])
+    result = materialize(tiny_model_dir, _leakage_run(tmp_path, leakage))
+    assert not result.success
+    failures = _step_failures(result)
+    assert set(failures) == {"leakage_rates"}
+    message = failures["leakage_rates"]
+    assert leakage in message and "do not overlap" in message
+    assert "personas in the file: librarian, pirate" in message
+    assert f"personas of the run: {', '.join(PERSONAS)}" in message
+    # Everything downstream of the leakage rates is skipped, not run on an empty table.
+    assert "divergence_matrices" in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not {"analysis_inputs", "leakage_correlations", "figures"} & {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
+    assert not (tmp_path / "figures").exists()
+
+
+def test_partial_overlap_proceeds_and_reports_the_dropped_pairs(tmp_path):
+    leakage = write_leakage(tmp_path / "leak.csv", [("villain", "comedian", 0.2), ("villain", "pirate", 0.4), ("parrot", "assistant", 0.1)])
+    eval_set = {"personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS], "questions": ["Hi?"], "sources": {}}
+    with dg.build_asset_context() as context:
+        value = leakage_rates(context, LeakageConfig(leakage_path=leakage), eval_set)
+    assert value["rows"] == [{"source": "villain", "target": "comedian", "rate": 0.2}]
+    assert value["dropped"] == {
+        "unknown_personas": ["parrot", "pirate"],
+        "n_dropped_pairs": 2,
+        "dropped_pairs": ["villain -> pirate", "parrot -> assistant"],
+        "personas_without_rates": ["software_engineer", "assistant"],
+    }
+
+
+def test_a_failed_run_leaves_the_earlier_results_untouched(tiny_model_dir, tmp_path):
+    rows = [(s, t, round(0.1 + 0.05 * i + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    good = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "good.csv", rows)))
+    assert good.success
+    data, figures = tmp_path / "data" / "outputs", tmp_path / "figures"
+    before = {"outputs": _snapshot(data), "figures": _snapshot(figures)}
+    assert "figures.json" in before["outputs"] and "js_vs_leakage.png" in before["figures"]
+
+    bad_rows = [*rows[:-1], (rows[-1][0], rows[-1][1], 1.7)]  # a rate outside [0, 1]
+    bad = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "bad.csv", bad_rows)))
+    assert not bad.success
+    assert "outside [0, 1]" in _step_failures(bad)["leakage_rates"]
+    # The steps that did run rewrote their files with the same bytes; nothing was removed, and
+    # the failed step and everything downstream kept the last good values.
+    assert {"outputs": _snapshot(data), "figures": _snapshot(figures)} == before
