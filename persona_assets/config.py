@@ -1,43 +1,69 @@
 """Run configuration: one dg.Config per asset that needs settings, every field with a concrete default.
 
 Scenario files under configs/ set these per run (demo, ci, full 12×20, legacy re-analysis).
+
+Ranges are pydantic constraints (stated in each description): a value outside them fails with the
+field named, before any model loads (see persona_assets/run_config_validation.py). Unknown keys
+are rejected by Dagster when the run is launched.
 """
 
 from __future__ import annotations
 
+import math
+
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
+
+from persona_assets.core.aggregate import AVERAGING_MODES
+
+LN2 = math.log(2)  # the largest JS divergence in nats
 
 
 class EvalSetConfig(dg.Config):
     personas_file: str = Field("data/personas.yaml", description="YAML list of {name, prompt}")
     questions_file: str = Field("data/questions.yaml", description="YAML list of questions")
     personas: list[str] = Field(default_factory=list, description="subset of persona names; empty = all")
-    n_questions: int = Field(4, description="use the first n questions of the file")
+    n_questions: int = Field(4, ge=1, description="use the first n questions of the file (≥ 1)")
 
 
 class GenerationConfig(dg.Config):
-    max_new_tokens: int = Field(48, description="greedy response length limit")
-    batch_size: int = Field(16, description="prompts per generate() batch")
+    max_new_tokens: int = Field(48, ge=1, description="greedy response length limit (≥ 1)")
+    batch_size: int = Field(16, ge=1, description="prompts per generate() batch (≥ 1)")
 
 
 class CosineConfig(dg.Config):
     layers: list[int] = Field(
         default_factory=list,
-        description="decoder layers (1-based; 0 = embeddings); empty = four spread like 10/15/20/25 of 28",
+        description=(
+            "decoder layers (1-based; 0 = embeddings; each in 0..the model's number of hidden layers); "
+            "empty = four spread like 10/15/20/25 of 28"
+        ),
     )
-    batch_size: int = Field(16)
+    batch_size: int = Field(16, ge=1, description="prompts per forward (≥ 1)")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_not_negative(cls, layers: list[int]) -> list[int]:
+        negative = [layer for layer in layers if layer < 0]
+        if negative:
+            raise ValueError(f"layer indices must be ≥ 0 (0 = embeddings), got {negative}")
+        return layers
 
 
 class DivergenceConfig(dg.Config):
     averaging: str = Field("pair_own", description="pair_own (method) or all_responses (earlier results)")
-    pair_chunk_size: int = Field(4, description="persona pairs per divergence chunk (bounds memory)")
+    pair_chunk_size: int = Field(4, ge=1, description="persona pairs per divergence chunk (bounds memory; ≥ 1)")
     max_scorers_per_pass: int = Field(
         12,
-        description="scoring sequences teacher-forced together for one response (bounds memory at any number of personas)",
+        ge=2,  # a pass needs the generator and at least one other persona
+        description=(
+            "scoring sequences teacher-forced together for one response (bounds memory at any number of personas; ≥ 2)"
+        ),
     )
     responses_per_batch: int = Field(
-        16, description="responses scored per call and then written to the cache (a killed run loses at most these)"
+        16,
+        ge=1,
+        description="responses scored per call and then written to the cache (a killed run loses at most these; ≥ 1)",
     )
     noise_floor_samples: int = Field(
         2,
@@ -48,6 +74,12 @@ class DivergenceConfig(dg.Config):
         ),
     )
 
+    @field_validator("averaging")
+    @classmethod
+    def _known_averaging(cls, averaging: str) -> str:
+        if averaging not in AVERAGING_MODES:
+            raise ValueError(f"averaging must be one of {list(AVERAGING_MODES)}, got {averaging!r}")
+        return averaging
 
 class LeakageConfig(dg.Config):
     leakage_path: str = Field(
@@ -57,8 +89,8 @@ class LeakageConfig(dg.Config):
 
 
 class AnalysisConfig(dg.Config):
-    n_bootstrap: int = Field(2000, description="bootstrap resamples for 95% CIs")
-    seed: int = Field(0)
+    n_bootstrap: int = Field(2000, ge=1, description="bootstrap resamples for 95% CIs (≥ 1)")
+    seed: int = Field(0, ge=0, description="bootstrap random seed (≥ 0)")
 
 
 class PrecheckConfig(AnalysisConfig):
@@ -68,11 +100,21 @@ class PrecheckConfig(AnalysisConfig):
 
 
 class KillGateConfig(dg.Config):
-    min_js_std: float = Field(0.05, description="discrimination: minimum std of pair JS (nats)")
-    min_js_ratio: float = Field(3.0, description="discrimination: minimum max/min ratio of pair JS")
-    max_abs_js_cosine_rho: float = Field(0.80, description="redundancy: maximum |Spearman ρ(JS, cosine)|")
+    min_js_std: float = Field(
+        0.05, ge=0.0, le=LN2, description="discrimination: minimum std of pair JS (nats; in [0, ln 2])"
+    )
+    min_js_ratio: float = Field(
+        3.0, ge=1.0, description="discrimination: minimum max/min ratio of pair JS (≥ 1; 1 = ratio never kills)"
+    )
+    max_abs_js_cosine_rho: float = Field(
+        0.80, ge=0.0, le=1.0, description="redundancy: maximum |Spearman ρ(JS, cosine)| (in [0, 1]; 1 = never kills)"
+    )
     min_relative_question_spread: float = Field(
-        0.5, description="question informativeness: flag questions whose pair-JS std is below this × the median question's"
+        0.5,
+        ge=0.0,
+        description=(
+            "question informativeness: flag questions whose pair-JS std is below this × the median question's (≥ 0)"
+        ),
     )
 
 

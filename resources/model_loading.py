@@ -82,15 +82,29 @@ def resolve_model_source(model: str) -> ModelSource:
     path = Path(model).expanduser()
     if model.endswith(".gguf"):
         if not path.is_file():
-            raise InputError(f"model {model!r}: GGUF file does not exist")
+            raise InputError(f"model {model!r}: GGUF file does not exist; give the path of an existing .gguf file")
         return ModelSource("gguf", str(path.parent), path.name, _file_fingerprint(path), path.name)
-    if path.exists() or model.startswith((".", "/", "~")):
+    # A hub id is "name" or "org/name"; anything with more slashes can only be a path.
+    if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        if not path.exists():
+            raise InputError(
+                f"model {model!r}: path does not exist; give an existing model directory, a .gguf file, "
+                "'embedded' or a hub id"
+            )
         if not path.is_dir():
-            raise InputError(f"model {model!r}: path does not exist or is not a directory")
+            raise InputError(f"model {model!r}: not a directory; give a model directory (with config.json) or a .gguf file")
         if not (path / "config.json").is_file():
-            raise InputError(f"model {model!r}: directory has no config.json, so it is not a model")
+            raise InputError(
+                f"model {model!r}: directory has no config.json, so it is not a model; give the directory that "
+                "save_pretrained wrote (config.json, weights, tokenizer files)"
+            )
         config_hash = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12]
         weights = sorted(p.name for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
+        if not weights:
+            raise InputError(
+                f"model {model!r}: directory has config.json but no weight files (*.safetensors or *.bin); "
+                "copy the weights next to config.json"
+            )
         return ModelSource(
             "directory", str(path.resolve()), None, f"{path.resolve()}:{config_hash}:{len(weights)}", path.name
         )
@@ -110,11 +124,11 @@ def load_model_and_tokenizer(
     source: ModelSource, *, device: str, dtype: str, cache_dir: Path | None = None
 ) -> tuple[Any, Any]:
     """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch_dtype = _torch_dtype(dtype)
     location = local_model_path(source, cache_dir=cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(location)
+    tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
     model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
     model.to(device)
     model.eval()
@@ -123,14 +137,30 @@ def load_model_and_tokenizer(
 
 def load_tokenizer(source: ModelSource, *, cache_dir: Path | None = None) -> Any:
     """The tokenizer alone (cheap): enough to build prompts without loading weights."""
-    from transformers import AutoTokenizer
-
     location = source.location
     if source.kind == "gguf":
         location = str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    if tokenizer.chat_template is None:
-        raise InputError(f"model {source.display_name!r}: tokenizer has no chat template")
+    return _checked_tokenizer(source, location)
+
+
+def _checked_tokenizer(source: ModelSource, location: str) -> Any:
+    """Tokenizer and config (no weights), checked: chat template renders the system prompt, vocabularies fit."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from resources.model_checks import check_chat_template, check_vocabulary
+
+    name = source.location if source.kind == "directory" else source.display_name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+        config = AutoConfig.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        where = "a hub id that is not in the local Hugging Face cache" if source.kind == "hub" else "the directory"
+        raise InputError(
+            f"model {name!r}: cannot load its tokenizer or config from {where} ({error}); give a model directory "
+            "with config.json and tokenizer files, or download the hub model first"
+        ) from error
+    check_chat_template(tokenizer, name)
+    check_vocabulary(tokenizer, config, name)
     return tokenizer
 
 

@@ -143,7 +143,8 @@ def test_all_responses_averaging_is_recorded(tiny_model_dir, tmp_path):
 
 def test_kill_criteria_fail_without_failing_the_run(tiny_model_dir, tmp_path):
     """Non-blocking kill checks: the run stays green, the evaluation records the failure."""
-    config = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": 10.0, "max_abs_js_cosine_rho": -1.0}})
+    # The strictest thresholds the config allows: std ≥ ln 2 is unreachable, any |ρ| > 0 is redundant.
+    config = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": math.log(2), "max_abs_js_cosine_rho": 0.0}})
     result = materialize(tiny_model_dir, config)
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -2,6 +2,7 @@ import dagster as dg
 
 from persona_assets.config import EvalSetConfig
 from persona_assets.core.eval_set import build_eval_set
+from persona_assets.run_config_validation import validate_run_config
 from pathlib import Path
 
 
@@ -10,8 +11,10 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
     """The personas (system prompts) and eval questions of this run, validated.
 
     Read from the editable YAML files under data/; a subset of personas and the first
-    `n_questions` questions can be chosen in the run config.
+    `n_questions` questions can be chosen in the run config. The settings of every step of the run
+    are checked here, so a bad one fails the run before any model step starts.
     """
+    validate_run_config(context.run.run_config)
     evals = build_eval_set(
         Path(config.personas_file),
         Path(config.questions_file),

@@ -5,6 +5,7 @@ from persona_assets.config import GenerationConfig
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_key
 from persona_assets.core.progress import ProgressReporter
+from persona_assets.run_config_validation import validate_run_config
 from persona_assets.storage import data_dir, outputs_dir, write_csv
 from resources.llm import LLMResource
 
@@ -23,8 +24,8 @@ def generations(
     Token ids are kept and scored later as they are (never re-tokenized). Responses are cached by
     content (model, prompt ids, settings), so a re-run only generates what is new.
     """
-    if config.max_new_tokens < 1:
-        raise dg.Failure(f"max_new_tokens must be ≥ 1, got {config.max_new_tokens}")
+    # Before the first model load: every setting of the run, cosine layers against the model's depth.
+    validate_run_config(context.run.run_config, model_layers=llm.num_layers())
     evals = EvalSet.from_dict(eval_set)
     model_info = llm.describe()
     cache = GenerationCache(data_dir() / "cache" / "generations")

@@ -4,7 +4,9 @@ import numpy as np
 from persona_assets.config import CosineConfig
 from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
 from persona_assets.core.eval_set import EvalSet
+from persona_assets.core.errors import InputError
 from persona_assets.core.progress import ProgressReporter
+from persona_assets.run_config_validation import cosine_layers_problem
 from resources.llm import LLMResource
 
 
@@ -17,11 +19,10 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     of this run; cosine between personas.
     """
     evals = EvalSet.from_dict(eval_set)
-    num_layers = llm.num_layers()
+    num_layers = llm.num_layers()  # from config.json: checked before the weights load
     layers = list(config.layers) or default_layers(num_layers)
-    bad = [layer for layer in layers if not 0 <= layer <= num_layers]
-    if bad:
-        raise dg.Failure(f"cosine layers {bad} are outside the model's 0..{num_layers}")
+    if (problem := cosine_layers_problem(layers, num_layers)) is not None:
+        raise InputError(f"run config ops.{context.op_def.name}.config.layers: {problem}")
     prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
     states = llm.last_prompt_hidden_states(
         prompts, layers, batch_size=config.batch_size, progress=ProgressReporter("hidden states", context.log.info, unit="prompts")

@@ -1,0 +1,86 @@
+"""Validate a whole run's config up front, so a bad setting fails the run's first step.
+
+Dagster builds an asset's config object (and so applies the ranges in persona_assets/config.py)
+only when that asset's step starts: a bad `n_bootstrap` would surface after the model steps have
+run for hours. The model steps and `eval_set` therefore check the settings of every step of the
+run first; the model steps also check the cosine layers against the model's depth, read from its
+config.json (no weights).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import ValidationError
+
+from persona_assets import config as run_configs
+from persona_assets.core.errors import InputError
+
+# Asset (op) name → its config class. Legacy assets carry a "legacy__" prefix; teacher-forcing
+# shards are numbered. tests/test_config_validation.py checks this against the definitions.
+CONFIG_BY_OP: dict[str, type[dg.Config]] = {
+    "eval_set": run_configs.EvalSetConfig,
+    "generations": run_configs.GenerationConfig,
+    "persona_cosine": run_configs.CosineConfig,
+    "divergence_matrices": run_configs.DivergenceConfig,
+    "leakage_rates": run_configs.LeakageConfig,
+    "cosine_precheck": run_configs.PrecheckConfig,
+    "leakage_correlations": run_configs.AnalysisConfig,
+    "kill_gate_verdicts": run_configs.KillGateConfig,
+    "legacy_results": run_configs.LegacyConfig,
+}
+_SHARD_OP = re.compile(r"divergence_shard_\d+")
+
+
+def config_class_for_op(op_name: str) -> type[dg.Config] | None:
+    name = op_name.rsplit("__", 1)[-1]
+    if _SHARD_OP.fullmatch(name):
+        return run_configs.DivergenceConfig
+    return CONFIG_BY_OP.get(name)
+
+
+def cosine_layers_problem(layers: Sequence[int], num_layers: int) -> str | None:
+    """Why `layers` cannot be read from a model with `num_layers` decoder layers (None when they can)."""
+    beyond = [layer for layer in layers if not 0 <= layer <= num_layers]
+    if not beyond:
+        return None
+    return (
+        f"layer index {', '.join(map(str, beyond))} is beyond the model's depth: valid range 0..{num_layers} "
+        f"(the model has {num_layers} hidden layers; 0 = embeddings, L = output of decoder layer L)"
+    )
+
+
+def _describe(op_name: str, config_class: type[dg.Config], error: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    info = config_class.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+    hint = f" [{info.description}]" if info is not None and info.description else ""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"ops.{op_name}.config.{field}: {message} (got {error.get('input')!r}){hint}"
+
+
+def run_config_problems(run_config: Mapping[str, Any], *, model_layers: int | None = None) -> list[str]:
+    """Every setting of the run outside its allowed range, one line each naming the op and field."""
+    problems: list[str] = []
+    for op_name, op_config in (run_config.get("ops") or {}).items():
+        config_class = config_class_for_op(op_name)
+        if config_class is None or not isinstance(op_config, Mapping):
+            continue
+        try:
+            parsed = config_class(**(op_config.get("config") or {}))
+        except ValidationError as error:
+            problems.extend(_describe(op_name, config_class, e) for e in error.errors())
+            continue
+        if model_layers is not None and isinstance(parsed, run_configs.CosineConfig):
+            if (problem := cosine_layers_problem(parsed.layers, model_layers)) is not None:
+                problems.append(f"ops.{op_name}.config.layers: {problem}")
+    return problems
+
+
+def validate_run_config(run_config: Mapping[str, Any], *, model_layers: int | None = None) -> None:
+    """Raise InputError listing every bad setting of the run (see `run_config_problems`)."""
+    problems = run_config_problems(run_config, model_layers=model_layers)
+    if problems:
+        raise InputError("invalid run config; fix these settings and re-run:\n- " + "\n- ".join(problems))
