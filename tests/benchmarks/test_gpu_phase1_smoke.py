@@ -1,0 +1,36 @@
+"""The Phase-1 benchmark runs end to end on CPU with its tiny config, and its deferred stages run
+from the saved inputs (no timing asserted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "gpu_phase1.py"
+
+
+def _run(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir):
+    saved = tmp_path / "saved"
+    out = _run("--tiny", "--tokenizer", str(embedded_tokenizer_dir), "--defer-analysis", "--save-dir", str(saved),
+               "--work-dir", str(tmp_path / "gpu"))
+    for stage in ("eval_set", "generations", "persona_cosine", "divergences"):
+        assert f"[stage] {stage}" in out
+    assert "8 responses, 32 teacher-forced sequences" in out
+    assert "not run here: aggregation (--defer-analysis)" in out
+    assert (saved / "phase1_state.json").is_file()
+
+    out = _run("--analysis-from", str(saved), "--skip-figures", "--work-dir", str(tmp_path / "cpu"))
+    assert "[stage] aggregation" in out and "[stage] analysis" in out
+    assert "kill gates: discrimination" in out
+    assert "phase-1 without model load" in out and "== goals" in out
+    assert (tmp_path / "cpu" / "outputs" / "divergence_per_response.csv").is_file()
