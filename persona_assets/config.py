@@ -78,7 +78,7 @@ class DivergenceConfig(dg.Config):
     @classmethod
     def _known_averaging(cls, averaging: str) -> str:
         if averaging not in AVERAGING_MODES:
-            raise ValueError(f"averaging must be one of {list(AVERAGING_MODES)}, got {averaging!r}")
+            raise ValueError(f"averaging must be one of {list(AVERAGING_MODES)}")
         return averaging
 
 class LeakageConfig(dg.Config):
