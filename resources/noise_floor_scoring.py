@@ -36,16 +36,15 @@ FP32_NOTE = (
 
 
 def _packs_responses(llm: Any) -> bool:
-    from resources.llm import GpuLLM
-
-    return isinstance(llm, GpuLLM)
+    """The CUDA resource (GpuLLM) packs responses into shared forwards; the CPU one scores one at a time."""
+    return str(llm.describe()["device"]).startswith("cuda")
 
 
 def _arrays(result: Any) -> dict[str, np.ndarray]:
     return {name: getattr(result, name).detach().double().cpu().numpy() for name in VALUES}
 
 
-def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int) -> Any:
+def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int, packs: bool) -> Any:
     """Each scoring sequence in its own forward, then the divergences the run's path computes."""
     import torch
 
@@ -53,7 +52,7 @@ def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int) -> Any:
 
     prompts, response, pairs = item
     engine = llm.engine
-    if _packs_responses(llm):
+    if packs:
         from resources.fast_divergence import fast_pair_divergences
         from resources.fast_engine import lm_head_logits, packed_hidden_states
 
@@ -98,17 +97,18 @@ def measure_noise_floor(
         sampled.append(
             {**descriptions[position], "n_tokens": len(job.response_ids), "n_scorers": len(scorers), "n_pairs": len(local_pairs)}
         )
+    packs = _packs_responses(llm)
     compositions = {
         RUN: (
             "the run's scoring call over the sampled responses together (packed into shared forwards)"
-            if _packs_responses(llm)
+            if packs
             else "the run's scoring call: each response's scorers in one right-padded batch"
         ),
         ALONE: "every scoring sequence in a forward of its own (no padding, no packing)",
     }
     run = [_arrays(r) for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size)]
-    scored = {ALONE: [_arrays(_scored_alone(llm, item, pair_chunk_size)) for item in items]}
-    if _packs_responses(llm):
+    scored = {ALONE: [_arrays(_scored_alone(llm, item, pair_chunk_size, packs)) for item in items]}
+    if packs:
         compositions[OWN_BATCH] = "each response in a call of its own: its scorers padded together, no other response"
         scored[OWN_BATCH] = [_arrays(llm.batch_response_divergences([item], pair_chunk_size=pair_chunk_size)[0]) for item in items]
     dtype = llm.describe()["dtype"]
