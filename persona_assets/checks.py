@@ -14,6 +14,7 @@ from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
+from persona_assets.core.response_quality import response_quality
 
 TOLERANCE = 1e-9
 LN2 = math.log(2)
@@ -61,16 +62,25 @@ def kl_nonnegative_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResu
     return _result(low >= -TOLERANCE and diagonal <= TOLERANCE, "min KL and diagonal", kl_min=low, max_abs_diagonal=diagonal)
 
 
-@dg.asset_check(asset=generations, blocking=True, description="No response is empty.")
+@dg.asset_check(asset=generations, blocking=True, description="No response is empty (no tokens or blank text).")
 def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
-    empty = [f"{r['persona']}/q{r['question_index']}" for r in generations["responses"] if r["n_tokens"] == 0]
-    hit = sum(r["hit_max_new_tokens"] for r in generations["responses"])
+    quality = response_quality(generations["responses"])
+    empty = quality["empty"]
+    share = quality["hit_max_new_tokens_share"]
+    description = (
+        f"{len(empty)} empty responses (no tokens or blank text), persona/question: "
+        + ", ".join(empty[:20])
+        + (f" and {len(empty) - 20} more" if len(empty) > 20 else "")
+        if empty
+        else "no empty responses"
+    ) + f"; {share:.0%} stopped at max_new_tokens"
     return _result(
         not empty,
-        "responses with no tokens",
+        description,
         n_empty=len(empty),
         empty=", ".join(empty[:20]),
-        hit_max_new_tokens_share=hit / max(len(generations["responses"]), 1),
+        hit_max_new_tokens=quality["hit_max_new_tokens"],
+        hit_max_new_tokens_share=share,
     )
 
 

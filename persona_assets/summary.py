@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from persona_assets.core.response_quality import response_quality
 from persona_assets.storage import figures_dir, outputs_dir
 
 
@@ -18,6 +19,13 @@ def main() -> int:
     divergences = json.loads((outputs / "divergence_matrices.json").read_text())
     print(f"model: {divergences['model']['model_name']} ({divergences['model']['dtype']}, {divergences['model']['device']})")
     print(f"personas: {len(divergences['persona_names'])}, questions: {divergences['n_questions']}, averaging: {divergences['method']['averaging']}")
+    generations_path = outputs / "generations.json"
+    if generations_path.is_file():
+        quality = response_quality(json.loads(generations_path.read_text())["responses"])
+        print(
+            f"responses: {quality['n_responses']}, empty: {quality['n_empty']}, "
+            f"stopped at max_new_tokens: {quality['hit_max_new_tokens']} ({quality['hit_max_new_tokens_share']:.0%})"
+        )
     for name in ("discrimination", "redundancy"):
         verdict = verdicts[name]
         print(f"kill gate {name}: {'KILLED' if verdict['killed'] else 'passed'} — {verdict['rule']}")

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import torch
 
 from persona_assets.core.divergence import TokenDivergences, _pair_index
+from persona_assets.core.scoring_faults import raise_if_non_finite
 
 LN2 = math.log(2.0)
 
@@ -309,6 +310,7 @@ def fast_pair_divergences(
     backend: str = "auto",
     vocab_block: int | None = None,
     pair_chunk: int = 4,
+    finite_rows_out: list[torch.Tensor] | None = None,
 ) -> TokenDivergences:
     """Per-token JS, KL(a‖b), KL(b‖a) for scorer pairs, from logits or log-probs [S, T, V].
 
@@ -320,6 +322,9 @@ def fast_pair_divergences(
         vocab_block: vocabulary block size (memory bound of the torch backend:
             about 12 float32 buffers of pair_chunk·T·vocab_block).
         pair_chunk: pairs per step of the torch backend.
+        finite_rows_out: None: raise NonFiniteLogitsError (scorer, position) if a row's logits
+            hold NaN/inf (costs a device sync). A list: the [S, T] bool mask "row is finite" is
+            appended instead, unchecked, so a caller can check many calls with one sync.
 
     Returns:
         TokenDivergences with float64 tensors [P, T] (js, kl_ab = KL(P_i‖P_j), kl_ba).
@@ -334,6 +339,13 @@ def fast_pair_divergences(
         logits = logits.contiguous()
     which = _resolve(backend, logits)
     lse = row_logsumexp(logits.reshape(scorers * positions, vocab), backend=which).reshape(scorers, positions)
+    # A NaN or +inf logit makes its row's log-sum-exp non-finite, and so does an all −inf row:
+    # checking the [S, T] lse catches every broken row without another pass over the vocabulary.
+    finite_rows = torch.isfinite(lse)
+    if finite_rows_out is None:
+        raise_if_non_finite(finite_rows)
+    else:
+        finite_rows_out.append(finite_rows)
     if which == "triton":
         js, kl_ab, kl_ba = _pairs_triton(logits, lse, index, vocab_block or 2048)
     else:

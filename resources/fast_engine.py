@@ -31,6 +31,7 @@ import torch
 
 from persona_assets.core.divergence import TokenDivergences
 from persona_assets.core.errors import InputError
+from persona_assets.core.scoring_faults import raise_if_non_finite
 from resources.fast_divergence import fast_pair_divergences
 from resources.hf_engine import Generation
 
@@ -108,6 +109,7 @@ def batch_response_divergences(
     Returns one TokenDivergences ([P_i, T_i] float64 tensors on the engine's device) per item,
     in input order; equal to `engine.response_logprobs` + `pair_divergences` up to the float
     noise of different batch shapes (tested on CPU; measured on GPU by the benchmark).
+    NaN/inf logits raise NonFiniteLogitsError naming the item, scorer and position.
     """
     head = engine.model.get_output_embeddings()
     specs = []
@@ -130,12 +132,16 @@ def batch_response_divergences(
             owners.append((i, len(seqs)))
         states = packed_hidden_states(engine, sequences, picks)
         offset = 0
+        finite_rows: list[torch.Tensor] = []  # per item [S, T]: checked once per batch (one sync)
         for i, count in owners:
             picked = torch.stack(states[offset : offset + count])  # [S, T, H]
             offset += count
             logits = lm_head_logits(picked, head.weight, getattr(head, "bias", None))
-            results[i] = fast_pair_divergences(logits, items[i][2], backend=backend)
+            results[i] = fast_pair_divergences(logits, items[i][2], backend=backend, finite_rows_out=finite_rows)
             del logits
+        if not bool(torch.stack([rows.all() for rows in finite_rows]).all()):
+            for (i, _), rows in zip(owners, finite_rows):
+                raise_if_non_finite(rows, item=i)
         done += len(batch)
         if progress:
             progress(done, len(items))

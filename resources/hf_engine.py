@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from persona_assets.core.errors import InputError
+from persona_assets.core.scoring_faults import raise_if_non_finite
 from resources.model_loading import ModelSource, load_model_and_tokenizer, resolve_model_source
 
 ProgressFn = Callable[[int, int], None]
@@ -173,6 +174,7 @@ class HFEngine:
         positions = starts + torch.arange(n_tokens, device=hidden.device)[None, :]
         picked = hidden[rows, positions]  # [S, T, H]: only the positions that predict the response
         logits = self.model.get_output_embeddings()(picked)
+        raise_if_non_finite(torch.isfinite(logits).all(dim=-1))
         return torch.log_softmax(logits.float(), dim=-1)
 
     @torch.inference_mode()

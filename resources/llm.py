@@ -137,9 +137,15 @@ class LLMResource(dg.ConfigurableResource):
 
         This default scores one response at a time; GpuLLM packs several per forward.
         """
+        from persona_assets.core.scoring_faults import NonFiniteLogitsError
+
         results = []
         for done, (prompts, response_ids, pairs) in enumerate(items, start=1):
-            results.append(self.response_divergences(prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size))
+            try:
+                results.append(self.response_divergences(prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size))
+            except NonFiniteLogitsError as error:
+                error.item = done - 1  # which item: the caller knows its response and personas
+                raise
             if progress:
                 progress(done, len(items))
         return results

@@ -70,7 +70,12 @@ def response_jobs(llm: LLMResource, eval_set: dict, generations: dict, averaging
         )
         pairs = scorer_pairs(g, len(names), averaging)
         used = sorted({s for pair in pairs for s in pair})
-        jobs.append(ResponseJob(key, list(r["token_ids"]), {s: prompts[(s, q)] for s in used}, pairs))
+        jobs.append(
+            ResponseJob(
+                key, list(r["token_ids"]), {s: prompts[(s, q)] for s in used}, pairs,
+                names={s: names[s] for s in {g, *used}}, generator=g, question_index=q,
+            )
+        )
     return jobs
 
 
@@ -85,6 +90,7 @@ def _score(context, llm: LLMResource, jobs: list[ResponseJob], config: Divergenc
         responses_per_batch=config.responses_per_batch,
         pair_chunk_size=config.pair_chunk_size,
         log=context.log.info,
+        warn=context.log.warning,
         progress=progress,
         prepare=llm.load_for_teacher_forcing,
     )

@@ -5,6 +5,7 @@ from persona_assets.config import GenerationConfig
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_key
 from persona_assets.core.progress import ProgressReporter
+from persona_assets.core.response_quality import response_quality
 from persona_assets.run_config_validation import validate_run_config
 from persona_assets.storage import data_dir, outputs_dir, write_csv
 from resources.llm import LLMResource
@@ -73,14 +74,18 @@ def generations(
         )
     table = pd.DataFrame(responses).drop(columns=["token_ids"])
     write_csv(outputs_dir() / "generations.csv", table)
-    hit = int(table["hit_max_new_tokens"].sum())
+    quality = response_quality(responses)
+    if quality["n_empty"]:
+        context.log.warning(f"{quality['n_empty']} empty responses: {', '.join(quality['empty'][:20])}")
     context.add_output_metadata(
         {
             "n_responses": len(responses),
             "newly_generated": len(missing),
             "mean_tokens": float(table["n_tokens"].mean()),
-            "hit_max_new_tokens": hit,
-            "hit_max_new_tokens_share": hit / len(responses),
+            "hit_max_new_tokens": quality["hit_max_new_tokens"],
+            "hit_max_new_tokens_share": quality["hit_max_new_tokens_share"],
+            "n_empty": quality["n_empty"],
+            "empty_responses": ", ".join(quality["empty"][:20]),
             "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
         }
     )

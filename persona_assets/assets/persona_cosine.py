@@ -2,7 +2,7 @@ import dagster as dg
 import numpy as np
 
 from persona_assets.config import CosineConfig
-from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
+from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.errors import InputError
 from persona_assets.core.progress import ProgressReporter
@@ -28,6 +28,13 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
         prompts, layers, batch_size=config.batch_size, progress=ProgressReporter("hidden states", context.log.info, unit="prompts")
     ).numpy()
     n_p, n_q = len(evals.personas), len(evals.questions)
+    broken = first_non_finite(states)
+    if broken is not None:
+        prompt, layer = broken
+        raise dg.Failure(
+            f"hidden state of persona {evals.persona_names[prompt // n_q]!r}, question {prompt % n_q}, "
+            f"layer {layers[layer]} is not finite (NaN/inf): the model's output is broken (weights, dtype overflow?)"
+        )
     centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)  # [N, layers, H]
     matrices = {f"layer{layer}": centred_cosine(centroids[:, k, :]) for k, layer in enumerate(layers)}
     off_diagonal = ~np.eye(n_p, dtype=bool)

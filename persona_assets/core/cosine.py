@@ -23,3 +23,15 @@ def centred_cosine(centroids: np.ndarray) -> np.ndarray:
     cosine = np.clip(unit @ unit.T, -1.0, 1.0)
     np.fill_diagonal(cosine, 1.0)
     return cosine
+
+
+def first_non_finite(states: np.ndarray) -> tuple[int, int] | None:
+    """(prompt, layer) indices of the first hidden state [prompts, layers, H] holding NaN/inf, else None.
+
+    One NaN would make every centred cosine NaN (the centring mean spreads it to all personas).
+    """
+    finite = np.isfinite(states).all(axis=-1)
+    if finite.all():
+        return None
+    prompt, layer = np.argwhere(~finite)[0]
+    return int(prompt), int(layer)

@@ -22,6 +22,15 @@ Memory does not grow with the number of personas: a response's missing pairs are
 scoring passes of at most `max_scorers_per_pass` scoring sequences (for pair-own: the generator
 plus `max_scorers_per_pass − 1` others); pair-own needs N − 1 pairs per response, never N².
 
+Faults
+- Out of accelerator memory: the batch is retried with half the responses, then (at one
+  response) half the scorers per pass, down to one pair; each step is logged. Only if one pair of
+  one response does not fit does scoring stop, with a message saying so.
+- NaN/inf logits or NaN results: scoring stops with an error naming the response (generator,
+  question), the scoring persona and the token position; nothing of that batch is written, and a
+  cache entry holding NaN is never trusted. An empty response (no tokens) stops scoring before
+  any model work: a mean over zero tokens has no value.
+
 No dagster import: usable from a notebook with any object that has `batch_response_divergences`
 (the LLM resources, `CpuLLM(model=...)`, work outside Dagster).
 """
@@ -30,12 +39,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from persona_assets.core.scoring_faults import (
+    NonFiniteLogitsError,
+    TeacherForcingError,
+    free_accelerator_memory,
+    is_out_of_memory,
+)
 from persona_assets.storage import atomic_write_text, exclusive_lock
 
 DIVERGENCE_CODE_VERSION = "1"
@@ -89,12 +105,15 @@ class DivergenceCache:
         if not path.is_file():
             return None
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None  # a corrupt entry is recomputed, never trusted
+            record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_nan)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            return None  # a corrupt or NaN-poisoned entry is recomputed, never trusted
         return record if isinstance(record, dict) and isinstance(record.get("pairs"), dict) else None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
+        poisoned = [pk for pk, values in record.get("pairs", {}).items() if any(_is_nan(v) for v in values.values())]
+        if poisoned:
+            raise ValueError(f"divergence entry {key[:12]}: NaN values for pairs {poisoned}; not cached")
         # Another run may have added pairs to this entry since it was read: merge, under the
         # directory lock, so neither run's pairs are lost (see persona_assets.storage).
         with exclusive_lock(self.directory):
@@ -107,19 +126,43 @@ class DivergenceCache:
         return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _reject_nan(constant: str) -> float:
+    # KL may legitimately be +inf (a token with P_a > 0 = P_b); NaN never is a divergence.
+    if constant == "NaN":
+        raise ValueError("NaN in a divergence entry")
+    return float(constant)
+
+
 @dataclass
 class ResponseJob:
-    """One response to score: its cache key, token ids, the scorers' prompts and the pairs it needs."""
+    """One response to score: its cache key, token ids, the scorers' prompts and the pairs it needs.
+
+    `names`, `generator` and `question_index` only serve error messages (persona index → name).
+    """
 
     key: str
     response_ids: list[int]
     prompts: dict[int, list[int]]  # persona index → prompt ids (system + this question)
     pairs: list[tuple[int, int]]  # (a, b) persona indices
     pair_keys: list[str] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)
+    generator: int = -1
+    question_index: int = -1
 
     def __post_init__(self) -> None:
         if not self.pair_keys:
             self.pair_keys = [pair_key(self.prompts[a], self.prompts[b]) for a, b in self.pairs]
+
+    def persona(self, index: int) -> str:
+        return repr(self.names.get(index, f"#{index}"))
+
+    def describe(self) -> str:
+        """E.g. "the response of 'villain' to question 2 (cache key 3fa9c2d1e0b4)"."""
+        return f"the response of {self.persona(self.generator)} to question {self.question_index} (cache key {self.key[:12]})"
 
 
 def scoring_passes(pairs: Sequence[tuple[int, int]], max_scorers: int) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
@@ -177,6 +220,7 @@ def score_missing(
     responses_per_batch: int,
     pair_chunk_size: int = 4,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     prepare: Callable[[], Any] | None = None,
 ) -> ScoreStats:
@@ -187,9 +231,17 @@ def score_missing(
     soon as its batch returns. Host memory is bounded by the batch, not by the run. `prepare`
     (e.g. loading the model) runs once before the first batch, only if there is work, and is
     not counted in `stats.seconds`.
+
+    Out of accelerator memory, the batch is retried smaller (see the module docstring) and the
+    smaller size is kept for the rest of the run; `warn` (default `log`) says so each time.
+    Raises TeacherForcingError for empty responses, non-finite logits or results, and when one
+    pair of one response does not fit in memory.
     """
     if responses_per_batch < 1:
         raise ValueError(f"responses_per_batch must be ≥ 1, got {responses_per_batch}")
+    if max_scorers_per_pass < 2:
+        raise ValueError(f"max_scorers_per_pass must be ≥ 2 (a pair needs two scorers), got {max_scorers_per_pass}")
+    warn = warn or log
     stats = ScoreStats(responses=len(jobs))
     pending: list[tuple[ResponseJob, dict[str, Any], list[int]]] = []
     for job in jobs:
@@ -200,35 +252,104 @@ def score_missing(
             pending.append((job, entry, missing))
         else:
             stats.responses_complete_in_cache += 1
+    empty = [job.describe() for job, _, _ in pending if not job.response_ids]
+    if empty:
+        raise TeacherForcingError(
+            f"{len(empty)} empty responses (no tokens) cannot be teacher-forced (a mean over zero tokens has no value): "
+            + "; ".join(empty[:10])
+            + ". Regenerate them (e.g. a larger max_new_tokens) or drop those personas/questions."
+        )
     total = len(pending)
     if log:
         log(f"divergences: {stats.responses_complete_in_cache} responses complete in the cache, {total} to score")
     if pending and prepare:
         prepare()
     started = time.perf_counter()
-    for start in range(0, total, responses_per_batch):
-        batch = pending[start : start + responses_per_batch]
-        items, owners = [], []
-        for b, (job, _, missing) in enumerate(batch):
-            wanted = [job.pairs[k] for k in missing]
-            for scorers, local_pairs, positions in scoring_passes(wanted, max_scorers_per_pass):
-                items.append(([job.prompts[s] for s in scorers], job.response_ids, local_pairs))
-                owners.append((b, [missing[p] for p in positions]))
-                stats.teacher_forced_sequences += len(scorers)
-                stats.teacher_forced_tokens += len(scorers) * len(job.response_ids)
-        results = llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size)
-        for (b, pair_indices), result in zip(owners, results):
-            job, entry, _ = batch[b]
-            means = [r.mean(dim=1).tolist() for r in (result.js, result.kl_ab, result.kl_ba)]
-            for local, k in enumerate(pair_indices):
-                entry["pairs"][job.pair_keys[k]] = {name: means[v][local] for v, name in enumerate(VALUES)}
+    batch_size, scorers_per_pass = responses_per_batch, max_scorers_per_pass
+    done = 0
+    while done < total:
+        batch = pending[done : done + batch_size]
+        out_of_memory = False
+        try:
+            batch_stats = _score_batch(llm, batch, scorers_per_pass, pair_chunk_size)
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = True  # handled below, once the exception (and its frames' tensors) is gone
+        if out_of_memory:
+            free_accelerator_memory()
+            largest_pass = max(
+                len(scorers)
+                for job, _, missing in batch
+                for scorers, _, _ in scoring_passes([job.pairs[k] for k in missing], scorers_per_pass)
+            )
+            if len(batch) > 1:
+                batch_size = len(batch) // 2
+            elif largest_pass > 2:
+                scorers_per_pass = max(2, largest_pass // 2)
+            else:
+                raise TeacherForcingError(
+                    f"out of accelerator memory teacher-forcing one pair of {batch[0][0].describe()} "
+                    f"({len(batch[0][0].response_ids)} tokens): even one response under two personas does not fit. "
+                    "Use a GPU with more memory, a smaller dtype, or shorter responses (max_new_tokens)."
+                )
+            if warn:
+                warn(
+                    f"teacher forcing: out of accelerator memory with {len(batch)} responses per batch, "
+                    f"passes of up to {largest_pass} scorers; "
+                    f"halved the batch, retrying with {batch_size} responses per batch, {scorers_per_pass} scorers per pass"
+                )
+            continue
         for job, entry, missing in batch:
             cache.put(job.key, entry)
             stats.responses_computed += 1
             stats.pairs_computed += len(missing)
+        stats.add(batch_stats)
+        done += len(batch)
         if progress:
-            progress(min(start + responses_per_batch, total), total)
+            progress(done, total)
     stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _score_batch(
+    llm: Any, batch: list[tuple[ResponseJob, dict[str, Any], list[int]]], max_scorers: int, pair_chunk_size: int
+) -> ScoreStats:
+    """Score one batch into its entries (in memory: nothing is written if anything fails)."""
+    stats = ScoreStats()
+    items, owners = [], []
+    for b, (job, _, missing) in enumerate(batch):
+        wanted = [job.pairs[k] for k in missing]
+        for scorers, local_pairs, positions in scoring_passes(wanted, max_scorers):
+            items.append(([job.prompts[s] for s in scorers], job.response_ids, local_pairs))
+            owners.append((b, scorers, [missing[p] for p in positions]))
+            stats.teacher_forced_sequences += len(scorers)
+            stats.teacher_forced_tokens += len(scorers) * len(job.response_ids)
+    try:
+        results = llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size)
+    except NonFiniteLogitsError as error:
+        b, scorers, _ = owners[error.item]
+        job = batch[b][0]
+        raise TeacherForcingError(
+            f"non-finite logits (NaN/inf) teacher-forcing {job.describe()} under persona {job.persona(scorers[error.scorer])} "
+            f"at response token position {error.position}: the model's output is broken (weights, dtype overflow?). "
+            "Nothing of this batch was cached."
+        ) from error
+    new_values: list[tuple[dict[str, Any], str, dict[str, float]]] = []
+    for (b, scorers, pair_indices), result in zip(owners, results):
+        job = batch[b][0]
+        means = [r.mean(dim=1).tolist() for r in (result.js, result.kl_ab, result.kl_ba)]
+        for local, k in enumerate(pair_indices):
+            values = {name: means[v][local] for v, name in enumerate(VALUES)}
+            if any(math.isnan(value) for value in values.values()):
+                a, c = job.pairs[k]
+                raise TeacherForcingError(
+                    f"NaN divergence for {job.describe()} between personas {job.persona(a)} and {job.persona(c)}: "
+                    "the scores are broken. Nothing of this batch was cached."
+                )
+            new_values.append((batch[b][1], job.pair_keys[k], values))
+    for entry, key, values in new_values:
+        entry["pairs"][key] = values
     return stats
 
 
