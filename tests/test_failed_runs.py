@@ -35,10 +35,9 @@ def test_leakage_of_other_personas_fails_the_step_naming_both_sets(tiny_model_di
     assert "personas in the file: librarian, pirate" in message
     assert f"personas of the run: {', '.join(PERSONAS)}" in message
     # Everything downstream of the leakage rates is skipped, not run on an empty table.
-    assert "divergence_matrices" in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert not {"analysis_inputs", "leakage_correlations", "figures"} & {
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
-    }
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "divergence_matrices" in materialized
+    assert not {"analysis_inputs", "leakage_correlations", "figures"} & materialized
     assert not (tmp_path / "figures").exists()
 
 
@@ -58,8 +57,14 @@ def test_partial_overlap_proceeds_and_reports_the_dropped_pairs(tmp_path):
 
 def test_a_failed_run_leaves_the_earlier_results_untouched(tiny_model_dir, tmp_path):
     rows = [(s, t, round(0.1 + 0.05 * i + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
-    good = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "good.csv", rows)))
+    # A partial overlap: the pirate's rows are dropped, the run proceeds and says so.
+    good_rows = [*rows, ("pirate", "villain", 0.5), ("villain", "pirate", 0.6)]
+    good = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "good.csv", good_rows)))
     assert good.success
+    assert good.output_for_node("leakage_rates")["dropped"]["dropped_pairs"] == ["pirate -> villain", "villain -> pirate"]
+    leakage = good.output_for_node("leakage_correlations")["leakage"]
+    assert leakage["n_directed_pairs"] == len(rows)
+    assert "2 pair(s) of the file dropped, personas not in this run: pirate" in leakage["source_of_rates"]
     data, figures = tmp_path / "data" / "outputs", tmp_path / "figures"
     before = {"outputs": _snapshot(data), "figures": _snapshot(figures)}
     assert "figures.json" in before["outputs"] and "js_vs_leakage.png" in before["figures"]
