@@ -298,3 +298,23 @@ def test_out_of_memory_halves_the_responses_per_packed_forward(tiny_model_dir, t
         f"teacher forcing: out of accelerator memory with {n} responses per batch, passes of up to 3 scorers" for n in (4, 2)
     ]
     assert np.isfinite([v for t in cache_texts(faulted.directory).values() for p in json.loads(t)["pairs"].values() for v in p.values()]).all()
+
+
+def test_generation_out_of_memory_halves_the_batch_and_matches_that_setting(tiny_model_dir):
+    from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
+
+    llm = CpuLLM(model=str(tiny_model_dir))
+    prompts = [llm.chat_prompt_ids(p, q) for p in SYSTEM_PROMPTS for q in QUESTIONS]
+    reference = llm.generate(prompts, max_new_tokens=4, batch_size=2)
+    fail_above(llm.engine.model, 2, lambda ids: ids.shape[0])  # at most two prompts per forward
+    warnings = []
+    got = halving_batch_on_out_of_memory(
+        lambda batch_size: llm.generate(prompts, max_new_tokens=4, batch_size=batch_size), 8, what="generation", warn=warnings.append
+    )
+    assert got == reference
+    assert warnings == [f"generation: out of accelerator memory; halved the batch, retrying with batch_size {n}" for n in (4, 2)]
+    fail_above(llm.engine.model, 0, lambda ids: ids.shape[0])  # nothing fits
+    with pytest.raises(RuntimeError, match="generation: out of accelerator memory even with a batch of one"):
+        halving_batch_on_out_of_memory(
+            lambda batch_size: llm.generate(prompts, max_new_tokens=4, batch_size=batch_size), 2, what="generation"
+        )

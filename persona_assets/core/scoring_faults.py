@@ -5,7 +5,8 @@
   question and position, before anything of the batch reaches the cache.
 - Out of accelerator memory: `is_out_of_memory` recognises `torch.OutOfMemoryError` (only that:
   other errors are real bugs and must surface), `free_accelerator_memory` releases the cached
-  blocks so a smaller retry can fit.
+  blocks so a smaller retry can fit; `halving_batch_on_out_of_memory` retries a whole batched
+  call (generation) with half the batch until it fits.
 
 No dagster import; torch is imported only when asked about.
 """
@@ -13,7 +14,10 @@ No dagster import; torch is imported only when asked about.
 from __future__ import annotations
 
 import gc
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class NonFiniteLogitsError(ArithmeticError):
@@ -53,3 +57,28 @@ def free_accelerator_memory() -> None:
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+def halving_batch_on_out_of_memory(
+    run: Callable[[int], T], batch_size: int, *, what: str, warn: Callable[[str], None] | None = None
+) -> T:
+    """`run(batch_size)`, retried with half the batch after each out-of-memory error.
+
+    The smaller call starts over (what the failed call had done is lost); if even a batch of one
+    does not fit, raises a RuntimeError naming `what`.
+    """
+    while True:
+        out_of_memory = False
+        try:
+            return run(batch_size)
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+            if not is_out_of_memory(error):
+                raise
+            out_of_memory = True  # handled below, once the exception (and its frames' tensors) is gone
+        if out_of_memory:
+            free_accelerator_memory()
+            if batch_size <= 1:
+                raise RuntimeError(f"{what}: out of accelerator memory even with a batch of one")
+            batch_size //= 2
+            if warn:
+                warn(f"{what}: out of accelerator memory; halved the batch, retrying with batch_size {batch_size}")
