@@ -17,6 +17,7 @@ from persona_assets.core import correlations as corr
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
 from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
+from persona_assets.core.leakage import names_for_message
 from persona_assets.core.noise_floor import floor_evidence
 from persona_assets.core.statistics import (
     MRR,
@@ -182,6 +183,14 @@ def precheck_from_detail(detail: pd.DataFrame, core_personas: list[str], centrin
         }
         result[name] = {"n_pairs": int(len(frame)), "n_sources": int(frame["source"].nunique()), "by_layer": by_layer, **corr.rise_summary(by_layer)}
     result["core_pairs"]["definition"] = "pairs whose source and target are both personas of the divergence matrices"
+    if core.empty:
+        # The all-pairs pre-check stands on its own, but a file sharing no pair with the matrices is
+        # most likely the wrong file: say so with both persona sets.
+        in_file = sorted(set(wide["source"]) | set(wide["target"]))
+        result["core_pairs"]["note"] = (
+            f"no pair of the file among the personas of the divergence matrices; personas in the file: "
+            f"{names_for_message(in_file)}; personas of the matrices: {names_for_message(list(core_personas))}"
+        )
     return result
 
 

@@ -256,7 +256,8 @@ def load_leakage(path: Path) -> pd.DataFrame:
 MAX_NAMES_SHOWN = 12
 
 
-def _names(names: Sequence[str]) -> str:
+def names_for_message(names: Sequence[str]) -> str:
+    """Comma-separated names, cut after MAX_NAMES_SHOWN with the total count."""
     shown = ", ".join(names[:MAX_NAMES_SHOWN])
     return shown if len(names) <= MAX_NAMES_SHOWN else f"{shown}, … ({len(names)} in all)"
 
@@ -295,13 +296,13 @@ def restrict_to_personas(
     if not inside.any():
         shared = [n for n in in_file if n in known]
         detail = (
-            f"they share only {_names(shared)}, and no (source, target) pair has both in the run"
+            f"they share only {names_for_message(shared)}, and no (source, target) pair has both in the run"
             if shared
             else "the two sets do not overlap"
         )
         raise InputError(
             f"{path}: no leakage pair among the personas of {personas_of} ({detail}); "
-            f"personas in the file: {_names(in_file)}; personas of {personas_of}: {_names(run)}"
+            f"personas in the file: {names_for_message(in_file)}; personas of {personas_of}: {names_for_message(run)}"
         )
     kept = table[inside].reset_index(drop=True)
     dropped = table[~inside]

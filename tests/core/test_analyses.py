@@ -248,3 +248,15 @@ def test_legacy_marker_eval_of_other_personas_is_refused_partial_overlap_noted(t
     message = str(info.value)
     assert str(marker) in message and "the two sets do not overlap" in message
     assert "personas in the file: parrot, pirate" in message and "personas of divergence_matrices.json: x, y, z" in message
+
+
+def test_cosine_leakage_file_sharing_no_pair_with_the_matrices_is_named_in_the_precheck() -> None:
+    detail = pd.DataFrame(
+        [(layer, s, t, 0.1 * k + 0.01 * layer, 0.05 * k) for layer in (10, 20) for k, (s, t) in enumerate(
+            [("pirate", "parrot"), ("parrot", "pirate"), ("pirate", "captain"), ("captain", "parrot")])],
+        columns=["layer", "source", "target", "cosine", "rate"],
+    )
+    result = analyses.precheck_from_detail(detail, ["x", "y", "z"], "file centring", n_boot=0, seed=0)
+    assert result["all_pairs"]["n_pairs"] == 4  # the file's own pre-check still runs
+    note = result["core_pairs"]["note"]
+    assert "personas in the file: captain, parrot, pirate" in note and "personas of the matrices: x, y, z" in note
