@@ -19,6 +19,7 @@ from persona_assets.assets.legacy import legacy_assets
 from persona_assets.checks import all_checks, invariant_checks, legacy_checks
 from persona_assets.definitions import all_assets
 from persona_assets.io_manager import JsonIOManager
+from persona_assets import sensors
 from persona_assets.sensors import failed_check_alerts
 from resources.llm import CpuLLM
 from tests.alert_receivers import ScriptedReceiver, refusing_url
@@ -173,3 +174,77 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
         assert sorted(line["check"] for line in _alert_lines(tmp_path / "data" / "alerts.jsonl")) == failed
         assert sorted(r["check"] for r in received) == failed
         assert {r["run_id"] for r in received} == {result.run_id}
+
+        # With no time left in a tick's budget, each tick sends one alert and leaves the rest
+        # (replayed here from an empty cursor into a second file): still exactly one per failure.
+        monkeypatch.setattr(sensors, "TICK_BUDGET_S", 0.0)
+        monkeypatch.setenv("PERSONA_ALERTS_FILE", str(tmp_path / "replayed.jsonl"))
+        cursor, messages = None, []
+        for _ in range(len(failed) + 1):
+            cursor, tick = _tick(instance, cursor)
+            messages.append(tick.skip_message)
+        assert all(m.startswith("1 alert(s) sent") for m in messages[:-1]) and "time budget" in messages[0]
+        assert messages[-1] == "no new failed checks"
+        assert sorted(line["check"] for line in _alert_lines(tmp_path / "replayed.jsonl")) == failed
+
+
+def test_alert_recorded_nowhere_is_kept_for_the_next_tick(nan_model_dir, tmp_path, monkeypatch):
+    """Decided behaviour: an alert counts as recorded once the JSON-lines file or the webhook took
+    it. When neither did, the tick still returns normally (the failure is logged) and the cursor
+    stays before the alert, so the next tick tries again."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the alerts directory should be")
+    alerts = blocker / "alerts.jsonl"
+    monkeypatch.setenv("PERSONA_ALERTS_FILE", str(alerts))
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_ATTEMPTS", "2")
+    monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_BACKOFF_S", "0")
+    with dg.instance_for_test() as instance:
+        run = materialize(nan_model_dir, run_config(tmp_path), instance=instance)
+        failed = _failed_checks(run)
+        assert failed
+
+        cursor, result = _tick(instance, None)
+        assert result.skip_message == f"{len(failed)} alert(s) recorded nowhere, retried next tick"
+
+        with ScriptedReceiver([500]) as receiver:  # the webhook answers, but never takes it
+            monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", receiver.url)
+            cursor, result = _tick(instance, cursor)
+            monkeypatch.delenv("PERSONA_ALERT_WEBHOOK_URL")
+        assert "recorded nowhere" in result.skip_message
+        assert sorted(r["check"] for r in receiver.received) == sorted(failed * 2)
+
+        blocker.unlink()
+        cursor, result = _tick(instance, cursor)
+        assert f"{len(failed)} alert(s) sent" == result.skip_message
+        _, result = _tick(instance, cursor)
+        assert result.skip_message == "no new failed checks"
+        lines = _alert_lines(alerts)
+        assert sorted(line["check"] for line in lines) == failed and {line["run_id"] for line in lines} == {run.run_id}
+
+
+def test_check_of_a_run_in_progress_is_alerted_once_it_has_failed(nan_model_dir, tmp_path):
+    """A check's history row exists from the start of its run (PLANNED) and is updated in place
+    when the check is evaluated: a tick during the run must not move the cursor past it."""
+    alerts = tmp_path / "data" / "alerts.jsonl"
+    with dg.instance_for_test() as instance:
+        finished = {}
+        worker = threading.Thread(
+            target=lambda: finished.setdefault("result", materialize(nan_model_dir, run_config(tmp_path), instance=instance))
+        )
+        worker.start()
+        # Once the run has started, every check it will evaluate has its PLANNED row.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()):
+            time.sleep(0.01)
+        cursor, result = _tick(instance, None)
+        assert not instance.get_runs()[0].is_finished, "the run ended before the tick: nothing in progress was seen"
+        assert result.skip_message == "no new failed checks"
+        worker.join()
+
+        failed = _failed_checks(finished["result"])
+        assert failed
+        cursor, result = _tick(instance, cursor)
+        assert result.skip_message == f"{len(failed)} alert(s) sent"
+        _, result = _tick(instance, cursor)
+        assert result.skip_message == "no new failed checks"
+        assert sorted(line["check"] for line in _alert_lines(alerts)) == failed
