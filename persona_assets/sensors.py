@@ -17,9 +17,9 @@ When the cursor moves past a record:
   down is written to the file as undelivered). If neither took it, the cursor stays before it
   and the next tick tries again; the Dagster log alone does not count.
 - A tick stops starting new deliveries once a further worst-case webhook delivery could overrun
-  TICK_BUDGET_S (Dagster abandons a sensor evaluation after 60 s by default, and an abandoned
-  tick keeps its old cursor, which would repeat the alerts it had sent). The rest wait for the
-  next tick.
+  TICK_BUDGET_S (Dagster abandons a sensor evaluation after DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS,
+  60 s by default, and an abandoned tick keeps its old cursor, which would repeat the alerts it had
+  sent). The rest wait for the next tick.
 """
 
 from __future__ import annotations
