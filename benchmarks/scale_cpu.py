@@ -17,6 +17,7 @@ The model: a Llama with 2 layers, hidden 64 and the embedded SmolLM2 tokenizer (
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -68,13 +69,13 @@ class PeakSampler:
         self.peak = max(self.peak, rss_bytes())
 
 
-def tiny_model(directory: Path) -> Path:
+def tiny_model(directory: Path, tokenizer_dir: str = "") -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from resources.model_loading import local_model_path, resolve_model_source
 
-    tokenizer = AutoTokenizer.from_pretrained(local_model_path(resolve_model_source("embedded")))
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or local_model_path(resolve_model_source("embedded")))
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
@@ -138,6 +139,73 @@ def measure(n: int, model_dir: Path, root: Path, args) -> dict:
     }
 
 
+class EngineScorer:
+    """What CpuLLM.batch_response_divergences does (one workspace per call), around a bare HFEngine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
+        from persona_assets.core.divergence import pair_divergences
+
+        try:
+            from persona_assets.core.divergence import DivergenceWorkspace
+        except ImportError:
+            DivergenceWorkspace = None  # noqa: N806
+
+        # Older checkouts (before the workspace) are measured as they are, for before/after runs.
+        reuse = {"workspace": DivergenceWorkspace()} if "workspace" in inspect.signature(pair_divergences).parameters else {}
+        return [
+            pair_divergences(self.engine.response_logprobs(prompts, response_ids), pairs, chunk_size=pair_chunk_size, **reuse)
+            for prompts, response_ids, pairs in items
+        ]
+
+
+def measure_without_dagster(n: int, model_dir: Path, root: Path, args) -> dict:
+    """The divergence step's library calls (jobs, score_missing, reading the cache back) without Dagster.
+
+    For machines without dagster installed: the same `score_missing`, cache and teacher forcing as
+    the asset; the asset's glue (DataFrames, matrices, CSVs) is left out of the step time.
+    """
+    import yaml
+
+    from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, cached_rows, response_key, score_missing
+    from resources.hf_engine import HFEngine
+
+    engine = HFEngine.load(str(model_dir))
+    personas = yaml.safe_load(personas_file(root, n).read_text())["personas"]
+    questions = yaml.safe_load((REPO / "data" / "questions.yaml").read_text())["questions"][: args.questions]
+    prompts = {(k, q): engine.chat_prompt_ids(p["prompt"], question) for k, p in enumerate(personas) for q, question in enumerate(questions)}
+    order = list(prompts)
+    generated = engine.generate([prompts[k] for k in order], max_new_tokens=args.max_new_tokens, batch_size=64)
+    cache = DivergenceCache(root / f"data_{n}" / "cache" / "divergences")
+    scorer = EngineScorer(engine)
+    # Warm-up (first-call costs of the kernels), one pass into a throwaway cache, so that the
+    # small N is not charged for them.
+    first = generated[0].token_ids
+    warm = ResponseJob("0" * 64, list(first), {s: prompts[(s, 0)] for s in range(n)}, [(0, o) for o in range(1, min(n, args.max_scorers))])
+    score_missing(scorer, [warm], DivergenceCache(root / f"warm_{n}"), max_scorers_per_pass=args.max_scorers, responses_per_batch=1)
+    with PeakSampler() as sampler:
+        started = time.perf_counter()
+        jobs = [
+            ResponseJob(
+                response_key(model_fingerprint=engine.source.fingerprint, dtype=engine.dtype, device_kind="cpu",
+                             generation_key="", response_ids=g.token_ids, generator_prompt_ids=prompts[(k, q)]),
+                list(g.token_ids), {s: prompts[(s, q)] for s in range(n)}, [(k, o) for o in range(n) if o != k],
+            )
+            for (k, q), g in zip(order, generated)
+        ]
+        stats = score_missing(scorer, jobs, cache, max_scorers_per_pass=args.max_scorers, responses_per_batch=16)
+        assert all(row is not None for row in cached_rows(jobs, cache))
+        step_s = time.perf_counter() - started
+    return {
+        "n": n, "responses": len(jobs), "response_tokens": sum(len(j.response_ids) for j in jobs),
+        "sequences": stats.teacher_forced_sequences, "tokens": stats.teacher_forced_tokens,
+        "pairs": stats.pairs_computed, "scoring_s": stats.seconds, "step_s": step_s,
+        "peak_mib": (sampler.peak - sampler.base) / 2**20,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--personas", default="12,111")
@@ -145,11 +213,15 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--max-scorers", type=int, default=12)
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # internal: measure one N, print JSON
+    parser.add_argument("--tokenizer-dir", default="", help="tokenizer files for the tiny model (default: the embedded model's)")
+    parser.add_argument("--without-dagster", action="store_true",
+                        help="measure the step's library calls directly (machines without dagster); step time then excludes the asset's glue")
     parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--root", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(measure(args.one, Path(args.model_dir), Path(args.root), args)), flush=True)
+        how = measure_without_dagster if args.without_dagster else measure
+        print("RESULT " + json.dumps(how(args.one, Path(args.model_dir), Path(args.root), args)), flush=True)
         return
 
     import torch
@@ -163,12 +235,15 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model_dir = tiny_model(root / "tiny-llama")
+        model_dir = tiny_model(root / "tiny-llama", args.tokenizer_dir)
         for n in [int(x) for x in args.personas.split(",")]:
             cmd = [sys.executable, __file__, "--one", str(n), "--model-dir", str(model_dir), "--root", str(root),
                    "--questions", str(args.questions), "--max-new-tokens", str(args.max_new_tokens),
-                   "--max-scorers", str(args.max_scorers)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                   "--max-scorers", str(args.max_scorers)] + (["--without-dagster"] if args.without_dagster else [])
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"N = {n} failed:\n{done.stderr[-4000:]}")
+            out = done.stdout
             r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             rows.append(r)
             log(f"\n== N = {n}: {r['responses']} responses ({r['response_tokens']} response tokens), {r['pairs']} pairs, "

@@ -118,13 +118,22 @@ class LLMResource(dg.ConfigurableResource):
         return self.engine.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
     def response_divergences(
-        self, prompts: Sequence[list[int]], response_ids: Sequence[int], pairs: Sequence[tuple[int, int]], *, pair_chunk_size: int
+        self,
+        prompts: Sequence[list[int]],
+        response_ids: Sequence[int],
+        pairs: Sequence[tuple[int, int]],
+        *,
+        pair_chunk_size: int,
+        workspace: Any = None,
     ) -> Any:
-        """Teacher-force one response under every prompt; per-token JS/KL for the given scorer pairs."""
+        """Teacher-force one response under every prompt; per-token JS/KL for the given scorer pairs.
+
+        `workspace` (a `DivergenceWorkspace`) lets consecutive calls reuse the float64 buffers.
+        """
         from persona_assets.core.divergence import pair_divergences
 
         logp = self.engine.response_logprobs(prompts, response_ids)
-        return pair_divergences(logp, pairs, chunk_size=pair_chunk_size)
+        return pair_divergences(logp, pairs, chunk_size=pair_chunk_size, workspace=workspace)
 
     def batch_response_divergences(
         self,
@@ -135,14 +144,22 @@ class LLMResource(dg.ConfigurableResource):
     ) -> list[Any]:
         """`response_divergences` for many (prompts, response_ids, pairs) items, in order.
 
-        This default scores one response at a time; GpuLLM packs several per forward.
+        This default scores one response at a time; GpuLLM packs several per forward. One
+        workspace serves every item, so the divergence buffers are allocated once per call, not
+        once per chunk (see `DivergenceWorkspace` for why that bounds resident memory).
         """
+        from persona_assets.core.divergence import DivergenceWorkspace
         from persona_assets.core.scoring_faults import NonFiniteLogitsError
 
+        workspace = DivergenceWorkspace()
         results = []
         for done, (prompts, response_ids, pairs) in enumerate(items, start=1):
             try:
-                results.append(self.response_divergences(prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size))
+                results.append(
+                    self.response_divergences(
+                        prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size, workspace=workspace
+                    )
+                )
             except NonFiniteLogitsError as error:
                 error.item = done - 1  # which item: the caller knows its response and personas
                 raise
