@@ -64,9 +64,9 @@ class DivergenceWorkspace:
     Each chunk of pairs needs about six float64 buffers of [chunk, T, V] (~13 MB each for
     4 pairs × 8 tokens × 49k vocabulary). Allocated afresh for every chunk, blocks of that size
     come and go thousands of times per run; glibc malloc serves them from its heap once its
-    dynamic mmap threshold has risen past their size, and the heap fragments and keeps freed
-    blocks, so resident memory climbed with the length of the run (about 1 GB after 1,100
-    scoring passes of a tiny model) although every pass needs the same ~100 MB. One workspace
+    dynamic mmap threshold has risen past their size, and the heap can fragment and keep freed
+    blocks (one CPU run of 1,100 scoring passes of a tiny model peaked at about 1 GB, although
+    every pass needs the same ~100 MB; benchmarks/results/scale_cpu_*.txt). One workspace
     per scoring loop allocates each buffer once (again only when a larger shape comes along) and
     hands out contiguous views of it, so memory stays at one chunk's worth and no page is
     faulted in twice.
