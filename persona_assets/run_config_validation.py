@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -84,3 +85,35 @@ def validate_run_config(run_config: Mapping[str, Any], *, model_layers: int | No
     problems = run_config_problems(run_config, model_layers=model_layers)
     if problems:
         raise InputError("invalid run config; fix these settings and re-run:\n- " + "\n- ".join(problems))
+
+
+def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[str]) -> list[str]:
+    """Every configured leakage or cosine-vs-leakage file that cannot be used, one line each.
+
+    The files are read and validated here (cheap, CPU) so that a typo in a path or a broken file
+    fails the run's first step, not the analysis after hours of model work. A leakage table must
+    also share at least one pair with the run's personas.
+    """
+    from persona_assets.core.leakage import load_leakage, restrict_to_personas
+    from persona_assets.core.legacy_formats import load_cosine_leakage_file
+
+    problems: list[str] = []
+    for op_name, op_config in (run_config.get("ops") or {}).items():
+        settings = (op_config or {}).get("config") or {} if isinstance(op_config, Mapping) else {}
+        name = op_name.rsplit("__", 1)[-1]
+        try:
+            if name == "leakage_rates" and settings.get("leakage_path") and op_name == name:
+                path = Path(settings["leakage_path"])
+                restrict_to_personas(load_leakage(path), persona_names, path)
+            elif name == "cosine_precheck" and settings.get("cosine_leakage_file"):
+                load_cosine_leakage_file(Path(settings["cosine_leakage_file"]))
+        except InputError as exc:
+            problems.append(f"ops.{op_name}.config: {exc}")
+    return problems
+
+
+def validate_input_files(run_config: Mapping[str, Any], persona_names: Sequence[str]) -> None:
+    """Raise InputError listing every unusable input file of the run (see `input_file_problems`)."""
+    problems = input_file_problems(run_config, persona_names)
+    if problems:
+        raise InputError("unusable input file(s); fix and re-run:\n- " + "\n- ".join(problems))

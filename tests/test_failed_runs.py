@@ -1,11 +1,13 @@
-"""Bad leakage inputs through the graph: the step fails with the file named, and a failed run
-leaves the results of the last good run exactly as they were."""
+"""Bad leakage and cosine-vs-leakage inputs through the graph: the first step fails with the file
+and field named, before any model step, and a failed run leaves the results of the last good run
+exactly as they were."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from persona_assets.assets.leakage import leakage_rates
 from persona_assets.config import LeakageConfig
@@ -24,21 +26,46 @@ def _leakage_run(tmp_path: Path, leakage: str) -> dg.RunConfig:
     return run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}})
 
 
-def test_leakage_of_other_personas_fails_the_step_naming_both_sets(tiny_model_dir, tmp_path):
+def test_leakage_of_other_personas_fails_the_first_step_naming_both_sets(tiny_model_dir, tmp_path):
     leakage = write_leakage(tmp_path / "other.csv", [("pirate", "librarian", 0.2), ("librarian", "pirate", 0.1)])
     result = materialize(tiny_model_dir, _leakage_run(tmp_path, leakage))
     assert not result.success
     failures = _step_failures(result)
-    assert set(failures) == {"leakage_rates"}
-    message = failures["leakage_rates"]
+    # The file is checked with the run's settings in eval_set, before any model step starts.
+    assert set(failures) == {"eval_set"}
+    message = failures["eval_set"]
+    assert "ops.leakage_rates.config" in message
     assert leakage in message and "do not overlap" in message
     assert "personas in the file: librarian, pirate" in message
     assert f"personas of the run: {', '.join(PERSONAS)}" in message
-    # Everything downstream of the leakage rates is skipped, not run on an empty table.
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "divergence_matrices" in materialized
-    assert not {"analysis_inputs", "leakage_correlations", "figures"} & materialized
-    assert not (tmp_path / "figures").exists()
+    assert not result.get_asset_materialization_events()
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "data" / "outputs" / "generations.json").exists()
+
+
+def test_leakage_rates_alone_fails_naming_both_sets(tmp_path):
+    leakage = write_leakage(tmp_path / "other.csv", [("pirate", "librarian", 0.2)])
+    eval_set = {"personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS], "questions": ["Hi?"], "sources": {}}
+    with dg.build_asset_context() as context, pytest.raises(dg.Failure, match="do not overlap") as raised:
+        leakage_rates(context, LeakageConfig(leakage_path=leakage), eval_set)
+    assert leakage in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "no such file"), ("{not json", "not valid JSON"), ('{"layer20": {"aggregate": {}}}', "lacks _per_source_detail")],
+)
+def test_unusable_cosine_leakage_file_fails_the_first_step(tiny_model_dir, tmp_path, content, fragment):
+    path = tmp_path / "cosine_leakage_correlation.json"
+    if content is not None:
+        path.write_text(content)
+    config = run_config(tmp_path, cosine_precheck={"config": {"cosine_leakage_file": str(path)}})
+    result = materialize(tiny_model_dir, config)
+    assert not result.success
+    failures = _step_failures(result)
+    assert set(failures) == {"eval_set"}
+    assert "ops.cosine_precheck.config" in failures["eval_set"] and str(path) in failures["eval_set"]
+    assert fragment in failures["eval_set"]
+    assert not result.get_asset_materialization_events()
 
 
 def test_partial_overlap_proceeds_and_reports_the_dropped_pairs(tmp_path):
@@ -72,7 +99,7 @@ def test_a_failed_run_leaves_the_earlier_results_untouched(tiny_model_dir, tmp_p
     bad_rows = [*rows[:-1], (rows[-1][0], rows[-1][1], 1.7)]  # a rate outside [0, 1]
     bad = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "bad.csv", bad_rows)))
     assert not bad.success
-    assert "outside [0, 1]" in _step_failures(bad)["leakage_rates"]
-    # The steps that did run rewrote their files with the same bytes; nothing was removed, and
-    # the failed step and everything downstream kept the last good values.
+    assert "outside [0, 1]" in _step_failures(bad)["eval_set"]
+    # The run stopped at its first step: nothing was rewritten or removed, every output and
+    # figure keeps the last good values.
     assert {"outputs": _snapshot(data), "figures": _snapshot(figures)} == before

@@ -90,14 +90,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         if config.cosine_leakage_file:
             from persona_assets.core.legacy_formats import load_cosine_leakage_file
 
-            file = load_cosine_leakage_file(Path(config.cosine_leakage_file))
-            result["from_file"] = {
-                "path": config.cosine_leakage_file,
-                **analyses.precheck_from_detail(
+            try:
+                file = load_cosine_leakage_file(Path(config.cosine_leakage_file))
+                from_file = analyses.precheck_from_detail(
                     file.detail.rename(columns={"leakage": "rate"}), loaded.persona_names, file.centring,
                     n_boot=config.n_bootstrap, seed=config.seed,
-                ),
-            }
+                )
+            except InputError as exc:
+                raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from exc
+            result["from_file"] = {"path": config.cosine_leakage_file, **from_file}
         elif "from_file" not in result:
             result["from_file"] = {"note": "no cosine-vs-leakage file"}
         metadata = {}

@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import dagster as dg
 
 from persona_assets.config import EvalSetConfig
+from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import build_eval_set
-from persona_assets.run_config_validation import validate_run_config
-from pathlib import Path
+from persona_assets.run_config_validation import validate_input_files, validate_run_config
 
 
 @dg.asset(group_name="inputs", kinds={"yaml"}, code_version="1")
@@ -12,15 +14,21 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
 
     Read from the editable YAML files under data/; a subset of personas and the first
     `n_questions` questions can be chosen in the run config. The settings of every step of the run
-    are checked here, so a bad one fails the run before any model step starts.
+    are checked here, and so are the leakage and cosine-vs-leakage files it names, so a bad one
+    fails the run before any model step starts.
     """
-    validate_run_config(context.run.run_config)
-    evals = build_eval_set(
-        Path(config.personas_file),
-        Path(config.questions_file),
-        persona_subset=list(config.personas),
-        n_questions=config.n_questions,
-    )
+    try:
+        validate_run_config(context.run.run_config)
+        evals = build_eval_set(
+            Path(config.personas_file),
+            Path(config.questions_file),
+            persona_subset=list(config.personas),
+            n_questions=config.n_questions,
+        )
+        validate_input_files(context.run.run_config, evals.persona_names)
+    except InputError as exc:
+        # A Failure shows the message itself in the UI and the CLI, without a traceback.
+        raise dg.Failure(str(exc)) from exc
     context.add_output_metadata(
         {
             "n_personas": len(evals.personas),
