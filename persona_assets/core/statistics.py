@@ -101,6 +101,17 @@ def _paired(x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("x", "y")):
     return xa, ya, keep
 
 
+def _paired_with_groups(x: ArrayLike, y: ArrayLike, groups: Sequence | pd.Series):
+    """`_paired` plus one group label per value (as a numpy array); missing labels are an error."""
+    xa, ya, keep = _paired(x, y)
+    g = pd.Series(list(groups) if not isinstance(groups, pd.Series) else groups)
+    if len(g) != xa.size:
+        raise InputError(f"groups has {len(g)} labels but x and y have {xa.size} values")
+    if g.isna().any():
+        raise InputError("groups: contains missing labels")
+    return xa, ya, g.to_numpy(), keep
+
+
 def _is_constant(a: np.ndarray) -> bool:
     return a.size == 0 or bool(np.all(a == a[0]))
 
@@ -422,13 +433,8 @@ def within_group_correlations(
     on average also leak more on average (between-group, the correlation of group means)? This
     returns both, with a note in plain words. Pairs with a NaN are dropped first.
     """
-    xa, ya, keep = _paired(x, y)
-    g = pd.Series(list(groups) if not isinstance(groups, pd.Series) else groups)
-    if len(g) != xa.size:
-        raise InputError(f"groups has {len(g)} labels but x and y have {xa.size} values")
-    if g.isna().any():
-        raise InputError("groups: contains missing labels")
-    frame = pd.DataFrame({"x": xa, "y": ya, "g": g.to_numpy()})[keep]
+    xa, ya, g, keep = _paired_with_groups(x, y, groups)
+    frame = pd.DataFrame({"x": xa, "y": ya, "g": g})[keep]
 
     per_group: dict[str, dict[str, Any]] = {}
     for label, sub in frame.groupby("g", sort=False):
@@ -498,13 +504,8 @@ def between_within_decomposition(
     """
     if method not in ("spearman", "pearson"):
         raise InputError(f"method must be 'spearman' or 'pearson', got {method!r}")
-    xa, ya, keep = _paired(x, y)
-    g = pd.Series(list(groups) if not isinstance(groups, pd.Series) else groups)
-    if len(g) != xa.size:
-        raise InputError(f"groups has {len(g)} labels but x and y have {xa.size} values")
-    if g.isna().any():
-        raise InputError("groups: contains missing labels")
-    xa, ya, labels = xa[keep], ya[keep], g.to_numpy()[keep]
+    xa, ya, labels, keep = _paired_with_groups(x, y, groups)
+    xa, ya, labels = xa[keep], ya[keep], labels[keep]
     n = int(xa.size)
     result: dict[str, Any] = {
         "method": method, "n": n, "n_groups": int(len(pd.unique(labels))), "pooled_r": None,
