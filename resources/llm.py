@@ -196,6 +196,12 @@ class GpuLLM(LLMResource):
         16384, description="rows x width bound of one teacher-forcing forward (several responses packed by length)"
     )
     lean_generation: bool = Field(True, description="without vLLM, generate with the lean greedy decode loop")
+    generation_cache: str = Field(
+        "fixed",
+        description="lean loop's KV cache: fixed (fixed-width buffers, decode step captured as a CUDA graph; "
+        "the tokens of generate() with the memory-efficient attention kernel) | dynamic (transformers' cache, eager) "
+        "| static (transformers' StaticCache, eager)",
+    )
 
     _shard_device: int | None = PrivateAttr(default=None)
 
@@ -226,7 +232,8 @@ class GpuLLM(LLMResource):
                 from resources.fast_engine import lean_generate
 
                 return lean_generate(
-                    self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+                    self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                    cache_impl=self.generation_cache,
                 )
             return super().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
         from resources.model_loading import local_model_path
