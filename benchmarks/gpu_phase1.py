@@ -93,10 +93,12 @@ class Timer:
 class EngineLLM:
     """What GpuLLM (resources/llm.py) does on CUDA without vLLM, minus Dagster: the same calls."""
 
-    def __init__(self, engine, *, max_batch_tokens: int, compile_layers: bool = False):
+    def __init__(self, engine, *, max_batch_tokens: int, compile_layers: bool = False, generation_cache: str = "fixed"):
         self.engine = engine
         self.max_batch_tokens = max_batch_tokens
         self.compile_layers = compile_layers
+        self.generation_cache = generation_cache
+        self.sdpa_backend = None  # teacher forcing under one SDPA kernel (None: torch's choice)
         self.vocab = len(engine.tokenizer)
 
     def describe(self) -> dict:
@@ -115,14 +117,21 @@ class EngineLLM:
     def generate(self, prompts, *, max_new_tokens: int, batch_size: int, progress=None):
         from resources.fast_engine import lean_generate
 
-        return lean_generate(self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        return lean_generate(self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                             progress=progress, cache_impl=self.generation_cache)
 
     def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
         import contextlib
 
         from resources.fast_engine import batch_response_divergences
 
-        with compiled_decoder_layers(self.engine) if self.compile_layers else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if self.compile_layers:
+                stack.enter_context(compiled_decoder_layers(self.engine))
+            if self.sdpa_backend is not None:
+                from torch.nn.attention import sdpa_kernel
+
+                stack.enter_context(sdpa_kernel(self.sdpa_backend))
             return batch_response_divergences(self.engine, items, max_batch_tokens=self.max_batch_tokens, progress=progress)
 
     def last_prompt_hidden_states(self, prompts, layers, *, batch_size: int, progress=None):
@@ -156,6 +165,18 @@ class compiled_decoder_layers:
     def __exit__(self, *exc):
         for layer in self.layers:
             layer._compiled_call_impl = None
+
+
+def _sdpa_variants() -> dict:
+    try:
+        from torch.nn.attention import SDPBackend
+    except ImportError:  # torch without the attention module: only eager / compiled
+        return {}
+    return {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+
+SDPA_VARIANTS = _sdpa_variants()
 
 
 def build_engine(args, device: str, tokenizer):
@@ -413,7 +434,7 @@ def gpu_main(args) -> None:
     log(f"model: Qwen2 hidden {model.config.hidden_size}, {model.config.num_hidden_layers} layers, vocab "
         f"{model.config.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {engine.dtype}; "
         f"built in {model_load:.1f} s; tokenizer vocabulary {len(tokenizer)} (stop ids {sorted(engine.stop_ids)})")
-    llm = EngineLLM(engine, max_batch_tokens=args.max_batch_tokens)
+    llm = EngineLLM(engine, max_batch_tokens=args.max_batch_tokens, generation_cache=args.generation_cache)
 
     with torch.inference_mode():
         generations = timer.run("generations", lambda: run_generations(args, llm, evals, work))
@@ -423,6 +444,7 @@ def gpu_main(args) -> None:
         results = {}
         for k, variant in enumerate(variants):
             llm.compile_layers = variant == "compiled"
+            llm.sdpa_backend = SDPA_VARIANTS.get(variant)
             name = "divergences" if k == 0 else f"(divergences, {variant})"
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
@@ -441,7 +463,7 @@ def gpu_main(args) -> None:
                 other = [v["js"] for vs in values for v in vs]
                 rel = max(abs(a - b) / abs(b) for a, b in zip(other, base))
                 log(f"{variant} vs {variants[0]}: max relative difference of response-mean JS {rel:.2e} over {len(base)} pairs")
-        llm.compile_layers = False
+        llm.compile_layers, llm.sdpa_backend = False, None
     state = {"persona_names": evals.persona_names, "rows": per_response_rows(generations, jobs, results[variants[0]]),
              "model": llm.describe(), "persona_cosine": persona_cosine, "leakage": synthetic_leakage(evals.persona_names)}
     del engine, model, llm
@@ -504,7 +526,10 @@ def main() -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=16384, help="GpuLLM.teacher_forcing_batch_tokens default")
     parser.add_argument("--n-bootstrap", type=int, default=2000, help="AnalysisConfig default")
     parser.add_argument("--tf-variants", default="eager",
-                        help="comma list of teacher-forcing variants (eager, compiled); the first feeds the analysis")
+                        help="comma list of teacher-forcing variants (eager, compiled, flash, efficient, cudnn: eager "
+                             "under that SDPA kernel); the first feeds the analysis")
+    parser.add_argument("--generation-cache", default="fixed", choices=["fixed", "dynamic", "static"],
+                        help="lean_generate's cache_impl (GpuLLM.generation_cache default: fixed)")
     parser.add_argument("--skip-figures", action="store_true")
     parser.add_argument("--defer-analysis", action="store_true",
                         help="run no CPU stage here, as if pandas were missing (with --save-dir)")
