@@ -441,15 +441,15 @@ def gpu_main(args) -> None:
         persona_cosine = timer.run("persona_cosine", lambda: run_cosine(args, llm, evals, generations["prompts"]))
         jobs = divergence_jobs(llm, generations)
         variants = args.tf_variants.split(",")
-        results = {}
+        results = []  # per variant, in order (a variant may repeat, e.g. to see the first pass's one-time costs)
         for k, variant in enumerate(variants):
             llm.compile_layers = variant == "compiled"
             llm.sdpa_backend = SDPA_VARIANTS.get(variant)
-            name = "divergences" if k == 0 else f"(divergences, {variant})"
+            name = "divergences" if k == 0 else f"(divergences, {variant}, pass {k + 1})"
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            stats, values = timer.run(name, lambda: run_divergences(args, llm, jobs, work / "cache" / f"divergences-{variant}"))
-            results[variant] = values
+            stats, values = timer.run(name, lambda: run_divergences(args, llm, jobs, work / "cache" / f"divergences-{k}-{variant}"))
+            results.append(values)
             peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
             log(f"{variant}: {stats.responses_computed} responses, {stats.teacher_forced_sequences} teacher-forced "
                 f"sequences, {stats.teacher_forced_tokens} scored tokens, {stats.teacher_forced_tokens / stats.seconds:,.0f} "
@@ -459,12 +459,12 @@ def gpu_main(args) -> None:
 
                 log(f"torch.compile: {dict(counters['stats'])}")
             if k:
-                base = [v["js"] for vs in results[variants[0]] for v in vs]
+                base = [v["js"] for vs in results[0] for v in vs]
                 other = [v["js"] for vs in values for v in vs]
                 rel = max(abs(a - b) / abs(b) for a, b in zip(other, base))
                 log(f"{variant} vs {variants[0]}: max relative difference of response-mean JS {rel:.2e} over {len(base)} pairs")
         llm.compile_layers, llm.sdpa_backend = False, None
-    state = {"persona_names": evals.persona_names, "rows": per_response_rows(generations, jobs, results[variants[0]]),
+    state = {"persona_names": evals.persona_names, "rows": per_response_rows(generations, jobs, results[0]),
              "model": llm.describe(), "persona_cosine": persona_cosine, "leakage": synthetic_leakage(evals.persona_names)}
     del engine, model, llm
     if args.defer_analysis:
