@@ -222,7 +222,11 @@ class GpuLLM(LLMResource):
         self._shard_device = (self.cuda_device + shard) % count
 
     def generation_backend(self) -> str:
-        return "vllm" if self.use_vllm and importlib.util.find_spec("vllm") is not None else "transformers"
+        """vllm, transformers (generate()) or transformers-lean-<cache>: part of the response cache key,
+        since decode paths can differ in bf16 rounding and so, rarely, in greedy tokens."""
+        if self.use_vllm and importlib.util.find_spec("vllm") is not None:
+            return "vllm"
+        return f"transformers-lean-{self.generation_cache}" if self.lean_generation else "transformers"
 
     def generate(
         self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None

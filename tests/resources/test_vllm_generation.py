@@ -34,5 +34,7 @@ def test_gpu_resource_falls_back_to_transformers_without_vllm(monkeypatch):
 
     original = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else original(name, *a))
-    assert GpuLLM(model="embedded").generation_backend() == "transformers"
-    assert GpuLLM(model="embedded", use_vllm=False).generation_backend() == "transformers"
+    assert GpuLLM(model="embedded").generation_backend() == "transformers-lean-fixed"
+    assert GpuLLM(model="embedded", use_vllm=False).generation_backend() == "transformers-lean-fixed"
+    assert GpuLLM(model="embedded", use_vllm=False, generation_cache="dynamic").generation_backend() == "transformers-lean-dynamic"
+    assert GpuLLM(model="embedded", use_vllm=False, lean_generation=False).generation_backend() == "transformers"
