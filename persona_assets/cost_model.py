@@ -50,30 +50,34 @@ class Profile:
 PROFILES = {
     # benchmarks/results/gpu_teacher_forcing_h200.txt: decoder forward alone 4.027 s for 156,576
     # real tokens; LM head + divergences 30.5 ms per response of 5,723.5 scored (sequence,
-    # position)s; lean decode 30.13 ms/step and 627.4 ms prefill + 1 step at batch 240; peak
-    # 3.69 GiB beyond weights with 12 scorers × ≤ 512 positions (fp32 logits 3.48 GiB).
+    # position)s; peak 3.69 GiB beyond weights with 12 scorers × ≤ 512 positions (fp32 logits
+    # 3.48 GiB). Generation: benchmarks/results/gpu_generation_h200.txt, the fixed-width decode
+    # step replayed as a CUDA graph at batch 240: 14.43 ms per further step; 7.56 s for 512 steps,
+    # so prefill, warm-up and capture take 7.56 − 511 × 0.01443 ≈ 0.19 s.
     "h200": Profile(
         name="NVIDIA H200",
         source="benchmarks/results/gpu_teacher_forcing_h200.txt",
         memory_gib=139.0,
         forward_tokens_per_s=156_576 / 4.027,
         head_div_us_per_scored_token=30.5e3 / 5723.5,
-        gen_prefill_s=0.6274,
-        gen_ms_per_step=30.13,
+        gen_prefill_s=0.19,
+        gen_ms_per_step=14.43,
         gen_batch=240,
         tf_peak_over_logits=3.69 / 3.48,
     ),
     # benchmarks/results/gpu_teacher_forcing_h100.txt (same script and workload): decoder forward
-    # alone 4.230 s; LM head + divergences 34.5 ms per response; lean decode 33.23 ms/step and
-    # 673.7 ms prefill + 1 step at batch 240; peak 3.69 GiB beyond weights.
+    # alone 4.230 s; LM head + divergences 34.5 ms per response; peak 3.69 GiB beyond weights.
+    # Generation NOT measured on an H100 with the CUDA-graph decode: the H200 figures scaled by
+    # the H100/H200 ratio the eager decode loop showed in the same script (33.23 / 30.13 ms per
+    # step, 673.7 / 627.4 ms prefill).
     "h100": Profile(
         name="NVIDIA H100 80GB HBM3",
         source="benchmarks/results/gpu_teacher_forcing_h100.txt",
         memory_gib=79.6,
         forward_tokens_per_s=156_576 / 4.230,
         head_div_us_per_scored_token=34.5e3 / 5723.5,
-        gen_prefill_s=0.6737,
-        gen_ms_per_step=33.23,
+        gen_prefill_s=0.19 * 673.7 / 627.4,
+        gen_ms_per_step=14.43 * 33.23 / 30.13,
         gen_batch=240,
         tf_peak_over_logits=3.69 / 3.48,
     ),
