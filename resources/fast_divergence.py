@@ -43,13 +43,26 @@ from persona_assets.core.scoring_faults import raise_if_non_finite
 
 LN2 = math.log(2.0)
 
-__all__ = ["fast_pair_divergences", "row_logsumexp", "triton_available"]
+__all__ = ["fast_pair_divergences", "row_logsumexp", "to_device", "triton_available"]
 
 # Taylor coefficients (in t) of φ(t) = e^t − 1 − t, from t² on: 1/k!.
 _PHI = [1.0 / math.factorial(k) for k in range(2, 10)]
 # Taylor coefficients (in t) of h(t) = u·tanh u − log cosh u with u = t/2, from t² on (even powers).
 _H = [1 / 8, -1 / 64, 1 / 576, -17 / 92160, 31 / 1612800, -691 / 348364800]
 _SMALL = 0.5  # |t| below which the series are used
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Copy a host tensor to `device`; to CUDA through pinned memory, without waiting for the GPU.
+
+    Why: a copy from pageable memory makes the host wait (torch synchronises a blocking copy; for
+    a `non_blocking` one CUDA may stage it behind all queued work), so every such copy would let the
+    GPU run dry before the host launches the next kernels. torch's pinned-memory pool keeps a
+    pinned block until the copy that reads it has run, so the host tensor may go at once.
+    """
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def triton_available() -> bool:
@@ -333,8 +346,8 @@ def fast_pair_divergences(
     if logits.ndim != 3:
         raise ValueError(f"logits must be [S, T, V], got shape {tuple(logits.shape)}")
     scorers, positions, vocab = logits.shape
-    # Validated on the host (no device sync per call), then copied.
-    index = _pair_index(pairs, scorers, torch.device("cpu")).to(logits.device, non_blocking=True)
+    # Validated on the host (no device sync per call), then copied without waiting for the GPU.
+    index = to_device(_pair_index(pairs, scorers, torch.device("cpu")), logits.device)
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     which = _resolve(backend, logits)

@@ -12,6 +12,10 @@ Teacher forcing (`batch_response_divergences`)
   the LM head runs one response at a time (memory: S·T·V logits of one response), with float32
   output where the GPU GEMM supports it (`torch.mm(..., out_dtype=float32)`), then the
   divergences come from `fast_pair_divergences` (Triton on CUDA).
+- One host sync per call, at its end: inputs go to the GPU from pinned memory without waiting,
+  the NaN/inf check of every item's logits is deferred until all batches are queued, and
+  transformers' packed-sequence check (a sync per forward) is skipped for rows known unpacked,
+  so the host builds and launches batch k + 1 while the GPU runs batch k.
 
 Generation (`lean_generate`)
 - The same batching, left padding, position ids and greedy argmax as `HFEngine.generate`, in a
@@ -47,7 +51,7 @@ import torch
 from persona_assets.core.divergence import TokenDivergences
 from persona_assets.core.errors import InputError
 from persona_assets.core.scoring_faults import raise_if_non_finite
-from resources.fast_divergence import fast_pair_divergences
+from resources.fast_divergence import fast_pair_divergences, to_device
 from resources.hf_engine import Generation
 
 ProgressFn = Callable[[int, int], None]
@@ -106,8 +110,35 @@ def packed_hidden_states(
     input_ids = torch.full((len(sequences), width), engine.pad_id, dtype=torch.long)
     for row, seq in enumerate(sequences):
         input_ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-    hidden = engine._decoder()(input_ids=input_ids.to(engine.device), use_cache=False).last_hidden_state
+    with _rows_not_packed():
+        hidden = engine._decoder()(input_ids=to_device(input_ids, engine.device), use_cache=False).last_hidden_state
     return [hidden[row, start : start + n] for row, start, n in picks]
+
+
+@contextmanager
+def _rows_not_packed():
+    """Within the block, transformers takes no row of a forward for several packed sequences.
+
+    Why: given no attention mask and no cache, transformers' mask preparation looks for packed
+    sequences in the position ids (`masking_utils.find_packed_sequence_indices`) and reads the
+    answer on the host: one device sync per forward, which lets the GPU run dry. Here every row
+    holds one right-padded sequence at positions 0..width − 1, so the answer is known: none, which
+    is what that function returns for these rows anyway (after the sync). No-op where
+    transformers has no such function.
+    """
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        masking_utils = None
+    find = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if find is None:
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = find
 
 
 @torch.inference_mode()
@@ -124,7 +155,9 @@ def batch_response_divergences(
     Returns one TokenDivergences ([P_i, T_i] float64 tensors on the engine's device) per item,
     in input order; equal to `engine.response_logprobs` + `pair_divergences` up to the float
     noise of different batch shapes (tested on CPU; measured on GPU by the benchmark).
-    NaN/inf logits raise NonFiniteLogitsError naming the item, scorer and position.
+    NaN/inf logits raise NonFiniteLogitsError naming the item, scorer and position (checked once
+    all batches are queued: one host sync per call). `progress` counts items as their batches are
+    queued on the device, not as they finish.
     """
     head = engine.model.get_output_embeddings()
     specs = []
@@ -136,6 +169,14 @@ def batch_response_divergences(
         specs.append((seqs, len(response), [len(p) - 1 for p in prompts]))
     batches = pack_items([(len(s), max(len(x) for x in s)) for s, _, _ in specs], max_batch_tokens)
     results: list[TokenDivergences | None] = [None] * len(items)
+    # No host sync until every batch is queued: the host prepares and launches the next batch
+    # while the GPU works on this one. A sync per batch (checking its logits) let the GPU run
+    # dry each time, then wait for the host to build inputs and launch ~1,400 kernels.
+    # So the finite check is deferred: the [S, T] "row is finite" masks of every item (in packed
+    # order) are kept, checked with one sync at the end, and only on failure searched for the
+    # culprit. Nothing is returned before that check, so no result of a broken call escapes.
+    checked: list[int] = []  # item index of each mask in `finite_rows`
+    finite_rows: list[torch.Tensor] = []
     done = 0
     for batch in batches:
         sequences, picks, owners = [], [], []
@@ -147,19 +188,19 @@ def batch_response_divergences(
             owners.append((i, len(seqs)))
         states = packed_hidden_states(engine, sequences, picks)
         offset = 0
-        finite_rows: list[torch.Tensor] = []  # per item [S, T]: checked once per batch (one sync)
         for i, count in owners:
             picked = torch.stack(states[offset : offset + count])  # [S, T, H]
             offset += count
             logits = lm_head_logits(picked, head.weight, getattr(head, "bias", None))
             results[i] = fast_pair_divergences(logits, items[i][2], backend=backend, finite_rows_out=finite_rows)
+            checked.append(i)
             del logits
-        if not bool(torch.stack([rows.all() for rows in finite_rows]).all()):
-            for (i, _), rows in zip(owners, finite_rows):
-                raise_if_non_finite(rows, item=i)
         done += len(batch)
         if progress:
             progress(done, len(items))
+    if finite_rows and not bool(torch.stack([rows.all() for rows in finite_rows]).all()):
+        for i, rows in zip(checked, finite_rows):
+            raise_if_non_finite(rows, item=i)  # the first broken item in packed order, as before
     return [r for r in results if r is not None]
 
 

@@ -44,6 +44,28 @@ def test_batched_divergences_match_one_response_at_a_time(engine):
             torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-4, atol=1e-6)
 
 
+def test_packed_forward_skips_the_packed_sequence_check_and_restores_it(engine, monkeypatch):
+    """transformers' check for packed rows syncs the device once per forward; the packed teacher
+    forcing (one sequence per row) skips it, and only within its forward."""
+    from transformers import masking_utils
+
+    calls = []
+    original = masking_utils.find_packed_sequence_indices
+
+    def spy(position_ids):
+        calls.append(tuple(position_ids.shape))
+        return original(position_ids)
+
+    monkeypatch.setattr(masking_utils, "find_packed_sequence_indices", spy)
+    prompts = [engine.chat_prompt_ids(s, QUESTIONS[0]) for s in SYSTEMS]
+    batch_response_divergences(engine, [(prompts, [101, 102, 103], [(0, 1)])])
+    assert calls == []
+    assert masking_utils.find_packed_sequence_indices is spy
+    with torch.inference_mode():  # outside it, a forward without mask and cache still gets the check
+        engine._decoder()(input_ids=torch.tensor([[101, 102, 103]]), use_cache=False)
+    assert calls == [(1, 3)]
+
+
 @pytest.mark.parametrize("cache_impl", ["dynamic", "static", "fixed"])
 def test_lean_generation_yields_generate_tokens(engine, cache_impl):
     prompts = [engine.chat_prompt_ids(s, q) for s in SYSTEMS for q in QUESTIONS[:2]]
