@@ -71,27 +71,9 @@ def sync(device: str) -> None:
 
 
 def build_model(args, device: str, dtype: torch.dtype):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from benchmarks.random_qwen2 import build_random_qwen2, qwen2_config
 
-    if args.tiny:
-        config = Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                             initializer_range=0.2, tie_word_embeddings=False)
-    else:
-        config = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                             num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-                             rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
-                             initializer_range=0.02)
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = Qwen2ForCausalLM(config).eval()
-    finally:
-        torch.set_default_dtype(previous)
-    return model
+    return build_random_qwen2(qwen2_config(tiny=args.tiny), dtype=dtype, device=device)
 
 
 def make_prompts(args, vocab: int) -> list[list[int]]:

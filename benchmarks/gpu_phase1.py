@@ -181,30 +181,14 @@ SDPA_VARIANTS = _sdpa_variants()
 
 def build_engine(args, device: str, tokenizer):
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    from benchmarks.random_qwen2 import build_random_qwen2, qwen2_config
     from resources.hf_engine import HFEngine
     from resources.model_loading import ModelSource
 
-    if args.tiny:
-        config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                             initializer_range=0.2, tie_word_embeddings=False)
-        dtype = torch.float32
-    else:
-        config = Qwen2Config(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                             num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-                             rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.02)
-        dtype = torch.bfloat16
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = Qwen2ForCausalLM(config).eval()
-    finally:
-        torch.set_default_dtype(previous)
+    config = qwen2_config(tiny=args.tiny, tiny_vocab=len(tokenizer), tiny_layers=4)
+    dtype = torch.float32 if args.tiny else torch.bfloat16
+    model = build_random_qwen2(config, dtype=dtype, device=device)
     source = ModelSource("directory", "random", None, "bench-random", "Qwen2-7B-shaped (random)")
     return HFEngine(model, tokenizer, source, device, str(dtype).replace("torch.", ""))
 
