@@ -21,7 +21,7 @@ Generation (`lean_generate`)
 - The same batching, left padding, position ids and greedy argmax as `HFEngine.generate`, in a
   plain loop over the model's forward with `logits_to_keep=1`: none of generate()'s per-step
   bookkeeping. Yields the same tokens (tested against generate()).
-- `cache_impl="graph"` (what GpuLLM uses): the prompt is prefilled exactly as generate() does
+- `cache_impl="fixed"` (what GpuLLM uses): the prompt is prefilled exactly as generate() does
   it (dynamic cache), then copied into K/V buffers of fixed width (prompt width + max_new_tokens);
   one decode step (forward, argmax, stop bookkeeping) has fixed shapes and touches only
   preallocated tensors, so on CUDA it is captured once as a CUDA graph and replayed for every

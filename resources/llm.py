@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 ProgressFn = Callable[[int, int], None]
 
@@ -204,6 +204,14 @@ class GpuLLM(LLMResource):
     )
 
     _shard_device: int | None = PrivateAttr(default=None)
+
+    @field_validator("generation_cache")
+    @classmethod
+    def _known_generation_cache(cls, value: str) -> str:
+        # The same names as resources.fast_engine.GENERATION_CACHES (not imported: it needs torch).
+        if value not in ("fixed", "dynamic", "static"):
+            raise ValueError(f"generation_cache must be one of fixed | dynamic | static, got {value!r}")
+        return value
 
     def _torch_device(self) -> str:
         return f"cuda:{self.cuda_device if self._shard_device is None else self._shard_device}"

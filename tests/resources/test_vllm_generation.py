@@ -38,3 +38,16 @@ def test_gpu_resource_falls_back_to_transformers_without_vllm(monkeypatch):
     assert GpuLLM(model="embedded", use_vllm=False).generation_backend() == "transformers-lean-fixed"
     assert GpuLLM(model="embedded", use_vllm=False, generation_cache="dynamic").generation_backend() == "transformers-lean-dynamic"
     assert GpuLLM(model="embedded", use_vllm=False, lean_generation=False).generation_backend() == "transformers"
+
+
+def test_unknown_generation_cache_is_refused_when_the_resource_is_built():
+    import pydantic
+
+    from resources.llm import GpuLLM
+
+    with pytest.raises(pydantic.ValidationError, match="generation_cache must be one of fixed"):
+        GpuLLM(model="embedded", generation_cache="paged")
+    from resources.fast_engine import GENERATION_CACHES
+
+    for name in GENERATION_CACHES:  # the resource accepts exactly the engine's decode caches
+        assert GpuLLM(model="embedded", generation_cache=name).generation_cache == name
