@@ -99,13 +99,13 @@ def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[s
 
     problems: list[str] = []
     for op_name, op_config in (run_config.get("ops") or {}).items():
-        settings = (op_config or {}).get("config") or {} if isinstance(op_config, Mapping) else {}
-        name = op_name.rsplit("__", 1)[-1]
+        settings = (op_config.get("config") or {}) if isinstance(op_config, Mapping) else {}
         try:
-            if name == "leakage_rates" and settings.get("leakage_path") and op_name == name:
+            if op_name == "leakage_rates" and settings.get("leakage_path"):
                 path = Path(settings["leakage_path"])
                 restrict_to_personas(load_leakage(path), persona_names, path)
-            elif name == "cosine_precheck" and settings.get("cosine_leakage_file"):
+            # Also the legacy/ copy of the pre-check, which reads the same kind of file.
+            elif op_name.rsplit("__", 1)[-1] == "cosine_precheck" and settings.get("cosine_leakage_file"):
                 load_cosine_leakage_file(Path(settings["cosine_leakage_file"]))
         except InputError as exc:
             problems.append(f"ops.{op_name}.config: {exc}")
