@@ -107,11 +107,11 @@ def measure(n: int, model_dir: Path, root: Path, args) -> dict:
     from persona_assets.assets.divergence_matrices import divergence_matrices
     from persona_assets.assets.eval_set import eval_set
     from persona_assets.assets.generations import generations
-    from persona_assets.io_manager import JsonIOManager
+    from persona_assets.environment import storage_resources
     from resources.llm import CpuLLM
 
     os.environ["PERSONA_DATA_DIR"] = str(root / f"data_{n}")
-    resources = {"llm": CpuLLM(model=str(model_dir)), "io_manager": JsonIOManager()}
+    resources = {"llm": CpuLLM(model=str(model_dir)), **storage_resources()}
     ops = {
         "eval_set": {"config": {"personas_file": str(personas_file(root, n)), "n_questions": args.questions}},
         "generations": {"config": {"max_new_tokens": args.max_new_tokens, "batch_size": 64}},

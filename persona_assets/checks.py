@@ -10,12 +10,12 @@ import math
 import dagster as dg
 import numpy as np
 
-from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
 from persona_assets.core.response_quality import response_quality
 
+DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
 TOLERANCE = 1e-9
 LN2 = math.log(2)
 
@@ -34,20 +34,20 @@ def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=divergence_matrices, blocking=True, description="Every matrix entry is finite.")
+@dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="Every matrix entry is finite.")
 def divergences_finite(divergence_matrices: dict) -> dg.AssetCheckResult:
     bad = {key: int((~np.isfinite(_matrix(divergence_matrices, key))).sum()) for key in ("js_matrix", "kl_matrix")}
     return _result(sum(bad.values()) == 0, "non-finite entries per matrix", **{f"non_finite_{k}": v for k, v in bad.items()})
 
 
-@dg.asset_check(asset=divergence_matrices, blocking=True, description=f"JS is symmetric within {TOLERANCE}.")
+@dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description=f"JS is symmetric within {TOLERANCE}.")
 def js_symmetric(divergence_matrices: dict) -> dg.AssetCheckResult:
     js = _matrix(divergence_matrices, "js_matrix")
     gap = float(np.nanmax(np.abs(js - js.T)))
     return _result(gap <= TOLERANCE, "max |JS − JSᵀ|", max_asymmetry=gap, tolerance=TOLERANCE)
 
 
-@dg.asset_check(asset=divergence_matrices, blocking=True, description="0 ≤ JS ≤ ln 2 and the JS diagonal is 0.")
+@dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="0 ≤ JS ≤ ln 2 and the JS diagonal is 0.")
 def js_bounded_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     js = _matrix(divergence_matrices, "js_matrix")
     low, high, diagonal = float(np.nanmin(js)), float(np.nanmax(js)), float(np.nanmax(np.abs(np.diag(js))))
@@ -55,7 +55,7 @@ def js_bounded_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     return _result(passed, "range and diagonal of JS", js_min=low, js_max=high, ln2=LN2, max_abs_diagonal=diagonal)
 
 
-@dg.asset_check(asset=divergence_matrices, blocking=True, description="KL ≥ 0 with a zero diagonal.")
+@dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="KL ≥ 0 with a zero diagonal.")
 def kl_nonnegative_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     kl = _matrix(divergence_matrices, "kl_matrix")
     low, diagonal = float(np.nanmin(kl)), float(np.nanmax(np.abs(np.diag(kl))))

@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from persona_assets.core.aggregate import AVERAGING_MODES
+from persona_assets.environment import default_gpu_shards
 
 LN2 = math.log(2)  # the largest JS divergence in nats
 
@@ -64,6 +65,14 @@ class DivergenceConfig(dg.Config):
         16,
         ge=1,
         description="responses scored per call and then written to the cache (a killed run loses at most these; ≥ 1)",
+    )
+    shards: int = Field(
+        default_gpu_shards(),  # PERSONA_GPU_SHARDS, read in persona_assets.environment
+        ge=1,
+        description=(
+            "teacher-forcing shards: steps that each score a share of the responses, side by side (one per GPU) "
+            "under the multiprocess executor; default PERSONA_GPU_SHARDS or 1; ≥ 1"
+        ),
     )
     noise_floor_samples: int = Field(
         2,

@@ -3,13 +3,14 @@
 Dagster builds an asset's config object (and so applies the ranges in persona_assets/config.py)
 only when that asset's step starts: a bad `n_bootstrap` would surface after the model steps have
 run for hours. The model steps and `eval_set` therefore check the settings of every step of the
-run first; the model steps also check the cosine layers against the model's depth, read from its
-config.json (no weights).
+run first, against the config class each asset of the running job declares (read from the job,
+never from a list kept by hand); the model steps also check the cosine layers against the
+model's depth, read from its config.json (no weights).
 """
 
 from __future__ import annotations
 
-import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,27 +21,48 @@ from pydantic import ValidationError
 from persona_assets import config as run_configs
 from persona_assets.core.errors import InputError
 
-# Asset (op) name → its config class. Legacy assets carry a "legacy__" prefix; teacher-forcing
-# shards are numbered. tests/test_config_validation.py checks this against the definitions.
-CONFIG_BY_OP: dict[str, type[dg.Config]] = {
-    "eval_set": run_configs.EvalSetConfig,
-    "generations": run_configs.GenerationConfig,
-    "persona_cosine": run_configs.CosineConfig,
-    "divergence_matrices": run_configs.DivergenceConfig,
-    "leakage_rates": run_configs.LeakageConfig,
-    "cosine_precheck": run_configs.PrecheckConfig,
-    "leakage_correlations": run_configs.AnalysisConfig,
-    "kill_gate_verdicts": run_configs.KillGateConfig,
-    "legacy_results": run_configs.LegacyConfig,
-}
-_SHARD_OP = re.compile(r"divergence_shard_\d+")
+def _config_class_of_op(op_def: dg.OpDefinition) -> type[dg.Config] | None:
+    """The dg.Config class an op's function takes (Dagster builds it from run config at step start)."""
+    compute_fn = getattr(op_def, "compute_fn", None)
+    fn = getattr(compute_fn, "decorated_fn", None)
+    if fn is None:
+        return None
+    hints = typing.get_type_hints(fn)
+    found = [
+        hint
+        for hint in hints.values()
+        if isinstance(hint, type)
+        and issubclass(hint, dg.Config)
+        and not issubclass(hint, (dg.ConfigurableResource, dg.ConfigurableIOManager))  # resources are Configs too
+    ]
+    return found[0] if found else None
 
 
-def config_class_for_op(op_name: str) -> type[dg.Config] | None:
-    name = op_name.rsplit("__", 1)[-1]
-    if _SHARD_OP.fullmatch(name):
-        return run_configs.DivergenceConfig
-    return CONFIG_BY_OP.get(name)
+def _config_class_of_node(node_def: dg.NodeDefinition) -> type[dg.Config] | None:
+    if isinstance(node_def, dg.GraphDefinition):
+        # A graph asset configured as one (a config mapping hands one set of settings to its ops):
+        # the settings are those of its ops, which must all take the same class.
+        inner = {_config_class_of_node(node.definition) for node in node_def.nodes} - {None}
+        return inner.pop() if len(inner) == 1 else None
+    return _config_class_of_op(node_def)
+
+
+def config_classes(job_def: dg.JobDefinition | None = None) -> dict[str, type[dg.Config]]:
+    """Top-level node (op) name → the config class its settings go to, read from the job itself.
+
+    Derived from the assets' own signatures, so a new asset or setting is validated without
+    being listed anywhere. Without a job: the whole project's asset job.
+    """
+    if job_def is None:
+        from persona_assets.definitions import defs
+
+        job_def = defs.resolve_implicit_global_asset_job_def()
+    classes = {}
+    for node in job_def.graph.nodes:
+        config_class = _config_class_of_node(node.definition)
+        if config_class is not None:
+            classes[node.name] = config_class
+    return classes
 
 
 def cosine_layers_problem(layers: Sequence[int], num_layers: int) -> str | None:
@@ -62,11 +84,14 @@ def _describe(op_name: str, config_class: type[dg.Config], error: Mapping[str, A
     return f"ops.{op_name}.config.{field}: {message} (got {error.get('input')!r}){hint}"
 
 
-def run_config_problems(run_config: Mapping[str, Any], *, model_layers: int | None = None) -> list[str]:
+def run_config_problems(
+    run_config: Mapping[str, Any], job_def: dg.JobDefinition | None = None, *, model_layers: int | None = None
+) -> list[str]:
     """Every setting of the run outside its allowed range, one line each naming the op and field."""
     problems: list[str] = []
+    classes = config_classes(job_def)
     for op_name, op_config in (run_config.get("ops") or {}).items():
-        config_class = config_class_for_op(op_name)
+        config_class = classes.get(op_name)
         if config_class is None or not isinstance(op_config, Mapping):
             continue
         try:
@@ -80,9 +105,11 @@ def run_config_problems(run_config: Mapping[str, Any], *, model_layers: int | No
     return problems
 
 
-def validate_run_config(run_config: Mapping[str, Any], *, model_layers: int | None = None) -> None:
+def validate_run_config(
+    run_config: Mapping[str, Any], job_def: dg.JobDefinition | None = None, *, model_layers: int | None = None
+) -> None:
     """Raise InputError listing every bad setting of the run (see `run_config_problems`)."""
-    problems = run_config_problems(run_config, model_layers=model_layers)
+    problems = run_config_problems(run_config, job_def, model_layers=model_layers)
     if problems:
         raise InputError("invalid run config; fix these settings and re-run:\n- " + "\n- ".join(problems))
 

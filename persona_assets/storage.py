@@ -1,11 +1,6 @@
-"""Where results live on disk, and the IO manager that keeps asset outputs readable JSON.
+"""How result files are written: atomically, as stable JSON/CSV, with a lock for read-merge-write.
 
-Everything goes under one data directory (`PERSONA_DATA_DIR`, default ``data`` in the working
-directory):
-  outputs/<asset>.json        the value of each asset (what downstream assets load)
-  outputs/*.csv               tables for pandas (per-response divergences, generations, …)
-  cache/generations/<key>.json content-addressed greedy responses
-Figures go to `PERSONA_FIGURES_DIR` (default ``figures``).
+Which directories they go to is the `ResultsStore` resource's business (resources/results.py).
 
 Files are written atomically (temporary file + rename), so a crash never leaves a torn file and
 a failed run never replaces a good result with half of a new one. Nothing here deletes or empties
@@ -42,18 +37,6 @@ from pathlib import Path
 from typing import Any
 
 LOCK_FILE = ".lock"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("PERSONA_DATA_DIR", "data")).resolve()
-
-
-def figures_dir() -> Path:
-    return Path(os.environ.get("PERSONA_FIGURES_DIR", "figures")).resolve()
-
-
-def outputs_dir() -> Path:
-    return data_dir() / "outputs"
 
 
 def _json_default(value: Any) -> Any:

@@ -6,11 +6,14 @@ import json
 import sys
 
 from persona_assets.core.response_quality import response_quality
-from persona_assets.storage import figures_dir, outputs_dir
+from pathlib import Path
+
+from persona_assets.environment import data_dir_for_scripts
 
 
 def main() -> int:
-    outputs = outputs_dir()
+    data_dir, figures_dir = (Path(p).resolve() for p in data_dir_for_scripts())
+    outputs = data_dir / "outputs"
     verdicts_path = outputs / "kill_gate_verdicts.json"
     if not verdicts_path.is_file():
         print(f"no results yet under {outputs}: run the job first", file=sys.stderr)
@@ -32,7 +35,7 @@ def main() -> int:
         for note in verdict["notes"]:
             print(f"    note: {note}")
     print(f"results (JSON/CSV): {outputs}")
-    print(f"figures (PNG/HTML): {figures_dir()}")
+    print(f"figures (PNG/HTML): {figures_dir}")
     return 0
 
 

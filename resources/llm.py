@@ -1,17 +1,21 @@
 """The LLM resources: one interface, a CPU and a GPU implementation.
 
-Assets annotate their parameter with `LLMResource`; `persona_assets.definitions` picks the
-implementation from the environment. torch, transformers and vllm are imported lazily, inside
-methods, so the UI and the analysis steps load without them.
+Assets annotate their parameter with `LLMResource`; `persona_assets.environment` picks the
+implementation (PERSONA_RESOURCES) and maps PERSONA_MODEL / PERSONA_DTYPE onto its config.
+torch, transformers and vllm are imported lazily, inside methods, so the UI and the analysis
+steps load without them.
 
-The model is loaded on first use within a step (a step whose generations are all cached only
-needs the tokenizer) and freed when the step ends.
+The model is loaded on first use (a run whose generations are all cached needs only the
+tokenizer until teacher forcing) and freed in `teardown_after_execution`: at the end of the run
+under the default in-process executor, where one load serves every model step, or at the end of
+each step under the multiprocess executor.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib.util
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ from pydantic import Field, PrivateAttr, field_validator
 ProgressFn = Callable[[int, int], None]
 
 
-class LLMResource(dg.ConfigurableResource):
+class LLMResource(dg.ConfigurableResource, ABC):
     """A chat model for generation, teacher forcing and hidden states (abstract: use CpuLLM/GpuLLM)."""
 
     model: str = Field("embedded", description="'embedded', a .gguf file, a model directory or a hub id")
@@ -33,8 +37,9 @@ class LLMResource(dg.ConfigurableResource):
     _tokenizer: Any = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
 
+    @abstractmethod
     def _torch_device(self) -> str:
-        return "cpu"
+        """The torch device the weights live on."""
 
     def generation_backend(self) -> str:
         return "transformers"
@@ -182,7 +187,10 @@ class LLMResource(dg.ConfigurableResource):
 
 
 class CpuLLM(LLMResource):
-    """transformers on the CPU (laptops, CI)."""
+    """transformers on the CPU (laptops, CI): float32, one response scored at a time."""
+
+    def _torch_device(self) -> str:
+        return "cpu"
 
 
 class GpuLLM(LLMResource):

@@ -43,10 +43,8 @@ class ModelSource:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("PERSONA_MODEL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "persona-divergence"
-    )
-    return Path(base)
+    """~/.cache/persona-divergence (XDG_CACHE_HOME respected); the resource's `model_cache_dir` overrides it."""
+    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "persona-divergence"
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -129,7 +127,9 @@ def load_model_and_tokenizer(
     torch_dtype = _torch_dtype(dtype)
     location = local_model_path(source, cache_dir=cache_dir)
     tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
+    # On a GPU the weights are read straight onto the device (no full copy in host memory first).
+    device_map = device if device.startswith("cuda") else None
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, device_map=device_map)
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -19,7 +19,7 @@ ANALYSIS = ["analysis_inputs", "cosine_precheck", "leakage_correlations", "kill_
 def run(model_dir: str, leakage: str, part: str, run_dir: Path) -> bool:
     from persona_assets.checks import all_checks
     from persona_assets.definitions import all_assets
-    from persona_assets.io_manager import JsonIOManager
+    from persona_assets.environment import storage_resources
     from resources.llm import CpuLLM
     from tests.test_graph import run_config
 
@@ -30,7 +30,7 @@ def run(model_dir: str, leakage: str, part: str, run_dir: Path) -> bool:
         config = dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ANALYSIS})
     result = dg.materialize(
         [*all_assets, *all_checks],
-        resources={"llm": CpuLLM(model=model_dir), "io_manager": JsonIOManager()},
+        resources={"llm": CpuLLM(model=model_dir), **storage_resources()},
         run_config=config,
         selection=selection,
         raise_on_error=False,

@@ -1,6 +1,5 @@
 """Bad run config fails with the op and field named, before any model step, and loses nothing computed."""
 
-from __future__ import annotations
 
 import math
 import os
@@ -10,12 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pydantic import Field
 
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.core.errors import InputError
 from persona_assets.definitions import defs
-from persona_assets.run_config_validation import config_class_for_op, run_config_problems, validate_run_config
+from persona_assets.run_config_validation import config_classes, run_config_problems, validate_run_config
 from tests.conftest import REPO
+from tests.run_results import started_steps
 from tests.test_graph import PERSONAS, materialize, run_config
 
 LN2 = math.log(2)
@@ -33,8 +34,6 @@ def _step_failures(result) -> dict[str, str]:
     }
 
 
-def _started_steps(result) -> set[str]:
-    return {event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_START}
 
 
 # ------------------------------------------------------------------ unknown keys (Dagster, at launch)
@@ -72,7 +71,7 @@ OUT_OF_RANGE = [
     ("divergence_matrices", "max_scorers_per_pass", 1),
     ("divergence_matrices", "responses_per_batch", 0),
     ("divergence_matrices", "averaging", "median"),
-    ("divergence_shard_3", "responses_per_batch", -5),
+    ("divergence_matrices", "shards", 0),
     ("leakage_correlations", "n_bootstrap", 0),
     ("cosine_precheck", "n_bootstrap", -1),
     ("cosine_precheck", "seed", -1),
@@ -129,11 +128,30 @@ def test_the_committed_scenario_configs_are_valid():
         assert run_config_problems(config) == [], path
 
 
-def test_config_classes_by_op_match_the_definitions():
-    for node in defs.resolve_implicit_global_asset_job_def().graph.node_defs:
-        compute = node.compute_fn
-        expected = compute.get_config_arg().annotation if compute.has_config_arg() else None
-        assert config_class_for_op(node.name) is expected, node.name
+def test_config_classes_are_read_from_every_configurable_asset_of_the_job():
+    """Derived, never listed: every asset whose function takes a dg.Config is validated up front."""
+    from persona_assets import config as run_configs
+
+    classes = config_classes()
+    assert classes["divergence_matrices"] is run_configs.DivergenceConfig  # a graph asset, configured as one
+    assert classes["legacy__kill_gate_verdicts"] is run_configs.KillGateConfig
+    declared = {c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config}
+    assert set(classes.values()) == declared  # no config class of config.py is left unchecked
+
+
+class NewSettings(dg.Config):
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+@dg.asset
+def new_asset(config: NewSettings) -> int:
+    return 1
+
+
+def test_a_new_asset_with_settings_is_validated_without_being_listed():
+    job = dg.Definitions(assets=[new_asset]).resolve_implicit_global_asset_job_def()
+    problems = run_config_problems(_ops("new_asset", threshold=2.0), job)
+    assert len(problems) == 1 and problems[0].startswith("ops.new_asset.config.threshold")
 
 
 def test_an_asset_run_alone_names_its_bad_field():
@@ -151,7 +169,7 @@ def test_a_bad_setting_of_a_late_step_fails_the_first_step(tiny_model_dir, tmp_p
     failures = _step_failures(result)
     assert set(failures) == {"eval_set"}
     assert "ops.kill_gate_verdicts.config.min_js_std" in failures["eval_set"] and "[0, ln 2]" in failures["eval_set"]
-    assert not _started_steps(result) & {"generations", "persona_cosine", "divergence_matrices"}
+    assert not started_steps(result) & {"generations", "persona_cosine", "divergence_matrices"}
 
 
 # ------------------------------------------------------------------ layers beyond the model's depth
@@ -166,7 +184,7 @@ def test_layer_beyond_the_model_fails_before_the_weights_load(tiny_model_dir, tm
     for message in failures.values():
         assert "ops.persona_cosine.config.layers: layer index 7 is beyond the model's depth" in message
         assert "valid range 0..2" in message
-    assert not _started_steps(result) & {"divergence_matrices"}
+    assert not started_steps(result) & {"divergence_matrices"}
 
     llm = CpuLLM(model=str(tiny_model_dir))
     assert llm.num_layers() == 2 and llm._engine is None  # the depth comes from config.json alone

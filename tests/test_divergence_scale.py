@@ -15,11 +15,11 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from persona_assets.assets.divergence_matrices import build_divergence_assets
+from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.generations import generations
 from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, scoring_passes, shard_of
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 from tests.conftest import REPO
 
@@ -73,28 +73,37 @@ def test_cache_ignores_torn_entries(tmp_path):
 
 # ------------------------------------------------------------------------- through Dagster
 def run(tiny_model_dir, personas, n_questions=2, n_shards=1, divergence=None):
-    config = {"averaging": "pair_own", "max_scorers_per_pass": 3, "responses_per_batch": 2, **(divergence or {})}
-    assets = build_divergence_assets(n_shards)
+    config = {"averaging": "pair_own", "max_scorers_per_pass": 3, "responses_per_batch": 2, "shards": n_shards, **(divergence or {})}
     ops = {
         "eval_set": {"config": {"personas": personas, "n_questions": n_questions}},
         "generations": {"config": {"max_new_tokens": 6}},
-        **{a.key.path[-1]: {"config": config} for a in assets},
+        "divergence_matrices": {"config": config},
     }
     result = dg.materialize(
-        [eval_set, generations, *assets],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        [eval_set, generations, divergence_matrices],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops=ops),
     )
     assert result.success
     return result
 
 
-def meta(result, node="divergence_matrices"):
-    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+def meta(result, asset="divergence_matrices"):
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def shard_outputs(result) -> list[dict]:
+    by_key = result.output_for_node("divergence_matrices.score_divergence_shard")
+    return [by_key[key] for key in sorted(by_key)]
+
+
+def divergences(result) -> dict:
+    return result.output_for_node("divergence_matrices", "divergence_matrices")
 
 
 def matrices(result):
-    out = result.output_for_node("divergence_matrices")
+    out = divergences(result)
     return np.array(out["js_matrix"]), np.array(out["kl_matrix"]), out["persona_names"]
 
 
@@ -147,25 +156,33 @@ def test_two_shards_give_the_one_shard_matrices(tiny_model_dir, tmp_path, monkey
     one = run(tiny_model_dir, PERSONAS)
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "sharded"))
     two = run(tiny_model_dir, PERSONAS, n_shards=2)
-    shards = [meta(two, f"divergence_shard_{k}") for k in range(2)]
-    assert [s["responses_scored_now"] for s in shards] == [4, 4]
-    assert meta(two)["responses_scored_now"] == 0 and meta(two)["responses_complete_in_cache"] == 8
+    shards = shard_outputs(two)
+    assert [s["shard"] for s in shards] == [0, 1] and [s["responses_scored_now"] for s in shards] == [4, 4]
+    assert meta(two)["remainder_responses_scored"] == 0 and meta(two)["shards"] == 2
     for a, b in zip(matrices(one), matrices(two)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_sharded_definitions_load_with_per_gpu_concurrency():
-    from persona_assets.resources_for_env import executor_config, gpu_shards_for_environment, multi_gpu_executor
+def test_shards_are_run_config_and_never_change_the_asset_keys():
+    from persona_assets.definitions import defs
+    from persona_assets.environment import default_executor_mode, default_gpu_shards
+    from persona_assets.executor import default_multiprocess_config
 
-    assert gpu_shards_for_environment({}) == 1 and gpu_shards_for_environment({"PERSONA_GPU_SHARDS": "4"}) == 4
-    executor = multi_gpu_executor(4)
-    limits = executor_config(4)["tag_concurrency_limits"]
+    assert default_gpu_shards({}) == 1 and default_gpu_shards({"PERSONA_GPU_SHARDS": "4"}) == 4
+    assert default_executor_mode({}) == "in_process" and default_executor_mode({"PERSONA_GPU_SHARDS": "2"}) == "multiprocess"
+    assert default_executor_mode({"PERSONA_GPU_SHARDS": "2", "PERSONA_EXECUTOR": "in_process"}) == "in_process"
+    with pytest.raises(ValueError, match="PERSONA_GPU_SHARDS"):
+        default_gpu_shards({"PERSONA_GPU_SHARDS": "0"})
+    limits = default_multiprocess_config()["tag_concurrency_limits"]
     assert {"key": "device", "value": "gpu", "limit": 1} in limits
-    assert {"key": "device", "value": "gpu_shard", "limit": 4} in limits
-    assert {"key": "cuda_device", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
-    defs = dg.Definitions(assets=[eval_set, generations, *build_divergence_assets(4)], executor=executor,
-                          resources={"llm": CpuLLM(), "io_manager": JsonIOManager()})
-    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    code = (
+        "from persona_assets.definitions import defs; "
+        "print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))"
+    )
+    env = {**os.environ, "PERSONA_GPU_SHARDS": "4", "PERSONA_RESOURCES": "gpu"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(sorted(keys))
 
 
 # ---------------------------------------------------------------------------- kill and resume
@@ -175,7 +192,7 @@ import dagster as dg
 from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.generations import generations
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 
 class SlowLLM(CpuLLM):
@@ -185,7 +202,7 @@ class SlowLLM(CpuLLM):
 
 dg.materialize(
     [eval_set, generations, divergence_matrices],
-    resources={"llm": SlowLLM(model=sys.argv[1]), "io_manager": JsonIOManager()},
+    resources={"llm": SlowLLM(model=sys.argv[1]), **storage_resources()},
     run_config=dg.RunConfig(ops=%s),
 )
 """
@@ -219,18 +236,20 @@ def test_killed_run_resumes_to_the_uninterrupted_matrices(tiny_model_dir, tmp_pa
 
     restart_ops = dg.RunConfig(ops=ops)
     monkeypatch.setenv("PERSONA_DATA_DIR", str(killed_dir))
-    resumed = dg.materialize([eval_set, generations, *build_divergence_assets(1)],
-                             resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+    resumed = dg.materialize([eval_set, generations, divergence_matrices],
+                             resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
                              run_config=restart_ops)
     assert resumed.success
     m = meta(resumed)
     assert m["responses_complete_in_cache"] == done_at_kill and m["responses_scored_now"] == 12 - done_at_kill
 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "uninterrupted"))
-    whole = dg.materialize([eval_set, generations, *build_divergence_assets(1)],
-                           resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+    whole = dg.materialize([eval_set, generations, divergence_matrices],
+                           resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
                            run_config=restart_ops)
     assert whole.success and meta(whole)["responses_scored_now"] == 12
-    a, b = resumed.output_for_node("divergence_matrices"), whole.output_for_node("divergence_matrices")
-    for key in ("js_matrix", "kl_matrix", "per_pair_question"):
+    a, b = divergences(resumed), divergences(whole)
+    for key in ("js_matrix", "kl_matrix"):
         assert a[key] == b[key], key
+    pq = [r.output_for_node("divergence_matrices", "divergence_per_pair_question") for r in (resumed, whole)]
+    assert pq[0].equals(pq[1])

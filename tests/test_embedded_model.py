@@ -14,7 +14,7 @@ import pytest
 
 from persona_assets.checks import all_checks
 from persona_assets.definitions import all_assets
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 from tests.conftest import REPO
 
@@ -32,7 +32,7 @@ def test_graph_on_embedded_model(tmp_path):
     )
     result = dg.materialize(
         [*all_assets, *all_checks],
-        resources={"llm": CpuLLM(model="embedded"), "io_manager": JsonIOManager()},
+        resources={"llm": CpuLLM(model="embedded"), **storage_resources()},
         run_config=config,
         raise_on_error=False,
     )
@@ -43,7 +43,7 @@ def test_graph_on_embedded_model(tmp_path):
     assert all(r["text"].strip() for r in generations["responses"])
     cosine = result.output_for_node("persona_cosine")
     assert cosine["layers"] == [11, 16, 21, 27] and cosine["num_model_layers"] == 30
-    js = np.array(result.output_for_node("divergence_matrices")["js_matrix"])
+    js = np.array(result.output_for_node("divergence_matrices", "divergence_matrices")["js_matrix"])
     off_diagonal = js[~np.eye(3, dtype=bool)]
     # Different system prompts change a real model's distributions measurably, within JS's bound.
     assert np.all(off_diagonal > 1e-3) and np.all(off_diagonal < np.log(2))

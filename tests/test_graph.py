@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from persona_assets.assets.eval_set import eval_set
+from persona_assets.assets.generations import generations
 from persona_assets.definitions import all_assets
 from persona_assets.checks import all_checks
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 
 PERSONAS = ["software_engineer", "villain", "comedian", "assistant"]
@@ -33,7 +35,7 @@ def run_config(tmp_path, **extra_ops) -> dg.RunConfig:
 def materialize(tiny_model_dir, config, instance=None):
     return dg.materialize(
         [*all_assets, *all_checks],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=config,
         raise_on_error=False,
         instance=instance,
@@ -59,14 +61,14 @@ def test_full_graph_on_tiny_model(tiny_model_dir, tmp_path):
         assert evaluations[name].passed, name
     assert {"kill_discrimination", "kill_redundancy"} <= set(evaluations)
 
-    divergences = result.output_for_node("divergence_matrices")
+    divergences = result.output_for_node("divergence_matrices", "divergence_matrices")
     js = np.array(divergences["js_matrix"])
     kl = np.array(divergences["kl_matrix"])
     assert js.shape == (4, 4) and np.allclose(js, js.T) and np.all(np.diag(js) == 0)
     assert np.all(js[~np.eye(4, dtype=bool)] > 1e-3) and js.max() <= math.log(2)
     assert np.all(kl >= 0)
     assert divergences["method"]["averaging"] == "pair_own"
-    assert len(divergences["per_pair_question"]) == 6 * 2
+    assert len(result.output_for_node("divergence_matrices", "divergence_per_pair_question")) == 6 * 2
 
     correlations = result.output_for_node("leakage_correlations")
     assert correlations["leakage"]["available"]
@@ -112,16 +114,16 @@ def test_graph_without_leakage_says_so(tiny_model_dir, tmp_path):
 def test_generations_are_cached_by_content(tiny_model_dir, tmp_path):
     config = run_config(tmp_path)
     first = dg.materialize(
-        [a for a in all_assets if a.key.path[0] in ("eval_set", "generations")],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        [eval_set, generations],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ("eval_set", "generations")}),
     )
     assert first.asset_materializations_for_node("generations")[0].metadata["newly_generated"].value == 8
     more = dict(config.ops)
     more["eval_set"] = {"config": {"personas": PERSONAS, "n_questions": 3}}
     second = dg.materialize(
-        [a for a in all_assets if a.key.path[0] in ("eval_set", "generations")],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        [eval_set, generations],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops={k: v for k, v in more.items() if k in ("eval_set", "generations")}),
     )
     # Only the new question's 4 responses are generated; the 8 earlier ones come from the cache.
@@ -136,7 +138,7 @@ def test_all_responses_averaging_is_recorded(tiny_model_dir, tmp_path):
     config = run_config(tmp_path, divergence_matrices={"config": {"averaging": "all_responses"}})
     result = materialize(tiny_model_dir, config)
     assert result.success
-    divergences = result.output_for_node("divergence_matrices")
+    divergences = result.output_for_node("divergence_matrices", "divergence_matrices")
     assert divergences["method"]["averaging"] == "all_responses"
     assert divergences["averaging"] == "all_responses"
 

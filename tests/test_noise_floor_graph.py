@@ -8,7 +8,8 @@ import math
 import dagster as dg
 
 from persona_assets.definitions import all_assets
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
+from tests.run_results import materializations
 from resources.llm import CpuLLM
 from tests.test_graph import run_config
 
@@ -27,7 +28,7 @@ def _materialize(tiny_model_dir, tmp_path, keep, **divergence_config):
     ops = run_config(tmp_path, divergence_matrices={"config": divergence_config}).ops
     return dg.materialize(
         [a for a in all_assets if a.key.path[0] in keep],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), "io_manager": JsonIOManager()},
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k in keep}),
     )
 
@@ -40,7 +41,7 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     result = _materialize(tiny_model_dir, tmp_path, ("eval_set", "generations", "divergence_matrices", *ANALYSED))
     assert result.success
 
-    floor = result.output_for_node("divergence_matrices")["noise_floor"]
+    floor = result.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
     assert floor["measured"] and floor["reference_composition"] == "run"
     assert set(floor["compositions"]) == {"run", "alone"}  # CPU: no packing, so no own_batch composition
     assert len(floor["samples"]) == 2 and all(s["n_scorers"] == 4 and s["n_pairs"] == 3 for s in floor["samples"])
@@ -50,7 +51,7 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     stats = floor["by_composition"]["alone"]["js"]
     assert stats["per_token_abs_median"] <= stats["per_token_abs_max"] == floor["js_per_token_abs_nats"]
 
-    metadata = result.asset_materializations_for_node("divergence_matrices")[0].metadata
+    metadata = materializations(result, "divergence_matrices")[0].metadata
     assert metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]
     assert metadata["noise_floor"].value["samples"] == floor["samples"]
 
@@ -72,13 +73,13 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
 def test_floor_is_measured_when_everything_is_cached_and_can_be_disabled(tiny_model_dir, tmp_path):
     first = _divergences_only(tiny_model_dir, tmp_path)
     again = _divergences_only(tiny_model_dir, tmp_path)
-    metadata = again.asset_materializations_for_node("divergence_matrices")[0].metadata
+    metadata = materializations(again, "divergence_matrices")[0].metadata
     assert metadata["responses_scored_now"].value == 0  # every divergence came from the cache
-    floor = again.output_for_node("divergence_matrices")["noise_floor"]
+    floor = again.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
     assert floor["measured"] and math.isfinite(floor["js_abs_nats"])
     # The same responses re-scored the same way: the measurement is deterministic on the CPU.
-    assert floor["by_composition"] == first.output_for_node("divergence_matrices")["noise_floor"]["by_composition"]
+    assert floor["by_composition"] == first.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]["by_composition"]
 
     off = _divergences_only(tiny_model_dir, tmp_path, noise_floor_samples=0)
-    record = off.output_for_node("divergence_matrices")["noise_floor"]
+    record = off.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
     assert record["measured"] is False and record["js_abs_nats"] is None and "disabled" in record["note"]

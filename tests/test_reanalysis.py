@@ -16,7 +16,7 @@ import yaml
 
 from persona_assets.assets.legacy import legacy_assets
 from persona_assets.checks import legacy_checks
-from persona_assets.io_manager import JsonIOManager
+from persona_assets.environment import storage_resources
 from tests.conftest import REPO, SHARED_REFERENCE
 
 MODEL_ASSETS = {"eval_set", "generations", "persona_cosine", "divergence_matrices", "analysis_inputs", "leakage_rates"}
@@ -44,7 +44,7 @@ def _materialize(legacy_dir: str):
     for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
         config["ops"][op]["config"]["n_bootstrap"] = 50
     return dg.materialize(
-        [*legacy_assets, *legacy_checks], resources={"io_manager": JsonIOManager()}, run_config=config, raise_on_error=False
+        [*legacy_assets, *legacy_checks], resources=storage_resources(), run_config=config, raise_on_error=False
     )
 
 

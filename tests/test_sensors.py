@@ -18,8 +18,8 @@ import yaml
 from persona_assets.assets.legacy import legacy_assets
 from persona_assets.checks import all_checks, invariant_checks, legacy_checks
 from persona_assets.definitions import all_assets
-from persona_assets.io_manager import JsonIOManager
-from persona_assets import sensors
+from persona_assets.environment import storage_resources
+from persona_assets import environment, sensors
 from persona_assets.sensors import failed_check_alerts
 from resources.llm import CpuLLM
 from tests.alert_receivers import ScriptedReceiver, refusing_url
@@ -54,9 +54,10 @@ def nan_model_dir(tiny_model_dir, tmp_path_factory):
 
 
 def _tick(instance, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = failed_check_alerts(context)
-    return context.cursor, result
+    # The sinks as the definitions build them, from the environment the test has set.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": environment.alert_sinks()}) as context:
+        result = failed_check_alerts(context)
+        return context.cursor, result
 
 
 def _alert_lines(path):
@@ -126,9 +127,8 @@ def test_blocking_failure_alerts_once_per_failed_run(nan_model_dir, tmp_path, mo
         assert sorted(line["check"] for line in lines) == failed
         assert {(line["run_id"], line["severity"]) for line in lines} == {(first.run_id, "ERROR")}
         assert sorted((r["check"], r["run_id"]) for r in received) == [(name, first.run_id) for name in failed]
-        # The kill checks were planned but never ran (their inputs failed); the cursor moves past
-        # them instead of waiting for them forever.
-        assert json.loads(cursor)[KILL_DISCRIMINATION] > 0
+        # The kill checks were planned but never ran (their inputs failed): nothing waits for them.
+        assert json.loads(cursor)["RUN_FAILURE"] > 0 and json.loads(cursor)["pending"] == []
 
         for _ in range(2):
             cursor, result = _tick(instance, cursor)
@@ -158,7 +158,7 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [*all_assets, *legacy_assets, *all_checks, *legacy_checks],
-            resources={"llm": CpuLLM(model=str(nan_model_dir)), "io_manager": JsonIOManager()},
+            resources={"llm": CpuLLM(model=str(nan_model_dir)), **storage_resources()},
             run_config=config,
             raise_on_error=False,
             instance=instance,

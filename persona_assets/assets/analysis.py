@@ -19,23 +19,29 @@ from persona_assets.config import AnalysisConfig, KillGateConfig, PrecheckConfig
 from persona_assets.core import analyses
 from persona_assets.core.analysis_inputs import AnalysisInputs, inputs_from_run
 from persona_assets.core.errors import InputError
-from persona_assets.storage import outputs_dir, write_csv
+from persona_assets.storage import write_csv
+from resources.results import ResultsStore
 
 NOT_AVAILABLE = "available"
 
 
-@dg.asset(group_name="analysis", kinds={"pandas"}, code_version="2")
+@dg.asset(group_name="analysis", kinds={"pandas"}, code_version="3")
 def analysis_inputs(
-    context: dg.AssetExecutionContext, divergence_matrices: dict, persona_cosine: dict, leakage_rates: dict
+    context: dg.AssetExecutionContext,
+    divergence_matrices: dict,
+    divergence_per_response: pd.DataFrame,
+    divergence_per_pair_question: pd.DataFrame,
+    persona_cosine: dict,
+    leakage_rates: dict,
 ) -> dict:
     """This run's divergences (with their noise floor), cosines, leakage and response lengths in the shape the analyses take.
 
     The same shape `legacy_results` gives earlier results, so both go through the same analysis code.
     """
-    csv = Path(divergence_matrices.get("per_response_csv") or outputs_dir() / "divergence_per_response.csv")
-    per_response = pd.read_csv(csv) if csv.is_file() else None
     try:
-        inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage_rates, per_response)
+        inputs = inputs_from_run(
+            divergence_matrices, persona_cosine, leakage_rates, divergence_per_response, divergence_per_pair_question
+        )
     except InputError as exc:
         raise dg.Failure(str(exc)) from exc
     context.add_output_metadata(
@@ -65,7 +71,6 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
     def key(name: str) -> dg.AssetKey:
         return dg.AssetKey([*prefix, name])
 
-    tables = outputs_dir  # evaluated at run time: PERSONA_DATA_DIR may change between runs
     stem = "__".join(prefix) + "__" if prefix else ""
     origin = "earlier results in legacy_dir" if prefix else "this run"
 
@@ -124,13 +129,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         confound; the noise floor of JS next to the pair JS range (differences below it are not
         findings; unknown for imported results). Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
     )
-    def leakage_correlations(context: dg.AssetExecutionContext, config: AnalysisConfig, inputs: dict) -> dict:
+    def leakage_correlations(
+        context: dg.AssetExecutionContext, config: AnalysisConfig, results: ResultsStore, inputs: dict
+    ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         result, pairs, directed = analyses.leakage_correlations(_inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed)
-        write_csv(tables() / f"{stem}pairs.csv", pairs)
+        write_csv(results.outputs_path / f"{stem}pairs.csv", pairs)
         if len(directed):
-            write_csv(tables() / f"{stem}directed_leakage_pairs.csv", directed)
+            write_csv(results.outputs_path / f"{stem}directed_leakage_pairs.csv", directed)
         metadata = {f"spearman_js_cosine_{layer}": c["spearman_rho"] for layer, c in result["js_vs_cosine"].items()}
         metadata["leakage_available"] = result["leakage"]["available"]
         metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]

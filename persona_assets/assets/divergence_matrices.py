@@ -1,103 +1,72 @@
-"""Teacher-forced divergences: per-response results in a content-addressed cache, then N×N matrices.
+"""Teacher-forced divergences: one graph asset that fans out over teacher-forcing shards.
 
-With one shard (the default) `divergence_matrices` scores whatever the cache lacks and aggregates.
-With K shards (`build_divergence_assets(K)`, `PERSONA_GPU_SHARDS=K`), K `divergence_shard_<k>`
-steps run side by side, one per GPU (`cuda_device` = k), each filling the cache for its share of
-the responses; `divergence_matrices` then finds everything cached (it scores any remainder itself,
-so the matrices never depend on the shards' settings) and aggregates exactly as a one-GPU run.
+    plan_teacher_forcing ──► score_divergence_shard[shard_k] (k = 0 … shards−1) ──► aggregate_divergences
+                                                                                        │
+             divergence_matrices ◄─────── divergence_per_response ◄──── divergence_per_pair_question
+
+`shards` is run config (`ops.divergence_matrices.config.shards`), so the asset keys are the same
+on every machine. Each shard scores its share of the responses (round-robin by length) into the
+content-addressed divergence cache; shard 0 also measures the noise floor. `aggregate_divergences`
+reads every response's values from the cache (scoring any remainder itself, so the matrices never
+depend on the shards' settings) and produces the N×N matrices and the two tables, each an asset.
+In one process (the default executor) the shards run one after another on the one loaded model;
+under the multiprocess executor they run side by side, shard k on GPU (cuda_device + k).
 """
 
+
 import time
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from persona_assets.config import DivergenceConfig
-from persona_assets.core.aggregate import AVERAGING_MODES, pair_matrices, pair_question_table
+from persona_assets.core.aggregate import pair_matrices, pair_question_table, per_response_table
 from persona_assets.core.divergence_store import (
     DIVERGENCE_CODE_VERSION,
     DivergenceCache,
     ResponseJob,
     ScoreStats,
     cached_rows,
-    response_key,
     score_missing,
     shard_of,
 )
+from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.progress import ProgressReporter
-from persona_assets.storage import data_dir, outputs_dir, write_csv
+from persona_assets.core.response_jobs import response_jobs
+from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from resources.llm import LLMResource
 from resources.noise_floor_scoring import measure_noise_floor
+from resources.results import ResultsStore
+
+CODE_VERSION = "4"
 
 
-def scorer_pairs(generator: int, n_personas: int, averaging: str) -> list[tuple[int, int]]:
-    """Which persona pairs a response needs: (generator, other) for pair-own, all pairs otherwise."""
-    if averaging == "pair_own":
-        return [(generator, other) for other in range(n_personas) if other != generator]
-    return [(a, b) for a in range(n_personas) for b in range(a + 1, n_personas)]
+def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: DivergenceConfig) -> list[ResponseJob]:
+    try:
+        return response_jobs(llm, eval_set, generations, config.averaging)
+    except InputError as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
-def divergence_cache() -> DivergenceCache:
-    return DivergenceCache(data_dir() / "cache" / "divergences")
-
-
-def response_jobs(llm: LLMResource, eval_set: dict, generations: dict, averaging: str) -> list[ResponseJob]:
-    """One job per response: its cache key, its scorers' prompts and the pairs the averaging needs."""
-    if averaging not in AVERAGING_MODES:
-        raise dg.Failure(f"averaging must be one of {AVERAGING_MODES}, got {averaging!r}")
-    evals = EvalSet.from_dict(eval_set)
-    names = evals.persona_names
-    if generations["persona_names"] != names:
-        raise dg.Failure("generations were made for other personas than the eval set: re-materialize generations")
-    model = llm.describe()
-    prompts = {
-        (k, q): llm.chat_prompt_ids(p.prompt, question)
-        for k, p in enumerate(evals.personas)
-        for q, question in enumerate(evals.questions)
-    }
-    jobs = []
-    for r in generations["responses"]:
-        g, q = names.index(r["persona"]), r["question_index"]
-        key = response_key(
-            model_fingerprint=model["model_fingerprint"],
-            dtype=model["dtype"],
-            device_kind=model["device"].split(":")[0],
-            generation_key=r.get("cache_key", ""),
-            response_ids=r["token_ids"],
-            generator_prompt_ids=prompts[(g, q)],
-        )
-        pairs = scorer_pairs(g, len(names), averaging)
-        used = sorted({s for pair in pairs for s in pair})
-        jobs.append(
-            ResponseJob(
-                key, list(r["token_ids"]), {s: prompts[(s, q)] for s in used}, pairs,
-                names={s: names[s] for s in {g, *used}}, generator=g, question_index=q,
-            )
-        )
-    return jobs
-
-
-def _score(context, llm: LLMResource, jobs: list[ResponseJob], config: DivergenceConfig) -> tuple[ScoreStats, float]:
-    progress = ProgressReporter("teacher forcing", context.log.info, unit="responses")
-    started = time.monotonic()
-    stats = score_missing(
+def _score(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
+    return score_missing(
         llm,
         jobs,
-        divergence_cache(),
+        DivergenceCache(results.cache_path("divergences")),
         max_scorers_per_pass=config.max_scorers_per_pass,
         responses_per_batch=config.responses_per_batch,
         pair_chunk_size=config.pair_chunk_size,
         log=context.log.info,
         warn=context.log.warning,
-        progress=progress,
+        progress=ProgressReporter(label, context.log.info, unit="responses"),
         prepare=llm.load_for_teacher_forcing,
     )
-    return stats, time.monotonic() - started
 
 
-def _stats_metadata(stats: ScoreStats, elapsed: float) -> dict:
+def _stats_metadata(stats: ScoreStats, elapsed: float) -> dict[str, Any]:
     return {
         "responses": stats.responses,
         "responses_scored_now": stats.responses_computed,
@@ -112,64 +81,120 @@ def _stats_metadata(stats: ScoreStats, elapsed: float) -> dict:
     }
 
 
-def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: LLMResource, eval_set: dict, generations: dict) -> dict:
-    """Teacher-forced Jensen-Shannon and KL divergences between every pair of personas.
+@dg.op(out=dg.DynamicOut(int), description="One dynamic output per teacher-forcing shard (`shards` in the run config).")
+def plan_teacher_forcing(context: dg.OpExecutionContext, config: DivergenceConfig, generations: dict):
+    # Takes the generations only so that it runs after them: nothing of this asset starts earlier.
+    if config.shards > 1:
+        context.log.info(f"teacher forcing in {config.shards} shards (side by side only under the multiprocess executor)")
+    for shard in range(config.shards):
+        yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard}")
 
-    Each response is scored under the personas its pairs need (pair-own: the generator and each
-    other persona), at most `max_scorers_per_pass` sequences per pass; per token JS and both KLs,
-    averaged over the response's tokens, then over responses and questions as the `averaging`
-    setting says. Per-response results live in a content-addressed cache
-    (cache/divergences/), so adding personas or questions scores only what is new and a killed run
-    resumes where it stopped. Matrices: JS (symmetric), KL[i][j] = KL(P_i‖P_j), KL_sym, |KL − KLᵀ|
-    and the signed KL − KLᵀ, in nats. The per-(pair, question, response) table is written to
-    outputs/divergence_per_response.csv. `noise_floor`: a few responses (`noise_floor_samples`)
-    re-scored alone and in the other batch compositions; the largest change of a response-mean JS
-    is the floor below which pair differences are not findings.
-    """
-    jobs = response_jobs(llm, eval_set, generations, config.averaging)
-    stats, elapsed = _score(context, llm, jobs, config)
+
+@dg.op(tags=SHARD_STEP_TAG, description="Scores one shard's responses into the divergence cache; shard 0 also measures the noise floor.")
+def score_divergence_shard(
+    context: dg.OpExecutionContext,
+    config: DivergenceConfig,
+    llm: LLMResource,
+    results: ResultsStore,
+    eval_set: dict,
+    generations: dict,
+    shard: int,
+) -> dict:
+    started = time.monotonic()
+    llm.use_shard_device(shard)
+    jobs = _jobs(llm, eval_set, generations, config)
+    mine = shard_of(jobs, [len(job.response_ids) for job in jobs], shard, config.shards)
+    label = "teacher forcing" if config.shards == 1 else f"teacher forcing shard {shard}/{config.shards}"
+    stats = _score(context, llm, results, mine, config, label)
+    noise_floor = None
+    if shard == 0:
+        # Measured every run, even when everything came from the cache: a few forwards.
+        noise_floor = measure_noise_floor(
+            llm,
+            jobs,
+            [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
+            samples=config.noise_floor_samples,
+            max_scorers_per_pass=config.max_scorers_per_pass,
+            pair_chunk_size=config.pair_chunk_size,
+        )
+    metadata = {"shard": shard, "n_shards": config.shards, "device": llm.describe()["device"], **_stats_metadata(stats, time.monotonic() - started)}
+    context.log.info(f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache")
+    return {**metadata, "noise_floor": noise_floor}
+
+
+def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, Any]:
+    """What this run scored: the shards' work, plus whatever the aggregate step had to score itself."""
+    total = lambda key: sum(s[key] for s in shard_results)  # noqa: E731
+    return {
+        "responses_scored_now": total("responses_scored_now") + remainder.responses_computed,
+        "responses_complete_in_cache": total("responses_complete_in_cache"),
+        "pairs_scored_now": total("pairs_scored_now") + remainder.pairs_computed,
+        "pairs_from_cache": total("pairs_from_cache"),
+        "remainder_responses_scored": remainder.responses_computed,
+        "teacher_forced_sequences": total("teacher_forced_sequences") + remainder.teacher_forced_sequences,
+        "teacher_forced_tokens": total("teacher_forced_tokens") + remainder.teacher_forced_tokens,
+        "seconds": total("seconds") + remainder.seconds,
+    }
+
+
+def method_record(config: DivergenceConfig) -> dict[str, Any]:
+    return {
+        "averaging": config.averaging,
+        "log_softmax_dtype": "float32",
+        "divergence_dtype": "float64",
+        "units": "nats",
+        "token_mean": "mean over response positions (end-of-turn token included when emitted)",
+        "kl_matrix": "[i][j] = KL(P_i || P_j)",
+        "kl_signed_asym_matrix": "[i][j] = KL(i->j) - KL(j->i)",
+        "max_scorers_per_pass": config.max_scorers_per_pass,
+        "divergence_code_version": DIVERGENCE_CODE_VERSION,
+        "exact": "exact JS and KL over the full vocabulary (no approximation)",
+    }
+
+
+@dg.op(
+    out={
+        "divergence_matrices": dg.Out(dict),
+        "divergence_per_response": dg.Out(pd.DataFrame),
+        "divergence_per_pair_question": dg.Out(pd.DataFrame),
+    },
+    tags=MODEL_STEP_TAG,
+    description="Reads every response's divergences from the cache (scoring any remainder) into matrices and tables.",
+)
+def aggregate_divergences(
+    context: dg.OpExecutionContext,
+    config: DivergenceConfig,
+    llm: LLMResource,
+    results: ResultsStore,
+    eval_set: dict,
+    generations: dict,
+    shard_results: list[dict],
+):
+    started = time.monotonic()
+    jobs = _jobs(llm, eval_set, generations, config)
+    cache = DivergenceCache(results.cache_path("divergences"))
+    remainder = _score(context, llm, results, jobs, config, "teacher forcing (remainder)")
     names = generations["persona_names"]
     responses = generations["responses"]
-    values = cached_rows(jobs, divergence_cache())
-    rows = []
-    for response, job, found in zip(responses, jobs, values):
+    values = cached_rows(jobs, cache)
+    for job, found in zip(jobs, values):
         if found is None:
             raise dg.Failure(f"divergences of response {job.key[:12]} missing from the cache after scoring")
-        for (a, b), value in zip(job.pairs, found):
-            rows.append(
-                {
-                    "generator": response["persona"],
-                    "question_index": response["question_index"],
-                    "persona_a": names[a],
-                    "persona_b": names[b],
-                    "js": value["js"],
-                    "kl_ab": value["kl_ab"],
-                    "kl_ba": value["kl_ba"],
-                    "n_tokens": response["n_tokens"],
-                }
-            )
-
-    per_response = pd.DataFrame(rows)
+    per_response = per_response_table(responses, jobs, values, names)
     matrices = pair_matrices(per_response, names, config.averaging)
     table = pair_question_table(per_response, names, config.averaging)
-    write_csv(outputs_dir() / "divergence_per_response.csv", per_response)
-    write_csv(outputs_dir() / "divergence_per_pair_question.csv", table)
-
-    # Measured every run, even when everything came from the cache: a few forwards.
-    noise_floor = measure_noise_floor(
-        llm,
-        jobs,
-        [{"generator": r["persona"], "question_index": r["question_index"]} for r in responses],
-        samples=config.noise_floor_samples,
-        max_scorers_per_pass=config.max_scorers_per_pass,
-        pair_chunk_size=config.pair_chunk_size,
-    )
+    shard_results = sorted(shard_results, key=lambda s: s["shard"])
+    noise_floor = dict(shard_results[0]["noise_floor"])
     # A duration is not a result: it goes to the metadata, so the output file reproduces byte for byte.
     noise_floor_seconds = noise_floor.pop("seconds", None)
     upper = matrices.js[np.triu_indices(len(names), k=1)]
+    scored = _run_totals(shard_results, remainder)
+    seconds = scored.pop("seconds")
     context.add_output_metadata(
-        {
+        output_name="divergence_matrices",
+        metadata={
             "averaging": config.averaging,
+            "shards": config.shards,
             "js_mean": float(upper.mean()),
             "js_min": float(upper.min()),
             "js_max": float(upper.max()),
@@ -177,102 +202,76 @@ def _matrices(context: dg.AssetExecutionContext, config: DivergenceConfig, llm: 
             "noise_floor_js_rel": noise_floor.get("js_rel"),
             "noise_floor": dg.MetadataValue.json(noise_floor),
             "noise_floor_seconds": noise_floor_seconds,
-            **_stats_metadata(stats, elapsed),
-        }
-    )
-    return {
-        "model": llm.describe(),
-        "method": {
-            "averaging": config.averaging,
-            "log_softmax_dtype": "float32",
-            "divergence_dtype": "float64",
-            "units": "nats",
-            "token_mean": "mean over response positions (end-of-turn token included when emitted)",
-            "kl_matrix": "[i][j] = KL(P_i || P_j)",
-            "kl_signed_asym_matrix": "[i][j] = KL(i->j) - KL(j->i)",
-            "max_scorers_per_pass": config.max_scorers_per_pass,
-            "divergence_code_version": DIVERGENCE_CODE_VERSION,
-            "exact": "exact JS and KL over the full vocabulary (no approximation)",
+            "responses": len(jobs),
+            **scored,
+            "teacher_forcing_seconds": seconds,
+            "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
+            "aggregate_seconds": time.monotonic() - started,
         },
+    )
+    value = {
+        "model": llm.describe(),
+        "method": method_record(config),
         "generation_settings": generations["settings"],
         "n_questions": len(EvalSet.from_dict(eval_set).questions),
         **matrices.to_dict(),
-        "per_pair_question": table.to_dict(orient="records"),
         "response_token_counts": [
             {"persona": r["persona"], "question_index": r["question_index"], "n_tokens": r["n_tokens"]} for r in responses
         ],
-        "per_response_csv": str(outputs_dir() / "divergence_per_response.csv"),
         "noise_floor": noise_floor,
     }
+    return value, per_response, table
 
 
-def _matrices_asset(shard_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="divergence_matrices",
-        group_name="model",
-        kinds={"torch"},
-        code_version="3",
-        op_tags={"device": "gpu"},
-        deps=shard_keys,
-        description=_matrices.__doc__,
-    )
-    def divergence_matrices(
-        context: dg.AssetExecutionContext,
-        config: DivergenceConfig,
-        llm: LLMResource,
-        eval_set: dict,
-        generations: dict,
-    ) -> dict:
-        return _matrices(context, config, llm, eval_set, generations)
-
-    return divergence_matrices
+def _settings_for_each_op(settings: dict) -> dict:
+    return {name: {"config": settings} for name in ("plan_teacher_forcing", "score_divergence_shard", "aggregate_divergences")}
 
 
-def shard_key(shard: int) -> dg.AssetKey:
-    return dg.AssetKey(f"divergence_shard_{shard}")
+# One set of settings for the whole graph asset (`ops.divergence_matrices.config`), handed to each
+# op. Passed through as given: each op builds its DivergenceConfig at step start, where a value out
+# of range fails like any other asset's setting (and eval_set has checked every setting before).
+_divergence_settings = dg.ConfigMapping(
+    config_fn=_settings_for_each_op, config_schema=DivergenceConfig.to_config_schema().as_field()
+)
 
 
-def _shard_asset(shard: int, n_shards: int) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=shard_key(shard).path[0],
-        group_name="model",
-        kinds={"torch"},
-        code_version="1",
-        op_tags={
-            "device": "gpu_shard",
-            "cuda_device": str(shard),
-            # Read only by cluster executors (docs/cluster.md): one GPU per pod / the Celery gpu queue.
-            "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
-            "dagster-celery/queue": "gpu",
-        },
-        description=(
-            f"Shard {shard} of {n_shards} of the teacher forcing: scores its share of the responses (round-robin by "
-            f"length) on GPU {shard} and writes them to the divergence cache; returns counts only."
+@dg.graph_multi_asset(
+    outs={
+        "divergence_matrices": dg.AssetOut(
+            kinds={"torch"},
+            code_version=CODE_VERSION,
+            description=(
+                "Teacher-forced Jensen-Shannon and KL divergences between every pair of personas: N×N JS "
+                "(symmetric), KL[i][j] = KL(P_i‖P_j), KL_sym, |KL − KLᵀ| and the signed KL − KLᵀ, in nats, "
+                "with the method, the model and the noise floor (a few responses re-scored alone and in "
+                "other batch compositions: pair differences below it are not findings). Each response is "
+                "scored under the personas its pairs need (pair-own: the generator and each other persona), "
+                "averaged over its tokens, then over responses and questions as `averaging` says."
+            ),
         ),
-    )
-    def shard_asset(
-        context: dg.AssetExecutionContext, config: DivergenceConfig, llm: LLMResource, eval_set: dict, generations: dict
-    ) -> dict:
-        llm.use_shard_device(shard)
-        jobs = response_jobs(llm, eval_set, generations, config.averaging)
-        lengths = [len(job.response_ids) for job in jobs]
-        mine = shard_of(jobs, lengths, shard, n_shards)
-        stats, elapsed = _score(context, llm, mine, config)
-        metadata = _stats_metadata(stats, elapsed)
-        context.add_output_metadata({"shard": shard, "n_shards": n_shards, "device": llm.describe()["device"], **metadata})
-        return {"shard": shard, "n_shards": n_shards, "device": llm.describe()["device"], **metadata}
-
-    return shard_asset
-
-
-def build_divergence_assets(n_shards: int = 1) -> list[dg.AssetsDefinition]:
-    """`divergence_matrices`, preceded by `n_shards` shard steps when n_shards > 1."""
-    if n_shards < 1:
-        raise ValueError(f"n_shards must be ≥ 1, got {n_shards}")
-    if n_shards == 1:
-        return [_matrices_asset([])]
-    shards = [_shard_asset(k, n_shards) for k in range(n_shards)]
-    return [*shards, _matrices_asset([shard_key(k) for k in range(n_shards)])]
-
-
-divergence_matrices = build_divergence_assets(1)[0]
+        "divergence_per_response": dg.AssetOut(
+            kinds={"pandas"},
+            code_version=CODE_VERSION,
+            description=(
+                "One row per (response, scoring pair): generator, question_index, persona_a, persona_b, "
+                "js, kl_ab, kl_ba (response-mean, nats) and n_tokens. outputs/divergence_per_response.csv."
+            ),
+        ),
+        "divergence_per_pair_question": dg.AssetOut(
+            kinds={"pandas"},
+            code_version=CODE_VERSION,
+            description="Pair values per question (both directions averaged as `averaging` says). outputs/divergence_per_pair_question.csv.",
+        ),
+    },
+    group_name="model",
+    config=_divergence_settings,
+)
+def divergence_matrices(eval_set: dict, generations: dict):
+    shards = plan_teacher_forcing(generations)
+    shard_results = shards.map(lambda shard: score_divergence_shard(eval_set, generations, shard))
+    matrices, per_response, per_pair_question = aggregate_divergences(eval_set, generations, shard_results.collect())
+    return {
+        "divergence_matrices": matrices,
+        "divergence_per_response": per_response,
+        "divergence_per_pair_question": per_pair_question,
+    }

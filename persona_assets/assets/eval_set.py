@@ -18,7 +18,7 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
     fails the run before any model step starts.
     """
     try:
-        validate_run_config(context.run.run_config)
+        validate_run_config(context.run.run_config, context.job_def)
         evals = build_eval_set(
             Path(config.personas_file),
             Path(config.questions_file),

@@ -10,7 +10,7 @@ import pandas as pd
 from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable
 from persona_assets.core import analyses, charts
 from persona_assets.core.analysis_inputs import AnalysisInputs
-from persona_assets.storage import figures_dir
+from resources.results import ResultsStore
 
 
 def _title_with_rho(prefix: str, correlation: dict) -> str:
@@ -141,14 +141,16 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
 
             The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
             directed pairs, ρ and 95% CI in the titles, coloured by source, with a within-source panel.
-            PNG and interactive HTML under {'/'.join(['figures', *prefix])}/ (PERSONA_FIGURES_DIR); previews in the metadata."""
+            PNG and interactive HTML under {'/'.join(['figures', *prefix])}/ (the results resource's figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."""
         ),
     )
-    def figures(context: dg.AssetExecutionContext, inputs: dict, leakage_correlations: dict, kill_gate_verdicts: dict) -> dict:
+    def figures(
+        context: dg.AssetExecutionContext, results: ResultsStore, inputs: dict, leakage_correlations: dict, kill_gate_verdicts: dict
+    ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         built = build_figures(_inputs(inputs), leakage_correlations)
-        directory = figures_dir().joinpath(*prefix)
+        directory = results.figures_path(*prefix)
         files = {stem: {kind: str(path) for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
         metadata = {
             "figures_dir": dg.MetadataValue.path(str(directory)),

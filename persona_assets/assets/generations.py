@@ -2,24 +2,27 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.config import GenerationConfig
+from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_key
 from persona_assets.core.progress import ProgressReporter
 from persona_assets.core.response_quality import response_quality
 from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
 from persona_assets.run_config_validation import validate_run_config
-from persona_assets.storage import data_dir, outputs_dir, write_csv
+from persona_assets.executor import MODEL_STEP_TAG
+from persona_assets.storage import write_csv
 from resources.llm import LLMResource
+from resources.results import ResultsStore
 
 
 @dg.asset(
     group_name="model",
     kinds={"torch"},
     code_version="1",
-    op_tags={"device": "gpu"},
+    op_tags=MODEL_STEP_TAG,
 )
 def generations(
-    context: dg.AssetExecutionContext, config: GenerationConfig, llm: LLMResource, eval_set: dict
+    context: dg.AssetExecutionContext, config: GenerationConfig, llm: LLMResource, results: ResultsStore, eval_set: dict
 ) -> dict:
     """Greedy responses for every persona × question (system = persona prompt, user = question).
 
@@ -27,10 +30,13 @@ def generations(
     content (model, prompt ids, settings), so a re-run only generates what is new.
     """
     # Before the first model load: every setting of the run, cosine layers against the model's depth.
-    validate_run_config(context.run.run_config, model_layers=llm.num_layers())
+    try:
+        validate_run_config(context.run.run_config, context.job_def, model_layers=llm.num_layers())
+    except InputError as exc:
+        raise dg.Failure(str(exc)) from exc
     evals = EvalSet.from_dict(eval_set)
     model_info = llm.describe()
-    cache = GenerationCache(data_dir() / "cache" / "generations")
+    cache = GenerationCache(results.cache_path("generations"))
     items = []
     for persona in evals.personas:
         for q_index, question in enumerate(evals.questions):
@@ -79,7 +85,7 @@ def generations(
             }
         )
     table = pd.DataFrame(responses).drop(columns=["token_ids"])
-    write_csv(outputs_dir() / "generations.csv", table)
+    write_csv(results.outputs_path / "generations.csv", table)
     quality = response_quality(responses)
     if quality["n_empty"]:
         context.log.warning(f"{quality['n_empty']} empty responses: {', '.join(quality['empty'][:20])}")

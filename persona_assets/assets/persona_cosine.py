@@ -6,11 +6,12 @@ from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, defaul
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.errors import InputError
 from persona_assets.core.progress import ProgressReporter
+from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.run_config_validation import cosine_layers_problem
 from resources.llm import LLMResource
 
 
-@dg.asset(group_name="model", kinds={"torch"}, code_version="1", op_tags={"device": "gpu"})
+@dg.asset(group_name="model", kinds={"torch"}, code_version="1", op_tags=MODEL_STEP_TAG)
 def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm: LLMResource, eval_set: dict) -> dict:
     """Hidden-state cosine similarity between personas: the baseline JS/KL are compared with.
 

@@ -15,7 +15,9 @@ Averaging modes
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,3 +115,28 @@ def upper_triangle_pairs(matrix: np.ndarray, persona_names: list[str], value_nam
             value_name: matrix[i, j],
         }
     )
+
+
+def per_response_table(
+    responses: Sequence[Mapping[str, Any]],
+    jobs: Sequence[Any],
+    values: Sequence[Sequence[Mapping[str, float]]],
+    persona_names: list[str],
+) -> pd.DataFrame:
+    """The input rows above, from each response (generations' record), its job's pairs and their values."""
+    rows = []
+    for response, job, found in zip(responses, jobs, values):
+        for (a, b), value in zip(job.pairs, found):
+            rows.append(
+                {
+                    "generator": response["persona"],
+                    "question_index": response["question_index"],
+                    "persona_a": persona_names[a],
+                    "persona_b": persona_names[b],
+                    "js": value["js"],
+                    "kl_ab": value["kl_ab"],
+                    "kl_ba": value["kl_ba"],
+                    "n_tokens": response["n_tokens"],
+                }
+            )
+    return pd.DataFrame(rows)

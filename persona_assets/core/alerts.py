@@ -8,20 +8,13 @@ returns a `DeliveryResult` saying whether it took the alert, after how many trie
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from persona_assets.core.errors import InputError
 from persona_assets.storage import exclusive_lock
-
-ENV_ATTEMPTS = "PERSONA_ALERT_WEBHOOK_ATTEMPTS"
-ENV_TIMEOUT_S = "PERSONA_ALERT_WEBHOOK_TIMEOUT_S"
-ENV_BACKOFF_S = "PERSONA_ALERT_WEBHOOK_BACKOFF_S"
-
 
 @dataclass(frozen=True)
 class WebhookPolicy:
@@ -32,32 +25,9 @@ class WebhookPolicy:
     timeout_s: float = 5.0
     backoff_s: float = 0.5
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "WebhookPolicy":
-        default = cls()
-        return cls(
-            attempts=_env_number(environ, ENV_ATTEMPTS, default.attempts, int, minimum=1),
-            timeout_s=_env_number(environ, ENV_TIMEOUT_S, default.timeout_s, float, minimum=0.001),
-            backoff_s=_env_number(environ, ENV_BACKOFF_S, default.backoff_s, float, minimum=0.0),
-        )
-
     def worst_case_s(self) -> float:
         """Longest one delivery can take when the receiver accepts connections but never answers."""
         return self.attempts * self.timeout_s + self.backoff_s * self.attempts * (self.attempts - 1) / 2
-
-
-def _env_number(environ: Mapping[str, str], name: str, default: float, kind: type, *, minimum: float) -> Any:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < minimum:
-        noun = "an integer" if kind is int else "a number"
-        raise InputError(f"environment variable {name}={raw!r}: must be {noun} ≥ {minimum}")
-    return value
 
 
 @dataclass(frozen=True)

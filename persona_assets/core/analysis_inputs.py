@@ -188,8 +188,9 @@ def inputs_from_run(
     persona_cosine: dict[str, Any],
     leakage_rates: dict[str, Any],
     per_response: pd.DataFrame | None = None,
+    per_pair_question: pd.DataFrame | None = None,
 ) -> AnalysisInputs:
-    """Normalise the in-graph asset values. `per_response` is outputs/divergence_per_response.csv."""
+    """Normalise the in-graph asset values: the divergence_per_response and divergence_per_pair_question tables."""
     from persona_assets.core.aggregate import pair_matrices
 
     names = list(divergence_matrices["persona_names"])
@@ -202,7 +203,7 @@ def inputs_from_run(
         # Every response was scored under every pair, so the method's own averaging is recoverable.
         js[PAIR_OWN] = pair_matrices(per_response, names, PAIR_OWN).js
         notes.append("pair_own JS recomputed from the per-response table of this all_responses run")
-    table = pd.DataFrame(divergence_matrices.get("per_pair_question") or [])
+    table = per_pair_question if per_pair_question is not None else pd.DataFrame(divergence_matrices.get("per_pair_question") or [])
     per_question = {}
     if not table.empty:
         per_question[averaging] = table.rename(columns={"js_sym": "js"})[PER_QUESTION_COLUMNS]

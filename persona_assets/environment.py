@@ -1,0 +1,131 @@
+"""The one place that reads the environment, mapping the variables users set onto Dagster config.
+
+Nothing read here changes the shape of the graph: the same assets, checks and keys load on every
+machine. A variable that is set becomes a `dg.EnvVar` in the resource's config, so the UI shows
+where the value came from and it is read when a run starts, not when the definitions load; a
+variable that is not set leaves the resource's own default.
+
+| variable | becomes |
+|---|---|
+| PERSONA_RESOURCES = cpu (default) / gpu | the LLM resource class: CpuLLM / GpuLLM |
+| PERSONA_MODEL, PERSONA_DTYPE, PERSONA_MODEL_CACHE | the LLM resource's `model`, `dtype`, `model_cache_dir` |
+| PERSONA_DATA_DIR, PERSONA_FIGURES_DIR | ResultsStore `data_dir`, `figures_dir` |
+| PERSONA_ALERTS_FILE, PERSONA_ALERT_WEBHOOK_URL, PERSONA_ALERT_WEBHOOK_ATTEMPTS / _TIMEOUT_S / _BACKOFF_S | AlertSinks `jsonl_file`, `webhook_url`, `attempts`, `timeout_s`, `backoff_s` (numbers parsed here: a bad one fails loading the definitions, naming the variable) |
+| PERSONA_GPU_SHARDS = K (default 1) | the default of `ops.divergence_matrices.config.shards`, and for K > 1 the default executor mode `multiprocess` (one process per GPU shard) |
+| PERSONA_EXECUTOR = in_process / multiprocess | the default executor mode (run config `execution:` overrides it) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import dagster as dg
+
+from resources.alert_sinks import AlertSinks
+from resources.llm import CpuLLM, GpuLLM, LLMResource
+from resources.results import ResultsStore
+
+EXECUTOR_MODES = ("in_process", "multiprocess")
+
+
+def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _from_env(env: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, Any]:
+    """Resource config: field -> dg.EnvVar(variable) for each variable that is set (and not empty)."""
+    return {field: dg.EnvVar(variable) for field, variable in fields.items() if env.get(variable, "").strip()}
+
+
+def llm_resource(env: Mapping[str, str] | None = None) -> LLMResource:
+    env = _environ(env)
+    kind = env.get("PERSONA_RESOURCES", "cpu").strip() or "cpu"
+    if kind not in ("cpu", "gpu"):
+        raise ValueError(f"PERSONA_RESOURCES must be 'cpu' or 'gpu', got {kind!r}")
+    config = _from_env(env, {"model": "PERSONA_MODEL", "dtype": "PERSONA_DTYPE", "model_cache_dir": "PERSONA_MODEL_CACHE"})
+    return (GpuLLM if kind == "gpu" else CpuLLM)(**config)
+
+
+def results_store(env: Mapping[str, str] | None = None) -> ResultsStore:
+    return ResultsStore(**_from_env(_environ(env), {"data_dir": "PERSONA_DATA_DIR", "figures_dir": "PERSONA_FIGURES_DIR"}))
+
+
+ALERT_NUMBERS = {
+    "attempts": ("PERSONA_ALERT_WEBHOOK_ATTEMPTS", int),
+    "timeout_s": ("PERSONA_ALERT_WEBHOOK_TIMEOUT_S", float),
+    "backoff_s": ("PERSONA_ALERT_WEBHOOK_BACKOFF_S", float),
+}
+
+
+def alert_sinks(env: Mapping[str, str] | None = None, results: ResultsStore | None = None) -> AlertSinks:
+    """Paths and the URL stay dg.EnvVar; numbers are parsed here, so a bad one is named by its variable."""
+    env = _environ(env)
+    config = _from_env(env, {"jsonl_file": "PERSONA_ALERTS_FILE", "webhook_url": "PERSONA_ALERT_WEBHOOK_URL"})
+    for field, (variable, kind) in ALERT_NUMBERS.items():
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            config[field] = kind(raw)
+            _check_alert_field(field, config[field])
+        except ValueError as exc:
+            noun = "an integer" if kind is int else "a finite number"
+            raise ValueError(f"environment variable {variable}={raw!r}: must be {noun}, {_alert_bound(field)}") from exc
+    return AlertSinks(results=results or results_store(env), **config)
+
+
+def _alert_bound(field: str) -> str:
+    return AlertSinks.model_fields[field].description.rsplit("(", 1)[-1].rstrip(")")
+
+
+def _check_alert_field(field: str, value: Any) -> None:
+    """The resource's own range for the field (pydantic), as a ValueError."""
+    from pydantic import TypeAdapter, ValidationError
+
+    info = AlertSinks.model_fields[field]
+    try:
+        TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def storage_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resources every run needs besides the model: results store, IO manager, alert sinks."""
+    from persona_assets.io_manager import JsonIOManager
+
+    results = results_store(env)
+    return {"results": results, "io_manager": JsonIOManager(results=results), "alerts": alert_sinks(env, results)}
+
+
+def resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {"llm": llm_resource(env), **storage_resources(env)}
+
+
+def default_gpu_shards(env: Mapping[str, str] | None = None) -> int:
+    value = _environ(env).get("PERSONA_GPU_SHARDS", "1").strip() or "1"
+    try:
+        shards = int(value)
+    except ValueError:
+        shards = 0
+    if shards < 1:
+        raise ValueError(f"PERSONA_GPU_SHARDS must be a positive integer, got {value!r}")
+    return shards
+
+
+def default_executor_mode(env: Mapping[str, str] | None = None) -> str:
+    env = _environ(env)
+    mode = env.get("PERSONA_EXECUTOR", "").strip()
+    if not mode:
+        return "multiprocess" if default_gpu_shards(env) > 1 else "in_process"
+    if mode not in EXECUTOR_MODES:
+        raise ValueError(f"PERSONA_EXECUTOR must be one of {', '.join(EXECUTOR_MODES)}, got {mode!r}")
+    return mode
+
+
+def data_dir_for_scripts(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(data dir, figures dir) for command-line helpers outside a run (e.g. the summary)."""
+    env = _environ(env)
+    defaults = ResultsStore()
+    return (env.get("PERSONA_DATA_DIR") or defaults.data_dir, env.get("PERSONA_FIGURES_DIR") or defaults.figures_dir)
