@@ -1,0 +1,206 @@
+"""The study as plain library calls, without a Dagster run: the engine-only half of user_path.py.
+
+The same work as `dagster asset materialize --select 'not group:legacy' -c CONFIG`: the settings
+come from the same run-config file (through the same config classes, so the same defaults), the
+model from the same resource class (CpuLLM / GpuLLM, used as a plain object), and every stage calls
+what its asset calls: generation with the content cache, last-prompt hidden states and centred
+cosine, teacher forcing through `score_missing` plus the noise floor, aggregation into matrices
+and tables, the analyses and the figures. No executor, event log or IO manager is involved.
+
+    PYTHONPATH=. python benchmarks/engine_path.py --config configs/ci.yaml --model embedded --resources cpu
+
+Prints one line per stage ("[stage] name seconds") and a JSON summary as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(config_path: Path) -> dict:
+    """Each asset's config object, built from the run-config file as Dagster would build it."""
+    import yaml
+
+    from persona_assets import config as c
+
+    ops = (yaml.safe_load(config_path.read_text()) or {}).get("ops") or {}
+
+    def of(op: str, cls):
+        return cls(**((ops.get(op) or {}).get("config") or {}))
+
+    return {
+        "eval_set": of("eval_set", c.EvalSetConfig),
+        "generations": of("generations", c.GenerationConfig),
+        "persona_cosine": of("persona_cosine", c.CosineConfig),
+        "divergence_matrices": of("divergence_matrices", c.DivergenceConfig),
+        "cosine_precheck": of("cosine_precheck", c.PrecheckConfig),
+        "leakage_correlations": of("leakage_correlations", c.AnalysisConfig),
+        "kill_gate_verdicts": of("kill_gate_verdicts", c.KillGateConfig),
+    }
+
+
+class Stages:
+    def __init__(self, device: str):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn):
+        self._sync()
+        start = time.perf_counter()
+        out = fn()
+        self._sync()
+        self.seconds[name] = time.perf_counter() - start
+        print(f"[stage] {name:20s} {self.seconds[name]:8.2f} s", flush=True)
+        return out
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def generate(llm, evals, config, work: Path) -> dict:
+    from persona_assets.core.generation_cache import GenerationCache, generation_key
+
+    info = llm.describe()
+    cache = GenerationCache(work / "cache" / "generations")
+    items = []
+    for persona in evals.personas:
+        for q, question in enumerate(evals.questions):
+            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
+            key = generation_key(model_fingerprint=info["model_fingerprint"], dtype=info["dtype"],
+                                 device_kind=info["device"].split(":")[0], backend=info["generation_backend"],
+                                 max_new_tokens=config.max_new_tokens, prompt_ids=prompt_ids)
+            items.append({"persona": persona.name, "question_index": q, "question": question, "prompt_ids": prompt_ids, "key": key})
+    outputs = llm.generate([i["prompt_ids"] for i in items], max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+    responses = []
+    for item, output in zip(items, outputs):
+        cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
+        responses.append({"persona": item["persona"], "question_index": item["question_index"], "question": item["question"],
+                          "token_ids": output.token_ids, "text": llm.decode(output.token_ids), "n_tokens": len(output.token_ids),
+                          "hit_max_new_tokens": output.hit_max_new_tokens, "cache_key": item["key"]})
+    import pandas as pd
+
+    from persona_assets.storage import write_csv
+
+    write_csv(work / "outputs" / "generations.csv", pd.DataFrame(responses).drop(columns=["token_ids"]))
+    return {"persona_names": evals.persona_names, "responses": responses,
+            "settings": {"max_new_tokens": config.max_new_tokens, "decoding": "greedy"}}
+
+
+def cosine(llm, evals, config) -> dict:
+    from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
+
+    layers = list(config.layers) or default_layers(llm.num_layers())
+    prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
+    states = llm.last_prompt_hidden_states(prompts, layers, batch_size=config.batch_size).numpy()
+    n_p, n_q = len(evals.personas), len(evals.questions)
+    centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)
+    return {"persona_names": evals.persona_names, "centring": CENTRING_RUN_MEAN, "layers": layers,
+            "cosine_matrices": {f"layer{layer}": centred_cosine(centroids[:, k, :]).tolist() for k, layer in enumerate(layers)}}
+
+
+def divergences(llm, evals, generations, config, work: Path):
+    from persona_assets.core.divergence_store import DivergenceCache, score_missing
+    from persona_assets.core.response_jobs import response_jobs
+    from resources.noise_floor_scoring import measure_noise_floor
+
+    jobs = response_jobs(llm, evals.to_dict(), generations, config.averaging)
+    stats = score_missing(llm, jobs, DivergenceCache(work / "cache" / "divergences"), max_scorers_per_pass=config.max_scorers_per_pass,
+                          responses_per_batch=config.responses_per_batch, pair_chunk_size=config.pair_chunk_size)
+    floor = measure_noise_floor(llm, jobs, [{"generator": r["persona"], "question_index": r["question_index"]}
+                                            for r in generations["responses"]],
+                                samples=config.noise_floor_samples, max_scorers_per_pass=config.max_scorers_per_pass,
+                                pair_chunk_size=config.pair_chunk_size)
+    floor.pop("seconds", None)
+    return jobs, stats, floor
+
+
+def aggregate(generations, jobs, config, floor, work: Path) -> tuple:
+    from persona_assets.core.aggregate import pair_matrices, pair_question_table, per_response_table
+    from persona_assets.core.divergence_store import DivergenceCache, cached_rows
+    from persona_assets.storage import write_csv
+
+    names = generations["persona_names"]
+    values = cached_rows(jobs, DivergenceCache(work / "cache" / "divergences"))
+    per_response = per_response_table(generations["responses"], jobs, values, names)
+    matrices = pair_matrices(per_response, names, config.averaging)
+    table = pair_question_table(per_response, names, config.averaging)
+    write_csv(work / "outputs" / "divergence_per_response.csv", per_response)
+    write_csv(work / "outputs" / "divergence_per_pair_question.csv", table)
+    value = {"method": {"averaging": config.averaging}, **matrices.to_dict(), "noise_floor": floor}
+    return value, per_response, table
+
+
+def analyse(divergence_matrices, per_response, table, persona_cosine, configs) -> tuple:
+    from persona_assets.core import analyses
+    from persona_assets.core.analysis_inputs import inputs_from_run
+
+    leakage = {"available": False, "note": "no leakage_path configured: leakage analyses are skipped", "rows": []}
+    inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage, per_response, table)
+    pre, corr, gates = configs["cosine_precheck"], configs["leakage_correlations"], configs["kill_gate_verdicts"]
+    analyses.cosine_precheck(inputs, n_boot=pre.n_bootstrap, seed=pre.seed)
+    correlations, _, _ = analyses.leakage_correlations(inputs, n_boot=corr.n_bootstrap, seed=corr.seed)
+    analyses.kill_gate_verdicts(inputs, correlations, min_std=gates.min_js_std, min_ratio=gates.min_js_ratio,
+                                max_abs_rho=gates.max_abs_js_cosine_rho, min_relative_question_spread=gates.min_relative_question_spread)
+    return inputs, correlations
+
+
+def figures(inputs, correlations, work: Path) -> int:
+    from persona_assets.assets.figures import build_figures
+    from persona_assets.core import charts
+
+    built = build_figures(inputs, correlations)
+    for stem, chart in built.items():
+        charts.save_chart(chart, work / "figures", stem)
+    charts.small_png_preview(built["js_heatmap"])
+    return len(built)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the run-config file the Dagster path gets")
+    parser.add_argument("--model", default="embedded")
+    parser.add_argument("--resources", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--work-dir", default="")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    from persona_assets.core.eval_set import build_eval_set
+    from resources.llm import CpuLLM, GpuLLM
+
+    configs = settings(Path(args.config))
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="engine-path-"))
+    llm = (GpuLLM if args.resources == "gpu" else CpuLLM)(model=args.model)
+    stages = Stages(llm.describe()["device"])
+    imports_s = time.perf_counter() - started
+    e = configs["eval_set"]
+    evals = stages.run("eval_set", lambda: build_eval_set(REPO / e.personas_file, REPO / e.questions_file,
+                                                          persona_subset=list(e.personas), n_questions=e.n_questions))
+    stages.run("model load", llm.load_for_teacher_forcing)
+    import torch
+
+    with torch.inference_mode():
+        gens = stages.run("generations", lambda: generate(llm, evals, configs["generations"], work))
+        persona_cosine = stages.run("persona_cosine", lambda: cosine(llm, evals, configs["persona_cosine"]))
+        jobs, stats, floor = stages.run("divergences", lambda: divergences(llm, evals, gens, configs["divergence_matrices"], work))
+    value, per_response, table = stages.run("aggregation", lambda: aggregate(gens, jobs, configs["divergence_matrices"], floor, work))
+    inputs, correlations = stages.run("analysis", lambda: analyse(value, per_response, table, persona_cosine, configs))
+    stages.run("figures", lambda: figures(inputs, correlations, work))
+    print(json.dumps({"stages": stages.seconds, "imports_and_setup_s": imports_s, "device": llm.describe()["device"],
+                      "teacher_forced_tokens": stats.teacher_forced_tokens, "js_matrix": value["js_matrix"],
+                      "total_s": time.perf_counter() - started}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
