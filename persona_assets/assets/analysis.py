@@ -86,7 +86,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         if (missing := _unavailable(inputs)) is not None:
             return missing
         loaded = _inputs(inputs)
-        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed)
+        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations)
         if config.cosine_leakage_file:
             from persona_assets.core.legacy_formats import load_cosine_leakage_file
 
@@ -127,7 +127,9 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
     def leakage_correlations(context: dg.AssetExecutionContext, config: AnalysisConfig, inputs: dict) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
-        result, pairs, directed = analyses.leakage_correlations(_inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed)
+        result, pairs, directed = analyses.leakage_correlations(
+            _inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
+        )
         write_csv(tables() / f"{stem}pairs.csv", pairs)
         if len(directed):
             write_csv(tables() / f"{stem}directed_leakage_pairs.csv", directed)

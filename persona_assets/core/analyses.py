@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from persona_assets.core import correlations as corr
+from persona_assets.core import inference
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
 from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
 from persona_assets.core.leakage import names_for_message
-from persona_assets.core.noise_floor import floor_evidence
+from persona_assets.core.noise_floor import FLOOR_COVERS, FLOOR_DOES_NOT_COVER, floor_evidence
+from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.core.statistics import (
     MRR,
     STEIGER,
@@ -113,6 +115,8 @@ def noise_floor_section(inputs: AnalysisInputs) -> dict[str, Any]:
         "js_rel": floor.get("js_rel"),
         "kl_abs_nats": floor.get("kl_abs_nats"),
         "definition": floor.get("definition"),
+        "covers": FLOOR_COVERS,
+        "does_not_cover": FLOOR_DOES_NOT_COVER,
     }
 
 
@@ -135,9 +139,10 @@ def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str
 # --- pre-check ---------------------------------------------------------------------------------
 
 
-def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> dict[str, Any]:
+def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS) -> dict[str, Any]:
     """Cosine vs leakage per layer, per cosine set, and whether it rises towards the output."""
     directed = directed_pair_table(inputs)
+    leakage = inference.leakage_matrix(inputs)
     out: dict[str, Any] = {
         "origin": inputs.origin,
         "expected_layers": inputs.expected_layers,
@@ -154,7 +159,10 @@ def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> dict[s
             entry["note"] = f"only {len(directed)} directed pairs have leakage rates ({inputs.leakage_note})"
         else:
             by_layer = {
-                layer: correlate(directed[cosine_column(label, layer)], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict()
+                layer: inference.with_leakage_tests(
+                    correlate(directed[cosine_column(label, layer)], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
+                    cs.matrices[layer], leakage, directed, cosine_column(label, layer), n_perm=n_perm, n_boot=n_boot, seed=seed,
+                )
                 for layer in cs.layers
             }
             entry |= {"by_layer": by_layer, **corr.rise_summary(by_layer)}
@@ -217,7 +225,10 @@ def _predictor_comparison(js: pd.Series, cos: pd.Series, rate: pd.Series) -> dic
             out[key] = dependent_correlation_test(-r_js, r_cos, -r_js_cos, n, method=method)
         except InputError as exc:
             out[key] = {"z": None, "p_two_sided": None, "note": str(exc)}
-    out["note"] = "p-values assume independent pairs; pairs share source personas (see the cluster-bootstrap CIs)"
+    out["note"] = (
+        "MRR/Steiger p-values assume independent pairs; pairs share personas: judge the difference by "
+        "permutation_difference.p_two_sided and crossed_bootstrap_difference"
+    )
     return out
 
 
@@ -250,11 +261,15 @@ def _kl_asymmetry(directed: pd.DataFrame, persona_names: list[str], *, n_boot: i
     }
 
 
-def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int) -> dict[str, Any]:
+def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int, n_perm: int) -> dict[str, Any]:
     js = directed[js_column(averaging)]
     rate, source = directed["rate"], directed["source"]
+    leakage, js_matrix = inference.leakage_matrix(inputs), inputs.js[averaging]
+    tests = {"leakage": leakage, "directed": directed, "n_perm": n_perm, "n_boot": n_boot, "seed": seed}
     section: dict[str, Any] = {
-        "js_vs_leakage": correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(),
+        "js_vs_leakage": inference.with_leakage_tests(
+            correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), js_matrix, column=js_column(averaging), **tests
+        ),
         "cosine_vs_leakage_same_pairs": {},
         "js_vs_cosine_as_predictors": {},
         "within_source": {"js": _within_source(js, rate, source), "cosine": {}},
@@ -264,9 +279,14 @@ def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: 
         section["js_vs_cosine_as_predictors"][label] = {"centring": cs.centring}
         section["within_source"]["cosine"][label] = {"centring": cs.centring}
         for layer in cs.layers:
-            cos = directed[cosine_column(label, layer)]
-            section["cosine_vs_leakage_same_pairs"][label][layer] = correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict()
-            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(js, cos, rate)
+            cos_col = cosine_column(label, layer)
+            cos = directed[cos_col]
+            section["cosine_vs_leakage_same_pairs"][label][layer] = inference.with_leakage_tests(
+                correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), cs.matrices[layer], column=cos_col, **tests
+            )
+            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(js, cos, rate) | inference.predictor_difference_tests(
+                js_matrix, cs.matrices[layer], leakage, directed, js_column(averaging), cos_col, n_perm=n_perm, n_boot=n_boot, seed=seed
+            )
             section["within_source"]["cosine"][label][layer] = _within_source(cos, rate, source)
     return section
 
@@ -313,8 +333,15 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
     return out
 
 
-def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """All correlations; returns (result, unordered pair table, directed pair table)."""
+def leakage_correlations(
+    inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """All correlations; returns (result, unordered pair table, directed pair table).
+
+    Next to each correlation: its design-respecting test (`inference`: Mantel / persona-label
+    permutation with `n_perm` permutations, crossed bootstrap with `n_boot` resamples), and per
+    averaging the question bootstrap (`question_bootstrap`, `n_boot` resamples of the questions).
+    """
     pairs = unordered_pair_table(inputs)
     directed = directed_pair_table(inputs)
     primary_set = next(iter(inputs.cosine_sets), None)
@@ -339,7 +366,13 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
         result["by_averaging"][averaging] = {
             "js_vs_cosine": {
                 label: {"centring": cs.centring}
-                | {layer: correlate(pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict() for layer in cs.layers}
+                | {
+                    layer: inference.with_mantel(
+                        correlate(pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
+                        inputs.js[averaging], cs.matrices[layer], n_perm=n_perm, seed=seed,
+                    )
+                    for layer in cs.layers
+                }
                 for label, cs in inputs.cosine_sets.items()
             }
         }
@@ -350,7 +383,13 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
     )
     result["kl_sym_vs_cosine"] = {
         label: {"centring": cs.centring, "averaging": inputs.kl_averaging}
-        | {layer: correlate(pairs["kl_sym"], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict() for layer in cs.layers}
+        | {
+            layer: inference.with_mantel(
+                correlate(pairs["kl_sym"], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
+                inference.kl_sym_matrix(inputs), cs.matrices[layer], n_perm=n_perm, seed=seed,
+            )
+            for layer in cs.layers
+        }
         for label, cs in inputs.cosine_sets.items()
     }
     # The primary (averaging, cosine set) under short keys: what the kill gate and figures read.
@@ -363,23 +402,29 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
             "note": f"only {len(directed)} directed pairs among these personas have leakage rates (need ≥ 3); {inputs.leakage_note}",
         }
     else:
-        by_averaging = {a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}
+        by_averaging = {a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed, n_perm=n_perm) for a in inputs.averagings}
         result["leakage"] = {
             "available": True,
             "source_of_rates": inputs.leakage_note,
             "n_directed_pairs": int(len(directed)),
             "n_sources": int(directed["source"].nunique()),
-            "unit": "directed (source, target) pairs; bootstrap clustered by source",
+            "unit": (
+                "directed (source, target) pairs; spearman_ci95: bootstrap clustered by source; persona_permutation and "
+                "crossed_bootstrap respect the crossed design"
+            ),
             "averaging": inputs.primary_averaging,
             **by_averaging[inputs.primary_averaging],
             "by_averaging": by_averaging,
             "kl_averaging": inputs.kl_averaging,
-            "kl_source_target_vs_leakage": correlate(
-                directed["kl_source_target"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed
-            ).to_dict(),
+            "kl_source_target_vs_leakage": inference.with_leakage_tests(
+                correlate(directed["kl_source_target"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
+                inputs.kl, inference.leakage_matrix(inputs), directed, "kl_source_target", n_perm=n_perm, n_boot=n_boot, seed=seed,
+            ),
             "kl_asymmetry": _kl_asymmetry(directed, inputs.persona_names, n_boot=n_boot, seed=seed),
         }
     result["length_confound"] = length_confound(inputs, directed, n_boot=n_boot, seed=seed)
+    result["question_bootstrap"] = {a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}
+    result["n_permutations"] = int(n_perm)
     return result, pairs, directed
 
 
