@@ -17,7 +17,7 @@ from persona_assets.core import correlations as corr
 from persona_assets.core import inference
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
-from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
+from persona_assets.core.kill_gates import discrimination_verdict, label_discrimination, label_redundancy, redundancy_verdict
 from persona_assets.core.leakage import names_for_message
 from persona_assets.core.noise_floor import FLOOR_COVERS, FLOOR_DOES_NOT_COVER, floor_evidence
 from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
@@ -494,10 +494,15 @@ def kill_gate_verdicts(
 ) -> dict[str, Any]:
     upper = np.triu_indices(len(inputs.persona_names), k=1)
     by_averaging = {a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()}
+    question_bootstrap = correlations.get("question_bootstrap") or {}
     for averaging, verdict in by_averaging.items():
         evidence = floor_evidence(inputs.js[averaging][upper], inputs.noise_floor)
         verdict["evidence"]["noise_floor"] = evidence
         verdict["notes"].append(evidence["note"])
+        qb = question_bootstrap.get(averaging) or {}
+        label_discrimination(verdict, qb.get("discrimination"))
+        if qb.get("pair_differences"):
+            verdict["evidence"]["question_uncertainty_of_differences"] = qb["pair_differences"]
     primary = inputs.primary_averaging
     rhos: dict[str, float | None] = {}
     for label, layers in correlations["by_averaging"][primary]["js_vs_cosine"].items():
@@ -505,6 +510,11 @@ def kill_gate_verdicts(
             if layer != "centring":
                 rhos[f"{label}/{layer}"] = c["spearman_rho"]
     redundancy = redundancy_verdict(rhos, max_abs_rho=max_abs_rho)
+    rho_intervals = (question_bootstrap.get(primary) or {}).get("js_vs_cosine") or {}
+    label_redundancy(
+        redundancy,
+        {f"{label}/{layer}": c for label, block in rho_intervals.items() for layer, c in block.items() if layer != "centring"},
+    )
     redundancy["evidence"]["centrings"] = {label: cs.centring for label, cs in inputs.cosine_sets.items()}
     discrimination = dict(by_averaging[primary])
     discrimination["averaging"] = primary
