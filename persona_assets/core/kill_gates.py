@@ -115,6 +115,10 @@ def overall_call(killed: bool, calls: Mapping[str, Mapping], killing: Mapping[st
     return DECIDED if calls and all(c["call"] == DECIDED for c in calls.values()) else TOO_CLOSE
 
 
+def _ci_text(ci) -> str:
+    return "undefined" if not ci or None in ci else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
 def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None) -> dict:
     """Add the question-bootstrap CIs of std and max/min, and whether the thresholds lie inside them."""
     if not intervals:
@@ -128,8 +132,8 @@ def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None)
     verdict["question_bootstrap"] = calls | {"coefficient_of_variation": dict(intervals.get("coefficient_of_variation", {}))}
     verdict["call"] = overall_call(verdict["killed"], calls, killing)
     verdict["notes"].append(
-        f"{verdict['call']}: question-bootstrap 95% CI of std {calls['js_std']['ci95']} vs {thresholds['js_std']}, "
-        f"of max/min {calls['max_min_ratio']['ci95']} vs {thresholds['max_min_ratio']}"
+        f"{verdict['call']}: question-bootstrap 95% CI of std {_ci_text(calls['js_std']['ci95'])} vs {thresholds['js_std']}, "
+        f"of max/min {_ci_text(calls['max_min_ratio']['ci95'])} vs {thresholds['max_min_ratio']}"
     )
     return verdict
 
