@@ -48,7 +48,7 @@ def judge(kind: str, rate: float, se_at_alpha: float, alpha: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sims", type=int, default=1000, help="simulations per scenario (≥ 500 for the committed output)")
+    parser.add_argument("--sims", type=int, default=2000, help="simulations per scenario (≥ 500 for the committed output)")
     parser.add_argument("--perms", type=int, default=199, help="permutations per test")
     parser.add_argument("--boots", type=int, default=199, help="bootstrap resamples per CI")
     parser.add_argument("--seed", type=int, default=0)

@@ -22,13 +22,31 @@ import pandas as pd
 
 from persona_assets.core import question_bootstrap as qboot
 from persona_assets.core.analysis_inputs import AnalysisInputs
-from persona_assets.core.noise_floor import floor_nats
+from persona_assets.core.noise_floor import FLOOR_COVERS, FLOOR_DOES_NOT_COVER, floor_evidence, floor_nats
 from persona_assets.core.permutation_tests import (
     crossed_bootstrap,
     difference_permutation_test,
     leakage_permutation_test,
     mantel_test,
 )
+
+
+def noise_floor_section(inputs: AnalysisInputs) -> dict[str, Any]:
+    """The run's noise floor next to the primary pair JS values, and what falls below it."""
+    js = inputs.js[inputs.primary_averaging][np.triu_indices(len(inputs.persona_names), k=1)]
+    floor = inputs.noise_floor
+    return {
+        "averaging": inputs.primary_averaging,
+        "js_min": float(np.nanmin(js)) if js.size else None,
+        "js_max": float(np.nanmax(js)) if js.size else None,
+        **floor_evidence(js, floor),
+        "measured": bool(floor.get("measured")),
+        "js_rel": floor.get("js_rel"),
+        "kl_abs_nats": floor.get("kl_abs_nats"),
+        "definition": floor.get("definition"),
+        "covers": FLOOR_COVERS,
+        "does_not_cover": FLOOR_DOES_NOT_COVER,
+    }
 
 
 def leakage_matrix(inputs: AnalysisInputs) -> np.ndarray:
