@@ -149,11 +149,15 @@ def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: i
             entry |= {"by_layer": by_layer, **corr.rise_summary(by_layer)}
         out[label] = entry
     if inputs.precheck_detail is not None:
-        out["from_file"] = precheck_from_detail(inputs.precheck_detail, inputs.persona_names, inputs.precheck_centring, n_boot=n_boot, seed=seed)
+        out["from_file"] = precheck_from_detail(
+            inputs.precheck_detail, inputs.persona_names, inputs.precheck_centring, n_boot=n_boot, seed=seed, n_perm=n_perm
+        )
     return out
 
 
-def precheck_from_detail(detail: pd.DataFrame, core_personas: list[str], centring: str, *, n_boot: int, seed: int) -> dict[str, Any]:
+def precheck_from_detail(
+    detail: pd.DataFrame, core_personas: list[str], centring: str, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+) -> dict[str, Any]:
     """The pre-check on a cosine-vs-leakage file: all its pairs, and only pairs among the core personas."""
     wide = detail.pivot_table(index=["source", "target"], columns="layer", values="cosine").reset_index()
     rates = detail.drop_duplicates(["source", "target"])[["source", "target", "rate"]]
@@ -167,7 +171,10 @@ def precheck_from_detail(detail: pd.DataFrame, core_personas: list[str], centrin
             result[name] = {"n_pairs": int(len(frame)), "note": "fewer than 3 pairs"}
             continue
         by_layer = {
-            f"layer{v}": correlate(frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed).to_dict()
+            f"layer{v}": inference.with_directed_table_tests(
+                correlate(frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed).to_dict(),
+                frame, f"layer{v}", n_perm=n_perm, n_boot=n_boot, seed=seed,
+            )
             for v in layers
         }
         result[name] = {"n_pairs": int(len(frame)), "n_sources": int(frame["source"].nunique()), "by_layer": by_layer, **corr.rise_summary(by_layer)}

@@ -88,6 +88,25 @@ def with_leakage_tests(
     }
 
 
+def directed_matrices(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(predictor, leakage) N×N over every persona of a directed table (source, target, column, rate); NaN elsewhere."""
+    names = list(dict.fromkeys([*frame["source"], *frame["target"]]))
+    index = {n: k for k, n in enumerate(names)}
+    s = frame["source"].map(index).to_numpy()
+    t = frame["target"].map(index).to_numpy()
+    predictor = np.full((len(names), len(names)), np.nan)
+    leakage = np.full((len(names), len(names)), np.nan)
+    predictor[s, t] = frame[column].to_numpy(dtype=float)
+    leakage[s, t] = frame["rate"].to_numpy(dtype=float)
+    return predictor, leakage
+
+
+def with_directed_table_tests(correlation: dict[str, Any], frame: pd.DataFrame, column: str, *, n_perm: int, n_boot: int, seed: int) -> dict[str, Any]:
+    """`with_leakage_tests` for a directed table that is not tied to the N×N matrices (a cosine-vs-leakage file)."""
+    predictor, leakage = directed_matrices(frame, column)
+    return with_leakage_tests(correlation, predictor, leakage, frame, column, n_perm=n_perm, n_boot=n_boot, seed=seed)
+
+
 def predictor_difference_tests(
     js: np.ndarray, cosine: np.ndarray, leakage: np.ndarray, directed: pd.DataFrame, js_col: str, cos_col: str,
     *, n_perm: int, n_boot: int, seed: int,
