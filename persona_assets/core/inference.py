@@ -9,6 +9,8 @@ pair or source-cluster bootstrap) and adds, next to it, what this module compute
 - ``permutation_difference`` / ``crossed_bootstrap_difference``: JS vs cosine as leakage predictors;
 - ``question_bootstrap``: per-pair SE/CI, the discrimination statistics, ρ(JS, cosine) and the pair
   differences, resampling questions (`question_bootstrap`).
+- ``noise_floor_section``: the run's noise floor next to the pair values, with what it covers and
+  what it does not.
 
 No dagster import.
 """
