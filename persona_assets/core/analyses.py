@@ -15,9 +15,9 @@ import pandas as pd
 
 from persona_assets.core import correlations as corr
 from persona_assets.core import inference
-from persona_assets.core.inference import noise_floor_section
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
+from persona_assets.core.inference import noise_floor_section
 from persona_assets.core.leakage import names_for_message
 from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.core.statistics import (
