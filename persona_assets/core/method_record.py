@@ -32,6 +32,7 @@ def method_record(
     averaging: str,
     max_scorers_per_pass: int,
     divergence_code_version: Any,
+    scoring_rule: str = "generated",
 ) -> dict[str, Any]:
     """The `method` dict recorded with the divergence matrices.
 
@@ -39,6 +40,7 @@ def method_record(
         device: where the forward ran (e.g. ``"cuda:0"``, ``"cpu"``), as ``LLMResource.describe()``.
         dtype: the model's forward dtype (``"bfloat16"``, ``"float32"``, ...).
         resource: the LLM resource class name (``describe()["resource"]``): picks the scoring path.
+        scoring_rule: which positions were scored (`persona_assets.core.scoring_rule`).
     """
     path = scoring_path(resource)
     if path == "fused":
@@ -63,7 +65,12 @@ def method_record(
         "scoring_path": path,
         **numerics,
         "units": "nats",
-        "token_mean": "mean over response positions (end-of-turn token included when emitted)",
+        "scoring_rule": scoring_rule,
+        "token_mean": (
+            "mean over response positions (end-of-turn token included when emitted)"
+            if scoring_rule == "generated"
+            else "mean over the re-rendered template's positions after the prompt (closing tokens appended, as the earlier study)"
+        ),
         "kl_matrix": "[i][j] = KL(P_i || P_j)",
         "kl_signed_asym_matrix": "[i][j] = KL(i->j) - KL(j->i)",
         "max_scorers_per_pass": max_scorers_per_pass,

@@ -29,3 +29,7 @@ def test_gpu_method_record_says_bf16_forward_and_float32_fused_terms() -> None:
     assert scoring_path("LLMResource") == "reference"
     shared = {"averaging", "units", "token_mean", "kl_matrix", "kl_signed_asym_matrix", "max_scorers_per_pass", "divergence_code_version", "exact"}
     assert shared <= set(gpu) and shared <= set(cpu)
+    assert gpu["scoring_rule"] == "generated" and "when emitted" in gpu["token_mean"]
+    original = method_record("cpu", "float32", resource="CpuLLM", averaging="all_responses", max_scorers_per_pass=12,
+                             divergence_code_version=3, scoring_rule="original_template")
+    assert original["scoring_rule"] == "original_template" and "closing tokens" in original["token_mean"]
