@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from persona_assets.core.aggregate import AVERAGING_MODES
+from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
 LN2 = math.log(2)  # the largest JS divergence in nats
@@ -98,8 +99,18 @@ class LeakageConfig(dg.Config):
 
 
 class AnalysisConfig(dg.Config):
-    n_bootstrap: int = Field(2000, ge=1, description="bootstrap resamples for 95% CIs (≥ 1)")
-    seed: int = Field(0, ge=0, description="bootstrap random seed (≥ 0)")
+    n_bootstrap: int = Field(
+        2000, ge=1, description="bootstrap resamples for 95% CIs: pairs, clusters, crossed sources × targets, questions (≥ 1)"
+    )
+    n_permutations: int = Field(
+        DEFAULT_N_PERMUTATIONS,
+        ge=1,
+        description=(
+            "persona-label permutations per Mantel / leakage permutation test (≥ 1; all of them, exactly, when there "
+            "are fewer)"
+        ),
+    )
+    seed: int = Field(0, ge=0, description="bootstrap and permutation random seed (≥ 0)")
 
 
 class PrecheckConfig(AnalysisConfig):

@@ -73,6 +73,7 @@ OUT_OF_RANGE = [
     ("divergence_matrices", "averaging", "median"),
     ("divergence_matrices", "shards", 0),
     ("leakage_correlations", "n_bootstrap", 0),
+    ("leakage_correlations", "n_permutations", 0),
     ("cosine_precheck", "n_bootstrap", -1),
     ("cosine_precheck", "seed", -1),
     ("kill_gate_verdicts", "min_js_std", -0.01),

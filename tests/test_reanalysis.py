@@ -43,6 +43,7 @@ def _materialize(legacy_dir: str):
     config["ops"]["legacy_results"]["config"]["legacy_dir"] = legacy_dir
     for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
         config["ops"][op]["config"]["n_bootstrap"] = 50
+        config["ops"][op]["config"]["n_permutations"] = 50
     return dg.materialize(
         [*legacy_assets, *legacy_checks], resources=storage_resources(), run_config=config, raise_on_error=False
     )
@@ -102,7 +103,27 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert correlations["length_confound"]["available"] is False
     assert "not available" in correlations["length_confound"]["note"]
 
+    # The design-respecting tests next to every correlation, with their unit and resample counts.
+    mantel = correlations["by_averaging"]["pair_own"]["js_vs_cosine"]["cosine_matrix"]["layer20"]["mantel"]
+    assert mantel["n"] == 55 and mantel["n_permutations"] == 2000 and mantel["resampling_unit"].startswith("persona labels")
+    assert 0 < mantel["spearman_p"] < 0.01  # strong even against persona-label permutations
+    js_leak = leakage["js_vs_leakage"]
+    assert js_leak["persona_permutation"]["strata"] == {"source=True,target=True": 5, "source=False,target=True": 6}
+    assert js_leak["persona_permutation"]["spearman_p"] > js_leak["spearman_p"]  # the design costs evidence
+    assert js_leak["crossed_bootstrap"]["n_sources"] == 5 and js_leak["crossed_bootstrap"]["n_targets"] == 11
+    difference = leakage["js_vs_cosine_as_predictors"]["cosine_matrix"]["layer20"]["permutation_difference"]
+    assert difference["p_two_sided"] > 0.05 and difference["n_permutations"] == 2000
+    question = correlations["question_bootstrap"]["pair_own"]
+    assert question["n_questions"] == 20 and len(question["pairs"]) == 55 and question["matrix_gap"] < 1e-12
+    assert 0.002 < question["pair_differences"]["median_pair_se"] < 0.004  # ~12% of a pair value
+    assert question["kl"] is None  # per-prompt KL was not saved
+
     verdicts = json.loads((outputs / "legacy__kill_gate_verdicts.json").read_text())
+    assert verdicts["discrimination"]["call"] == "decided by the data"
+    assert verdicts["discrimination"]["question_bootstrap"]["js_std"]["ci95"][1] < 0.05
+    assert verdicts["redundancy"]["call"] in ("decided by the data", "too close to call")
+    assert "batch-composition" in verdicts["noise_floor"]["covers"]
+    assert (tmp_path / "figures" / "legacy" / "pair_js_uncertainty.png").stat().st_size > 10_000
     assert any("unreachable" in note for note in verdicts["discrimination"]["notes"])
     assert set(verdicts["discrimination_by_averaging"]) == {"pair_own", "all_responses"}
     assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 20

@@ -153,6 +153,7 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
     legacy["legacy_results"]["config"]["legacy_dir"] = str(SHARED_REFERENCE)
     for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
         legacy[op]["config"]["n_bootstrap"] = 50
+        legacy[op]["config"]["n_permutations"] = 50
     legacy["legacy__kill_gate_verdicts"]["config"].update(PASSING_REDUNDANCY)
     config = dg.RunConfig(ops={**run_config(tmp_path).ops, **legacy})
     with dg.instance_for_test() as instance:

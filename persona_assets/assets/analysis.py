@@ -79,19 +79,20 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         ins={"inputs": dg.AssetIn(inputs_key)},
         group_name=group,
         kinds={"pandas", "scipy"},
-        code_version="2",
+        code_version="3",
         description=inspect.cleandoc(f"""Does hidden-state cosine predict leakage better towards the output layers? (context, not a gate)
 
         From {origin}: Spearman and Pearson (p, n, source-clustered bootstrap CI) of cosine vs
-        leakage per layer for each cosine set (one per centring, reported apart), which layers are
-        present or missing, and whether the correlation rises from the first to the last layer; from
-        a cosine-vs-leakage file over all its pairs and over the core pairs."""),
+        leakage per layer for each cosine set (one per centring, reported apart), each with a
+        permutation test of persona labels and a two-way (source × target) bootstrap CI; which layers
+        are present or missing, and whether the correlation rises from the shallowest to the deepest
+        layer; from a cosine-vs-leakage file over all its pairs and over the core pairs."""),
     )
     def cosine_precheck(context: dg.AssetExecutionContext, config: PrecheckConfig, inputs: dict) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         loaded = _inputs(inputs)
-        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed)
+        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations)
         if config.cosine_leakage_file:
             from persona_assets.core.legacy_formats import load_cosine_leakage_file
 
@@ -99,7 +100,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
                 file = load_cosine_leakage_file(Path(config.cosine_leakage_file))
                 from_file = analyses.precheck_from_detail(
                     file.detail.rename(columns={"leakage": "rate"}), loaded.persona_names, file.centring,
-                    n_boot=config.n_bootstrap, seed=config.seed,
+                    n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations,
                 )
             except InputError as exc:
                 raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from exc
@@ -119,7 +120,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         ins={"inputs": dg.AssetIn(inputs_key)},
         group_name=group,
         kinds={"pandas", "scipy"},
-        code_version="3",
+        code_version="4",
         description=inspect.cleandoc(f"""Is output-level similarity redundant with cosine, and does it predict leakage better?
 
         From {origin}, for every JS averaging (labelled) and every cosine set (one per centring):
@@ -127,14 +128,21 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         on the same directed pairs with the Meng–Rosenthal–Rubin / Steiger test; within-source
         correlations and the between-source share; KL asymmetry (signed and absolute); the length
         confound; the noise floor of JS next to the pair JS range (differences below it are not
-        findings; unknown for imported results). Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
+        findings; unknown for imported results). Next to every correlation the test that respects the
+        design: Mantel (persona-label permutation) for matrix vs matrix, leakage-label permutation and
+        a two-way source × target bootstrap for directed pairs, a permutation test of the difference
+        of JS and cosine as predictors. question_bootstrap: per-pair JS/KL SE and 95% CI over
+        questions, the discrimination statistics, ρ(JS, cosine) and the pair differences judged
+        against that uncertainty. Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
     )
     def leakage_correlations(
         context: dg.AssetExecutionContext, config: AnalysisConfig, results: ResultsStore, inputs: dict
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
-        result, pairs, directed = analyses.leakage_correlations(_inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed)
+        result, pairs, directed = analyses.leakage_correlations(
+            _inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
+        )
         write_csv(results.outputs_path / f"{stem}pairs.csv", pairs)
         if len(directed):
             write_csv(results.outputs_path / f"{stem}directed_leakage_pairs.csv", directed)
@@ -151,13 +159,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         ins={"inputs": dg.AssetIn(inputs_key), "leakage_correlations": dg.AssetIn(key("leakage_correlations"))},
         group_name=group,
         kinds={"pandas"},
-        code_version="3",
+        code_version="4",
         description=inspect.cleandoc(f"""The pre-registered kill criteria on {origin}, each with its evidence.
 
         Discrimination (std, max/min ratio, coefficient of variation; a note when a threshold is
         unreachable by construction; the noise floor, the smallest gap between pair JS values and
         how many pair-JS differences fall below the floor) for every averaging; redundancy with cosine at every layer of
-        every cosine set; per-question informativeness (spread of pair JS, flagged questions)."""),
+        every cosine set; per-question informativeness (spread of pair JS, flagged questions). Each
+        verdict has a `call`: "decided by the data" when the question-bootstrap 95% CIs of the
+        deciding statistics lie clear of their thresholds, else "too close to call"."""),
     )
     def kill_gate_verdicts(context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict) -> dict:
         if (missing := _unavailable(inputs)) is not None:

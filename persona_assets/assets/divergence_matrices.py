@@ -34,6 +34,7 @@ from persona_assets.core.divergence_store import (
 )
 from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
+from persona_assets.core.method_record import method_record
 from persona_assets.core.progress import ProgressReporter
 from persona_assets.core.response_jobs import response_jobs
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
@@ -137,21 +138,6 @@ def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, A
     }
 
 
-def method_record(config: DivergenceConfig) -> dict[str, Any]:
-    return {
-        "averaging": config.averaging,
-        "log_softmax_dtype": "float32",
-        "divergence_dtype": "float64",
-        "units": "nats",
-        "token_mean": "mean over response positions (end-of-turn token included when emitted)",
-        "kl_matrix": "[i][j] = KL(P_i || P_j)",
-        "kl_signed_asym_matrix": "[i][j] = KL(i->j) - KL(j->i)",
-        "max_scorers_per_pass": config.max_scorers_per_pass,
-        "divergence_code_version": DIVERGENCE_CODE_VERSION,
-        "exact": "exact JS and KL over the full vocabulary (no approximation)",
-    }
-
-
 @dg.op(
     out={
         "divergence_matrices": dg.Out(dict),
@@ -209,9 +195,13 @@ def aggregate_divergences(
             "aggregate_seconds": time.monotonic() - started,
         },
     )
+    model = llm.describe()
     value = {
-        "model": llm.describe(),
-        "method": method_record(config),
+        "model": model,
+        "method": method_record(
+            model["device"], model["dtype"], resource=model["resource"], averaging=config.averaging,
+            max_scorers_per_pass=config.max_scorers_per_pass, divergence_code_version=DIVERGENCE_CODE_VERSION,
+        ),
         "generation_settings": generations["settings"],
         "n_questions": len(EvalSet.from_dict(eval_set).questions),
         **matrices.to_dict(),

@@ -26,6 +26,58 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _design_title(prefix: str, correlation: dict) -> str:
+    """ρ with the design-respecting evidence: the Mantel or persona-permutation p and the crossed CI."""
+    rho = correlation.get("spearman_rho")
+    if rho is None:
+        return f"{prefix} (ρ undefined)"
+    parts = [f"{prefix}: ρ = {rho:.2f}"]
+    if "mantel" in correlation:
+        parts.append(f"Mantel p = {_p(correlation['mantel'].get('spearman_p'))}")
+    if "persona_permutation" in correlation:
+        parts.append(f"permutation p = {_p(correlation['persona_permutation'].get('spearman_p'))}")
+    ci = (correlation.get("crossed_bootstrap") or {}).get("spearman_ci95")
+    if ci:
+        parts.append(f"crossed CI [{ci[0]:.2f}, {ci[1]:.2f}]")
+    return "; ".join(parts) + f"; n = {correlation['n']}"
+
+
+def _pair_intervals(correlations: dict, averaging: str) -> pd.DataFrame | None:
+    """The question-bootstrap CI of each pair's JS (unordered pair key), or None when not computed."""
+    qb = (correlations.get("question_bootstrap") or {}).get(averaging) or {}
+    if not qb.get("available"):
+        return None
+    rows = [{"pair_key": frozenset((r["persona_a"], r["persona_b"])), "js_lo": r["ci95"][0], "js_hi": r["ci95"][1], "js_se": r["se"]} for r in qb["pairs"]]
+    return pd.DataFrame(rows)
+
+
+def pair_js_uncertainty_figure(inputs: AnalysisInputs, correlations: dict) -> alt.LayerChart | None:
+    """Every pair's JS with its 95% question-bootstrap CI, sorted; the noise floor as a line when measured."""
+    averaging = inputs.primary_averaging
+    qb = (correlations.get("question_bootstrap") or {}).get(averaging) or {}
+    if not qb.get("available"):
+        return None
+    frame = pd.DataFrame(
+        [{"pair": f"{r['persona_a']} / {r['persona_b']}", "js": r["js"], "ci_lo": r["ci95"][0], "ci_hi": r["ci95"][1]} for r in qb["pairs"]]
+    )
+    diffs = qb["pair_differences"]
+    floor = correlations.get("noise_floor", {}).get("noise_floor_js_nats")
+    subtitle = [
+        f"95% CI: bootstrap over the {qb['n_questions']} questions ({qb['n_boot']} resamples); median SE "
+        f"{diffs['median_pair_se']:.2g} nats vs median gap between neighbouring pairs {diffs['median_gap_between_neighbouring_pair_values']:.2g}",
+        f"{diffs['n_within_question_uncertainty']} of {diffs['n_pair_differences']} pair differences lie within the question uncertainty; "
+        + ("noise floor unknown" if floor is None else f"noise floor {floor:.2g} nats (dashed)"),
+    ]
+    return charts.ranked_intervals(
+        frame, label="pair", value="js", lo="ci_lo", hi="ci_hi", title=f"Pair JS ({averaging}) with question-level uncertainty",
+        subtitle=subtitle, reference=floor, reference_label="noise floor",
+    )
+
+
 def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
     """JS vs leakage and cosine vs leakage on the same directed pairs, coloured by source, and the
     within-source correlations of both, per source. None when there is no leakage or no cosine."""
@@ -39,14 +91,20 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
     directed = analyses.directed_pair_table(inputs)
     js_col, cos_col = analyses.js_column(averaging), analyses.cosine_column(cosine_set, layer)
     frame = directed.rename(columns={js_col: "js", cos_col: "cosine"})[["source", "target", "rate", "js", "cosine"]]
-    js_panel = charts.scatter(
-        frame, x="js", y="rate", color="source",
-        title=_title_with_rho(f"JS ({averaging}) vs leakage", leakage["js_vs_leakage"]),
-        tooltip=["source", "target", "js", "rate"],
-    )
+    intervals = _pair_intervals(correlations, averaging)
+    js_title = _design_title(f"JS ({averaging}) vs leakage", leakage["js_vs_leakage"])
+    if intervals is not None:
+        frame["pair_key"] = [frozenset(p) for p in zip(frame["source"], frame["target"])]
+        frame = frame.merge(intervals, on="pair_key", how="left").drop(columns="pair_key")
+        js_panel = charts.scatter_with_x_intervals(
+            frame, x="js", lo="js_lo", hi="js_hi", y="rate", color="source", title=js_title,
+            subtitle="bars: 95% CI of the pair's JS over questions", tooltip=["source", "target", "js", "js_lo", "js_hi", "rate"],
+        )
+    else:
+        js_panel = charts.scatter(frame, x="js", y="rate", color="source", title=js_title, tooltip=["source", "target", "js", "rate"])
     cos_panel = charts.scatter(
         frame, x="cosine", y="rate", color="source",
-        title=_title_with_rho(f"cosine ({layer}) vs leakage", leakage["cosine_vs_leakage_same_pairs"][cosine_set][layer]),
+        title=_design_title(f"cosine ({layer}) vs leakage", leakage["cosine_vs_leakage_same_pairs"][cosine_set][layer]),
         tooltip=["source", "target", "cosine", "rate"],
     )
     js_within = leakage["within_source"]["js"]
@@ -83,10 +141,16 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
         )
         .properties(width=260, height=220)
     )
-    mrr = leakage["js_vs_cosine_as_predictors"][cosine_set][layer].get("meng_rosenthal_rubin", {})
-    subtitle = f"{len(frame)} directed pairs, {frame['source'].nunique()} sources; cosine centred by the {centring}"
-    if mrr.get("z") is not None:
-        subtitle += f"; JS vs cosine (Meng–Rosenthal–Rubin): z = {mrr['z']:.2f}, p = {mrr['p_two_sided']:.3g}"
+    comparison = leakage["js_vs_cosine_as_predictors"][cosine_set][layer]
+    difference = comparison.get("permutation_difference", {})
+    subtitle = [f"{len(frame)} directed pairs, {frame['source'].nunique()} sources; cosine centred by the {centring}"]
+    if difference.get("difference") is not None:
+        ci = (comparison.get("crossed_bootstrap_difference") or {}).get("spearman_difference_ci95")
+        subtitle.append(
+            f"JS vs cosine as predictors: ρ(−JS) − ρ(cosine) = {difference['difference']:+.2f}, permutation p = "
+            f"{_p(difference['p_two_sided'])}" + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+            + f" ({difference['n_permutations']} permutations of persona labels)"
+        )
     return alt.hconcat(js_panel, cos_panel, within_panel).resolve_scale(color="independent", shape="independent").properties(
         title=alt.Title("Same directed pairs: JS and cosine as leakage predictors", subtitle=subtitle)
     )
@@ -113,9 +177,12 @@ def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.C
             column = analyses.cosine_column(label, layer)
             frame = pairs[["pair", js_col, column]].dropna().rename(columns={js_col: "js", column: "cosine"})
             prefix = f"{layer}" if len(inputs.cosine_sets) == 1 else f"{label} {layer}"
-            panels.append(charts.scatter(frame, x="cosine", y="js", title=_title_with_rho(prefix, block[layer]), tooltip=["pair", "js", "cosine"]))
+            panels.append(charts.scatter(frame, x="cosine", y="js", title=_design_title(prefix, block[layer]), tooltip=["pair", "js", "cosine"]))
     if panels:
         built["js_vs_cosine"] = alt.hconcat(*panels).properties(title=f"JS ({inputs.primary_averaging}) vs hidden-state cosine, per layer")
+    uncertainty = pair_js_uncertainty_figure(inputs, correlations)
+    if uncertainty is not None:
+        built["pair_js_uncertainty"] = uncertainty
     hero = hero_figure(inputs, correlations)
     if hero is not None:
         built["js_vs_leakage"] = hero
@@ -135,12 +202,15 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         },
         group_name=group,
         kinds={"altair"},
-        code_version="2",
+        code_version="3",
         description=inspect.cleandoc(
-            f"""Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; the hero figure.
+            f"""Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; pair JS with CIs; the hero figure.
 
             The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
-            directed pairs, ρ and 95% CI in the titles, coloured by source, with a within-source panel.
+            directed pairs, ρ with the persona-permutation p and the crossed (source × target) bootstrap CI
+            in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
+            within-source panel and the permutation test of JS vs cosine as predictors.
+            pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
             PNG and interactive HTML under {'/'.join(['figures', *prefix])}/ (the results resource's figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."""
         ),
     )

@@ -20,7 +20,7 @@ LEGACY_PREFIX = ["legacy"]
 DEFAULT_LEGACY_DIR = LegacyConfig().legacy_dir
 
 
-@dg.asset(group_name=LEGACY_GROUP, kinds={"pandas"}, code_version="2")
+@dg.asset(group_name=LEGACY_GROUP, kinds={"pandas"}, code_version="3")
 def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> dict:
     """Earlier results (JS/KL matrices, cosines, marker leakage) imported and validated.
 

@@ -46,7 +46,10 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
         "model": llm.describe(),
         "layers": layers,
         "num_model_layers": num_layers,
-        "layer_convention": "hidden_states[L]: output of decoder layer L (1-based), 0 = embeddings",
+        "layer_convention": (
+            "hidden_states[L]: output of decoder layer L (1-based), 0 = embeddings; the last layer's state is taken "
+            "after the model's final norm (transformers applies it to the last hidden state)"
+        ),
         "position": "last prompt token (end of the generation prompt)",
         "centring": CENTRING_RUN_MEAN,
         "persona_names": evals.persona_names,

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from persona_assets.core import correlations as corr
+from persona_assets.core import inference
 from persona_assets.core.analysis_inputs import PAIR_OWN, AnalysisInputs
 from persona_assets.core.errors import InputError
-from persona_assets.core.kill_gates import discrimination_verdict, redundancy_verdict
+from persona_assets.core.inference import noise_floor_section
 from persona_assets.core.leakage import names_for_message
-from persona_assets.core.noise_floor import floor_evidence
+from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.core.statistics import (
     MRR,
     STEIGER,
@@ -100,22 +101,6 @@ def directed_pair_table(inputs: AnalysisInputs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def noise_floor_section(inputs: AnalysisInputs) -> dict[str, Any]:
-    """The run's noise floor next to the primary pair JS values, and what falls below it."""
-    js = inputs.js[inputs.primary_averaging][np.triu_indices(len(inputs.persona_names), k=1)]
-    floor = inputs.noise_floor
-    return {
-        "averaging": inputs.primary_averaging,
-        "js_min": float(np.nanmin(js)) if js.size else None,
-        "js_max": float(np.nanmax(js)) if js.size else None,
-        **floor_evidence(js, floor),
-        "measured": bool(floor.get("measured")),
-        "js_rel": floor.get("js_rel"),
-        "kl_abs_nats": floor.get("kl_abs_nats"),
-        "definition": floor.get("definition"),
-    }
-
-
 def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str, Any]:
     expected = inputs.expected_layers
     return {
@@ -135,9 +120,10 @@ def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str
 # --- pre-check ---------------------------------------------------------------------------------
 
 
-def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> dict[str, Any]:
+def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS) -> dict[str, Any]:
     """Cosine vs leakage per layer, per cosine set, and whether it rises towards the output."""
     directed = directed_pair_table(inputs)
+    leakage = inference.leakage_matrix(inputs)
     out: dict[str, Any] = {
         "origin": inputs.origin,
         "expected_layers": inputs.expected_layers,
@@ -154,17 +140,24 @@ def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> dict[s
             entry["note"] = f"only {len(directed)} directed pairs have leakage rates ({inputs.leakage_note})"
         else:
             by_layer = {
-                layer: correlate(directed[cosine_column(label, layer)], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict()
+                layer: inference.with_leakage_tests(
+                    correlate(directed[cosine_column(label, layer)], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
+                    cs.matrices[layer], leakage, directed, cosine_column(label, layer), n_perm=n_perm, n_boot=n_boot, seed=seed,
+                )
                 for layer in cs.layers
             }
             entry |= {"by_layer": by_layer, **corr.rise_summary(by_layer)}
         out[label] = entry
     if inputs.precheck_detail is not None:
-        out["from_file"] = precheck_from_detail(inputs.precheck_detail, inputs.persona_names, inputs.precheck_centring, n_boot=n_boot, seed=seed)
+        out["from_file"] = precheck_from_detail(
+            inputs.precheck_detail, inputs.persona_names, inputs.precheck_centring, n_boot=n_boot, seed=seed, n_perm=n_perm
+        )
     return out
 
 
-def precheck_from_detail(detail: pd.DataFrame, core_personas: list[str], centring: str, *, n_boot: int, seed: int) -> dict[str, Any]:
+def precheck_from_detail(
+    detail: pd.DataFrame, core_personas: list[str], centring: str, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+) -> dict[str, Any]:
     """The pre-check on a cosine-vs-leakage file: all its pairs, and only pairs among the core personas."""
     wide = detail.pivot_table(index=["source", "target"], columns="layer", values="cosine").reset_index()
     rates = detail.drop_duplicates(["source", "target"])[["source", "target", "rate"]]
@@ -178,7 +171,10 @@ def precheck_from_detail(detail: pd.DataFrame, core_personas: list[str], centrin
             result[name] = {"n_pairs": int(len(frame)), "note": "fewer than 3 pairs"}
             continue
         by_layer = {
-            f"layer{v}": correlate(frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed).to_dict()
+            f"layer{v}": inference.with_directed_table_tests(
+                correlate(frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed).to_dict(),
+                frame, f"layer{v}", n_perm=n_perm, n_boot=n_boot, seed=seed,
+            )
             for v in layers
         }
         result[name] = {"n_pairs": int(len(frame)), "n_sources": int(frame["source"].nunique()), "by_layer": by_layer, **corr.rise_summary(by_layer)}
@@ -217,7 +213,10 @@ def _predictor_comparison(js: pd.Series, cos: pd.Series, rate: pd.Series) -> dic
             out[key] = dependent_correlation_test(-r_js, r_cos, -r_js_cos, n, method=method)
         except InputError as exc:
             out[key] = {"z": None, "p_two_sided": None, "note": str(exc)}
-    out["note"] = "p-values assume independent pairs; pairs share source personas (see the cluster-bootstrap CIs)"
+    out["note"] = (
+        "MRR/Steiger p-values assume independent pairs; pairs share personas: judge the difference by "
+        "permutation_difference.p_two_sided and crossed_bootstrap_difference"
+    )
     return out
 
 
@@ -250,11 +249,15 @@ def _kl_asymmetry(directed: pd.DataFrame, persona_names: list[str], *, n_boot: i
     }
 
 
-def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int) -> dict[str, Any]:
+def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int, n_perm: int) -> dict[str, Any]:
     js = directed[js_column(averaging)]
     rate, source = directed["rate"], directed["source"]
+    leakage, js_matrix = inference.leakage_matrix(inputs), inputs.js[averaging]
+    tests = {"leakage": leakage, "directed": directed, "n_perm": n_perm, "n_boot": n_boot, "seed": seed}
     section: dict[str, Any] = {
-        "js_vs_leakage": correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(),
+        "js_vs_leakage": inference.with_leakage_tests(
+            correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), js_matrix, column=js_column(averaging), **tests
+        ),
         "cosine_vs_leakage_same_pairs": {},
         "js_vs_cosine_as_predictors": {},
         "within_source": {"js": _within_source(js, rate, source), "cosine": {}},
@@ -264,9 +267,14 @@ def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: 
         section["js_vs_cosine_as_predictors"][label] = {"centring": cs.centring}
         section["within_source"]["cosine"][label] = {"centring": cs.centring}
         for layer in cs.layers:
-            cos = directed[cosine_column(label, layer)]
-            section["cosine_vs_leakage_same_pairs"][label][layer] = correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict()
-            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(js, cos, rate)
+            cos_col = cosine_column(label, layer)
+            cos = directed[cos_col]
+            section["cosine_vs_leakage_same_pairs"][label][layer] = inference.with_leakage_tests(
+                correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), cs.matrices[layer], column=cos_col, **tests
+            )
+            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(js, cos, rate) | inference.predictor_difference_tests(
+                js_matrix, cs.matrices[layer], leakage, directed, js_column(averaging), cos_col, n_perm=n_perm, n_boot=n_boot, seed=seed
+            )
             section["within_source"]["cosine"][label][layer] = _within_source(cos, rate, source)
     return section
 
@@ -313,8 +321,15 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
     return out
 
 
-def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """All correlations; returns (result, unordered pair table, directed pair table)."""
+def leakage_correlations(
+    inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """All correlations; returns (result, unordered pair table, directed pair table).
+
+    Next to each correlation: its design-respecting test (`inference`: Mantel / persona-label
+    permutation with `n_perm` permutations, crossed bootstrap with `n_boot` resamples), and per
+    averaging the question bootstrap (`question_bootstrap`, `n_boot` resamples of the questions).
+    """
     pairs = unordered_pair_table(inputs)
     directed = directed_pair_table(inputs)
     primary_set = next(iter(inputs.cosine_sets), None)
@@ -339,7 +354,13 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
         result["by_averaging"][averaging] = {
             "js_vs_cosine": {
                 label: {"centring": cs.centring}
-                | {layer: correlate(pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict() for layer in cs.layers}
+                | {
+                    layer: inference.with_mantel(
+                        correlate(pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
+                        inputs.js[averaging], cs.matrices[layer], n_perm=n_perm, seed=seed,
+                    )
+                    for layer in cs.layers
+                }
                 for label, cs in inputs.cosine_sets.items()
             }
         }
@@ -350,7 +371,13 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
     )
     result["kl_sym_vs_cosine"] = {
         label: {"centring": cs.centring, "averaging": inputs.kl_averaging}
-        | {layer: correlate(pairs["kl_sym"], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict() for layer in cs.layers}
+        | {
+            layer: inference.with_mantel(
+                correlate(pairs["kl_sym"], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
+                inference.kl_sym_matrix(inputs), cs.matrices[layer], n_perm=n_perm, seed=seed,
+            )
+            for layer in cs.layers
+        }
         for label, cs in inputs.cosine_sets.items()
     }
     # The primary (averaging, cosine set) under short keys: what the kill gate and figures read.
@@ -363,117 +390,31 @@ def leakage_correlations(inputs: AnalysisInputs, *, n_boot: int, seed: int) -> t
             "note": f"only {len(directed)} directed pairs among these personas have leakage rates (need ≥ 3); {inputs.leakage_note}",
         }
     else:
-        by_averaging = {a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}
+        by_averaging = {a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed, n_perm=n_perm) for a in inputs.averagings}
         result["leakage"] = {
             "available": True,
             "source_of_rates": inputs.leakage_note,
             "n_directed_pairs": int(len(directed)),
             "n_sources": int(directed["source"].nunique()),
-            "unit": "directed (source, target) pairs; bootstrap clustered by source",
+            "unit": (
+                "directed (source, target) pairs; spearman_ci95: bootstrap clustered by source; persona_permutation and "
+                "crossed_bootstrap respect the crossed design"
+            ),
             "averaging": inputs.primary_averaging,
             **by_averaging[inputs.primary_averaging],
             "by_averaging": by_averaging,
             "kl_averaging": inputs.kl_averaging,
-            "kl_source_target_vs_leakage": correlate(
-                directed["kl_source_target"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed
-            ).to_dict(),
+            "kl_source_target_vs_leakage": inference.with_leakage_tests(
+                correlate(directed["kl_source_target"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
+                inputs.kl, inference.leakage_matrix(inputs), directed, "kl_source_target", n_perm=n_perm, n_boot=n_boot, seed=seed,
+            ),
             "kl_asymmetry": _kl_asymmetry(directed, inputs.persona_names, n_boot=n_boot, seed=seed),
         }
     result["length_confound"] = length_confound(inputs, directed, n_boot=n_boot, seed=seed)
+    result["question_bootstrap"] = {a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}
+    result["n_permutations"] = int(n_perm)
     return result, pairs, directed
 
 
-# --- kill gates and question informativeness ---------------------------------------------------
-
-
-def question_informativeness(per_question: pd.DataFrame, *, min_relative_spread: float) -> dict[str, Any]:
-    """Per question: the spread of pair JS values, and whether the question discriminates personas.
-
-    A question is flagged when the std of its pair JS values is below `min_relative_spread` × the
-    median std over questions, or when its pair ordering does not agree (Spearman ≤ 0) with the
-    ordering given by the mean of the other questions.
-    """
-    wide = per_question.pivot_table(index=["persona_a", "persona_b"], columns="question_index", values="js")
-    questions = list(wide.columns)
-    stds = wide.std(axis=0, ddof=1)
-    median_std = float(stds.median()) if len(stds) else float("nan")
-    rows = []
-    for q in questions:
-        values = wide[q].dropna()
-        others = wide.drop(columns=[q]).mean(axis=1).loc[values.index] if len(questions) > 1 else None
-        loo = None
-        if others is not None and len(values) >= MIN_PAIRS and values.nunique() > 1 and others.nunique() > 1:
-            loo = float(pd.Series(values).corr(others, method="spearman"))
-        relative = float(stds[q] / median_std) if median_std > 0 else None
-        reasons = []
-        if relative is not None and relative < min_relative_spread:
-            reasons.append(f"spread {relative:.2f}× the median question's (< {min_relative_spread})")
-        if loo is not None and loo <= 0:
-            reasons.append(f"pair order disagrees with the other questions (ρ = {loo:.2f})")
-        mean = float(values.mean())
-        rows.append(
-            {
-                "question_index": int(q),
-                "n_pairs": int(len(values)),
-                "js_mean": mean,
-                "js_std": float(stds[q]),
-                "js_min": float(values.min()),
-                "js_max": float(values.max()),
-                "coefficient_of_variation": float(stds[q]) / mean if mean > 0 else None,
-                "relative_spread": relative,
-                "spearman_with_other_questions": loo,
-                "flagged": bool(reasons),
-                "reasons": reasons,
-            }
-        )
-    return {
-        "rule": (
-            f"flagged when std(pair JS) < {min_relative_spread} × the median over questions, or when the question's pair "
-            "order has Spearman ≤ 0 with the mean of the other questions"
-        ),
-        "median_question_std": median_std,
-        "n_questions": len(questions),
-        "flagged_questions": [r["question_index"] for r in rows if r["flagged"]],
-        "per_question": rows,
-    }
-
-
-def kill_gate_verdicts(
-    inputs: AnalysisInputs,
-    correlations: dict[str, Any],
-    *,
-    min_std: float,
-    min_ratio: float,
-    max_abs_rho: float,
-    min_relative_question_spread: float,
-) -> dict[str, Any]:
-    upper = np.triu_indices(len(inputs.persona_names), k=1)
-    by_averaging = {a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()}
-    for averaging, verdict in by_averaging.items():
-        evidence = floor_evidence(inputs.js[averaging][upper], inputs.noise_floor)
-        verdict["evidence"]["noise_floor"] = evidence
-        verdict["notes"].append(evidence["note"])
-    primary = inputs.primary_averaging
-    rhos: dict[str, float | None] = {}
-    for label, layers in correlations["by_averaging"][primary]["js_vs_cosine"].items():
-        for layer, c in layers.items():
-            if layer != "centring":
-                rhos[f"{label}/{layer}"] = c["spearman_rho"]
-    redundancy = redundancy_verdict(rhos, max_abs_rho=max_abs_rho)
-    redundancy["evidence"]["centrings"] = {label: cs.centring for label, cs in inputs.cosine_sets.items()}
-    discrimination = dict(by_averaging[primary])
-    discrimination["averaging"] = primary
-    return {
-        "origin": inputs.origin,
-        "averaging": primary,
-        "model": inputs.provenance.get("model") or inputs.provenance.get("divergence_metadata", {}).get("model"),
-        "noise_floor": noise_floor_section(inputs),
-        "discrimination": discrimination,
-        "discrimination_by_averaging": by_averaging,
-        "redundancy": redundancy,
-        "question_informativeness": {
-            averaging: question_informativeness(table, min_relative_spread=min_relative_question_spread)
-            for averaging, table in inputs.per_question_js.items()
-            if not table.empty
-        },
-    }
+# The kill gates live in their own module; re-exported so callers keep one entry point.
+from persona_assets.core.kill_gate_analysis import kill_gate_verdicts, question_informativeness  # noqa: E402, F401

@@ -45,6 +45,7 @@ COSINE_MATRIX_FILE = re.compile(r"^cosine_.*_l(\d+)\.json$")
 ROUNDED_COSINE_TOL = 1.5e-4
 
 PER_QUESTION_COLUMNS = ["persona_a", "persona_b", "question_index", "js"]
+PER_QUESTION_KL_COLUMNS = ["persona_a", "persona_b", "question_index", "kl_ab", "kl_ba"]
 LEAKAGE_COLUMNS = ["source", "target", "rate"]
 
 
@@ -86,6 +87,9 @@ class AnalysisInputs:
     notes: list[str] = field(default_factory=list)
     # The run's noise-floor record (persona_assets.core.noise_floor); measured False when unknown.
     noise_floor: dict[str, Any] = field(default_factory=lambda: not_measured(UNKNOWN_FLOOR_NOTE))
+    # averaging -> persona_a, persona_b, question_index, kl_ab, kl_ba (for the question bootstrap of KL);
+    # empty when per-question KL was not kept (the earlier study's files).
+    per_question_kl: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def averagings(self) -> list[str]:
@@ -132,6 +136,7 @@ class AnalysisInputs:
             "provenance": self.provenance,
             "notes": self.notes,
             "noise_floor": self.noise_floor,
+            "per_question_kl": {k: frame(v) for k, v in self.per_question_kl.items()},
         }
 
     @classmethod
@@ -172,6 +177,7 @@ class AnalysisInputs:
             provenance=data.get("provenance", {}),
             notes=list(data.get("notes", [])),
             noise_floor=data.get("noise_floor") or not_measured(UNKNOWN_FLOOR_NOTE),
+            per_question_kl={k: frame(v, PER_QUESTION_KL_COLUMNS) for k, v in (data.get("per_question_kl") or {}).items()},
         )
 
 
@@ -191,7 +197,7 @@ def inputs_from_run(
     per_pair_question: pd.DataFrame | None = None,
 ) -> AnalysisInputs:
     """Normalise the in-graph asset values: the divergence_per_response and divergence_per_pair_question tables."""
-    from persona_assets.core.aggregate import pair_matrices
+    from persona_assets.core.aggregate import pair_matrices, pair_question_table
 
     names = list(divergence_matrices["persona_names"])
     if list(persona_cosine["persona_names"]) != names:
@@ -205,8 +211,14 @@ def inputs_from_run(
         notes.append("pair_own JS recomputed from the per-response table of this all_responses run")
     table = per_pair_question if per_pair_question is not None else pd.DataFrame(divergence_matrices.get("per_pair_question") or [])
     per_question = {}
+    per_question_kl = {}
     if not table.empty:
         per_question[averaging] = table.rename(columns={"js_sym": "js"})[PER_QUESTION_COLUMNS]
+        per_question_kl[averaging] = table[PER_QUESTION_KL_COLUMNS]
+    if PAIR_OWN in js and averaging != PAIR_OWN and per_response is not None:
+        own = pair_question_table(per_response, names, PAIR_OWN)
+        per_question[PAIR_OWN] = own.rename(columns={"js_sym": "js"})[PER_QUESTION_COLUMNS]
+        per_question_kl[PAIR_OWN] = own[PER_QUESTION_KL_COLUMNS]
     cosine = CosineSet(
         IN_GRAPH_COSINE,
         persona_cosine["centring"],
@@ -248,6 +260,7 @@ def inputs_from_run(
         notes=notes,
         noise_floor=divergence_matrices.get("noise_floor")
         or not_measured("divergence_matrices predates the noise-floor measurement: re-materialize it to measure the floor"),
+        per_question_kl=per_question_kl,
     )
 
 

@@ -51,6 +51,42 @@ def scatter(frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | Non
     return alt.Chart(frame, title=title).mark_circle(size=60, opacity=0.8).encode(**encoding).properties(width=260, height=220)
 
 
+def scatter_with_x_intervals(
+    frame: pd.DataFrame, *, x: str, lo: str, hi: str, y: str, title: str, color: str | None = None,
+    tooltip: list[str] | None = None, subtitle: str | list[str] | None = None,
+) -> alt.LayerChart:
+    """`scatter` of (x, y) with a horizontal error bar [lo, hi] on every point (e.g. a 95% CI of x)."""
+    base = alt.Chart(frame, title=alt.Title(title, subtitle=subtitle) if subtitle else title)
+    color_enc = {"color": alt.Color(f"{color}:N")} if color else {}
+    bars = base.mark_rule(opacity=0.5).encode(
+        x=alt.X(f"{lo}:Q", scale=alt.Scale(zero=False), title=x), x2=f"{hi}:Q", y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)), **color_enc
+    )
+    points = base.mark_circle(size=60, opacity=0.85).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)), y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
+        tooltip=tooltip or list(frame.columns), **color_enc,
+    )
+    return alt.layer(bars, points).properties(width=260, height=220)
+
+
+def ranked_intervals(
+    frame: pd.DataFrame, *, label: str, value: str, lo: str, hi: str, title: str, subtitle: str | list[str] | None = None,
+    reference: float | None = None, reference_label: str = "",
+) -> alt.LayerChart:
+    """One row per item, sorted by value: the point and its [lo, hi] interval; optional vertical reference line."""
+    order = frame.sort_values(value)[label].tolist()
+    base = alt.Chart(frame, title=alt.Title(title, subtitle=subtitle) if subtitle else title)
+    y = alt.Y(f"{label}:N", sort=order, title=None, axis=alt.Axis(labelFontSize=8))
+    bars = base.mark_rule().encode(x=alt.X(f"{lo}:Q", title=value), x2=f"{hi}:Q", y=y)
+    points = base.mark_point(filled=True, size=30).encode(
+        x=f"{value}:Q", y=y, tooltip=[label, alt.Tooltip(f"{value}:Q", format=".4g"), alt.Tooltip(f"{lo}:Q", format=".4g"), alt.Tooltip(f"{hi}:Q", format=".4g")]
+    )
+    layers = [bars, points]
+    if reference is not None:
+        rule = pd.DataFrame({"x": [reference], "what": [reference_label]})
+        layers.append(alt.Chart(rule).mark_rule(color="firebrick", strokeDash=[4, 3]).encode(x="x:Q", tooltip=["what"]))
+    return alt.layer(*layers).properties(width=360, height=max(200, 11 * len(frame)))
+
+
 def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
     """Write <stem>.png and <stem>.html; return their paths.
 

@@ -7,6 +7,7 @@ Pearson with p-values, n, bootstrap CI).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -116,9 +117,19 @@ def cosine_leakage_by_layer(directed: pd.DataFrame, layers: list[str], *, n_boot
     return {"by_layer": by_layer, **rise_summary(by_layer)}
 
 
+def layer_depth(label: str) -> int:
+    """The layer number at the end of a label like ``layer20`` (-1 when there is none)."""
+    match = re.search(r"(\d+)$", str(label))
+    return int(match.group(1)) if match else -1
+
+
 def rise_summary(by_layer: Mapping[str, dict]) -> dict:
-    """Does Spearman ρ(cosine, leakage) rise from the earliest to the latest layer?"""
-    layers = [layer for layer in by_layer if by_layer[layer].get("spearman_rho") is not None]
+    """Does Spearman ρ(cosine, leakage) rise from the shallowest to the deepest layer?
+
+    First and last are taken in depth order (the number in the label), whatever order the layers
+    were configured or stored in.
+    """
+    layers = sorted((layer for layer in by_layer if by_layer[layer].get("spearman_rho") is not None), key=layer_depth)
     if len(layers) < 2:
         return {"rises": None, "rise_note": "fewer than two layers with a defined correlation"}
     first, last = layers[0], layers[-1]

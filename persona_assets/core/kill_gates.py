@@ -17,6 +17,15 @@ import numpy as np
 LN2 = math.log(2)
 
 
+def max_sample_std(b: float, n: int) -> float:
+    """The largest sample std (ddof=1) n ≥ 2 values in [0, b] can have: (b/2)·sqrt(n/(n−1)) for even n.
+
+    For odd n the maximum is (b/2)·sqrt((n+1)/n), slightly less; the even-n formula is an upper
+    bound for both, so a threshold above it is unreachable for any n.
+    """
+    return (b / 2) * math.sqrt(n / (n - 1))
+
+
 def discrimination_verdict(pair_js: np.ndarray, *, min_std: float, min_ratio: float) -> dict:
     values = np.asarray(pair_js, dtype=float)
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
@@ -24,12 +33,15 @@ def discrimination_verdict(pair_js: np.ndarray, *, min_std: float, min_ratio: fl
     low, high = (float(values.min()), float(values.max())) if values.size else (float("nan"),) * 2
     ratio = high / low if low > 0 else math.inf
     notes = []
-    # A set of values in [0, b] has std ≤ b/2, so a std threshold above half the largest value
-    # present cannot be met by spreading these values out, only by larger divergences.
-    if values.size and min_std > high / 2:
+    # n values in [0, b] have a sample std (ddof=1) of at most (b/2)·sqrt(n/(n−1)) (half of them at 0,
+    # half at b), so a std threshold above that bound cannot be met by spreading these values out,
+    # only by larger divergences. The bound is the one of the std the verdict uses, so the note never
+    # contradicts it.
+    bound = max_sample_std(high, values.size) if values.size > 1 else 0.0
+    if values.size and min_std > bound:
         notes.append(
-            f"std ≥ {min_std} nats is unreachable by construction for values ≤ {high:.4g} nats "
-            f"(the std of values in [0, b] is at most b/2); the ratio criterion still discriminates"
+            f"std ≥ {min_std} nats is unreachable by construction for {values.size} values ≤ {high:.4g} nats "
+            f"(their sample std is at most (b/2)·√(n/(n−1)) = {bound:.4g}); the ratio criterion still discriminates"
         )
     if min_std > LN2 / 2:
         notes.append(f"std threshold exceeds ln2/2 = {LN2 / 2:.3f}, the largest std JS values can have")
@@ -74,3 +86,74 @@ def redundancy_verdict(js_cosine_spearman_by_layer: Mapping[str, float | None], 
         "thresholds": {"max_abs_rho": max_abs_rho},
         "notes": notes,
     }
+
+
+def _calls(intervals: Mapping[str, Mapping], thresholds: Mapping[str, float]) -> dict[str, dict]:
+    from persona_assets.core.question_bootstrap import threshold_call
+
+    return {
+        name: {
+            "estimate": intervals.get(name, {}).get("estimate"),
+            "ci95": intervals.get(name, {}).get("ci95"),
+            "threshold": threshold,
+            "call": threshold_call(intervals.get(name, {}).get("ci95"), threshold),
+        }
+        for name, threshold in thresholds.items()
+    }
+
+
+def overall_call(killed: bool, calls: Mapping[str, Mapping], killing: Mapping[str, bool]) -> str:
+    """The verdict is decided by the data when the criteria that decide it have CIs clear of their thresholds.
+
+    Killed: at least one failing criterion has its CI entirely on the failing side. Passed: every
+    criterion has its CI entirely on the passing side. Otherwise: too close to call.
+    """
+    from persona_assets.core.question_bootstrap import DECIDED, TOO_CLOSE
+
+    if killed:
+        return DECIDED if any(killing[name] and calls[name]["call"] == DECIDED for name in calls) else TOO_CLOSE
+    return DECIDED if calls and all(c["call"] == DECIDED for c in calls.values()) else TOO_CLOSE
+
+
+def _ci_text(ci) -> str:
+    return "undefined" if not ci or None in ci else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None) -> dict:
+    """Add the question-bootstrap CIs of std and max/min, and whether the thresholds lie inside them."""
+    if not intervals:
+        verdict["question_bootstrap"] = None
+        verdict["call"] = None
+        verdict["notes"].append("no question bootstrap (no per-question pair JS): whether the data decide the verdict is unknown")
+        return verdict
+    thresholds = {"js_std": verdict["thresholds"]["min_std"], "max_min_ratio": verdict["thresholds"]["min_ratio"]}
+    calls = _calls(intervals, thresholds)
+    killing = {"js_std": verdict["evidence"]["std_below_threshold"], "max_min_ratio": verdict["evidence"]["ratio_below_threshold"]}
+    verdict["question_bootstrap"] = calls | {"coefficient_of_variation": dict(intervals.get("coefficient_of_variation", {}))}
+    verdict["call"] = overall_call(verdict["killed"], calls, killing)
+    verdict["notes"].append(
+        f"{verdict['call']}: question-bootstrap 95% CI of std {_ci_text(calls['js_std']['ci95'])} vs {thresholds['js_std']}, "
+        f"of max/min {_ci_text(calls['max_min_ratio']['ci95'])} vs {thresholds['max_min_ratio']}"
+    )
+    return verdict
+
+
+def label_redundancy(verdict: dict, intervals_by_layer: Mapping[str, Mapping] | None) -> dict:
+    """Add per layer the question-bootstrap CI of ρ(JS, cosine) and whether ±max_abs_rho lies inside it."""
+    from persona_assets.core.question_bootstrap import DECIDED, TOO_CLOSE, threshold_call
+
+    if not intervals_by_layer:
+        verdict["question_bootstrap"] = None
+        verdict["call"] = None
+        return verdict
+    limit = verdict["thresholds"]["max_abs_rho"]
+    calls = {}
+    for layer, interval in intervals_by_layer.items():
+        ci = interval.get("ci95")
+        upper, lower = threshold_call(ci, limit), threshold_call(ci, -limit)
+        call = None if upper is None else (TOO_CLOSE if TOO_CLOSE in (upper, lower) else DECIDED)
+        calls[layer] = {"estimate": interval.get("estimate"), "ci95": ci, "threshold": [-limit, limit], "call": call}
+    offending = set(verdict["evidence"]["layers_over_threshold"])
+    verdict["question_bootstrap"] = calls
+    verdict["call"] = overall_call(verdict["killed"], calls, {layer: layer in offending for layer in calls})
+    return verdict

@@ -31,6 +31,15 @@ UNKNOWN_FLOOR_NOTE = (
     "small differences between pair JS values cannot be told apart from batch-composition noise"
 )
 
+# What the floor measures and what it does not: a pair difference is a finding only when it exceeds every
+# uncertainty that applies (the floor, the question bootstrap, and precision where it was measured).
+FLOOR_COVERS = "batch-composition rounding: the same responses re-scored alone and in other batch compositions"
+FLOOR_DOES_NOT_COVER = [
+    "which questions were asked (see question_bootstrap: per-pair SE and CI over questions)",
+    "numeric precision of scoring (bf16 vs fp32 on the same responses): not measured in the run",
+    "numeric precision of generation (bf16 vs fp32 greedy responses differ): not measured in the run",
+]
+
 # One scoring of one response: value name -> [pairs, tokens] array.
 Scoring = Mapping[str, np.ndarray]
 
@@ -170,6 +179,8 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
         "noise_floor_js_nats": floor,
         "smallest_gap_between_pair_js": float(gaps.min()) if gaps.size else None,
         "n_pair_js_differences": int(differences.size),
+        "floor_covers": FLOOR_COVERS,
+        "floor_does_not_cover": FLOOR_DOES_NOT_COVER,
     }
     if floor is None:
         out |= {

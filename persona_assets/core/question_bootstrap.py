@@ -1,0 +1,216 @@
+"""Question-level uncertainty: how much the pair values move with which questions were asked.
+
+A pair's JS is the mean over questions of its per-question JS, so the questions are the sampling
+unit that decides how precise it is (the noise floor only covers re-scoring the same responses).
+`QuestionBootstrap` resamples questions with replacement — the same draw for every pair, so the
+dependence between pairs that share questions is kept — and everything computed from pair values
+is recomputed on each resample: per-pair SE and 95% CI, the discrimination statistics, ρ(JS, cosine),
+and the uncertainty of every difference between two pair values.
+
+No dagster import.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from persona_assets.core.errors import InputError
+from persona_assets.core.statistics import _json_float, _percentile_ci, _rowwise_pearson
+
+UNIT = "questions (resampled with replacement; one draw shared by all pairs)"
+DECIDED = "decided by the data"
+TOO_CLOSE = "too close to call"
+PAIR_CI_RULE = (
+    "ci95 = value ± t(Q−1, 0.975) · SE · √(Q/(Q−1)), SE = the question-bootstrap SD (for a mean over Q questions "
+    "this is Student's t interval; the plain percentile interval, ci95_percentile, undercovers with few questions)"
+)
+
+
+def t_multiplier(n_questions: int) -> float:
+    """The half-width of a 95% interval in bootstrap SEs of a mean over n questions.
+
+    The bootstrap SD of a mean is the plug-in SD / √Q, i.e. √((Q−1)/Q) times the usual standard
+    error; rescaling it and using Student's t with Q − 1 degrees of freedom gives the classical
+    t interval, which holds its coverage with 20 questions where the normal / percentile ones do not
+    (benchmarks/calibration.py).
+    """
+    if n_questions < 2:
+        return math.inf
+    return float(stats.t.ppf(0.975, n_questions - 1)) * math.sqrt(n_questions / (n_questions - 1))
+
+
+@dataclass(frozen=True)
+class QuestionBootstrap:
+    """Resampled pair values: ``draws[b, k]`` is pair k's value on question resample b."""
+
+    pairs: pd.DataFrame  # persona_a, persona_b, value (the mean over questions)
+    draws: np.ndarray  # [n_boot, n_pairs]
+    n_questions: int
+    n_boot: int
+    seed: int
+    value: str
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.pairs["value"].to_numpy(dtype=float)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "resampling_unit": UNIT, "n_questions": self.n_questions, "n_boot": self.n_boot, "seed": self.seed, "value": self.value,
+            "pair_ci_rule": PAIR_CI_RULE,
+        }
+
+
+def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, seed: int) -> QuestionBootstrap:
+    """Bootstrap over questions of the per-pair mean of ``value``.
+
+    ``per_question`` has one row per (persona_a, persona_b, question_index). A pair lacking some
+    questions averages over the ones it has in each resample (weights of absent questions drop out).
+    """
+    needed = {"persona_a", "persona_b", "question_index", value}
+    if missing := needed - set(per_question.columns):
+        raise InputError(f"per-question table lacks column(s) {', '.join(sorted(missing))}")
+    if n_boot < 1:
+        raise InputError(f"n_boot must be >= 1, got {n_boot}")
+    wide = per_question.pivot_table(index=["persona_a", "persona_b"], columns="question_index", values=value, sort=False)
+    matrix = wide.to_numpy(dtype=float)  # [pairs, questions], NaN where a pair lacks a question
+    present = np.isfinite(matrix)
+    filled = np.where(present, matrix, 0.0)
+    n_q = matrix.shape[1]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_q, size=(n_boot, n_q)) + (np.arange(n_boot) * n_q)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=n_boot * n_q).reshape(n_boot, n_q).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (weights @ filled.T) / (weights @ present.T.astype(float))
+    means = np.where(present, matrix, np.nan)
+    pairs = wide.index.to_frame(index=False)
+    pairs["value"] = np.nanmean(means, axis=1)
+    return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value)
+
+
+def _interval(point: float | None, samples: np.ndarray) -> dict[str, Any]:
+    finite = samples[np.isfinite(samples)]
+    return {
+        "estimate": _json_float(point),
+        "se": float(finite.std(ddof=1)) if finite.size > 1 else None,
+        "ci95": _percentile_ci(samples),
+    }
+
+
+def pair_intervals(qb: QuestionBootstrap) -> list[dict[str, Any]]:
+    """Per pair: value, question-bootstrap SE, relative SE, 95% CI (`PAIR_CI_RULE`) and the percentile CI."""
+    se = qb.draws.std(axis=0, ddof=1) if qb.n_boot > 1 else np.full(qb.draws.shape[1], np.nan)
+    lo, hi = np.nanpercentile(qb.draws, [2.5, 97.5], axis=0)
+    half = t_multiplier(qb.n_questions) * se
+    rows = []
+    for k, (a, b, v) in enumerate(zip(qb.pairs["persona_a"], qb.pairs["persona_b"], qb.values)):
+        rows.append({
+            "persona_a": a, "persona_b": b, qb.value: float(v), "se": _json_float(se[k]),
+            "relative_se": _json_float(se[k] / v) if v > 0 else None,
+            "ci95": [_json_float(v - half[k]), _json_float(v + half[k])],
+            "ci95_percentile": [float(lo[k]), float(hi[k])],
+        })
+    return rows
+
+
+def discrimination_statistics(values: np.ndarray) -> dict[str, np.ndarray]:
+    """std (ddof=1), max/min and CV of pair values; each row of a [B, pairs] array is one set."""
+    v = np.atleast_2d(np.asarray(values, dtype=float))
+    std = v.std(axis=1, ddof=1)
+    low, high, mean = v.min(axis=1), v.max(axis=1), v.mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(low > 0, high / low, np.inf)
+        cv = np.where(mean > 0, std / mean, np.nan)
+    return {"js_std": std, "max_min_ratio": ratio, "coefficient_of_variation": cv}
+
+
+def discrimination_intervals(qb: QuestionBootstrap) -> dict[str, dict[str, Any]]:
+    point = discrimination_statistics(qb.values)
+    boot = discrimination_statistics(qb.draws)
+    out = {}
+    for name in point:
+        samples = np.where(np.isfinite(boot[name]), boot[name], np.nan)
+        infinite = int(np.isinf(boot[name]).sum())
+        entry = _interval(float(point[name][0]), samples)
+        if infinite:
+            entry["note"] = f"{infinite} resamples had a zero pair value (infinite ratio) and were skipped"
+        out[name] = entry
+    return out
+
+
+def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Question-bootstrap CI of Spearman ρ(pair value, other) for each fixed vector in ``others``.
+
+    ``others`` are per-pair values in the order of ``qb.pairs`` (e.g. a cosine per layer), held
+    fixed: only the questions of the pair values are resampled. NaN entries are left out.
+    """
+    out = {}
+    for name, other in others.items():
+        other = np.asarray(other, dtype=float)
+        keep = np.isfinite(other) & np.isfinite(qb.values)
+        if keep.sum() < 3 or np.ptp(other[keep]) == 0:
+            out[name] = {"estimate": None, "se": None, "ci95": None, "n": int(keep.sum()), "note": "fewer than 3 pairs or constant"}
+            continue
+        point = float(stats.spearmanr(qb.values[keep], other[keep])[0])
+        ranks_other = np.broadcast_to(stats.rankdata(other[keep]), (qb.n_boot, int(keep.sum())))
+        boot = _rowwise_pearson(stats.rankdata(qb.draws[:, keep], axis=1), ranks_other)
+        out[name] = _interval(point, boot) | {"n": int(keep.sum())}
+    return out
+
+
+def differences_against_uncertainty(qb: QuestionBootstrap, floor_nats: float | None) -> dict[str, Any]:
+    """Every difference between two pair values against its question-bootstrap SE (and the floor).
+
+    SE of a difference = sqrt(var_i + var_j − 2 cov_ij) over the same question resamples.
+    """
+    values = qb.values
+    n = values.size
+    i, j = np.triu_indices(n, k=1)
+    diffs = np.abs(values[j] - values[i])
+    cov = np.cov(qb.draws, rowvar=False, ddof=1) if qb.n_boot > 1 else np.zeros((n, n))
+    cov = np.atleast_2d(cov)
+    se = np.sqrt(np.maximum(cov[i, i] + cov[j, j] - 2 * cov[i, j], 0.0))
+    multiplier = t_multiplier(qb.n_questions)
+    unresolved = diffs < multiplier * se
+    sorted_values = np.sort(values)
+    gaps = np.diff(sorted_values)
+    pair_se = np.sqrt(np.diag(cov))
+    out: dict[str, Any] = {
+        "n_pair_differences": int(diffs.size),
+        "n_within_question_uncertainty": int(unresolved.sum()),
+        "share_within_question_uncertainty": float(unresolved.mean()) if diffs.size else None,
+        "median_pair_se": float(np.median(pair_se)) if n else None,
+        "median_relative_pair_se": float(np.median(pair_se[values > 0] / values[values > 0])) if (values > 0).any() else None,
+        "median_gap_between_neighbouring_pair_values": float(np.median(gaps)) if gaps.size else None,
+        "rule": (
+            f"a difference is within the question uncertainty when |difference| < {multiplier:.3f} × its question-bootstrap SE "
+            f"(t({qb.n_questions - 1}, 0.975) · √(Q/(Q−1)), as for the pair CIs)"
+        ),
+    }
+    if floor_nats is not None:
+        below_floor = diffs < floor_nats
+        out["n_below_noise_floor"] = int(below_floor.sum())
+        out["n_resolved_by_both"] = int((~unresolved & ~below_floor).sum())
+    else:
+        out["n_below_noise_floor"] = None
+        out["n_resolved_by_both"] = None
+    out["note"] = (
+        f"{out['n_within_question_uncertainty']} of {diffs.size} differences between pair values lie within the "
+        "question-level uncertainty: they could reverse with another draw of questions and are not findings"
+        + ("" if floor_nats is not None else "; the noise floor is unknown")
+    )
+    return out
+
+
+def threshold_call(ci: Sequence[float] | None, threshold: float) -> str | None:
+    """'decided by the data' when the CI lies on one side of the threshold, else 'too close to call'."""
+    if ci is None or None in ci or not all(math.isfinite(v) for v in ci):
+        return None
+    return TOO_CLOSE if ci[0] <= threshold <= ci[1] else DECIDED
