@@ -76,8 +76,7 @@ def run_dagster(args, env: dict, work: Path) -> tuple[float, float, str]:
     home.mkdir(parents=True)
     env = {**env, "DAGSTER_HOME": str(home), "PERSONA_DATA_DIR": str(work / "data"), "PERSONA_FIGURES_DIR": str(work / "figures"),
            "PERSONA_RESOURCES": args.resources, "PERSONA_MODEL": args.model}
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster) if dagster.exists() else "dagster", "asset", "materialize", "-m", "persona_assets.definitions",
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "persona_assets.definitions",
                "--select", SELECTION, "-c", args.config]
     launched = time.time()
     start = time.perf_counter()
