@@ -1,6 +1,8 @@
 """A real HFEngine around a random-weight Qwen2 built on the device: no download, no tokenizer
 (prompts and responses are token ids), so the GPU tests run on a machine with nothing but torch,
-transformers (and Triton). The architecture is the study's (Qwen2); only the sizes are small."""
+transformers (and Triton). The architecture is the study's (Qwen2); only the sizes are small.
+Heads have 64 dimensions or more, so SDPA's flash and memory-efficient kernels take them (as
+they take Qwen2.5-7B's 128), not a fallback the study never runs."""
 
 from __future__ import annotations
 
@@ -30,11 +32,19 @@ class TokenEngine(HFEngine):
 
 
 def random_qwen2_engine(
-    dtype: str, *, device: str | None = None, vocab: int = 8192, hidden: int = 64, intermediate: int = 128, layers: int = 2, seed: int = 0
+    dtype: str, *, device: str | None = None, vocab: int = 8192, hidden: int = 256, intermediate: int = 512, layers: int = 2, seed: int = 0
 ) -> TokenEngine:
     device = device or DEVICE
     config = qwen2_config(tiny=True, tiny_vocab=vocab, tiny_layers=layers)
+    # Heads of 128 dimensions once the model is wide (as in Qwen2.5-7B; the flash kernel's range).
+    heads = max(4, hidden // 128)
     config.hidden_size, config.intermediate_size = hidden, intermediate
+    config.num_attention_heads, config.num_key_value_heads = heads, max(2, heads // 4)
+    if getattr(config, "head_dim", None) is not None:
+        config.head_dim = hidden // heads
+    # The tiny config's init std (0.2 at width 64) scaled with 1/√width: logits of the size the
+    # tiny model has (JS ~ 0.1 nats between prompts), not ever more peaked as the width grows.
+    config.initializer_range = 0.2 * (64 / hidden) ** 0.5
     # Weights drawn once in float32 and cast, so every dtype holds the same model (up to rounding).
     model = build_random_qwen2(config, dtype=torch.float32, device=device, seed=seed).to(DTYPES[dtype])
     return TokenEngine(model, device, dtype)
