@@ -40,15 +40,16 @@ def test_readers_during_writes_of_different_content_see_only_whole_files(tmp_pat
     readers = [SPAWN.Process(target=workers.poll, args=(str(shared), str(stop), str(rep), barrier)) for rep in reports]
     for p in writers + readers:
         p.start()
-    for p in writers:
-        p.join(timeout=180)
-        assert p.exitcode == 0, f"writer exited with {p.exitcode}"
-    stop.touch()
-    for p in readers:
-        p.join(timeout=60)
-        assert p.exitcode == 0, f"reader exited with {p.exitcode}"
+    try:
+        for p in writers:
+            p.join(timeout=180)
+    finally:
+        stop.touch()  # the readers stop whatever happened to the writers
+        for p in readers:
+            p.join(timeout=60)
+    assert [p.exitcode for p in writers + readers] == [0, 0, 0, 0]
 
-    for report in map(lambda p: json.loads(p.read_text()), reports):
+    for report in [json.loads(path.read_text()) for path in reports]:
         assert report["n_torn"] == 0, report["torn"]
         assert report["whole"] >= 5  # the reader did overlap the writes
     for k in range(workers.N_PATHS):
@@ -65,10 +66,12 @@ def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path: Path
         started = tmp_path / f"started_{round_}"
         writer = SPAWN.Process(target=workers.rewrite_forever, args=(str(path), 7, size, str(started)))
         writer.start()
-        workers.wait_for(started, timeout_s=60)
-        writer.join(timeout=rng.uniform(0.05, 0.3))  # let it rewrite the file a few times
-        writer.kill()  # SIGKILL: no handler, no clean-up
-        writer.join(timeout=30)
+        try:
+            workers.wait_for(started, timeout_s=60)
+            writer.join(timeout=rng.uniform(0.05, 0.3))  # let it rewrite the file a few times
+        finally:
+            writer.kill()  # SIGKILL: no handler, no clean-up
+            writer.join(timeout=30)
         assert writer.exitcode == -9
         assert workers.check(path.read_bytes()) in expected, f"round {round_}"
     # What a kill may leave: the writer's temporary files beside it, never under the file's name.
