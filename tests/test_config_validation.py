@@ -91,7 +91,13 @@ OUT_OF_RANGE = [
 def test_out_of_range_setting_is_named(op, field, value):
     problems = run_config_problems(_ops(op, **{field: value}))
     assert len(problems) == 1
-    assert problems[0].startswith(f"ops.{op}.config.{field}") and repr(value) in problems[0]
+    assert problems[0].startswith(f"ops.{op}.config.{field}: ")
+    assert f"(got {value!r}) [" in problems[0] and problems[0].endswith("]")  # the value, then the field's allowed range
+
+
+def test_an_unknown_averaging_names_the_allowed_modes():
+    (problem,) = run_config_problems(_ops("divergence_matrices", averaging="median"))
+    assert "must be one of ['pair_own', 'all_responses'] (got 'median')" in problem
 
 
 @pytest.mark.parametrize(
@@ -174,11 +180,16 @@ def test_a_bad_setting_of_a_late_step_fails_the_first_step(tiny_model_dir, tmp_p
 
 
 # ------------------------------------------------------------------ layers beyond the model's depth
-def test_layer_beyond_the_model_fails_before_the_weights_load(tiny_model_dir, tmp_path):
+def test_layer_beyond_the_model_fails_before_the_weights_load(tiny_model_dir, tmp_path, monkeypatch):
+    from resources import model_loading
     from resources.llm import CpuLLM
 
+    loads = []
+    real_load = model_loading.load_model_and_tokenizer
+    monkeypatch.setattr(model_loading, "load_model_and_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     result = materialize(tiny_model_dir, run_config(tmp_path, persona_cosine={"config": {"layers": [1, 7]}}))
     assert not result.success
+    assert loads == []  # no step loaded the weights
     failures = _step_failures(result)
     # Both model steps check (whichever runs first stops before its model loads); nothing else fails.
     assert set(failures) <= {"generations", "persona_cosine"} and failures

@@ -159,3 +159,8 @@ def test_kill_criteria_fail_without_failing_the_run(tiny_model_dir, tmp_path):
 def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
     result = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}}))
     assert not result.success
+    failures = {e.step_key: e.step_failure_data.error for e in result.get_step_failure_events()}
+    assert list(failures) == ["eval_set"]  # the first step, before any model work
+    message = "\n".join(e.message for e in (failures["eval_set"], failures["eval_set"].cause) if e is not None)
+    assert "ops.divergence_matrices.config.averaging" in message and "'median'" in message
+    assert "pair_own" in message and "all_responses" in message  # the allowed modes are named

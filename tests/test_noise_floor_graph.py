@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+
 import dagster as dg
 
 from persona_assets.definitions import all_assets
@@ -59,8 +62,13 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     evidence = verdicts["discrimination"]["evidence"]["noise_floor"]
     assert evidence["noise_floor_js_nats"] == floor["js_abs_nats"]
     assert evidence["n_pair_js_differences"] == 15  # 6 pairs
-    assert 0 <= evidence["n_pair_js_differences_below_floor"] <= 15
-    assert evidence["smallest_gap_between_pair_js"] >= 0
+    # Recount from the matrix the verdicts read: every difference of two pair JS values below the floor.
+    js = np.array(result.output_for_node("divergence_matrices")["js_matrix"])
+    pair_js = np.sort(js[np.triu_indices(4, k=1)])
+    differences = np.abs(pair_js[:, None] - pair_js[None, :])[np.triu_indices(6, k=1)]
+    assert evidence["n_pair_js_differences_below_floor"] == int((differences < floor["js_abs_nats"]).sum())
+    assert evidence["n_pair_js_below_floor"] == int((pair_js < floor["js_abs_nats"]).sum())
+    assert evidence["smallest_gap_between_pair_js"] == pytest.approx(np.diff(pair_js).min(), rel=1e-12)
     assert any("noise floor" in note for note in verdicts["discrimination"]["notes"])
     gate_metadata = result.asset_materializations_for_node("kill_gate_verdicts")[0].metadata
     assert gate_metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]

@@ -1,12 +1,16 @@
-"""Re-materializing with unchanged inputs and code gives byte-identical files on CPU, also when
-two runs write one data directory at the same time."""
+"""Re-materializing with unchanged inputs and code gives byte-identical files on CPU; two runs with
+different settings writing one data directory at once leave every file whole and one run's."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,7 +54,9 @@ def _differing(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _in_subprocess(run_dir: Path, tiny_model_dir: Path, leakage: str, part: str, hash_seed: str) -> subprocess.Popen:
+def _in_subprocess(
+    run_dir: Path, tiny_model_dir: Path, leakage: str, part: str, hash_seed: str, n_bootstrap: int | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "PERSONA_DATA_DIR": str(run_dir / "data"),
@@ -59,7 +65,7 @@ def _in_subprocess(run_dir: Path, tiny_model_dir: Path, leakage: str, part: str,
         "PYTHONHASHSEED": hash_seed,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.graph_runner", str(tiny_model_dir), leakage, part],
+        [sys.executable, "-m", "tests.graph_runner", str(tiny_model_dir), leakage, part, *([str(n_bootstrap)] if n_bootstrap else [])],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -102,11 +108,47 @@ def test_rematerializing_into_the_same_directory_gives_the_same_bytes(first_run,
     assert _differing(first, _results(run_dir)) == []
 
 
-def test_two_concurrent_analysis_runs_on_one_directory_leave_what_one_run_writes(first_run, tiny_model_dir):
+def _poll_json_until(stop: threading.Event, root: Path, torn: list[str]) -> int:
+    """Parse every JSON file under `root` again and again until `stop`; record any that does not."""
+    reads = 0
+    while not stop.is_set():
+        for path in root.rglob("*.json"):
+            try:
+                json.loads(path.read_bytes())
+                reads += 1
+            except FileNotFoundError:
+                continue
+            except ValueError as exc:
+                torn.append(f"{path.name}: {exc}")
+    return reads
+
+
+def test_two_concurrent_analysis_runs_with_different_settings_leave_each_file_whole_and_one_runs(first_run, tiny_model_dir):
     run_dir, leakage, first = first_run
-    runs = [_in_subprocess(run_dir, tiny_model_dir, leakage, "analysis", hash_seed=seed) for seed in ("1", "2")]
-    for process in runs:
-        _wait(process)
-    assert _differing(first, _results(run_dir)) == []
+    # What the other run writes on its own: the same analysis with another bootstrap size, in a
+    # copy of the directory, so its outputs differ from the first run's.
+    other_dir = run_dir.parent / "other"
+    shutil.copytree(run_dir, other_dir)
+    _wait(_in_subprocess(other_dir, tiny_model_dir, leakage, "analysis", hash_seed="3", n_bootstrap=150))
+    normalise = lambda files, d: {k: v.replace(str(d).encode(), b"<run>") for k, v in files.items()}  # noqa: E731
+    mine, other = normalise(_results(run_dir), run_dir), normalise(_results(other_dir), other_dir)
+    assert _differing(mine, other), "the two settings must write different content"
+
+    stop, torn = threading.Event(), []
+    with ThreadPoolExecutor(1) as pool:
+        reads = pool.submit(_poll_json_until, stop, run_dir / "data" / "outputs", torn)
+        runs = [
+            _in_subprocess(run_dir, tiny_model_dir, leakage, "analysis", hash_seed="1"),
+            _in_subprocess(run_dir, tiny_model_dir, leakage, "analysis", hash_seed="2", n_bootstrap=150),
+        ]
+        for process in runs:
+            _wait(process)
+        stop.set()
+        assert reads.result() > 0
+    assert torn == []  # no reader ever saw a partial JSON file
+    after = normalise(_results(run_dir), run_dir)
+    assert set(after) == set(mine)
+    mixed = [name for name, data in after.items() if data not in (mine[name], other[name])]
+    assert mixed == []  # each file is whole and exactly what one of the two runs writes
     # No temporary file of an interrupted write is left behind.
     assert not [p for p in run_dir.rglob("*.tmp")]

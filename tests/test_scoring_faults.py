@@ -319,3 +319,41 @@ def test_generation_out_of_memory_halves_the_batch_and_matches_that_setting(tiny
         halving_batch_on_out_of_memory(
             lambda batch_size: llm.generate(prompts, max_new_tokens=4, batch_size=batch_size), 2, what="generation"
         )
+
+
+def test_the_generations_step_halves_its_batch_on_out_of_memory(tiny_model_dir, tmp_path, monkeypatch):
+    """Through the asset: its generation call is the halving one, and the warning reaches the run's log."""
+    import logging
+
+    from transformers import LlamaForCausalLM
+
+    from persona_assets.assets.eval_set import eval_set
+    from persona_assets.assets.generations import generations
+
+    def ops(batch_size):
+        return {"eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 2}},
+                "generations": {"config": {"max_new_tokens": 4, "batch_size": batch_size}}}
+
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "reference"))
+    reference = _materialize([eval_set, generations], tiny_model_dir, ops(2))
+    assert reference.success
+    forward = LlamaForCausalLM.forward
+
+    def at_most_two_prompts(self, *args, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError(f"injected: {tuple(input_ids.shape)}")
+        return forward(self, *args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", at_most_two_prompts)
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "faulted"))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [eval_set, generations], resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+        run_config=dg.RunConfig(ops=ops(8)), instance=instance, raise_on_error=False,
+    )
+    assert result.success
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert [w for w in warnings if "out of accelerator memory" in w] == [
+        f"generation: out of accelerator memory; halved the batch, retrying with batch_size {n}" for n in (4, 2)
+    ]
+    assert result.output_for_node("generations")["responses"] == reference.output_for_node("generations")["responses"]

@@ -8,6 +8,7 @@ returns a `DeliveryResult` saying whether it took the alert, after how many trie
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from persona_assets.storage import exclusive_lock
+
 
 @dataclass(frozen=True)
 class WebhookPolicy:
@@ -41,17 +43,35 @@ class DeliveryResult:
         return {"delivered": self.delivered, "attempts": self.attempts, "error": self.error}
 
 
+# Largest single write() of an alert line. A longer line takes several writes, and so may any line
+# whose write returns short; a single O_APPEND write is whole on local Linux filesystems but not on
+# NFS or SMB. Writing in bounded pieces makes the directory lock, never a filesystem's append
+# semantics, what keeps concurrent runs' lines apart, on every filesystem and provably in the tests.
+APPEND_CHUNK_BYTES = 64 * 1024
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> DeliveryResult:
     """Append the alert as one JSON line; an unwritable file is reported, never raised."""
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One line per alert, appended under the directory lock: a long line may take several
-        # write calls, and concurrent runs must not interleave them (see persona_assets.storage).
-        with exclusive_lock(path.parent), path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        # One line per alert, appended under the directory lock: its pieces must not interleave
+        # with another run's (see persona_assets.storage).
+        with exclusive_lock(path.parent):
+            _append_all(path, line)
     except OSError as exc:
         return DeliveryResult("jsonl", False, 1, f"{type(exc).__name__}: {exc}")
     return DeliveryResult("jsonl", True, 1)
+
+
+def _append_all(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view[:APPEND_CHUNK_BYTES]) :]
+    finally:
+        os.close(fd)
 
 
 def post_webhook(

@@ -21,7 +21,7 @@ from persona_assets.core.analysis_inputs import (
     inputs_from_legacy_dir,
 )
 from persona_assets.core.errors import InputError
-from persona_assets.core.statistics import between_within_decomposition, sign_agreement
+from persona_assets.core.statistics import MRR, STEIGER, between_within_decomposition, dependent_correlation_test, sign_agreement
 from persona_assets.storage import read_json, write_json
 
 NAMES = ["a", "b", "c", "d"]
@@ -117,8 +117,12 @@ def test_predictor_comparison_uses_the_same_pairs_and_both_tests() -> None:
     comparison = result["leakage"]["js_vs_cosine_as_predictors"]["in_graph"]["layer2"]
     assert comparison["n"] == 9
     assert comparison["spearman_js_leakage"] == pytest.approx(result["leakage"]["js_vs_leakage"]["spearman_rho"])
-    for key in ("meng_rosenthal_rubin", "steiger"):
-        assert comparison[key]["z"] is not None and 0 <= comparison[key]["p_two_sided"] <= 1
+    # The two tests on exactly the three Spearman correlations reported beside them (JS enters as −JS).
+    r_js, r_cos, r_js_cos = (comparison[k] for k in ("spearman_js_leakage", "spearman_cosine_leakage", "spearman_js_cosine"))
+    for key, method in (("meng_rosenthal_rubin", MRR), ("steiger", STEIGER)):
+        expected = dependent_correlation_test(-r_js, r_cos, -r_js_cos, 9, method=method)
+        assert comparison[key]["z"] == pytest.approx(expected["z"], rel=1e-12)
+        assert comparison[key]["p_two_sided"] == pytest.approx(2 * stats.norm.sf(abs(expected["z"])), rel=1e-9)
 
 
 def test_length_confound_partial_correlation_and_absence() -> None:

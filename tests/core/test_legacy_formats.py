@@ -285,8 +285,9 @@ def test_malformed_cosine_leakage(tmp_path: Path, label: str, mutate: Mutation,
 
 def test_cosine_leakage_missing_required_layer(tmp_path: Path) -> None:
     path = _write(tmp_path, small_cosine_leakage())
-    with pytest.raises(InputError, match="missing layer\\(s\\) 25"):
+    with pytest.raises(InputError, match="missing layer\\(s\\) 25") as info:
         load_cosine_leakage_file(path, require_layers=[10, 20, 25])
+    assert str(info.value).startswith(f"{path}: ")  # the file is named
 
 
 def _matrix_key(doc: dict[str, Any]) -> str:

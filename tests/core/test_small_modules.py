@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -81,10 +83,11 @@ def test_eval_set_subsets_and_validates(tmp_path):
 @pytest.mark.parametrize(
     "personas_yaml, message",
     [
+        ("", "non-empty list"),
         ("personas: []\n", "non-empty list"),
-        ("personas:\n  - {name: a, prompt: A}\n  - {name: a, prompt: B}\n", "duplicate persona"),
-        ("personas:\n  - {name: a, prompt: A}\n  - {name: b}\n", "has no prompt"),
-        ("personas:\n  - {name: 'a/b', prompt: A}\n  - {name: b, prompt: B}\n", "letters, digits"),
+        ("personas:\n  - {name: a, prompt: A}\n  - {name: a, prompt: B}\n", "duplicate persona name 'a'"),
+        ("personas:\n  - {name: a, prompt: A}\n  - {name: b}\n", "persona 'b' has no prompt"),
+        ("personas:\n  - {name: 'a/b', prompt: A}\n  - {name: b, prompt: B}\n", "persona name 'a/b' must use letters, digits"),
         ("personas:\n  - {name: a, prompt: A}\n", "at least 2 personas"),
         ("personas: [\n", "not valid YAML"),
     ],
@@ -92,8 +95,9 @@ def test_eval_set_subsets_and_validates(tmp_path):
 def test_bad_personas_files(tmp_path, personas_yaml, message):
     personas = write(tmp_path / "p.yaml", personas_yaml)
     questions = write(tmp_path / "q.yaml", "questions: [one]\n")
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=re.escape(message)) as raised:
         build_eval_set(personas, questions, persona_subset=[], n_questions=1)
+    assert str(raised.value).startswith(f"{personas}: ")  # the file is named first
 
 
 def test_missing_personas_file_is_named(tmp_path):
@@ -116,20 +120,20 @@ def test_bad_questions_files(tmp_path, questions_yaml, message):
     questions = write(tmp_path / "q.yaml", questions_yaml)
     with pytest.raises(InputError, match=message) as raised:
         build_eval_set(personas, questions, persona_subset=[], n_questions=1)
-    assert "q.yaml" in str(raised.value)
+    assert str(raised.value).startswith(f"{questions}: ")  # the file is named first
 
 
 def test_bad_questions_and_settings(tmp_path):
     personas = write(tmp_path / "p.yaml", "personas:\n  - {name: a, prompt: A}\n  - {name: b, prompt: B}\n")
-    with pytest.raises(InputError, match="file not found"):
+    with pytest.raises(InputError, match=r"missing\.yaml: file not found"):
         build_eval_set(personas, tmp_path / "missing.yaml", persona_subset=[], n_questions=1)
     dupes = write(tmp_path / "q.yaml", "questions: [x, x]\n")
-    with pytest.raises(InputError, match="duplicate question"):
+    with pytest.raises(InputError, match=r"q\.yaml: duplicate question 'x'"):
         build_eval_set(personas, dupes, persona_subset=[], n_questions=1)
     ok = write(tmp_path / "q2.yaml", "questions: [x, y]\n")
-    with pytest.raises(InputError, match="only 2"):
+    with pytest.raises(InputError, match=r"n_questions=3 but .*q2\.yaml has only 2"):
         build_eval_set(personas, ok, persona_subset=[], n_questions=3)
-    with pytest.raises(InputError, match="unknown persona"):
+    with pytest.raises(InputError, match=r"unknown persona\(s\) \['zzz'\]; .*p\.yaml has \['a', 'b'\]"):
         build_eval_set(personas, ok, persona_subset=["zzz"], n_questions=1)
 
 

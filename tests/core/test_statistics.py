@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -211,15 +210,6 @@ def test_bad_input_raises_input_error(kwargs, fragment: str) -> None:
         correlate(**kwargs)
 
 
-def test_bootstrap_of_550_pairs_is_fast() -> None:
-    x, y, labels = _clustered(n_clusters=5, size=110)
-    correlate(x, y, n_boot=10)  # warm up imports and caches
-    start = time.perf_counter()
-    correlate(x, y, n_boot=2000)
-    correlate(x, y, clusters=labels, n_boot=2000)
-    assert time.perf_counter() - start < 1.5
-
-
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
@@ -286,7 +276,8 @@ def test_dependent_test_symmetries(method, r_xy, r_xz, r_yz, n) -> None:
     # More cases, same correlations: stronger evidence.
     bigger = dependent_correlation_test(r_xy, r_xz, r_yz, 4 * n, method=method)
     assert abs(bigger["z"]) > abs(a["z"])
-    assert 0 <= a["p_two_sided"] <= 1
+    assert a["p_two_sided"] == pytest.approx(2 * stats.norm.sf(abs(a["z"])), rel=1e-9)
+    assert bigger["p_two_sided"] < a["p_two_sided"]
 
 
 @pytest.mark.parametrize("method", [MRR, STEIGER])

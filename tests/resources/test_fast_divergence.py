@@ -1,4 +1,7 @@
-"""The fast divergence path (PyTorch backend; the Triton kernel when importable) vs the float64 reference."""
+"""The fast divergence path (PyTorch backend; the Triton kernel on CUDA) vs the float64 reference.
+
+The Triton cases are always collected: marked `gpu`, they run where CUDA and Triton are, and
+show as skipped elsewhere (tests/gpu/test_triton_divergence.py covers the study's vocabularies)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,20 @@ import torch
 from persona_assets.core.divergence import pair_divergences
 from resources.fast_divergence import fast_pair_divergences, row_logsumexp, triton_available
 
-BACKENDS = ["torch"] + (["triton"] if triton_available() and torch.cuda.is_available() else [])
+TRITON_ON_CUDA = triton_available() and torch.cuda.is_available()
+BACKENDS = [
+    "torch",
+    pytest.param("triton", marks=[pytest.mark.gpu, pytest.mark.skipif(not TRITON_ON_CUDA, reason="needs CUDA and Triton")]),
+]
+
+
+def _on(backend: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The Triton kernels read device memory: their inputs go to the GPU."""
+    return tensor.cuda() if backend == "triton" else tensor
 
 
 def _max_rel(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.cpu(), ref.cpu()
     finite = torch.isfinite(ref)
     assert torch.equal(finite, torch.isfinite(out)), "infinities differ"
     return float(((out[finite] - ref[finite]).abs() / ref[finite].abs().clamp_min(1e-300)).max())
@@ -33,7 +46,7 @@ def test_matches_float64_reference_including_near_identical_rows(backend, seed):
     scale = torch.tensor([0.0, 1e-3, 1e-2, 0.3, 2.0])[:, None, None]
     logits = (base + scale * torch.randn(scorers, positions, vocab, generator=gen)).float()
     pairs = [(0, 1), (1, 0), (0, 2), (1, 2), (0, 3), (3, 4), (2, 2)]
-    out = fast_pair_divergences(logits, pairs, backend=backend, vocab_block=1024)
+    out = fast_pair_divergences(_on(backend, logits), pairs, backend=backend, vocab_block=1024)
     ref = _reference(logits, pairs)
     assert out.js.shape == (len(pairs), positions) and out.js.dtype == torch.float64
     assert float(ref.js[0].max()) < 1e-5, "the test must cover near-identical distributions"
@@ -50,7 +63,7 @@ def test_zero_probabilities_follow_the_reference_conventions(backend):
     logits[0, 1, :50] = -math.inf  # P_0 = 0 on 50 tokens at position 1
     logits[1, 2, 10:20] = -math.inf
     pairs = [(0, 1), (1, 0), (0, 2), (1, 2)]
-    out = fast_pair_divergences(logits, pairs, backend=backend, vocab_block=128)
+    out = fast_pair_divergences(_on(backend, logits), pairs, backend=backend, vocab_block=128)
     ref = _reference(logits, pairs)
     assert math.isinf(float(ref.kl_ab[1, 1])), "KL(P_1‖P_0) must be infinite where P_0 = 0 < P_1"
     for name in ("js", "kl_ab", "kl_ba"):

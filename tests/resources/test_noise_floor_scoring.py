@@ -42,6 +42,7 @@ def test_cpu_bfloat16_floor_uses_the_first_pass_and_says_fp32_was_not_compared(t
     assert off["measured"] is False and off["js_abs_nats"] is None
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_floor_compares_packed_with_own_batch_and_alone(tiny_model_dir):
     llm = GpuLLM(model=str(tiny_model_dir), dtype="bfloat16", use_vllm=False)

@@ -1,0 +1,65 @@
+"""The noise-floor measurement on CUDA (resources/noise_floor_scoring.py): the sampled responses
+re-scored packed (the run's composition), each in a call of its own, and every sequence alone,
+on a random-weight Qwen2 in bfloat16 (what the GPU run uses) and float32."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from persona_assets.core.divergence_store import ResponseJob
+from resources.noise_floor_scoring import measure_noise_floor
+from tests.gpu import ON_GPU
+from tests.gpu.token_engine import PackedScorer, random_ids
+
+pytestmark = ON_GPU
+N_SCORERS = 5
+
+
+def _jobs(vocab: int, n: int = 6) -> list[ResponseJob]:
+    gen = torch.Generator().manual_seed(13)
+    jobs = []
+    for r in range(n):
+        prompts = {s: random_ids(gen, 20 + 3 * s, vocab) for s in range(N_SCORERS)}
+        generator = r % N_SCORERS
+        pairs = [(generator, k) for k in range(N_SCORERS) if k != generator]
+        jobs.append(ResponseJob(f"key{r}", random_ids(gen, 24 + 9 * r, vocab), prompts, pairs))
+    return jobs
+
+
+def _floor(engine) -> dict:
+    jobs = _jobs(engine.vocab_size)
+    record = measure_noise_floor(PackedScorer(engine), jobs, [{"response": j.key} for j in jobs],
+                                 samples=3, max_scorers_per_pass=N_SCORERS, pair_chunk_size=4)
+    print(f"{engine.dtype}: " + ", ".join(f"{k} {record[k]:.2e}" for k in ("js_abs_nats", "js_rel", "js_per_token_abs_nats", "kl_abs_nats")))
+    for name, stats in record["by_composition"].items():
+        print(f"  {name} vs run: JS per token max {stats['js']['per_token_abs_max']:.2e}, response mean max {stats['js']['per_response_abs_max']:.2e}")
+    return record
+
+
+@pytest.fixture(scope="module")
+def floors(engines):
+    return {dtype: _floor(engines(dtype)) for dtype in ("bfloat16", "float32")}
+
+
+def test_gpu_floor_compares_packed_with_own_batch_and_alone(floors):
+    record = floors["bfloat16"]
+    assert record["measured"] and record["reference_composition"] == "run"
+    assert set(record["compositions"]) == {"run", "alone", "own_batch"}
+    assert set(record["by_composition"]) == {"alone", "own_batch"}
+    assert [s["response"] for s in record["samples"]] == ["key0", "key2", "key5"]  # spread over the jobs
+    assert all(s["n_scorers"] == N_SCORERS and s["n_pairs"] == N_SCORERS - 1 for s in record["samples"])
+    assert any("float32 not measured" in note for note in record["notes"])
+    # bf16: every sequence alone (no padding, other shapes) moves the values; the floor sees it,
+    # and it stays far below the values themselves (docs/gpu.md: 6.1e-5 relative on a 7B shape).
+    assert math.isfinite(record["js_abs_nats"]) and record["js_per_token_abs_nats"] > 0
+    assert record["js_rel"] < 5e-2
+
+
+def test_float32_floor_is_below_the_bfloat16_floor(floors):
+    bf16, fp32 = floors["bfloat16"], floors["float32"]
+    assert fp32["notes"] == []  # nothing to say about a float32 forward
+    assert math.isfinite(fp32["js_abs_nats"]) and fp32["js_rel"] < 1e-4
+    assert fp32["js_per_token_abs_nats"] < bf16["js_per_token_abs_nats"]
