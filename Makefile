@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install job test ui
+.PHONY: install job test ui runs
 
 $(BIN)/dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,6 @@ test: install
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -m persona_assets.definitions -h 127.0.0.1 -p 3000
+
+runs: install
+	$(BIN)/python -m persona_assets.results_cli list

@@ -84,6 +84,23 @@ class DivergenceConfig(dg.Config):
         ),
     )
 
+    scoring_rule: str = Field(
+        "generated",
+        description=(
+            "which positions are scored: generated (what the model generated, the end-of-turn token when emitted) "
+            "or original_template (the earlier study's rule: the template's closing tokens appended to every response)"
+        ),
+    )
+
+    @field_validator("scoring_rule")
+    @classmethod
+    def _known_scoring_rule(cls, rule: str) -> str:
+        from persona_assets.core.scoring_rule import SCORING_RULES
+
+        if rule not in SCORING_RULES:
+            raise ValueError(f"scoring_rule must be one of {list(SCORING_RULES)}")
+        return rule
+
     @field_validator("averaging")
     @classmethod
     def _known_averaging(cls, averaging: str) -> str:

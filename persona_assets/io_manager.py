@@ -1,8 +1,10 @@
 """The IO manager that keeps every value readable: JSON for dicts, CSV for tables (no pickles).
 
-Asset values go to <data dir>/outputs/<asset key>.json (or .csv for a pandas table), so results
-open in pandas or any JSON reader without Dagster. Values passed between the ops inside one graph
-asset (shard counts, the shard plan) are small JSON files under <data dir>/steps/<run id>/.
+Each run writes its asset values to <data dir>/runs/<run id>/outputs/<asset key>.json (or .csv for
+a pandas table), so results open in pandas or any JSON reader without Dagster, and a run's files
+stay traceable to it; the run's completion publishes them as <data dir>/outputs/ (ResultsStore).
+Inputs are read from the run's own files when it materialized them, else from the published set.
+Values passed between the ops inside one graph asset are small JSON files under the run's steps/.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     results: ResultsStore
 
-    def _asset_stem(self, key: dg.AssetKey) -> Path:
-        return self.results.outputs_path / "__".join(key.path)
+    def _asset_stem(self, key: dg.AssetKey, run_id: str | None = None) -> Path:
+        base = self.results.run_outputs(run_id) if run_id else self.results.outputs_path
+        return base / "__".join(key.path)
 
     def _step_path(self, run_id: str, step_key: str, name: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{step_key}.{name}")
@@ -31,7 +34,8 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     def _output_path(self, context: dg.OutputContext, obj: Any) -> Path:
         if context.has_asset_key:
-            return self._asset_stem(context.asset_key).with_suffix(".csv" if isinstance(obj, pd.DataFrame) else ".json")
+            stem = self._asset_stem(context.asset_key, context.run_id)
+            return stem.with_suffix(".csv" if isinstance(obj, pd.DataFrame) else ".json")
         name = context.name if context.mapping_key is None else f"{context.name}[{context.mapping_key}]"
         return self._step_path(context.run_id, context.step_key, name)
 
@@ -50,9 +54,17 @@ class JsonIOManager(dg.ConfigurableIOManager):
         if upstream is not None and not upstream.has_asset_key:
             name = upstream.name if upstream.mapping_key is None else f"{upstream.name}[{upstream.mapping_key}]"
             return read_json(self._step_path(upstream.run_id, upstream.step_key, name))
-        stem = self._asset_stem(context.asset_key)
-        if stem.with_suffix(".json").is_file():
-            return read_json(stem.with_suffix(".json"))
-        if stem.with_suffix(".csv").is_file():
-            return pd.read_csv(stem.with_suffix(".csv"))
+        for stem in (self._asset_stem(context.asset_key, _run_id(context)), self._asset_stem(context.asset_key)):
+            if stem.with_suffix(".json").is_file():
+                return read_json(stem.with_suffix(".json"))
+            if stem.with_suffix(".csv").is_file():
+                return pd.read_csv(stem.with_suffix(".csv"))
         raise FileNotFoundError(f"{stem}.json: materialize {context.asset_key.to_user_string()} first")
+
+
+def _run_id(context: dg.InputContext) -> str | None:
+    """The running step's run (None when the context is built outside a run)."""
+    try:
+        return context.step_context.run_id
+    except Exception:  # noqa: BLE001 - no step context: read the published set only
+        return None

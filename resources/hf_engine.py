@@ -50,6 +50,20 @@ def chat_prompt_ids(tokenizer: Any, system_prompt: str, user_message: str) -> li
     return [int(i) for i in ids]
 
 
+def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) -> list[int]:
+    """The ids the chat template puts after an assistant message (e.g. <|im_end|> and a newline)."""
+    from persona_assets.core.scoring_rule import template_closing_ids as closing
+
+    content = "Rock and dust."  # any plain text: the closing ids do not depend on it
+    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message},
+                {"role": "assistant", "content": content}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=True)
+    rendered = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
+    if rendered and isinstance(rendered[0], list):
+        rendered = rendered[0]
+    return closing(rendered, chat_prompt_ids(tokenizer, system_prompt, user_message), tokenizer.encode(content, add_special_tokens=False))
+
+
 class HFEngine:
     """A loaded model + tokenizer with the three operations the experiment needs."""
 

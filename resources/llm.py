@@ -114,6 +114,12 @@ class LLMResource(dg.ConfigurableResource, ABC):
 
         return chat_prompt_ids(self.tokenizer, system_prompt, user_message)
 
+    def template_closing_ids(self, system_prompt: str, user_message: str) -> list[int]:
+        """What the chat template appends after an assistant message (for the original scoring rule)."""
+        from resources.hf_engine import template_closing_ids
+
+        return template_closing_ids(self.tokenizer, system_prompt, user_message)
+
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 

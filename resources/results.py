@@ -1,27 +1,32 @@
-"""Where a run's results live: one data directory (outputs, caches, alerts) and a figures directory.
+"""Where results live: one data directory (runs, the published outputs, caches, alerts) and a figures directory.
 
-  <data_dir>/outputs/<asset>.json|.csv   the value of each asset (what downstream assets load)
-  <data_dir>/cache/<kind>/               content-addressed caches (generations, divergences)
-  <data_dir>/steps/<run id>/             values passed between the ops of one graph asset
-  <figures_dir>/                         PNG + HTML figures
+  <data_dir>/runs/<run id>/    everything a run wrote: outputs/, figures/, steps/, run.json (its status)
+  <data_dir>/outputs/          the latest complete set (a link into views/, swapped when a run completes)
+  <data_dir>/cache/<kind>/     content-addressed caches shared by every run (generations, divergences)
+  <figures_dir>/               the figures of the latest complete run
 
-Relative paths are resolved against the working directory when the run starts. The file-level
-guarantees (atomic writes, locks around read-merge-write) are in persona_assets.storage.
+A run's files go to its own folder; when the run ends with every planned step succeeded, the
+resource's teardown publishes them (persona_assets.core.result_sets). A failed run leaves
+outputs/ and the figures directory as they were. Relative paths resolve against the working
+directory when the run starts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
+
+from persona_assets.core import result_sets
 
 
 class ResultsStore(dg.ConfigurableResource):
     """The data directory and the figures directory of the runs."""
 
-    data_dir: str = Field("data", description="outputs/, cache/ and alerts live here (relative = to the working directory)")
-    figures_dir: str = Field("figures", description="PNG and HTML figures (relative = to the working directory)")
+    data_dir: str = Field("data", description="runs/, outputs/, cache/ and alerts live here (relative = to the working directory)")
+    figures_dir: str = Field("figures", description="the figures of the latest complete run (relative = to the working directory)")
 
     @property
     def data_path(self) -> Path:
@@ -29,13 +34,60 @@ class ResultsStore(dg.ConfigurableResource):
 
     @property
     def outputs_path(self) -> Path:
-        return self.data_path / "outputs"
+        """The published set (read it; runs write to `run_outputs`)."""
+        return self.data_path / result_sets.OUTPUTS
+
+    def run_path(self, run_id: str) -> Path:
+        return result_sets.run_dir(self.data_path, run_id)
+
+    def run_outputs(self, run_id: str) -> Path:
+        return self.run_path(run_id) / result_sets.OUTPUTS
+
+    def run_figures(self, run_id: str, *parts: str) -> Path:
+        return self.run_path(run_id).joinpath("figures", *parts)
+
+    def steps_path(self, run_id: str) -> Path:
+        return self.run_path(run_id) / "steps"
 
     def cache_path(self, kind: str) -> Path:
         return self.data_path / "cache" / kind
 
-    def steps_path(self, run_id: str) -> Path:
-        return self.data_path / "steps" / run_id
-
     def figures_path(self, *parts: str) -> Path:
         return Path(self.figures_dir).expanduser().resolve().joinpath(*parts)
+
+    def start_run(self, run_id: str, run_config: dict[str, Any]) -> None:
+        result_sets.start_run(self.data_path, run_id, run_config)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run's folder and manifest (its config) exist from its first step: even a killed run is listed."""
+        run = context.run
+        if run is not None:
+            self.start_run(run.run_id, dict(run.run_config))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """At the end of the run (in one process) or of each step (multiprocess): publish once complete."""
+        run_id = context.run.run_id if context.run is not None else None
+        if not run_id or context.instance is None or not self.run_path(run_id).is_dir():
+            return
+        complete, failed = run_outcome(context.instance, run_id)
+        status = result_sets.finish_run(
+            self.data_path, run_id, complete=complete, failed_steps=failed, figures_dir=self.figures_path()
+        )
+        if status == result_sets.COMPLETE and context.log:
+            context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
+
+
+def run_outcome(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, list[str]]:
+    """(every planned step succeeded, the steps that failed or were skipped), from the run's event log."""
+    kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+    records = instance.get_records_for_run(run_id, of_type=kinds).records
+    succeeded = {r.event_log_entry.step_key for r in records if r.event_log_entry.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS}
+    failed = sorted({r.event_log_entry.step_key for r in records} - succeeded)
+    run = instance.get_run_by_id(run_id)
+    planned: list[str] = []
+    if run is not None and run.execution_plan_snapshot_id:
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        # Mapped steps ("op[?]") resolve at run time; the step that collects them is planned by name.
+        planned = [key for key in snapshot.step_keys_to_execute if not key.endswith("[?]")]
+    complete = not failed and bool(planned) and set(planned) <= succeeded
+    return complete, failed

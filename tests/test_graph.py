@@ -164,3 +164,18 @@ def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
     message = "\n".join(e.message for e in (failures["eval_set"], failures["eval_set"].cause) if e is not None)
     assert "ops.divergence_matrices.config.averaging" in message and "'median'" in message
     assert "pair_own" in message and "all_responses" in message  # the allowed modes are named
+
+
+def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, tmp_path, monkeypatch):
+    """6-token responses hit max_new_tokens: the original rule also scores the template's closing
+    tokens the model never produced, so its matrices differ; the rule is recorded in the output."""
+    ours = materialize(tiny_model_dir, run_config(tmp_path))
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "original"))
+    original = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"scoring_rule": "original_template"}}))
+    assert ours.success and original.success
+    a = ours.output_for_node("divergence_matrices", "divergence_matrices")
+    b = original.output_for_node("divergence_matrices", "divergence_matrices")
+    assert a["method"]["scoring_rule"] == "generated" and b["method"]["scoring_rule"] == "original_template"
+    responses = ours.output_for_node("generations")["responses"]
+    assert any(r["hit_max_new_tokens"] for r in responses)
+    assert not np.allclose(np.array(a["js_matrix"]), np.array(b["js_matrix"]))

@@ -47,7 +47,7 @@ CODE_VERSION = "4"
 
 def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: DivergenceConfig) -> list[ResponseJob]:
     try:
-        return response_jobs(llm, eval_set, generations, config.averaging)
+        return response_jobs(llm, eval_set, generations, config.averaging, config.scoring_rule)
     except InputError as exc:
         raise dg.Failure(str(exc)) from exc
 
@@ -201,6 +201,7 @@ def aggregate_divergences(
         "method": method_record(
             model["device"], model["dtype"], resource=model["resource"], averaging=config.averaging,
             max_scorers_per_pass=config.max_scorers_per_pass, divergence_code_version=DIVERGENCE_CODE_VERSION,
+            scoring_rule=config.scoring_rule,
         ),
         "generation_settings": generations["settings"],
         "n_questions": len(EvalSet.from_dict(eval_set).questions),

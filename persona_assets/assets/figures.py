@@ -220,8 +220,10 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         if (missing := _unavailable(inputs)) is not None:
             return missing
         built = build_figures(_inputs(inputs), leakage_correlations)
-        directory = results.figures_path(*prefix)
-        files = {stem: {kind: str(path) for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
+        directory = results.run_figures(context.run_id, *prefix)
+        # Names relative to the figures folder: the value stays the same from run to run (byte for
+        # byte); the run's own folder is in the metadata, the published one in `directory`.
+        files = {stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
         metadata = {
             "figures_dir": dg.MetadataValue.path(str(directory)),
             "js_heatmap_preview": dg.MetadataValue.md(charts.small_png_preview(built["js_heatmap"])),
@@ -233,7 +235,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             metadata["hero_preview"] = dg.MetadataValue.md(charts.small_png_preview(built["js_vs_leakage"]))
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
-        return {NOT_AVAILABLE: True, "directory": str(directory), "files": files}
+        return {NOT_AVAILABLE: True, "directory": str(results.figures_path(*prefix)), "files": files}
 
     return figures
 

@@ -69,6 +69,14 @@ MUTATIONS = [
         "        if True:\n            _append_all(path, line)\n",
         (f"{CONCURRENCY_TESTS}::test_concurrent_alert_appends_of_large_lines_keep_every_line_whole",),
     ),
+    Mutation(
+        "no rewrite protection: a run is published whether or not it completed",
+        "persona_assets/core/result_sets.py",
+        "        if complete:\n            publish(data_dir, run_id, figures_dir)\n",
+        "        if True:\n            publish(data_dir, run_id, figures_dir)\n",
+        # (tests/test_versioned_results.py also fails under it, through the graph: too slow to repeat here)
+        ("tests/core/test_result_sets.py::test_a_complete_run_is_published_and_a_failed_one_is_not",),
+    ),
 ]
 
 
