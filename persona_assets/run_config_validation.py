@@ -122,7 +122,7 @@ def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[s
     also share at least one pair with the run's personas.
     """
     from persona_assets.core.leakage import load_leakage, restrict_to_personas
-    from persona_assets.core.legacy_formats import load_cosine_leakage_file
+    from persona_assets.formats import load_cosine_leakage_file
 
     problems: list[str] = []
     for op_name, op_config in (run_config.get("ops") or {}).items():

@@ -94,7 +94,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         loaded = _inputs(inputs)
         result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations)
         if config.cosine_leakage_file:
-            from persona_assets.core.legacy_formats import load_cosine_leakage_file
+            from persona_assets.formats import load_cosine_leakage_file
 
             try:
                 file = load_cosine_leakage_file(Path(config.cosine_leakage_file))

@@ -4,7 +4,7 @@ import inspect
 
 import altair as alt
 import dagster as dg
-import numpy as np
+
 import pandas as pd
 
 from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable

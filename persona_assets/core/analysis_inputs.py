@@ -300,7 +300,7 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
     leakage column of the cosine-vs-leakage file is used). Every file goes through its validating
     importer; a bad file raises `InputError` naming it.
     """
-    from persona_assets.core.legacy_formats import (
+    from persona_assets.formats import (
         all_responses_js_from_per_prompt,
         load_cosine_leakage_file,
         load_cosine_matrix_file,

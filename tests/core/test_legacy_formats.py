@@ -1,4 +1,4 @@
-"""Tests for persona_assets.core.legacy_formats on small synthetic files, malformed copies, and
+"""Tests for persona_assets.formats on small synthetic files, malformed copies, and
 the real reference results (skipped when ../shared/reference is absent)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from persona_assets.core.errors import InputError
-from persona_assets.core.legacy_formats import (
+from persona_assets.formats import (
     ALL_RESPONSES,
     CosineLeakageFile,
     CosineMatrix,
