@@ -1,8 +1,9 @@
 """Re-analysis of earlier results: the legacy group needs no model, and the committed config
-materializes end to end from the CLI on the reference results."""
+materializes end to end from the CLI on the published study's results bundled in data/reference_study."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,10 +15,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from persona_assets.assets.legacy import legacy_assets
+from persona_assets.assets.legacy import DEFAULT_LEGACY_DIR, legacy_assets
 from persona_assets.checks import legacy_checks
 from persona_assets.io_manager import JsonIOManager
-from tests.conftest import REPO, SHARED_REFERENCE
+from tests.conftest import REFERENCE_STUDY, REPO
 
 MODEL_ASSETS = {"eval_set", "generations", "persona_cosine", "divergence_matrices", "analysis_inputs", "leakage_rates"}
 CONFIG = REPO / "configs" / "reanalyze_legacy.yaml"
@@ -48,9 +49,24 @@ def _materialize(legacy_dir: str):
     )
 
 
+def test_the_bundled_study_is_the_default_and_is_not_ignored_by_git():
+    assert DEFAULT_LEGACY_DIR == "data/reference_study" and (REPO / DEFAULT_LEGACY_DIR).resolve() == REFERENCE_STUDY
+    assert yaml.safe_load(CONFIG.read_text())["ops"]["legacy_results"]["config"]["legacy_dir"] == DEFAULT_LEGACY_DIR
+    files = sorted(p.relative_to(REFERENCE_STUDY).as_posix() for p in REFERENCE_STUDY.rglob("*.json"))
+    # Copied unchanged: the sums in PROVENANCE.md are those of the published files.
+    listed = re.findall(r"^([0-9a-f]{64})  (\S+\.json)$", (REFERENCE_STUDY / "PROVENANCE.md").read_text(), re.M)
+    assert sorted(name for _, name in listed) == files and len(files) == 13
+    for digest, name in listed:
+        assert hashlib.sha256((REFERENCE_STUDY / name).read_bytes()).hexdigest() == digest, name
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *[f"data/reference_study/{f}" for f in files]], cwd=REPO, capture_output=True, text=True
+    )
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout + ignored.stderr  # 1 = none ignored
+
+
 def test_default_legacy_dir_absent_reports_not_available(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no ./legacy here
-    result = _materialize("legacy")
+    monkeypatch.chdir(tmp_path)  # no data/reference_study under this working directory
+    result = _materialize(DEFAULT_LEGACY_DIR)
     assert result.success
     assert result.output_for_node("legacy__leakage_correlations")["available"] is False
     assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -63,9 +79,7 @@ def test_explicit_legacy_dir_absent_fails_naming_it(tmp_path):
     assert "nowhere: no such folder" in str(failure.event_specific_data.error)
 
 
-@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is absent")
 def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
-    assert yaml.safe_load(CONFIG.read_text())["ops"]["legacy_results"]["config"]["legacy_dir"] == "../shared/reference"
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
