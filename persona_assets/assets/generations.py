@@ -2,6 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.config import GenerationConfig
+from persona_assets.assets.prompt_checks import refuse_unsafe_prompts
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_key
 from persona_assets.core.progress import ProgressReporter
@@ -29,6 +30,8 @@ def generations(
     # Before the first model load: every setting of the run, cosine layers against the model's depth.
     validate_run_config(context.run.run_config, model_layers=llm.num_layers())
     evals = EvalSet.from_dict(eval_set)
+    # Control tokens in a prompt or question, or a prompt that overflows the context: refused here.
+    prompt_report = refuse_unsafe_prompts(llm, evals, max_new_tokens=config.max_new_tokens)
     model_info = llm.describe()
     cache = GenerationCache(data_dir() / "cache" / "generations")
     items = []
@@ -91,6 +94,7 @@ def generations(
             "hit_max_new_tokens": quality["hit_max_new_tokens"],
             "hit_max_new_tokens_share": quality["hit_max_new_tokens_share"],
             "n_empty": quality["n_empty"],
+            **prompt_report,
             "empty_responses": ", ".join(quality["empty"][:20]),
             "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
         }
