@@ -19,6 +19,7 @@ from persona_assets.assets.legacy import DEFAULT_LEGACY_DIR, legacy_assets
 from persona_assets.checks import legacy_checks
 from persona_assets.io_manager import JsonIOManager
 from tests.conftest import REFERENCE_STUDY, REPO
+from tests.test_readme_examples import readme_reanalysis_command
 
 MODEL_ASSETS = {"eval_set", "generations", "persona_cosine", "divergence_matrices", "analysis_inputs", "leakage_rates"}
 CONFIG = REPO / "configs" / "reanalyze_legacy.yaml"
@@ -83,10 +84,9 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "persona_assets.definitions",
-        "--select", "group:legacy", "-c", str(CONFIG),
-    ]
+    # The README's example, as written (tests/test_readme_examples.py parses it).
+    command = readme_reanalysis_command()
+    command[0] = str(Path(sys.executable).parent / "dagster")
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     steps = set(re.findall(r'Started execution of step "([^"]+)"', run.stderr + run.stdout))
@@ -121,3 +121,22 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert set(verdicts["discrimination_by_averaging"]) == {"pair_own", "all_responses"}
     assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 20
     assert (tmp_path / "figures" / "legacy" / "js_vs_leakage.png").stat().st_size > 10_000
+
+    # The README's next line: the summary prints the study's verdicts and correlations, then the
+    # numbers to read first, ending with the hero figure (no embedded run here: its heatmap is absent).
+    summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    lines = summary.stdout.splitlines()
+    assert lines[0] == f"== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct ({REFERENCE_STUDY}) =="
+    assert lines[1].startswith("kill gate discrimination: KILLED") and any(l.startswith("kill gate redundancy: KILLED") for l in lines)
+    pair_own = leakage["by_averaging"]["pair_own"]
+    rho = pair_own["js_vs_leakage"]["spearman_rho"]
+    assert f"  JS vs leakage, pair_own (primary): Spearman ρ = {rho:+.2f}" in "\n".join(lines)
+    steiger = pair_own["js_vs_cosine_as_predictors"]["cosine_leakage_file"]["layer20"]["steiger"]
+    assert f"      cosine_leakage_file/layer20: z = {steiger['z']:+.2f}, p = {steiger['p_two_sided']:.3g}" in lines
+    read_first = lines[lines.index("== read first ==") + 1:]
+    assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
+    cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
+    assert read_first[1].startswith(f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}")
+    assert read_first[2].startswith(f"study: JS vs that cosine as predictor: Steiger z = {steiger['z']:+.2f}")
+    assert read_first[-1] == f"study's hero figure: {tmp_path / 'figures' / 'legacy' / 'js_vs_leakage.png'}"
