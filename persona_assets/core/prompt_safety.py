@@ -59,10 +59,8 @@ def control_tokens(tokenizer: Any) -> dict[int, str]:
 
 
 def tokens_in_text(tokenizer: Any, text: str, controls: dict[int, str]) -> list[str]:
-    """The control tokens `text` holds, literally or once tokenized, in order of first appearance.
-
-    A spelling that only the tokenizer turns into a token is shown as `'<|x|>' (from 'spelling')`.
-    """
+    """The control tokens `text` holds: the literal ones in order of appearance, then those that only
+    the tokenizer makes of it, shown as `'<|x|>' (from 'spelling')`."""
     literal = sorted((c for c in set(controls.values()) if c in text), key=lambda c: (text.index(c), c))
     found = [repr(c) for c in literal]
     encoding = _encode(tokenizer, text)
