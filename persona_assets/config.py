@@ -157,9 +157,10 @@ class KillGateConfig(dg.Config):
 
 class LegacyConfig(dg.Config):
     legacy_dir: str = Field(
-        "legacy",
+        "data/reference_study",
         description=(
-            "folder of earlier results laid out like ../shared/reference (divergence_matrices.json, "
-            "cosine_leakage_correlation.json, cosine_<N>_l<L>.json, marker_eval/); relative to the working directory"
+            "folder of earlier results (divergence_matrices.json, cosine_leakage_correlation.json, "
+            "cosine_<N>_l<L>.json, marker_eval/), relative to the working directory; "
+            "default: the published study bundled with the repository"
         ),
     )

@@ -191,6 +191,16 @@ class LLMResource(dg.ConfigurableResource, ABC):
         config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
         return int(config.num_hidden_layers)
 
+    def context_length(self) -> Any:
+        """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer: no weights."""
+        from transformers import AutoConfig
+
+        from persona_assets.core.prompt_safety import context_window
+        from resources.model_loading import local_model_path
+
+        config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
+        return context_window(config.to_dict(), getattr(self.tokenizer, "model_max_length", None))
+
 
 class CpuLLM(LLMResource):
     """transformers on the CPU (laptops, CI): float32, one response scored at a time."""

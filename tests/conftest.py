@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+REFERENCE_STUDY = REPO / "data" / "reference_study"  # the published study's results, bundled
 
 
 @pytest.fixture(autouse=True)

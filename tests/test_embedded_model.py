@@ -65,3 +65,11 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
     assert (tmp_path / "figures" / "js_heatmap.png").stat().st_size > 1000
     summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
     assert summary.returncode == 0 and "kill gate discrimination" in summary.stdout
+    # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
+    assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout
+    figures = tmp_path / "figures"
+    assert summary.stdout.splitlines()[-2:] == [
+        f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
+        f"study's hero figure: {figures / 'legacy' / 'js_vs_leakage.png'}",
+    ]
+    assert (figures / "legacy" / "js_vs_leakage.png").stat().st_size > 10_000

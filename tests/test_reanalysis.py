@@ -1,8 +1,9 @@
 """Re-analysis of earlier results: the legacy group needs no model, and the committed config
-materializes end to end from the CLI on the reference results."""
+materializes end to end from the CLI on the published study's results bundled in data/reference_study."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,10 +15,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from persona_assets.assets.legacy import legacy_assets
+from persona_assets.assets.legacy import DEFAULT_LEGACY_DIR, legacy_assets
 from persona_assets.checks import legacy_checks
 from persona_assets.environment import storage_resources
-from tests.conftest import REPO, SHARED_REFERENCE
+from tests.conftest import REFERENCE_STUDY, REPO
+from tests.test_readme_examples import readme_reanalysis_command
 
 MODEL_ASSETS = {"eval_set", "generations", "persona_cosine", "divergence_matrices", "analysis_inputs", "leakage_rates"}
 CONFIG = REPO / "configs" / "reanalyze_legacy.yaml"
@@ -49,9 +51,24 @@ def _materialize(legacy_dir: str):
     )
 
 
+def test_the_bundled_study_is_the_default_and_is_not_ignored_by_git():
+    assert DEFAULT_LEGACY_DIR == "data/reference_study" and (REPO / DEFAULT_LEGACY_DIR).resolve() == REFERENCE_STUDY
+    assert yaml.safe_load(CONFIG.read_text())["ops"]["legacy_results"]["config"]["legacy_dir"] == DEFAULT_LEGACY_DIR
+    files = sorted(p.relative_to(REFERENCE_STUDY).as_posix() for p in REFERENCE_STUDY.rglob("*.json"))
+    # Copied unchanged: the sums in PROVENANCE.md are those of the published files.
+    listed = re.findall(r"^([0-9a-f]{64})  (\S+\.json)$", (REFERENCE_STUDY / "PROVENANCE.md").read_text(), re.M)
+    assert sorted(name for _, name in listed) == files and len(files) == 13
+    for digest, name in listed:
+        assert hashlib.sha256((REFERENCE_STUDY / name).read_bytes()).hexdigest() == digest, name
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *[f"data/reference_study/{f}" for f in files]], cwd=REPO, capture_output=True, text=True
+    )
+    assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout + ignored.stderr  # 1 = none ignored
+
+
 def test_default_legacy_dir_absent_reports_not_available(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no ./legacy here
-    result = _materialize("legacy")
+    monkeypatch.chdir(tmp_path)  # no data/reference_study under this working directory
+    result = _materialize(DEFAULT_LEGACY_DIR)
     assert result.success
     assert result.output_for_node("legacy__leakage_correlations")["available"] is False
     assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -64,16 +81,13 @@ def test_explicit_legacy_dir_absent_fails_naming_it(tmp_path):
     assert "nowhere: no such folder" in str(failure.event_specific_data.error)
 
 
-@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is absent")
 def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
-    assert yaml.safe_load(CONFIG.read_text())["ops"]["legacy_results"]["config"]["legacy_dir"] == "../shared/reference"
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "persona_assets.definitions",
-        "--select", "group:legacy", "-c", str(CONFIG),
-    ]
+    # The README's example, as written (tests/test_readme_examples.py parses it).
+    command = readme_reanalysis_command()
+    command[0] = str(Path(sys.executable).parent / "dagster")
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     steps = set(re.findall(r'Started execution of step "([^"]+)"', run.stderr + run.stdout))
@@ -128,3 +142,22 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert set(verdicts["discrimination_by_averaging"]) == {"pair_own", "all_responses"}
     assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 20
     assert (tmp_path / "figures" / "legacy" / "js_vs_leakage.png").stat().st_size > 10_000
+
+    # The README's next line: the summary prints the study's verdicts and correlations, then the
+    # numbers to read first, ending with the hero figure (no embedded run here: its heatmap is absent).
+    summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    lines = summary.stdout.splitlines()
+    assert lines[0] == f"== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct ({REFERENCE_STUDY}) =="
+    assert lines[1].startswith("kill gate discrimination: KILLED") and any(l.startswith("kill gate redundancy: KILLED") for l in lines)
+    pair_own = leakage["by_averaging"]["pair_own"]
+    rho = pair_own["js_vs_leakage"]["spearman_rho"]
+    assert f"  JS vs leakage, pair_own (primary): Spearman ρ = {rho:+.2f}" in "\n".join(lines)
+    perm = pair_own["js_vs_cosine_as_predictors"]["cosine_leakage_file"]["layer20"]["permutation_difference"]
+    assert any(l.startswith(f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}") for l in lines)
+    read_first = lines[lines.index("== read first ==") + 1:]
+    assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
+    cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
+    assert read_first[1].startswith(f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}")
+    assert read_first[2].startswith(f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.2g}")
+    assert read_first[-1] == f"study's hero figure: {tmp_path / 'figures' / 'legacy' / 'js_vs_leakage.png'}"

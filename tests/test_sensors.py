@@ -23,7 +23,7 @@ from persona_assets import environment, sensors
 from persona_assets.sensors import failed_check_alerts
 from resources.llm import CpuLLM
 from tests.alert_receivers import ScriptedReceiver, refusing_url
-from tests.conftest import REPO, SHARED_REFERENCE
+from tests.conftest import REPO, REFERENCE_STUDY
 from tests.test_graph import materialize, run_config
 
 KILL_DISCRIMINATION = "kill_gate_verdicts:kill_discrimination"
@@ -143,14 +143,13 @@ def test_blocking_failure_alerts_once_per_failed_run(nan_model_dir, tmp_path, mo
         assert [line["run_id"] for line in _alert_lines(alerts)] == [first.run_id] * len(failed) + [second.run_id] * len(failed)
 
 
-@pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="../shared/reference is absent")
 def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model_dir, tmp_path, monkeypatch, webhook):
     """The legacy branch does not depend on the model, so its kill checks still run (and fail)
     in the run whose divergences are NaN."""
     url, received = webhook
     monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", url)
     legacy = yaml.safe_load((REPO / "configs" / "reanalyze_legacy.yaml").read_text())["ops"]
-    legacy["legacy_results"]["config"]["legacy_dir"] = str(SHARED_REFERENCE)
+    legacy["legacy_results"]["config"]["legacy_dir"] = str(REFERENCE_STUDY)
     for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
         legacy[op]["config"]["n_bootstrap"] = 50
         legacy[op]["config"]["n_permutations"] = 50

@@ -3,6 +3,7 @@ import pandas as pd
 
 from persona_assets.config import GenerationConfig
 from persona_assets.core.errors import InputError
+from persona_assets.assets.prompt_checks import refuse_unsafe_prompts
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_key
 from persona_assets.core.progress import ProgressReporter
@@ -35,6 +36,8 @@ def generations(
     except InputError as exc:
         raise dg.Failure(str(exc)) from exc
     evals = EvalSet.from_dict(eval_set)
+    # Control tokens in a prompt or question, or a prompt that overflows the context: refused here.
+    prompt_report = refuse_unsafe_prompts(llm, evals, max_new_tokens=config.max_new_tokens)
     model_info = llm.describe()
     cache = GenerationCache(results.cache_path("generations"))
     items = []
@@ -97,6 +100,7 @@ def generations(
             "hit_max_new_tokens": quality["hit_max_new_tokens"],
             "hit_max_new_tokens_share": quality["hit_max_new_tokens_share"],
             "n_empty": quality["n_empty"],
+            **prompt_report,
             "empty_responses": ", ".join(quality["empty"][:20]),
             "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
         }

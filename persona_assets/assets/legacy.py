@@ -1,6 +1,6 @@
 """Re-analysis of earlier results without a model: import them, then the usual analysis assets.
 
-`legacy_results` reads a folder laid out like ../shared/reference (setting `legacy_dir`); the
+`legacy_results` reads a folder laid out like data/reference_study (setting `legacy_dir`); the
 analysis assets under the key prefix `legacy/` are the same as this run's, built by the same
 factories, and never depend on a model asset, so `--select` of this group materializes with no
 model loaded.

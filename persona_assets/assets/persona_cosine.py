@@ -1,6 +1,7 @@
 import dagster as dg
 import numpy as np
 
+from persona_assets.assets.prompt_checks import refuse_unsafe_prompts, run_max_new_tokens
 from persona_assets.config import CosineConfig
 from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
 from persona_assets.core.eval_set import EvalSet
@@ -20,6 +21,7 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     of this run; cosine between personas.
     """
     evals = EvalSet.from_dict(eval_set)
+    refuse_unsafe_prompts(llm, evals, max_new_tokens=run_max_new_tokens(context.run.run_config))  # before any weights
     num_layers = llm.num_layers()  # from config.json: checked before the weights load
     layers = list(config.layers) or default_layers(num_layers)
     if (problem := cosine_layers_problem(layers, num_layers)) is not None:

@@ -293,7 +293,7 @@ def _cosines_from_leakage_file(detail: pd.DataFrame, names: list[str], path: Pat
 
 
 def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
-    """Import a folder of earlier results (the layout of ../shared/reference).
+    """Import a folder of earlier results (the layout of data/reference_study).
 
     Required: ``divergence_matrices.json``. Optional: ``cosine_leakage_correlation.json``,
     ``cosine_<anything>_l<L>.json`` matrices, ``marker_eval/`` (raw leakage; without it the

@@ -11,7 +11,7 @@ import pytest
 from persona_assets.core.errors import InputError
 from persona_assets.core.leakage import load_leakage, load_leakage_table, load_marker_eval_dir, restrict_to_personas
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference_study"
 MARKER_EVAL = REFERENCE / "marker_eval"
 SOURCES = ["villain", "comedian", "assistant", "software_engineer", "kindergarten_teacher"]
 
@@ -221,8 +221,7 @@ def test_marker_eval_dir_with_only_summaries(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference_leakage() -> pd.DataFrame:
-    if not MARKER_EVAL.is_dir():
-        pytest.skip(f"reference results not present at {MARKER_EVAL}")
+    assert MARKER_EVAL.is_dir(), f"the bundled study's results are missing: {MARKER_EVAL}"
     return load_leakage(MARKER_EVAL)
 
 

@@ -1,5 +1,5 @@
 """Tests for persona_assets.formats on small synthetic files, malformed copies, and
-the real reference results (skipped when ../shared/reference is absent)."""
+the real results of the published study bundled in data/reference_study."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from persona_assets.formats import (
 from persona_assets.core.leakage import load_marker_eval_dir
 from persona_assets.core.statistics import correlate
 
-REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "data" / "reference_study"
 CORE_PERSONAS = [
     "software_engineer", "kindergarten_teacher", "data_scientist", "medical_doctor", "librarian",
     "french_person", "villain", "comedian", "police_officer", "zelthari_scholar", "assistant",
@@ -47,8 +47,7 @@ def _write(tmp_path: Path, data: Any, name: str = "file.json") -> Path:
 
 def _reference(name: str) -> Path:
     path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference results not present at {path}")
+    assert path.exists(), f"the bundled study's results are missing: {path}"
     return path
 
 

@@ -1,0 +1,160 @@
+"""Every shell example of the README works as written.
+
+The README's ```bash blocks are parsed. An example that runs on a CPU in seconds runs here as
+written (a temp DAGSTER_HOME / data / figures directory; paths in it that stand for the reader's own
+are replaced by real ones); an example that needs a GPU or minutes has the config files it names
+merged in its exact `-c` order and validated by Dagster against the definitions, and by the run's
+own range checks. The re-analysis example itself runs in
+tests/test_reanalysis.py::test_reanalysis_config_materializes_reference_from_the_cli, which takes its
+command line from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from tests.conftest import REFERENCE_STUDY, REPO
+
+BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
+MATERIALIZE = "dagster asset materialize"
+
+
+def readme_blocks() -> list[str]:
+    return BASH_BLOCK.findall((REPO / "README.md").read_text())
+
+
+def materialize_lines() -> list[str]:
+    return [line.split("#")[0].strip() for block in readme_blocks() for line in block.splitlines() if line.strip().startswith(MATERIALIZE)]
+
+
+def parse(line: str) -> tuple[str, tuple[str, ...]]:
+    """(the --select argument, the -c files in order) of one `dagster asset materialize` line."""
+    words = shlex.split(line)
+    select = words[words.index("--select") + 1]
+    configs = tuple(words[k + 1] for k, word in enumerate(words) if word == "-c")
+    assert words[:3] == ["dagster", "asset", "materialize"] and words[3:5] == ["-m", "persona_assets.definitions"], line
+    return select, configs
+
+
+def readme_reanalysis_command() -> list[str]:
+    """The README's one-file re-analysis command (run by tests/test_reanalysis.py)."""
+    [line] = [line for line in materialize_lines() if parse(line) == ("group:legacy", ("configs/reanalyze_legacy.yaml",))]
+    return shlex.split(line)
+
+
+def merged(configs: list[Path]) -> dict:
+    """Later files win on a conflict, as with repeated -c (checked against the CLI below)."""
+
+    def merge(base: dict, top: dict) -> dict:
+        out = dict(base)
+        for key, value in top.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    result: dict = {}
+    for path in configs:
+        result = merge(result, yaml.safe_load(path.read_text()) or {})
+    return result
+
+
+def _validate(configs: list[Path]) -> None:
+    from persona_assets.definitions import defs
+    from persona_assets.run_config_validation import run_config_problems
+
+    run_config = merged(configs)
+    job = defs.resolve_implicit_global_asset_job_def()
+    validation = dg.validate_run_config(job, run_config)
+    assert validation, configs
+    assert run_config_problems(run_config) == [], configs
+
+
+def test_the_readme_has_the_examples_this_file_covers():
+    lines = materialize_lines()
+    assert len(lines) == 3, lines
+    assert {parse(line) for line in lines} == {
+        ("*", ("configs/full_12x20.yaml",)),
+        ("group:legacy", ("configs/reanalyze_legacy.yaml",)),
+        ("group:legacy", ("configs/reanalyze_legacy.yaml", "my_dir.yaml")),
+    }
+    assert any("make job" in block for block in readme_blocks())
+
+
+def test_make_job_is_the_demo_config_over_the_whole_graph():
+    """`make job` (minutes): the Makefile's command line and the config it names, validated."""
+    makefile = (REPO / "Makefile").read_text()
+    assert "CONFIG ?= configs/demo.yaml" in makefile
+    job = makefile.split("\njob:", 1)[1].split("\n\n", 1)[0]
+    assert "dagster asset materialize -m persona_assets.definitions --select '*' -c $(CONFIG)" in job
+    assert "python -m persona_assets.summary" in job
+    _validate([REPO / "configs" / "demo.yaml"])
+
+
+def test_the_gpu_example_names_a_valid_config():
+    """The Qwen2.5-7B example needs a GPU: its config is validated, in the README's -c order."""
+    [line] = [line for line in materialize_lines() if parse(line)[1] == ("configs/full_12x20.yaml",)]
+    _validate([REPO / c for c in parse(line)[1]])
+
+
+def test_the_reanalysis_example_names_a_valid_config():
+    _validate([REPO / c for c in parse(" ".join(readme_reanalysis_command()))[1]])
+
+
+def test_a_later_config_file_wins_as_the_readme_says(tmp_path):
+    """Runs the README's two-file example (its heredoc and command) with /path/to/results replaced
+    by a real folder: a copy of the bundled study without its divergences, so that the run stops at
+    its first step saying so — which proves the later file's folder was used (the earlier one's,
+    data/reference_study, is complete and would have gone through)."""
+    [block] = [b for b in readme_blocks() if "my_dir.yaml" in b]
+    results = tmp_path / "results"
+    shutil.copytree(REFERENCE_STUDY, results)
+    (results / "divergence_matrices.json").unlink()
+    script = block.replace("/path/to/results", str(results)).replace("dagster asset materialize", f"{shlex.quote(str(Path(sys.executable).parent / 'dagster'))} asset materialize")
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "configs", work / "configs")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    run = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"{results}: lacks divergence_matrices.json" in output, output[-3000:]
+    assert 'Started execution of step "legacy__cosine_precheck"' not in output
+
+    # The merge this file's validation uses agrees with the CLI: the later file's value.
+    assert merged([work / "configs" / "reanalyze_legacy.yaml", work / "my_dir.yaml"])["ops"]["legacy_results"]["config"] == {
+        "legacy_dir": str(results)
+    }
+    assert merged([work / "my_dir.yaml", work / "configs" / "reanalyze_legacy.yaml"])["ops"]["legacy_results"]["config"] == {
+        "legacy_dir": "data/reference_study"
+    }
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_scenario_config_is_valid(config):
+    _validate([REPO / "configs" / config])
+
+
+def test_every_test_the_readme_names_exists():
+    """The README's tables cite tests as `tests/x.py::name` (or `::name` after one): each one exists."""
+    cited = 0
+    for row in (REPO / "README.md").read_text().splitlines():
+        current = None
+        for match in re.finditer(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row if row.startswith("|") else ""):
+            current = match.group(1) or current
+            if current is None:
+                continue
+            source = (REPO / current).read_text()
+            if match.group(2):
+                assert f"def {match.group(2)}(" in source, f"{current}::{match.group(2)}"
+                cited += 1
+    assert cited > 50

@@ -1,0 +1,51 @@
+"""The summary `make job` prints, on the outputs of a real run of the graph on the tiny model (with
+leakage rates); the re-analysis of the bundled study is summarised in
+tests/test_reanalysis.py::test_reanalysis_config_materializes_reference_from_the_cli."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from persona_assets.summary import summary_lines
+from tests.conftest import REPO
+from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
+
+
+def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_model_dir, tmp_path):
+    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    leakage = write_leakage(tmp_path / "leak.csv", rows)
+    assert materialize(tiny_model_dir, run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}})).success
+    outputs, figures = tmp_path / "data" / "outputs", tmp_path / "figures"
+    lines = summary_lines(outputs, figures)
+
+    verdicts = json.loads((outputs / "kill_gate_verdicts.json").read_text())
+    correlations = json.loads((outputs / "leakage_correlations.json").read_text())["leakage"]
+    assert lines[0].startswith("== this run: ") and "(float32, cpu)" in lines[0]
+    for name in ("discrimination", "redundancy"):
+        state = "KILLED" if verdicts[name]["killed"] else "passed"
+        assert any(line.startswith(f"kill gate {name}: {state} — {verdicts[name]['rule']}") for line in lines)
+    assert not any(line.startswith("== earlier results") for line in lines)  # the legacy group did not run
+
+    read_first = lines[lines.index("== read first ==") + 1:]
+    js = correlations["js_vs_leakage"]
+    assert read_first[0].startswith(f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f} [{js['spearman_ci95'][0]:.2f}, ")
+    # The rival named is the cosine layer with the strongest |ρ| against leakage on the same pairs.
+    same_pairs = {f"in_graph/{k}": v for k, v in correlations["cosine_vs_leakage_same_pairs"]["in_graph"].items() if isinstance(v, dict)}
+    best = max(same_pairs, key=lambda k: abs(same_pairs[k]["spearman_rho"]))
+    assert read_first[1].startswith(f"this run: best cosine vs leakage, same pairs ({best}) Spearman ρ = {same_pairs[best]['spearman_rho']:+.2f}")
+    perm = correlations["js_vs_cosine_as_predictors"]["in_graph"][best.split("/")[1]]["permutation_difference"]
+    assert read_first[2].startswith(f"this run: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = ")
+    evidence = verdicts["discrimination"]["evidence"]
+    assert read_first[3].startswith(f"this run: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats")
+    assert read_first[-2:] == [
+        f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
+        f"study's hero figure: not drawn ({figures / 'legacy' / 'js_vs_leakage.png'} is absent)",
+    ]
+    assert (figures / "js_heatmap.png").stat().st_size > 1000
+
+
+def test_summary_without_results_says_so(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 1 and "no results yet under" in run.stderr and str(tmp_path) in run.stderr
