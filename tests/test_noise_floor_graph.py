@@ -30,7 +30,7 @@ def _materialize(tiny_model_dir, tmp_path, keep, **divergence_config):
     """Only the assets named in `keep` (no figures, no checks: the floor does not reach them)."""
     ops = run_config(tmp_path, divergence_matrices={"config": divergence_config}).ops
     return dg.materialize(
-        [a for a in all_assets if a.key.path[0] in keep],
+        [a for a in all_assets if any(k.path[0] in keep for k in a.keys)],
         resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k in keep}),
     )
@@ -63,7 +63,7 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     assert evidence["noise_floor_js_nats"] == floor["js_abs_nats"]
     assert evidence["n_pair_js_differences"] == 15  # 6 pairs
     # Recount from the matrix the verdicts read: every difference of two pair JS values below the floor.
-    js = np.array(result.output_for_node("divergence_matrices")["js_matrix"])
+    js = np.array(result.output_for_node("divergence_matrices", "divergence_matrices")["js_matrix"])
     pair_js = np.sort(js[np.triu_indices(4, k=1)])
     differences = np.abs(pair_js[:, None] - pair_js[None, :])[np.triu_indices(6, k=1)]
     assert evidence["n_pair_js_differences_below_floor"] == int((differences < floor["js_abs_nats"]).sum())

@@ -142,7 +142,7 @@ def test_a_cache_entry_holding_nan_is_never_trusted_nor_written(tmp_path):
 
 def _materialize(assets, model_dir, ops, selection=None):
     if selection is not None:  # config only for the selected steps
-        ops = {name: op for name, op in ops.items() if name in {a.key.path[-1] for a in selection}}
+        ops = {name: op for name, op in ops.items() if name in {k.path[-1] for a in selection for k in a.keys}}
     return dg.materialize(
         assets,
         resources={"llm": CpuLLM(model=str(model_dir)), **storage_resources()},
@@ -179,7 +179,7 @@ def test_graph_with_nan_weights_names_the_persona_in_divergences_and_cosine(tiny
     broken = faulty_copy(tiny_model_dir, tmp_path / "nan-layer", nan_layer)
     result = _materialize(assets, broken, ops, selection=[divergence_matrices, persona_cosine])
     assert not result.success
-    message = _failure_message(result, "divergence_matrices")
+    message = _failure_message(result, "divergence_matrices.score_divergence_shard[shard_0]")
     assert "non-finite logits" in message and "the response of 'villain' to question 0" in message
     assert "under persona 'villain' at response token position 0" in message
     assert "persona 'villain', question 0, layer 1 is not finite" in _failure_message(result, "persona_cosine")
