@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.hardware import cpu_model  # noqa: E402
 from persona_assets.core.statistics import correlate  # noqa: E402
 
 
@@ -35,16 +36,6 @@ def clustered_pairs(n_clusters: int, size: int, seed: int = 3) -> tuple[np.ndarr
     return np.concatenate(xs), np.concatenate(ys), np.array(labels)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clusters", type=int, default=5)
@@ -54,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
 
     x, y, labels = clustered_pairs(args.clusters, args.cluster_size)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, numpy {np.__version__}")
     print(f"pairs {len(x)} in {args.clusters} clusters, {args.n_boot} resamples, {args.repeats} repeats (after a warm-up)")
     correlate(x, y, n_boot=10)  # imports and caches

@@ -48,27 +48,6 @@ def settings(config_path: Path) -> dict:
     }
 
 
-class Stages:
-    def __init__(self, device: str):
-        self.device = device
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, fn):
-        self._sync()
-        start = time.perf_counter()
-        out = fn()
-        self._sync()
-        self.seconds[name] = time.perf_counter() - start
-        print(f"[stage] {name:20s} {self.seconds[name]:8.2f} s", flush=True)
-        return out
-
-    def _sync(self) -> None:
-        if self.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize()
-
-
 def generate(llm, evals, config, work: Path) -> dict:
     from persona_assets.core.generation_cache import GenerationCache, generation_key
 
@@ -156,17 +135,6 @@ def analyse(divergence_matrices, per_response, table, persona_cosine, configs) -
     return inputs, correlations
 
 
-def figures(inputs, correlations, work: Path) -> int:
-    from persona_assets.assets.figures import build_figures
-    from persona_assets.core import charts
-
-    built = build_figures(inputs, correlations)
-    for stem, chart in built.items():
-        charts.save_chart(chart, work / "figures", stem)
-    charts.small_png_preview(built["js_heatmap"])
-    return len(built)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the run-config file the Dagster path gets")
@@ -182,7 +150,9 @@ def main() -> None:
     configs = settings(Path(args.config))
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="engine-path-"))
     llm = (GpuLLM if args.resources == "gpu" else CpuLLM)(model=args.model)
-    stages = Stages(llm.describe()["device"])
+    from benchmarks.gpu_phase1 import Timer
+
+    stages = Timer(llm.describe()["device"])
     imports_s = time.perf_counter() - started
     e = configs["eval_set"]
     evals = stages.run("eval_set", lambda: build_eval_set(REPO / e.personas_file, REPO / e.questions_file,
@@ -196,8 +166,10 @@ def main() -> None:
         jobs, stats, floor = stages.run("divergences", lambda: divergences(llm, evals, gens, configs["divergence_matrices"], work))
     value, per_response, table = stages.run("aggregation", lambda: aggregate(gens, jobs, configs["divergence_matrices"], floor, work))
     inputs, correlations = stages.run("analysis", lambda: analyse(value, per_response, table, persona_cosine, configs))
-    stages.run("figures", lambda: figures(inputs, correlations, work))
-    print(json.dumps({"stages": stages.seconds, "imports_and_setup_s": imports_s, "device": llm.describe()["device"],
+    from benchmarks.gpu_phase1 import run_figures  # the figures asset's calls
+
+    stages.run("figures", lambda: run_figures(inputs, correlations, work))
+    print(json.dumps({"stages": stages.stages, "imports_and_setup_s": imports_s, "device": llm.describe()["device"],
                       "teacher_forced_tokens": stats.teacher_forced_tokens, "js_matrix": value["js_matrix"],
                       "total_s": time.perf_counter() - started}), flush=True)
 

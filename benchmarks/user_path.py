@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,32 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import hardware  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = "not group:legacy"
 
 
 def log(msg: str = "") -> None:
     print(msg, flush=True)
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = "none"
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-        if out.returncode == 0 and out.stdout.strip():
-            gpu = "; ".join(out.stdout.strip().splitlines())
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} logical cores; GPU {gpu}; Python {platform.python_version()}"
 
 
 def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
@@ -124,7 +107,7 @@ def main() -> None:
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="user-path-"))
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     log("== user path vs engine path")
-    log(f"hardware: {hardware()}")
+    log(f"hardware: {hardware.describe()}")
     log(f"config: {args.config}; model: {args.model}; resources: {args.resources}; selection: {SELECTION!r}")
     for round_ in range(1, args.rounds + 1):
         log(f"\n-- round {round_}: engine path (plain Python, same calls)")

@@ -61,3 +61,19 @@ def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def nan_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a NaN final norm weight: all logits NaN, as after a float16 overflow
+    (generation still runs; the later model steps fail)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    directory = tmp_path_factory.mktemp("nan-llama")
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory

@@ -38,21 +38,6 @@ def webhook():
         yield receiver.url, receiver.received
 
 
-@pytest.fixture(scope="module")
-def nan_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model with a NaN final norm weight: all logits NaN, as after a float16 overflow."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(float("nan"))
-    directory = tmp_path_factory.mktemp("nan-llama")
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
-    return directory
-
-
 def _tick(instance, cursor):
     # The sinks as the definitions build them, from the environment the test has set.
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": environment.alert_sinks()}) as context:

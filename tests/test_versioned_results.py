@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from persona_assets.core import result_sets
 from tests.run_results import materializations
 from tests.test_graph import PERSONAS, materialize, run_config
@@ -15,21 +13,6 @@ from tests.test_graph import PERSONAS, materialize, run_config
 
 def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def nan_model_dir(tiny_model_dir, tmp_path_factory):
-    """The tiny model with a NaN final norm: generation runs, the later model steps fail."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(float("nan"))
-    directory = tmp_path_factory.mktemp("nan-llama")
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
-    return directory
 
 
 def test_a_run_failing_late_changes_neither_the_published_set_nor_the_figures(tiny_model_dir, nan_model_dir, tmp_path):
