@@ -1,0 +1,177 @@
+"""The whole graph on a real Dask cluster (a scheduler and two worker processes over TCP on 127.0.0.1).
+
+The matrices must equal the single-process run's bit for bit, every check must run, a worker
+killed mid-run (SIGKILL) must not lose finished work, and a data directory the workers cannot
+share must stop the run before its first step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dask.distributed import Client, LocalCluster
+
+from persona_assets.dask_engine import MARKER_NAME, SharedStorageError, check_storage_marker, write_storage_marker
+from tests.dask_job import persona_job
+from tests.test_graph import materialize, run_config, write_leakage
+
+WORKER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "protocol": "tcp",
+          "dashboard_address": ":0", "resources": {"GPU": 1}}
+OUTPUTS = ("divergence_matrices.json", "divergence_per_response.csv", "divergence_per_pair_question.csv")
+
+
+def _leakage(tmp_path: Path) -> str:
+    from tests.test_graph import PERSONAS
+
+    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    return write_leakage(tmp_path / "leak.csv", rows)
+
+
+def _ops(tmp_path: Path, shards: int, **divergence) -> dict:
+    config = run_config(tmp_path, leakage_rates={"config": {"leakage_path": _leakage(tmp_path)}},
+                        divergence_matrices={"config": {"shards": shards, **divergence}})
+    return config.ops
+
+
+def _use_data_dir(monkeypatch, root: Path) -> Path:
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("PERSONA_FIGURES_DIR", str(root / "figures"))
+    return root / "data"
+
+
+def _reference(tiny_model_dir, tmp_path, monkeypatch, **divergence) -> tuple[Path, set[str]]:
+    """The single-process run (one shard): its output files and the checks it evaluated.
+
+    Dask starts its workers with one BLAS/OpenMP thread (distributed.nanny.pre-spawn-environ); the
+    reference runs with one torch thread too, since the noise floor measures float noise, whose
+    bits depend on the thread count (the matrices do not)."""
+    import torch
+
+    data = _use_data_dir(monkeypatch, tmp_path / "in_process")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = materialize(tiny_model_dir, dg.RunConfig(ops=_ops(tmp_path, 1, **divergence)))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.success
+    return data / "outputs", {e.check_name for e in result.get_asset_check_evaluations()}
+
+
+def _instance(tmp_path: Path):
+    """A persistent instance (sqlite under tmp_path): the runs' steps leave this process."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("")
+    return dg.instance_for_test(temp_dir=str(home))
+
+
+def _run_on_dask(instance, tmp_path, cluster: dict, shards: int = 2, **divergence):
+    config = {"ops": _ops(tmp_path, shards, **divergence), "execution": {"config": {"dask": {"cluster": cluster}}}}
+    return dg.execute_job(dg.reconstructable(persona_job), instance=instance, run_config=config, raise_on_error=False)
+
+
+def _engine_messages(instance, run_id: str) -> list[dg.EventLogEntry]:
+    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records]
+
+
+def _assert_same_outputs(reference: Path, outputs: Path) -> None:
+    for name in OUTPUTS:
+        assert (outputs / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_graph_on_local_dask_cluster_equals_one_process(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
+    reference, reference_checks = _reference(tiny_model_dir, tmp_path, monkeypatch)
+    data = _use_data_dir(monkeypatch, tmp_path / "dask")
+    with _instance(tmp_path) as instance:
+        result = _run_on_dask(instance, tmp_path, {"local": WORKER})
+        assert result.success
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} == reference_checks and len(evaluations) == len(reference_checks)
+        assert all(e.passed for e in evaluations if e.severity == dg.AssetCheckSeverity.ERROR)
+        messages = _engine_messages(instance, result.run_id)
+    _assert_same_outputs(reference, data / "outputs")
+
+    connected = [m for m in messages if "Dask cluster tcp://127.0.0.1:" in (m.dagster_event.message or "")]
+    assert connected and "2 workers connected" in connected[0].dagster_event.message
+    ran_on = {m.step_key: m.dagster_event.event_specific_data.metadata["dask_worker"].value for m in messages
+              if m.step_key and "dask_worker" in m.dagster_event.event_specific_data.metadata}
+    shards = {key: worker for key, worker in ran_on.items() if "score_divergence_shard[" in key}
+    assert sorted(key.rsplit("[", 1)[1] for key in shards) == ["shard_0]", "shard_1]"]
+    assert len(set(ran_on.values())) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in ran_on.values())
+    assert (data / "steps" / result.run_id / MARKER_NAME).is_file()
+
+
+def _kill_a_shard_worker(client: Client, cache: Path, killed: list[int], stop: threading.Event) -> None:
+    """SIGKILLs the worker running a shard once the shards have cached some (not all) of their work."""
+    while not stop.is_set():
+        processing = client.processing()
+        shard_workers = [w for w, keys in processing.items() if any("score_divergence_shard" in str(k) for k in keys)]
+        if shard_workers and cache.is_dir() and any(cache.glob("*/*.json")):
+            pid = client.run(os.getpid, workers=shard_workers[:1])[shard_workers[0]]
+            killed.append(len(list(cache.glob("*/*.json"))))
+            os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.01)
+
+
+def test_worker_killed_mid_run_loses_no_finished_work(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
+    slow = {"responses_per_batch": 1}  # one cache entry per response: the kill lands between entries
+    reference, _ = _reference(tiny_model_dir, tmp_path, monkeypatch, **slow)
+    data = _use_data_dir(monkeypatch, tmp_path / "dask")
+    cache = data / "cache" / "divergences"
+    with LocalCluster(**WORKER) as cluster, Client(cluster) as client, _instance(tmp_path) as instance:
+        killed: list[int] = []
+        stop = threading.Event()
+        killer = threading.Thread(target=_kill_a_shard_worker, args=(client, cache, killed, stop), daemon=True)
+        killer.start()
+        existing = {"existing": {"address": cluster.scheduler_address}}
+        _run_on_dask(instance, tmp_path, existing, **slow)  # may finish (Dask re-runs the task) or fail
+        stop.set()
+        killer.join()
+        assert killed, "no shard was running while its worker could be killed"
+        rerun = _run_on_dask(instance, tmp_path, existing, **slow)
+        assert rerun.success
+        scored = rerun.asset_materializations_for_node("divergence_matrices")[0].metadata
+    _assert_same_outputs(reference, data / "outputs")
+    # What was cached before the kill is never scored again.
+    responses = scored["responses"].value
+    assert scored["responses_scored_now"].value <= responses - killed[0]
+
+
+def test_relative_data_dir_refused_before_any_step(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("PERSONA_DATA_DIR", "relative/data")
+    monkeypatch.chdir(tmp_path)
+    with _instance(tmp_path) as instance:
+        result = _run_on_dask(instance, tmp_path, {"local": {**WORKER, "n_workers": 1}})
+        assert not result.success
+        failure = [r.event_log_entry for r in instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records]
+        assert "is relative" in str(failure[0].dagster_event.event_specific_data.error)
+        assert not instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.STEP_START).records
+    assert not (tmp_path / "relative").exists()
+
+
+def test_marker_checks_name_the_problem(tmp_path):
+    with pytest.raises(SharedStorageError, match="is relative"):
+        write_storage_marker("data", "run-1")
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(SharedStorageError, match="not reachable"):
+        write_storage_marker(str(blocked / "data"), "run-1")
+    marker = write_storage_marker(str(tmp_path / "shared"), "run-1")
+    check_storage_marker(str(marker), "run-1")
+    with pytest.raises(SharedStorageError, match="does not see"):
+        check_storage_marker(str(marker), "run-2")  # another run's marker: not proof of this run's storage
+    with pytest.raises(SharedStorageError, match="does not see"):
+        check_storage_marker(str(tmp_path / "elsewhere" / MARKER_NAME), "run-1")
+    assert json.loads(marker.read_text())["run_id"] == "run-1"
