@@ -12,18 +12,30 @@ import os
 import dagster as dg
 
 
-def persona_job() -> dg.JobDefinition:
+def _definitions() -> dg.Definitions:
     from persona_assets.checks import all_checks
     from persona_assets.definitions import all_assets
     from persona_assets.environment import storage_resources
     from persona_assets.executor import persona_executor
     from resources.llm import CpuLLM
 
-    defs = dg.Definitions(
+    return dg.Definitions(
         assets=all_assets,
         asset_checks=all_checks,
         resources={"llm": CpuLLM(model=os.environ["PERSONA_TEST_MODEL"]), **storage_resources()},
-        jobs=[dg.define_asset_job("persona_graph", selection=dg.AssetSelection.all())],
+        jobs=[
+            dg.define_asset_job("persona_graph", selection=dg.AssetSelection.all()),
+            dg.define_asset_job("persona_divergences", selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream()),
+        ],
         executor=persona_executor(),
     )
-    return defs.resolve_job_def("persona_graph")
+
+
+def persona_job() -> dg.JobDefinition:
+    """Every asset and check."""
+    return _definitions().resolve_job_def("persona_graph")
+
+
+def divergence_job() -> dg.JobDefinition:
+    """divergence_matrices and what it needs (eval_set, generations), with their checks."""
+    return _definitions().resolve_job_def("persona_divergences")

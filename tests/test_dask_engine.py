@@ -15,11 +15,18 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import dask
 import pytest
 from dask.distributed import Client, LocalCluster
 
 from persona_assets.dask_engine import MARKER_NAME, SharedStorageError, check_storage_marker, write_storage_marker
-from tests.dask_job import persona_job
+from tests.dask_job import divergence_job, persona_job
+
+DIVERGENCES = divergence_job
+from persona_assets.checks import all_checks
+from persona_assets.definitions import all_assets
+from persona_assets.environment import storage_resources
+from resources.llm import CpuLLM
 from tests.test_graph import materialize, run_config, write_leakage
 
 WORKER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "protocol": "tcp",
@@ -46,7 +53,10 @@ def _use_data_dir(monkeypatch, root: Path) -> Path:
     return root / "data"
 
 
-def _reference(tiny_model_dir, tmp_path, monkeypatch, **divergence) -> tuple[Path, set[str]]:
+DIVERGENCE_OPS = ("eval_set", "generations", "divergence_matrices")
+
+
+def _reference(tiny_model_dir, tmp_path, monkeypatch, only_divergences: bool = False, **divergence) -> tuple[Path, set[str]]:
     """The single-process run (one shard): its output files and the checks it evaluated.
 
     Dask starts its workers with one BLAS/OpenMP thread (distributed.nanny.pre-spawn-environ); the
@@ -58,7 +68,15 @@ def _reference(tiny_model_dir, tmp_path, monkeypatch, **divergence) -> tuple[Pat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = materialize(tiny_model_dir, dg.RunConfig(ops=_ops(tmp_path, 1, **divergence)))
+        ops = _ops(tmp_path, 1, **divergence)
+        if only_divergences:
+            result = dg.materialize(
+                [*all_assets, *all_checks], selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream(),
+                resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+                run_config=dg.RunConfig(ops={name: ops[name] for name in DIVERGENCE_OPS}),
+            )
+        else:
+            result = materialize(tiny_model_dir, dg.RunConfig(ops=ops))
     finally:
         torch.set_num_threads(threads)
     assert result.success
@@ -73,9 +91,12 @@ def _instance(tmp_path: Path):
     return dg.instance_for_test(temp_dir=str(home))
 
 
-def _run_on_dask(instance, tmp_path, cluster: dict, shards: int = 2, **divergence):
-    config = {"ops": _ops(tmp_path, shards, **divergence), "execution": {"config": {"dask": {"cluster": cluster}}}}
-    return dg.execute_job(dg.reconstructable(persona_job), instance=instance, run_config=config, raise_on_error=False)
+def _run_on_dask(instance, tmp_path, cluster: dict, shards: int = 2, job=persona_job, **divergence):
+    ops = _ops(tmp_path, shards, **divergence)
+    if job is divergence_job:
+        ops = {name: ops[name] for name in DIVERGENCE_OPS}
+    config = {"ops": ops, "execution": {"config": {"dask": {"cluster": cluster}}}}
+    return dg.execute_job(dg.reconstructable(job), instance=instance, run_config=config, raise_on_error=False)
 
 
 def _engine_messages(instance, run_id: str) -> list[dg.EventLogEntry]:
@@ -111,40 +132,48 @@ def test_graph_on_local_dask_cluster_equals_one_process(tiny_model_dir, tmp_path
 
 
 def _kill_a_shard_worker(client: Client, cache: Path, killed: list[int], stop: threading.Event) -> None:
-    """SIGKILLs the worker running a shard once the shards have cached some (not all) of their work."""
+    """SIGKILLs a worker running a shard as soon as the shards have cached their first response."""
+    pids = client.run(os.getpid)  # {worker address: pid}, asked before the run so the kill is quick
     while not stop.is_set():
-        processing = client.processing()
-        shard_workers = [w for w, keys in processing.items() if any("score_divergence_shard" in str(k) for k in keys)]
-        if shard_workers and cache.is_dir() and any(cache.glob("*/*.json")):
-            pid = client.run(os.getpid, workers=shard_workers[:1])[shard_workers[0]]
-            killed.append(len(list(cache.glob("*/*.json"))))
-            os.kill(pid, signal.SIGKILL)
-            return
-        time.sleep(0.01)
+        if cache.is_dir() and any(cache.glob("*/*.json")):
+            processing = client.processing()
+            shard_workers = [w for w, keys in processing.items() if any("score_divergence_shard" in str(k) for k in keys)]
+            if shard_workers:
+                os.kill(pids[shard_workers[0]], signal.SIGKILL)
+                killed.append(len(list(cache.glob("*/*.json"))))
+                return
+        time.sleep(0.002)
 
 
 def test_worker_killed_mid_run_loses_no_finished_work(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
     slow = {"responses_per_batch": 1}  # one cache entry per response: the kill lands between entries
-    reference, _ = _reference(tiny_model_dir, tmp_path, monkeypatch, **slow)
+    reference, _ = _reference(tiny_model_dir, tmp_path, monkeypatch, only_divergences=True, **slow)
     data = _use_data_dir(monkeypatch, tmp_path / "dask")
     cache = data / "cache" / "divergences"
-    with LocalCluster(**WORKER) as cluster, Client(cluster) as client, _instance(tmp_path) as instance:
+    # No second attempt on another worker (Dask's default is 3): the killed step fails its run, and
+    # the re-run must resume from what the dead worker had cached.
+    no_retry = dask.config.set({"distributed.scheduler.allowed-failures": 0})
+    with no_retry, LocalCluster(**WORKER) as cluster, Client(cluster) as client, _instance(tmp_path) as instance:
         killed: list[int] = []
         stop = threading.Event()
         killer = threading.Thread(target=_kill_a_shard_worker, args=(client, cache, killed, stop), daemon=True)
         killer.start()
         existing = {"existing": {"address": cluster.scheduler_address}}
-        _run_on_dask(instance, tmp_path, existing, **slow)  # may finish (Dask re-runs the task) or fail
+        first = _run_on_dask(instance, tmp_path, existing, job=DIVERGENCES, **slow)
         stop.set()
         killer.join()
         assert killed, "no shard was running while its worker could be killed"
-        rerun = _run_on_dask(instance, tmp_path, existing, **slow)
+        assert not first.success
+        failures = [e for e in first.all_events if e.is_step_failure]
+        assert any("score_divergence_shard" in e.step_key and "KilledWorker" in str(e.step_failure_data.error) for e in failures)
+        rerun = _run_on_dask(instance, tmp_path, existing, job=DIVERGENCES, **slow)
         assert rerun.success
         scored = rerun.asset_materializations_for_node("divergence_matrices")[0].metadata
     _assert_same_outputs(reference, data / "outputs")
     # What was cached before the kill is never scored again.
     responses = scored["responses"].value
+    assert 0 < killed[0] < responses  # the kill landed mid-run
     assert scored["responses_scored_now"].value <= responses - killed[0]
 
 
