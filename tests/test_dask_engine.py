@@ -204,3 +204,55 @@ def test_marker_checks_name_the_problem(tmp_path):
     with pytest.raises(SharedStorageError, match="does not see"):
         check_storage_marker(str(tmp_path / "elsewhere" / MARKER_NAME), "run-1")
     assert json.loads(marker.read_text())["run_id"] == "run-1"
+
+
+def test_model_steps_and_shards_ask_dask_for_one_gpu(tiny_model_dir, monkeypatch):
+    from dagster_dask.executor import get_dask_resource_requirements
+
+    monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
+    needs = {op.name: get_dask_resource_requirements(op.tags) for op in persona_job().graph.iterate_op_defs()}
+    model_steps = {"generations", "persona_cosine", "score_divergence_shard", "aggregate_divergences"}
+    assert {name for name, need in needs.items() if need} == model_steps
+    assert all(needs[name] == {"GPU": 1} for name in model_steps)
+    assert not needs["eval_set"] and not needs["figures"] and not needs["plan_teacher_forcing"]
+
+
+def test_dask_executor_config_is_dagster_dasks():
+    from dagster_dask import dask_executor
+
+    from persona_assets.dask_engine import default_cluster_config
+    from persona_assets.executor import _processed
+
+    assert default_cluster_config({}) == {"cluster": {"local": {"resources": {"GPU": 1}}}}
+    given = {"cluster": {"local": {"n_workers": 4, "resources": {"GPU": 2}}}}
+    assert default_cluster_config(given) == given
+    existing = {"cluster": {"existing": {"address": "tcp://10.0.0.1:8786"}}}
+    assert _processed(dask_executor, default_cluster_config(existing)) == existing
+    assert _processed(dask_executor, {"cluster": {"slurm": {"cores": 8, "memory": "64GB"}}})["cluster"]["slurm"]["cores"] == 8
+    with pytest.raises(dg.DagsterInvalidConfigError, match="nonsense"):
+        _processed(dask_executor, {"cluster": {"nonsense": {}}})
+
+
+@pytest.mark.parametrize("name", ["dask_local", "dask_existing", "dask_slurm"])
+def test_sample_cluster_configs_are_valid(name):
+    import yaml
+    from dagster_dask import dask_executor
+
+    from persona_assets.dask_engine import default_cluster_config
+    from persona_assets.definitions import defs
+    from persona_assets.executor import _processed
+
+    repo = Path(__file__).resolve().parents[1]
+    sample = yaml.safe_load((repo / "configs" / "cluster" / f"{name}.yaml").read_text())
+    scenario = yaml.safe_load((repo / "configs" / "full_12x20.yaml").read_text())
+    merged = {**scenario, **sample, "ops": {**scenario["ops"], **sample["ops"]}}
+    assert dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), merged)
+    ((cluster_type, cluster),) = _processed(dask_executor, default_cluster_config(sample["execution"]["config"]["dask"]))["cluster"].items()
+    assert sample["ops"]["divergence_matrices"]["config"]["shards"] == cluster.get("n_workers", 2)
+    if cluster_type == "slurm":  # the job script dask-jobqueue would submit (nothing is submitted: n_workers 0)
+        from dask_jobqueue import SLURMCluster
+
+        with SLURMCluster(**{**cluster, "n_workers": 0, "log_directory": None}) as slurm:
+            script = slurm.job_script()
+        assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script and "#SBATCH -t 04:00:00" in script
+        assert "export PERSONA_DATA_DIR=/shared/persona-divergence" in script
