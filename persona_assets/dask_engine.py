@@ -98,8 +98,9 @@ def check_storage_marker(marker: str, run_id: str) -> None:
 
 
 def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, list[DagsterEvent]]:
-    """One Dagster step on this worker: the storage check, then dagster-dask's own task body."""
-    check_storage_marker(marker, run_id)
+    """One Dagster step on this worker: the storage check (for a job with a data directory), then dagster-dask's task body."""
+    if marker:
+        check_storage_marker(marker, run_id)
     try:
         worker = dask.distributed.get_worker().address
     except ValueError:
