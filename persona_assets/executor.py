@@ -26,8 +26,13 @@ from typing import Any
 
 import dagster as dg
 
-# The Dask resource tag (a JSON string, as dagster-dask reads it) is inert under the other modes.
-GPU_TASK_TAG = {"dagster-dask/resource_requirements": '{"GPU": 1}'}
+# What a model step needs from a cluster, as the integrations read it (JSON strings): one `GPU` of a
+# Dask worker (dagster-dask), one nvidia.com/gpu in its pod (dagster-k8s's k8s_job_executor).
+# Tags only: inert under the in_process and multiprocess modes.
+GPU_TASK_TAG = {
+    "dagster-dask/resource_requirements": '{"GPU": 1}',
+    "dagster-k8s/config": '{"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}',
+}
 MODEL_STEP_TAG = {"device": "gpu", **GPU_TASK_TAG}
 SHARD_STEP_TAG = {"device": "gpu_shard", **GPU_TASK_TAG}
 MODES = ("in_process", "multiprocess", "dask")

@@ -215,6 +215,17 @@ def test_model_steps_and_shards_ask_dask_for_one_gpu(tiny_model_dir, monkeypatch
     assert {name for name, need in needs.items() if need} == model_steps
     assert all(needs[name] == {"GPU": 1} for name in model_steps)
     assert not needs["eval_set"] and not needs["figures"] and not needs["plan_teacher_forcing"]
+    pods = {op.name: json.loads(op.tags["dagster-k8s/config"]) for op in persona_job().graph.iterate_op_defs() if "dagster-k8s/config" in op.tags}
+    assert set(pods) == model_steps
+    assert all(pod["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"} for pod in pods.values())
+
+
+def test_persona_executor_env_selects_dask():
+    from persona_assets.environment import default_executor_mode
+
+    assert default_executor_mode({"PERSONA_EXECUTOR": "dask"}) == "dask"
+    with pytest.raises(ValueError, match="in_process, multiprocess, dask"):
+        default_executor_mode({"PERSONA_EXECUTOR": "celery"})
 
 
 def test_dask_executor_config_is_dagster_dasks():
