@@ -40,7 +40,6 @@ from dagster._utils.error import serializable_error_info_from_exc_info
 from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements, query_on_dask_worker
 
 GPU_RESOURCE = "GPU"
-DASK_RESOURCES_TAG = "dagster-dask/resource_requirements"
 MARKER_NAME = "dask_shared_storage.json"
 CLUSTER_CLASSES = {
     "local": ("dask.distributed", "LocalCluster"),
@@ -59,11 +58,6 @@ POLL_S = 0.5
 
 class SharedStorageError(RuntimeError):
     """The data directory is not storage that the run and every Dask worker share."""
-
-
-def gpu_task_tag(gpus: int = 1) -> dict[str, str]:
-    """The op tag that makes a step a Dask task needing `gpus` of a worker's GPU resource."""
-    return {DASK_RESOURCES_TAG: json.dumps({GPU_RESOURCE: gpus})}
 
 
 def write_storage_marker(data_dir: str, run_id: str) -> Path:

@@ -267,3 +267,27 @@ def test_sample_cluster_configs_are_valid(name):
             script = slurm.job_script()
         assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script and "#SBATCH -t 04:00:00" in script
         assert "export PERSONA_DATA_DIR=/shared/persona-divergence" in script
+
+
+@pytest.mark.parametrize("mode", ["in_process", "multiprocess", "dask"])
+def test_each_mode_builds_its_executor(mode, tiny_model_dir, monkeypatch, tmp_path):
+    from dagster._core.executor.in_process import InProcessExecutor
+    from dagster._core.executor.multiprocess import MultiprocessExecutor
+
+    from persona_assets.dask_engine import PersonaDaskExecutor
+    from persona_assets.executor import persona_executor
+
+    monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
+    executor_def = persona_executor()
+    given = {"dask": {"cluster": {"existing": {"address": "tcp://127.0.0.1:8786"}}}}.get(mode, {})
+    with _instance(tmp_path) as instance:
+        context = dg.InitExecutorContext(job=dg.reconstructable(persona_job), executor_def=executor_def,
+                                         executor_config={mode: given}, instance=instance)
+        executor = executor_def.executor_creation_fn(context)
+    kind = {"in_process": InProcessExecutor, "multiprocess": MultiprocessExecutor, "dask": PersonaDaskExecutor}[mode]
+    assert type(executor) is kind
+    assert bool(executor_def.get_requirements({mode: given})) == (mode != "in_process")
+    if mode == "multiprocess":  # our limits: model steps one at a time, shards side by side
+        assert {(limit["value"], limit["limit"]) for limit in executor._tag_concurrency_limits} == {("gpu", 1), ("gpu_shard", 64)}
+    if mode == "dask":
+        assert executor.cluster_type == "existing" and executor.cluster_configuration == {"address": "tcp://127.0.0.1:8786"}
