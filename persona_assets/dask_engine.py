@@ -37,6 +37,7 @@ from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster._utils.error import serializable_error_info_from_exc_info
+from dagster_shared.serdes import deserialize_value, serialize_value
 from dagster_dask.executor import DaskExecutor, get_dask_resource_requirements, query_on_dask_worker
 
 GPU_RESOURCE = "GPU"
@@ -91,7 +92,7 @@ def check_storage_marker(marker: str, run_id: str) -> None:
         )
 
 
-def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, list[DagsterEvent]]:
+def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, str]:
     """One Dagster step on this worker: the storage check (for a job with a data directory), then dagster-dask's task body."""
     if marker:
         check_storage_marker(marker, run_id)
@@ -99,7 +100,8 @@ def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, 
         worker = dask.distributed.get_worker().address
     except ValueError:
         worker = f"local:{os.getpid()}"
-    return worker, list(query_on_dask_worker(None, *step_args))
+    # Events go back serialized (Dagster's serdes): Dask cannot size DagsterEvent objects and warns for each.
+    return worker, serialize_value(list(query_on_dask_worker(None, *step_args)))
 
 
 def data_dir_of(plan_context: PlanOrchestrationContext) -> str | None:
@@ -189,7 +191,8 @@ class PersonaDaskExecutor(DaskExecutor):
     def _finish(self, plan_context, active: ActiveExecution, key: str, future) -> Iterator[DagsterEvent]:
         step_context = plan_context.for_step(active.get_step_by_key(key))
         try:
-            worker, events = future.result()
+            worker, serialized = future.result()
+            events = deserialize_value(serialized, as_type=list)
         except Exception:  # the task raised on its worker (storage check), or its worker died too often
             error = serializable_error_info_from_exc_info(sys.exc_info())
             yield DagsterEvent.engine_event(step_context, f"Dask task for step {key} failed: {error.message.strip()}", EngineEventData.engine_error(error))
