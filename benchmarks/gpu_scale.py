@@ -4,7 +4,7 @@ Slice: S source personas × Q questions (default 8 × 4 = 32 responses of ~512 t
 response scored against all other personas (pair-own: 110 pairs) in passes of at most 12
 scorers — 120 teacher-forced sequences per response. Qwen2.5-7B shapes, random weights, bf16.
 
-Runs the code the `divergence_shard_<k>` steps run: `score_missing` (passes, batches, atomic
+Runs the code the `score_divergence_shard` steps run: `score_missing` (passes, batches, atomic
 per-response cache entries) over `shard_of(..., k, K)` with `fast_engine.batch_response_divergences`
 (packed bf16 forward, Triton pair kernel). One process per GPU, as under Dagster's multiprocess
 executor; each builds the model on its GPU, warms up, waits at a barrier, then scores its shard.

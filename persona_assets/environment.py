@@ -12,7 +12,7 @@ variable that is not set leaves the resource's own default.
 | PERSONA_DATA_DIR, PERSONA_FIGURES_DIR | ResultsStore `data_dir`, `figures_dir` |
 | PERSONA_ALERTS_FILE, PERSONA_ALERT_WEBHOOK_URL, PERSONA_ALERT_WEBHOOK_ATTEMPTS / _TIMEOUT_S / _BACKOFF_S | AlertSinks `jsonl_file`, `webhook_url`, `attempts`, `timeout_s`, `backoff_s` (numbers parsed here: a bad one fails loading the definitions, naming the variable) |
 | PERSONA_GPU_SHARDS = K (default 1) | the default of `ops.divergence_matrices.config.shards`, and for K > 1 the default executor mode `multiprocess` (one process per GPU shard) |
-| PERSONA_EXECUTOR = in_process / multiprocess | the default executor mode (run config `execution:` overrides it) |
+| PERSONA_EXECUTOR = in_process / multiprocess / dask | the default executor mode (run config `execution:` overrides it; `dask` alone = a LocalCluster) |
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from resources.alert_sinks import AlertSinks
 from resources.llm import CpuLLM, GpuLLM, LLMResource
 from resources.results import ResultsStore
 
-EXECUTOR_MODES = ("in_process", "multiprocess")
+EXECUTOR_MODES = ("in_process", "multiprocess", "dask")
 
 
 def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
