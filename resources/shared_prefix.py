@@ -18,6 +18,8 @@ Layout
   attends to its prefix's real columns and to its own continuation positions ≤ t (a 4D boolean
   mask, passed to transformers as is; so no mask preparation, and no host sync, per forward).
   Positions continue the prefix: len(prefix_b) + t.
+- No host sync: index tensors reach the device through `to_device` (pinned, non-blocking), so the
+  GPU path keeps launching forward k + 1 while forward k runs.
 - The hidden state that predicts the first response token is the prefix's last one: kept in the
   pool (`last_hidden`), so a one-token response needs no continuation forward at all.
 
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from resources.fast_divergence import to_device
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,10 @@ def prefix_pool(engine: Any, prompts: Sequence[Sequence[int]], *, max_batch_toke
         for row, i in enumerate(batch):
             input_ids[row, : lengths[i]] = torch.as_tensor(unique[i], dtype=torch.long)
         cache = _new_cache(engine.model.config)
-        out = decoder(input_ids=input_ids.to(engine.device), use_cache=True, **{cache_argument(decoder): cache})
+        out = decoder(input_ids=to_device(input_ids, engine.device), use_cache=True, **{cache_argument(decoder): cache})
         hidden = out.last_hidden_state
-        rows = torch.as_tensor(batch, device=hidden.device)
-        ends = torch.as_tensor([lengths[i] for i in batch], device=hidden.device)
+        rows = to_device(torch.as_tensor(batch), hidden.device)
+        ends = to_device(torch.as_tensor([lengths[i] for i in batch]), hidden.device)
         if last_hidden is None:
             last_hidden = hidden.new_empty((len(unique), hidden.shape[-1]))
         last_hidden[rows] = hidden[torch.arange(len(batch), device=hidden.device), ends - 1]
@@ -132,7 +136,7 @@ def _attention_mask(
     pool: PrefixPool, rows: list[int], past: int, width: int, device: Any, attn_implementation: str, dtype: torch.dtype
 ) -> torch.Tensor:
     """[B, 1, width, past + width]: row b sees its prefix's real columns, then its own positions ≤ t."""
-    lengths = torch.as_tensor([pool.lengths[r] for r in rows], device=device)
+    lengths = to_device(torch.as_tensor([pool.lengths[r] for r in rows]), device)
     columns = torch.arange(past, device=device)
     prefix = (columns[None, :] >= (past - lengths)[:, None])[:, None, None, :].expand(-1, 1, width, -1)
     causal = torch.ones((width, width), dtype=torch.bool, device=device).tril_()
@@ -163,9 +167,9 @@ def continuation_hidden_states(
     input_ids = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
     for b, continuation in enumerate(continuations):
         input_ids[b, : len(continuation)] = torch.as_tensor(list(continuation), dtype=torch.long)
-    select = torch.as_tensor(rows, device=device)
-    lengths = torch.as_tensor([pool.lengths[r] for r in rows], device=device)
-    positions = lengths[:, None] + torch.arange(width, device=device)[None, :]
+    select = to_device(torch.as_tensor(rows), device)
+    lengths = torch.as_tensor([pool.lengths[r] for r in rows])
+    positions = to_device(lengths[:, None] + torch.arange(width)[None, :], device)
     start, extra = max(pool.width - past, 0), max(past - pool.width, 0)
 
     def rows_of(states: torch.Tensor) -> torch.Tensor:  # [B, H_kv, past, D], extra columns zero (masked)
@@ -177,7 +181,7 @@ def continuation_hidden_states(
     mask = _attention_mask(pool, rows, past, width, device, config._attn_implementation, pool.last_hidden.dtype)
     decoder = engine._decoder()
     out = decoder(
-        input_ids=input_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True,
+        input_ids=to_device(input_ids, device), attention_mask=mask, position_ids=positions, use_cache=True,
         **{cache_argument(decoder): cache},
     )
     return out.last_hidden_state
@@ -189,5 +193,5 @@ def response_states(pool: PrefixPool, rows: Sequence[int], continuation: torch.T
     `continuation` [S, ≥ n_tokens − 1, H] holds the response's continuation states (one row per
     prefix); position 0 is each prefix's last state.
     """
-    first = pool.last_hidden[torch.as_tensor(list(rows), device=pool.last_hidden.device)][:, None]
+    first = pool.last_hidden[to_device(torch.as_tensor(list(rows)), pool.last_hidden.device)][:, None]
     return torch.cat([first, continuation[:, : n_tokens - 1]], dim=1)
