@@ -151,3 +151,16 @@ def test_score_missing_groups_the_responses_to_one_question_into_calls(engine, s
         for pair in ref:
             for name in NAMES:
                 assert got[pair][name] == pytest.approx(ref[pair][name], rel=2e-5)
+
+
+@pytest.mark.slow
+def test_shared_prefixes_on_the_real_embedded_model():
+    """SmolLM2-135M in float32: response means within float32 rounding of the whole sequences
+    (measured at most 6.2e-6 relative on configs/demo.yaml, benchmarks/cpu_shared_prefixes.py)."""
+    real = HFEngine.load("embedded")
+    prompts = [real.chat_prompt_ids(s, QUESTIONS[0]) for s in SYSTEMS]
+    response = real.generate([prompts[0]], max_new_tokens=16)[0].token_ids
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2)]
+    whole = pair_divergences(real.response_logprobs(prompts, response), pairs)
+    shared = pair_divergences(real.response_logprobs(prompts, response, prefixes=real.prefix_pool(prompts)), pairs)
+    _assert_means_close(shared, whole, rtol=2e-5)
