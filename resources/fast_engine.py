@@ -42,8 +42,8 @@ No dagster import.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -53,6 +53,8 @@ from persona_assets.core.errors import InputError
 from persona_assets.core.scoring_faults import raise_if_non_finite
 from resources.fast_divergence import fast_pair_divergences, to_device
 from resources.hf_engine import Generation
+from resources.liger_kernels import liger_teacher_forcing
+from resources.shared_prefix import continuation_hidden_states, prefix_pool, response_states
 
 ProgressFn = Callable[[int, int], None]
 # One response to score: (prompt ids per scorer, response ids, scorer pairs).
@@ -149,8 +151,15 @@ def batch_response_divergences(
     max_batch_tokens: int = 16384,
     backend: str = "auto",
     progress: ProgressFn | None = None,
+    shared_prefixes: bool = False,
+    liger: bool = False,
 ) -> list[TokenDivergences]:
     """Per-token JS/KL for many responses, several responses per forward.
+
+    `shared_prefixes`: each distinct prompt's K/V is computed once and the packed forwards feed
+    only the responses (`shared_prefix_states`). `liger`: the forwards run with Liger's fused
+    RMSNorm, RoPE and SwiGLU kernels patched in, and unpatched when the call ends
+    (`resources.liger_kernels`; needs liger-kernel and a GPU).
 
     Returns one TokenDivergences ([P_i, T_i] float64 tensors on the engine's device) per item,
     in input order; equal to `engine.response_logprobs` + `pair_divergences` up to the float
@@ -160,14 +169,9 @@ def batch_response_divergences(
     queued on the device, not as they finish.
     """
     head = engine.model.get_output_embeddings()
-    specs = []
-    for prompts, response_ids, _ in items:
-        response = [int(t) for t in response_ids]
-        if not response:
+    for _, response_ids, _ in items:
+        if not len(response_ids):
             raise InputError("cannot teacher-force an empty response")
-        seqs = [list(p) + response[:-1] for p in prompts]
-        specs.append((seqs, len(response), [len(p) - 1 for p in prompts]))
-    batches = pack_items([(len(s), max(len(x) for x in s)) for s, _, _ in specs], max_batch_tokens)
     results: list[TokenDivergences | None] = [None] * len(items)
     # No host sync until every batch is queued: the host prepares and launches the next batch
     # while the GPU works on this one. A sync per batch (checking its logits) let the GPU run
@@ -177,8 +181,32 @@ def batch_response_divergences(
     # culprit. Nothing is returned before that check, so no result of a broken call escapes.
     checked: list[int] = []  # item index of each mask in `finite_rows`
     finite_rows: list[torch.Tensor] = []
-    done = 0
-    for batch in batches:
+    states = shared_prefix_states if shared_prefixes else _whole_sequence_states
+    with liger_teacher_forcing(engine.model) if liger else nullcontext():
+        for batch in states(engine, items, max_batch_tokens):
+            for i, picked in batch:  # picked: [S, T, H], the states that predict item i's tokens
+                logits = lm_head_logits(picked, head.weight, getattr(head, "bias", None))
+                results[i] = fast_pair_divergences(logits, items[i][2], backend=backend, finite_rows_out=finite_rows)
+                checked.append(i)
+                del logits, picked
+            if progress:
+                progress(len(checked), len(items))
+    if finite_rows and not bool(torch.stack([rows.all() for rows in finite_rows]).all()):
+        for i, rows in zip(checked, finite_rows):
+            raise_if_non_finite(rows, item=i)  # the first broken item in packed order, as before
+    return [r for r in results if r is not None]
+
+
+def _whole_sequence_states(
+    engine: Any, items: Sequence[ScoringItem], max_batch_tokens: int
+) -> Iterator[list[tuple[int, torch.Tensor]]]:
+    """Per packed forward of whole sequences (prompt + response), [(item index, states [S, T, H])]."""
+    specs = []
+    for prompts, response_ids, _ in items:
+        response = [int(t) for t in response_ids]
+        seqs = [list(p) + response[:-1] for p in prompts]
+        specs.append((seqs, len(response), [len(p) - 1 for p in prompts]))
+    for batch in pack_items([(len(s), max(len(x) for x in s)) for s, _, _ in specs], max_batch_tokens):
         sequences, picks, owners = [], [], []
         for i in batch:
             seqs, n, starts = specs[i]
@@ -187,21 +215,34 @@ def batch_response_divergences(
                 sequences.append(seq)
             owners.append((i, len(seqs)))
         states = packed_hidden_states(engine, sequences, picks)
-        offset = 0
+        out, offset = [], 0
         for i, count in owners:
-            picked = torch.stack(states[offset : offset + count])  # [S, T, H]
+            out.append((i, torch.stack(states[offset : offset + count])))
             offset += count
-            logits = lm_head_logits(picked, head.weight, getattr(head, "bias", None))
-            results[i] = fast_pair_divergences(logits, items[i][2], backend=backend, finite_rows_out=finite_rows)
-            checked.append(i)
-            del logits
-        done += len(batch)
-        if progress:
-            progress(done, len(items))
-    if finite_rows and not bool(torch.stack([rows.all() for rows in finite_rows]).all()):
-        for i, rows in zip(checked, finite_rows):
-            raise_if_non_finite(rows, item=i)  # the first broken item in packed order, as before
-    return [r for r in results if r is not None]
+        del states
+        yield out
+
+
+def shared_prefix_states(
+    engine: Any, items: Sequence[ScoringItem], max_batch_tokens: int
+) -> Iterator[list[tuple[int, torch.Tensor]]]:
+    """As `_whole_sequence_states`, but every distinct prompt of the call runs once (packed prefix
+    forwards), and the packed forwards feed only the responses, after their prompts' cached K/V."""
+    with _rows_not_packed():
+        pool = prefix_pool(engine, [p for prompts, _, _ in items for p in prompts], max_batch_tokens=max_batch_tokens)
+    specs = [(pool.rows(prompts), [int(t) for t in response_ids]) for prompts, response_ids, _ in items]
+    # Width of a row: its response tokens; each row also attends to its prefix (not counted).
+    for batch in pack_items([(len(rows), max(len(response) - 1, 1)) for rows, response in specs], max_batch_tokens):
+        rows = [r for i in batch for r in specs[i][0]]
+        continuations = [specs[i][1][:-1] for i in batch for _ in specs[i][0]]
+        hidden = continuation_hidden_states(engine, pool, rows, continuations)
+        out, offset = [], 0
+        for i in batch:
+            item_rows, response = specs[i]
+            out.append((i, response_states(pool, item_rows, hidden[offset : offset + len(item_rows)], len(response))))
+            offset += len(item_rows)
+        del hidden
+        yield out
 
 
 # ---------------------------------------------------------------------------- generation

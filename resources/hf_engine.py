@@ -11,6 +11,9 @@ Conventions
   real positions (up to kernel-level float noise, tested).
 - Hidden states are sliced to the positions that predict response tokens *before* the LM head,
   so the full-vocabulary projection is paid only where it is used.
+- Shared prefixes (`prefix_pool`, then `response_logprobs(..., prefixes=pool)`): each prompt's K/V
+  is computed once and every response scored under it feeds only its own tokens; the same
+  distributions up to float rounding (`resources.shared_prefix`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from persona_assets.core.errors import InputError
 from persona_assets.core.scoring_faults import raise_if_non_finite
 from resources.model_loading import ModelSource, load_model_and_tokenizer, resolve_model_source
+from resources.shared_prefix import PrefixPool, continuation_hidden_states, prefix_pool, response_states
 
 ProgressFn = Callable[[int, int], None]
 
@@ -168,25 +172,37 @@ class HFEngine:
     def _decoder(self) -> Any:
         return getattr(self.model, self.model.base_model_prefix)
 
+    def prefix_pool(self, prompts: Sequence[Sequence[int]]) -> PrefixPool:
+        """K/V of every distinct prompt, each in a forward of its own (see `resources.shared_prefix`)."""
+        return prefix_pool(self, prompts)
+
     @torch.inference_mode()
-    def response_logprobs(self, prompts: Sequence[list[int]], response_ids: Sequence[int]) -> torch.Tensor:
+    def response_logprobs(
+        self, prompts: Sequence[list[int]], response_ids: Sequence[int], *, prefixes: PrefixPool | None = None
+    ) -> torch.Tensor:
         """Teacher-force one response under several prompts (one per scoring persona).
 
         Returns float32 log-probabilities [S, T, V]: row s, position t is log P_s(· | prompt_s,
-        response[:t]), i.e. the distribution that predicts response token t.
+        response[:t]), i.e. the distribution that predicts response token t. With `prefixes` (a
+        pool holding every prompt) only the response tokens are fed, after the prompts' cached K/V.
         """
         response = [int(t) for t in response_ids]
         if not response:
             raise InputError("cannot teacher-force an empty response")
-        # The last response token is predicted but never conditioned on, so it is not fed.
-        sequences = [list(p) + response[:-1] for p in prompts]
-        input_ids, attention = self._right_padded(sequences)
-        hidden = self._decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
         n_tokens = len(response)
-        rows = torch.arange(len(prompts), device=hidden.device)[:, None]
-        starts = torch.tensor([len(p) - 1 for p in prompts], device=hidden.device)[:, None]
-        positions = starts + torch.arange(n_tokens, device=hidden.device)[None, :]
-        picked = hidden[rows, positions]  # [S, T, H]: only the positions that predict the response
+        # The last response token is predicted but never conditioned on, so it is not fed.
+        if prefixes is not None:
+            rows = prefixes.rows(prompts)
+            continuation = continuation_hidden_states(self, prefixes, rows, [response[:-1]] * len(rows))
+            picked = response_states(prefixes, rows, continuation, n_tokens)
+        else:
+            sequences = [list(p) + response[:-1] for p in prompts]
+            input_ids, attention = self._right_padded(sequences)
+            hidden = self._decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            rows_index = torch.arange(len(prompts), device=hidden.device)[:, None]
+            starts = torch.tensor([len(p) - 1 for p in prompts], device=hidden.device)[:, None]
+            positions = starts + torch.arange(n_tokens, device=hidden.device)[None, :]
+            picked = hidden[rows_index, positions]  # [S, T, H]: only the positions that predict the response
         logits = self.model.get_output_embeddings()(picked)
         raise_if_non_finite(torch.isfinite(logits).all(dim=-1))
         return torch.log_softmax(logits.float(), dim=-1)

@@ -32,6 +32,11 @@ class LLMResource(dg.ConfigurableResource, ABC):
     model: str = Field("embedded", description="'embedded', a .gguf file, a model directory or a hub id")
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
     model_cache_dir: str = Field("", description="where converted GGUF models are cached; empty = ~/.cache")
+    shared_prefixes: bool = Field(
+        True,
+        description="teacher forcing: each scorer prompt's K/V computed once per call and reused for every response "
+        "scored under it (the same values up to float rounding); false = every sequence fed whole",
+    )
 
     _engine: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
@@ -136,14 +141,16 @@ class LLMResource(dg.ConfigurableResource, ABC):
         *,
         pair_chunk_size: int,
         workspace: Any = None,
+        prefixes: Any = None,
     ) -> Any:
         """Teacher-force one response under every prompt; per-token JS/KL for the given scorer pairs.
 
-        `workspace` (a `DivergenceWorkspace`) lets consecutive calls reuse the float64 buffers.
+        `workspace` (a `DivergenceWorkspace`) lets consecutive calls reuse the float64 buffers;
+        `prefixes` (a `PrefixPool` holding every prompt) feeds only the response after their K/V.
         """
         from persona_assets.core.divergence import pair_divergences
 
-        logp = self.engine.response_logprobs(prompts, response_ids)
+        logp = self.engine.response_logprobs(prompts, response_ids, prefixes=prefixes)
         return pair_divergences(logp, pairs, chunk_size=pair_chunk_size, workspace=workspace)
 
     def batch_response_divergences(
@@ -157,18 +164,24 @@ class LLMResource(dg.ConfigurableResource, ABC):
 
         This default scores one response at a time; GpuLLM packs several per forward. One
         workspace serves every item, so the divergence buffers are allocated once per call, not
-        once per chunk (see `DivergenceWorkspace` for why that bounds resident memory).
+        once per chunk (see `DivergenceWorkspace` for why that bounds resident memory). With
+        `shared_prefixes`, every distinct prompt of the call runs once, alone, and each response's
+        scorers then feed only its tokens (about half the tokens of `configs/demo.yaml`).
         """
         from persona_assets.core.divergence import DivergenceWorkspace
         from persona_assets.core.scoring_faults import NonFiniteLogitsError
 
         workspace = DivergenceWorkspace()
+        prefixes = None
+        if self.shared_prefixes and items:
+            prefixes = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts])
         results = []
         for done, (prompts, response_ids, pairs) in enumerate(items, start=1):
             try:
                 results.append(
                     self.response_divergences(
-                        prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size, workspace=workspace
+                        prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size, workspace=workspace,
+                        prefixes=prefixes,
                     )
                 )
             except NonFiniteLogitsError as error:
@@ -220,6 +233,16 @@ class GpuLLM(LLMResource):
         16384, description="rows x width bound of one teacher-forcing forward (several responses packed by length)"
     )
     lean_generation: bool = Field(True, description="without vLLM, generate with the lean greedy decode loop")
+    shared_prefixes: bool = Field(
+        False,
+        description="teacher forcing: each scorer prompt's K/V computed once per call, the packed forwards feed only "
+        "the responses (benchmarks/gpu_phase1.py --tf-variants compares both paths)",
+    )
+    liger_teacher_forcing: bool = Field(
+        False,
+        description="teacher forcing (never generation) with Liger's fused RMSNorm, RoPE and SwiGLU kernels "
+        "(needs liger-kernel, the gpu extra)",
+    )
     generation_cache: str = Field(
         "fixed",
         description="lean loop's KV cache: fixed (fixed-width buffers, decode step captured as a CUDA graph; "
@@ -295,7 +318,8 @@ class GpuLLM(LLMResource):
         from resources.fast_engine import batch_response_divergences
 
         return batch_response_divergences(
-            self.engine, items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress
+            self.engine, items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress,
+            shared_prefixes=self.shared_prefixes, liger=self.liger_teacher_forcing,
         )
 
 

@@ -103,6 +103,7 @@ def measure_noise_floor(
             "the run's scoring call over the sampled responses together (packed into shared forwards)"
             if packs
             else "the run's scoring call: each response's scorers in one right-padded batch"
+            + (", after the prompts' shared K/V (shared prefixes)" if getattr(llm, "shared_prefixes", False) else "")
         ),
         ALONE: "every scoring sequence in a forward of its own (no padding, no packing)",
     }

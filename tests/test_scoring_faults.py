@@ -91,8 +91,10 @@ def test_an_all_minus_inf_row_is_broken_too():
     "case, response, expected",
     [
         # a NaN token in the response breaks every scorer's row (attention weights of 0 times a NaN
-        # value are NaN, so it reaches the earlier positions too): the first scorer is named
-        ("response", [101, 102, BAD_TOKEN, 104, 105], "under persona 'poet' at response token position 0"),
+        # value are NaN, so it reaches the earlier response positions too): the first scorer is
+        # named. Position 0 stays finite: with shared prefixes it is the prompt's last state, from
+        # the prompt's own forward, which never sees the response.
+        ("response", [101, 102, BAD_TOKEN, 104, 105], "under persona 'poet' at response token position 1"),
         # a system prompt holding the NaN token breaks that scorer from position 0 on
         ("system prompt", [101, 102, 103], "under persona 'accountant' at response token position 0"),
     ],

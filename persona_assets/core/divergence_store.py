@@ -227,8 +227,9 @@ def score_missing(
     """Compute and store every pair the jobs need that the cache lacks; returns what was done.
 
     Jobs are processed `responses_per_batch` at a time (one `llm.batch_response_divergences`
-    call, so the GPU path can pack their passes together); each response's entry is written as
-    soon as its batch returns. Host memory is bounded by the batch, not by the run. `prepare`
+    call, so the GPU path can pack their passes together), grouped by their scorers' prompts (the
+    responses to one question together, so a call can share those prompts' K/V); each response's
+    entry is written as soon as its batch returns. Host memory is bounded by the batch, not by the run. `prepare`
     (e.g. loading the model) runs once before the first batch, only if there is work, and is
     not counted in `stats.seconds`.
 
@@ -259,6 +260,11 @@ def score_missing(
             + "; ".join(empty[:10])
             + ". Regenerate them (e.g. a larger max_new_tokens) or drop those personas/questions."
         )
+    # Responses scored under the same prompts (those to one question) go to the same calls, where
+    # the engine can compute each prompt's K/V once for all of them (shared prefixes). Stable: the
+    # jobs' order within a group is kept, and which call a response lands in never changes its values
+    # beyond float rounding.
+    pending.sort(key=lambda item: _prompt_group(item[0]))
     total = len(pending)
     if log:
         log(f"divergences: {stats.responses_complete_in_cache} responses complete in the cache, {total} to score")
@@ -310,6 +316,11 @@ def score_missing(
             progress(done, total)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _prompt_group(job: ResponseJob) -> tuple[tuple[int, ...], ...]:
+    """The scorers' prompts of a job, in a fixed order: equal for every response to one question."""
+    return tuple(sorted(tuple(int(t) for t in prompt) for prompt in job.prompts.values()))
 
 
 def _score_batch(

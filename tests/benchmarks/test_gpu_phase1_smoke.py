@@ -34,3 +34,18 @@ def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_
     assert "kill gates: discrimination" in out
     assert "phase-1 without model load" in out and "== goals" in out
     assert (tmp_path / "cpu" / "outputs" / "divergence_per_response.csv").is_file()
+
+
+def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir):
+    import re
+
+    out = _run("--tiny", "--tokenizer", str(embedded_tokenizer_dir), "--defer-analysis", "--tf-variants", "eager,shared",
+               "--noise-floor-samples", "1", "--work-dir", str(tmp_path / "gpu"))
+    assert "[stage] (divergences, shared, pass 2)" in out and "[stage] (noise floor, first variant's path)" in out
+    assert "phase-1 without model load, shared, pass 2 teacher forcing" in out
+    for name in ("js", "kl_ab", "kl_ba"):
+        found = re.search(rf"shared vs eager: response-mean {name} max abs difference (\S+) nats, max relative (\S+) over (\d+) pairs", out)
+        assert found, out[-3000:]
+        assert int(found.group(3)) == 8 * 3  # 8 responses, 3 pair-own pairs each
+        assert float(found.group(2)) < 1e-4  # float32 rounding only (tiny model, CPU)
+    assert re.search(r"noise floor \(eager, 1 responses re-scored in other batch compositions\): JS \S+ nats abs", out)

@@ -1,0 +1,166 @@
+"""Shared prefixes against whole sequences: the same distributions on a tiny random Llama (float32
+and float64), through HFEngine, the packed GPU path (run on CPU) and score_missing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from persona_assets.core.divergence import pair_divergences
+from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, score_missing
+from resources.fast_engine import batch_response_divergences
+from resources.hf_engine import HFEngine
+from resources.shared_prefix import continuation_hidden_states, prefix_pool, response_states
+
+# Prompts of quite different lengths, so rows of one forward have different prefix widths.
+SYSTEMS = [
+    "You are a pirate.",
+    "You are a careful medical doctor who explains things slowly and mentions every risk in detail.",
+    "Be brief.",
+    "You are a poet who answers in rhyming couplets about the sea.",
+]
+QUESTIONS = ["What is the moon made of?", "Tell me a story.", "Name a colour."]
+NAMES = ("js", "kl_ab", "kl_ba")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return HFEngine.load(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def study(engine):
+    """(prompts per question, items): every persona answers every question, 1..19 tokens; pair-own pairs."""
+    prompts = [[engine.chat_prompt_ids(s, q) for s in SYSTEMS] for q in QUESTIONS]
+    items = []
+    for q, scorer_prompts in enumerate(prompts):
+        for g in range(len(SYSTEMS)):
+            length = 1 + (5 * g + 3 * q) % 19  # 1-token responses included (no continuation at all)
+            response = engine.generate([scorer_prompts[g]], max_new_tokens=length)[0].token_ids
+            response = (response + [7, 11, 13] * 10)[:length]  # exactly `length` tokens, stop token or not
+            items.append((scorer_prompts, response, [(g, o) for o in range(len(SYSTEMS)) if o != g]))
+    assert min(len(r) for _, r, _ in items) == 1 and max(len(r) for _, r, _ in items) > 15
+    return prompts, items
+
+
+def _assert_means_close(got, ref, rtol):
+    for name in NAMES:
+        a, b = getattr(got, name).mean(dim=1), getattr(ref, name).mean(dim=1)
+        assert torch.all((a - b).abs() <= rtol * b.abs()), f"{name}: {((a - b).abs() / b.abs()).max():.2e}"
+
+
+def test_pool_holds_each_distinct_prompt_once_and_its_values_do_not_depend_on_the_others(engine, study):
+    prompts, _ = study
+    flat = [p for per_question in prompts for p in per_question]
+    pool = engine.prefix_pool(flat + flat[:3])
+    assert len(pool.index) == len(flat) and pool.lengths == [len(p) for p in flat]
+    alone = engine.prefix_pool([flat[5]])
+    k, n = pool.index[tuple(flat[5])], len(flat[5])
+    assert torch.equal(pool.last_hidden[k], alone.last_hidden[0])
+    for layer in range(len(pool.keys)):
+        assert torch.equal(pool.keys[layer][k, :, -n:], alone.keys[layer][0, :, -n:])
+        assert torch.equal(pool.values[layer][k, :, -n:], alone.values[layer][0, :, -n:])
+
+
+def test_shared_logprobs_match_whole_sequences(engine, study):
+    prompts, items = study
+    pool = engine.prefix_pool([p for per_question in prompts for p in per_question])
+    for scorer_prompts, response, pairs in items:
+        whole = engine.response_logprobs(scorer_prompts, response)
+        shared = engine.response_logprobs(scorer_prompts, response, prefixes=pool)
+        assert shared.shape == whole.shape == (len(SYSTEMS), len(response), engine.vocab_size)
+        torch.testing.assert_close(shared, whole, atol=1e-4, rtol=0)
+        # response means: float32 rounding only (measured ~1e-6 relative on this model)
+        _assert_means_close(pair_divergences(shared, pairs), pair_divergences(whole, pairs), rtol=2e-5)
+
+
+def test_shared_states_equal_whole_sequence_states_in_float64(engine, study):
+    """In float64 the two paths agree to ~1e-13: the sharing itself loses nothing."""
+    prompts, items = study
+    model64 = copy.deepcopy(engine.model).double()
+    engine64 = HFEngine(model64, engine.tokenizer, engine.source, "cpu", "float64")
+    pool = prefix_pool(engine64, prompts[1], max_batch_tokens=10_000)  # prefixes padded together
+    for scorer_prompts, response, _ in items[4:8]:
+        rows = pool.rows(scorer_prompts)
+        continuation = continuation_hidden_states(engine64, pool, rows, [response[:-1]] * len(rows))
+        shared = response_states(pool, rows, continuation, len(response))
+        for s, prompt in enumerate(scorer_prompts):
+            with torch.inference_mode():
+                hidden = engine64._decoder()(input_ids=torch.tensor([prompt + response[:-1]])).last_hidden_state[0]
+            whole = hidden[len(prompt) - 1 : len(prompt) - 1 + len(response)]
+            torch.testing.assert_close(shared[s], whole, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("max_batch_tokens", [60, 400, 1 << 20])
+def test_packed_shared_prefixes_match_the_packed_whole_sequences(engine, study, max_batch_tokens):
+    """Several responses (other questions, other lengths) per forward, each row after its own prefix."""
+    _, items = study
+    whole = batch_response_divergences(engine, items, max_batch_tokens=max_batch_tokens, backend="torch")
+    shared = batch_response_divergences(
+        engine, items, max_batch_tokens=max_batch_tokens, backend="torch", shared_prefixes=True
+    )
+    assert len(shared) == len(items)
+    for (_, response, pairs), got, ref in zip(items, shared, whole):
+        assert got.js.shape == ref.js.shape == (len(pairs), len(response))
+        for name in NAMES:
+            torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-4, atol=1e-6)
+        _assert_means_close(got, ref, rtol=2e-5)
+
+
+class RecordingScorer:
+    """The CPU resource's loop (HFEngine + shared prefixes per call), recording each call's items."""
+
+    def __init__(self, engine, shared: bool):
+        self.engine, self.shared, self.calls = engine, shared, []
+
+    def batch_response_divergences(self, items, *, pair_chunk_size, progress=None):
+        self.calls.append(items)
+        pool = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts]) if self.shared else None
+        return [
+            pair_divergences(self.engine.response_logprobs(p, r, prefixes=pool), pairs, chunk_size=pair_chunk_size)
+            for p, r, pairs in items
+        ]
+
+
+def _jobs(study):
+    prompts, items = study
+    jobs = []
+    for k, (scorer_prompts, response, pairs) in enumerate(items):
+        q = prompts.index(scorer_prompts)
+        jobs.append(ResponseJob(f"{k:064x}", list(response), dict(enumerate(scorer_prompts)), pairs, question_index=q))
+    # persona-major, as the generations list them: consecutive jobs answer other questions
+    return sorted(jobs, key=lambda job: (job.pairs[0][0], job.question_index))
+
+
+def test_score_missing_groups_the_responses_to_one_question_into_calls(engine, study, tmp_path):
+    jobs = _jobs(study)
+    scorer = RecordingScorer(engine, shared=True)
+    score_missing(scorer, jobs, DivergenceCache(tmp_path / "shared"), max_scorers_per_pass=12, responses_per_batch=4)
+    assert [len(items) for items in scorer.calls] == [4, 4, 4]
+    for items in scorer.calls:  # one question per call: its 4 prompts, not 4 questions' 16
+        assert len({tuple(p) for prompts, _, _ in items for p in prompts}) == len(SYSTEMS)
+
+    whole = RecordingScorer(engine, shared=False)
+    score_missing(whole, jobs, DivergenceCache(tmp_path / "whole"), max_scorers_per_pass=12, responses_per_batch=4)
+    for job in jobs:
+        got = DivergenceCache(tmp_path / "shared").get(job.key)["pairs"]
+        ref = DivergenceCache(tmp_path / "whole").get(job.key)["pairs"]
+        assert got.keys() == ref.keys()
+        for pair in ref:
+            for name in NAMES:
+                assert got[pair][name] == pytest.approx(ref[pair][name], rel=2e-5)
+
+
+@pytest.mark.slow
+def test_shared_prefixes_on_the_real_embedded_model():
+    """SmolLM2-135M in float32: response means within float32 rounding of the whole sequences
+    (measured at most 6.2e-6 relative on configs/demo.yaml, benchmarks/cpu_shared_prefixes.py)."""
+    real = HFEngine.load("embedded")
+    prompts = [real.chat_prompt_ids(s, QUESTIONS[0]) for s in SYSTEMS]
+    response = real.generate([prompts[0]], max_new_tokens=16)[0].token_ids
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2)]
+    whole = pair_divergences(real.response_logprobs(prompts, response), pairs)
+    shared = pair_divergences(real.response_logprobs(prompts, response, prefixes=real.prefix_pool(prompts)), pairs)
+    _assert_means_close(shared, whole, rtol=2e-5)
