@@ -52,14 +52,16 @@ def test_gpu_floor_compares_packed_with_own_batch_and_alone(floors):
     assert [s["response"] for s in record["samples"]] == ["key0", "key2", "key5"]  # spread over the jobs
     assert all(s["n_scorers"] == N_SCORERS and s["n_pairs"] == N_SCORERS - 1 for s in record["samples"])
     assert any("float32 not measured" in note for note in record["notes"])
-    # bf16: every sequence alone (no padding, other shapes) moves the values; the floor sees it,
-    # and it stays far below the values themselves (docs/gpu.md: 6.1e-5 relative on a 7B shape).
-    assert math.isfinite(record["js_abs_nats"]) and record["js_per_token_abs_nats"] > 0
+    # Measured, finite and far below the values themselves. On an H200 the packed bf16 path gave
+    # exactly 0 here (its kernels do not depend on the batch composition for these shapes), which is
+    # why the floor cannot stand for the precision effect (bf16 vs float32): the note says so.
+    assert math.isfinite(record["js_abs_nats"]) and record["js_per_token_abs_nats"] >= 0
     assert record["js_rel"] < 5e-2
 
 
-def test_float32_floor_is_below_the_bfloat16_floor(floors):
+def test_float32_floor_is_tiny_and_the_bfloat16_record_says_precision_is_not_covered(floors):
     bf16, fp32 = floors["bfloat16"], floors["float32"]
     assert fp32["notes"] == []  # nothing to say about a float32 forward
     assert math.isfinite(fp32["js_abs_nats"]) and fp32["js_rel"] < 1e-4
-    assert fp32["js_per_token_abs_nats"] < bf16["js_per_token_abs_nats"]
+    assert fp32["js_per_token_abs_nats"] < 1e-5
+    assert any("float32 not measured" in note for note in bf16["notes"])
