@@ -80,9 +80,10 @@ def _validate(configs: list[Path]) -> None:
 
 def test_the_readme_has_the_examples_this_file_covers():
     lines = materialize_lines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     assert {parse(line) for line in lines} == {
         ("*", ("configs/full_12x20.yaml",)),
+        ("*", ("configs/full_12x20.yaml", "configs/cluster/dask_slurm.yaml")),
         ("group:legacy", ("configs/reanalyze_legacy.yaml",)),
         ("group:legacy", ("configs/reanalyze_legacy.yaml", "my_dir.yaml")),
     }
@@ -97,6 +98,12 @@ def test_make_job_is_the_demo_config_over_the_whole_graph():
     assert "dagster asset materialize -m persona_assets.definitions --select '*' -c $(CONFIG)" in job
     assert "python -m persona_assets.summary" in job
     _validate([REPO / "configs" / "demo.yaml"])
+
+
+def test_the_slurm_example_names_valid_configs_in_its_order():
+    """The SLURM example needs a cluster: its two configs are validated together, the later file winning."""
+    [line] = [line for line in materialize_lines() if "configs/cluster/dask_slurm.yaml" in parse(line)[1]]
+    _validate([REPO / c for c in parse(line)[1]])
 
 
 def test_the_gpu_example_names_a_valid_config():
