@@ -32,7 +32,7 @@ import dagster as dg  # noqa: E402
 
 from benchmarks.dask_slice import SliceConfig, slice_job  # noqa: E402
 from benchmarks.gpu_scale import compare  # noqa: E402
-from benchmarks.user_path import hardware  # noqa: E402
+from benchmarks.hardware import describe as hardware  # noqa: E402
 
 SLICE_FIELDS = [name for name in SliceConfig.model_fields if name not in ("cache_dir", "shards")]
 

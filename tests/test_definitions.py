@@ -16,6 +16,8 @@ EXPECTED_ASSETS = {
     "generations",
     "persona_cosine",
     "divergence_matrices",
+    "divergence_per_response",
+    "divergence_per_pair_question",
     "analysis_inputs",
     "cosine_precheck",
     "leakage_correlations",

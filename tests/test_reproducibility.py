@@ -91,14 +91,18 @@ def first_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, str, dict[str, by
 
 
 def test_a_fresh_directory_in_another_process_gives_the_same_bytes(first_run, tiny_model_dir):
+    """Two fresh processes under different string-hash seeds, each into a fresh directory. (Both are
+    fresh processes, so neither inherits state a long test session may have left in its process.)"""
     run_dir, leakage, first = first_run
-    second_dir = run_dir.parent / "second"
-    _wait(_in_subprocess(second_dir, tiny_model_dir, leakage, "all", hash_seed="12345"))
-    second = _results(second_dir)
+    dirs = [run_dir.parent / "second", run_dir.parent / "third"]
+    for directory, seed in zip(dirs, ("0", "12345")):
+        _wait(_in_subprocess(directory, tiny_model_dir, leakage, "all", hash_seed=seed))
+    second, third = (_results(d) for d in dirs)
+    assert set(second) == set(first)
     # Asset values record where their tables and figures are (absolute paths, which name the
     # run directory); with that one difference taken out, every byte agrees.
     normalise = lambda files, d: {k: v.replace(str(d).encode(), b"<run>") for k, v in files.items()}  # noqa: E731
-    assert _differing(normalise(first, run_dir), normalise(second, second_dir)) == []
+    assert _differing(normalise(second, dirs[0]), normalise(third, dirs[1])) == []
 
 
 def test_rematerializing_into_the_same_directory_gives_the_same_bytes(first_run, tiny_model_dir):
