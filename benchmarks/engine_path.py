@@ -49,18 +49,10 @@ def settings(config_path: Path) -> dict:
 
 
 def generate(llm, evals, config, work: Path) -> dict:
-    from persona_assets.core.generation_cache import GenerationCache, generation_key
+    from persona_assets.core.generation_cache import GenerationCache, generation_items
 
-    info = llm.describe()
     cache = GenerationCache(work / "cache" / "generations")
-    items = []
-    for persona in evals.personas:
-        for q, question in enumerate(evals.questions):
-            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
-            key = generation_key(model_fingerprint=info["model_fingerprint"], dtype=info["dtype"],
-                                 device_kind=info["device"].split(":")[0], backend=info["generation_backend"],
-                                 max_new_tokens=config.max_new_tokens, prompt_ids=prompt_ids)
-            items.append({"persona": persona.name, "question_index": q, "question": question, "prompt_ids": prompt_ids, "key": key})
+    items = generation_items(llm, evals, config.max_new_tokens)
     outputs = llm.generate([i["prompt_ids"] for i in items], max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
     responses = []
     for item, output in zip(items, outputs):

@@ -54,7 +54,7 @@ from persona_assets.core.divergence_store import (  # noqa: E402
     score_missing,
 )
 from persona_assets.core.eval_set import build_eval_set  # noqa: E402
-from persona_assets.core.generation_cache import GenerationCache, generation_key  # noqa: E402
+from persona_assets.core.generation_cache import GenerationCache, generation_items  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The goals of the issue "teacher forcing at 1.2 x the hardware floor" (generation: the earlier issue's).
@@ -219,17 +219,8 @@ def synthetic_leakage(names: list[str]) -> dict:
 # ------------------------------------------------------------------------------- GPU stages
 def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     """What the generations asset does (cache lookup, generate what is missing, decode, CSV)."""
-    info = llm.describe()
     cache = GenerationCache(work / "cache" / "generations")
-    items = []
-    for persona in evals.personas:
-        for q, question in enumerate(evals.questions):
-            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
-            key = generation_key(model_fingerprint=info["model_fingerprint"], dtype=info["dtype"],
-                                 device_kind=info["device"].split(":")[0], backend=info["generation_backend"],
-                                 max_new_tokens=args.max_new_tokens, prompt_ids=prompt_ids)
-            items.append({"persona": persona.name, "question_index": q, "question": question,
-                          "prompt_ids": prompt_ids, "key": key})
+    items = generation_items(llm, evals, args.max_new_tokens)
     lengths = [len(i["prompt_ids"]) for i in items]
     log(f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})")
     start = time.perf_counter()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 import dagster as dg
 
@@ -61,34 +61,26 @@ ALERT_NUMBERS = {
 
 def alert_sinks(env: Mapping[str, str] | None = None, results: ResultsStore | None = None) -> AlertSinks:
     """Paths and the URL stay dg.EnvVar; numbers are parsed here, so a bad one is named by its variable."""
+    from pydantic import ValidationError
+
     env = _environ(env)
     config = _from_env(env, {"jsonl_file": "PERSONA_ALERTS_FILE", "webhook_url": "PERSONA_ALERT_WEBHOOK_URL"})
-    for field, (variable, kind) in ALERT_NUMBERS.items():
-        raw = env.get(variable, "").strip()
-        if not raw:
-            continue
+    raw = {field: env.get(variable, "").strip() for field, (variable, _) in ALERT_NUMBERS.items()}
+    bad = None
+    for field, (_, kind) in ALERT_NUMBERS.items():
         try:
-            config[field] = kind(raw)
-            _check_alert_field(field, config[field])
-        except ValueError as exc:
-            noun = "an integer" if kind is int else "a finite number"
-            raise ValueError(f"environment variable {variable}={raw!r}: must be {noun}, {_alert_bound(field)}") from exc
-    return AlertSinks(results=results or results_store(env), **config)
-
-
-def _alert_bound(field: str) -> str:
-    return AlertSinks.model_fields[field].description.rsplit("(", 1)[-1].rstrip(")")
-
-
-def _check_alert_field(field: str, value: Any) -> None:
-    """The resource's own range for the field (pydantic), as a ValueError."""
-    from pydantic import TypeAdapter, ValidationError
-
-    info = AlertSinks.model_fields[field]
+            config[field] = kind(raw[field]) if raw[field] else AlertSinks.model_fields[field].default
+        except ValueError:
+            bad = bad or field
     try:
-        TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
-    except ValidationError as exc:
-        raise ValueError(str(exc)) from exc
+        if bad is None:
+            return AlertSinks(results=results or results_store(env), **config)
+    except ValidationError as exc:  # out of the resource's own range (its Field constraints)
+        bad = str(exc.errors()[0]["loc"][0])
+    variable, kind = ALERT_NUMBERS[bad]
+    noun = "an integer" if kind is int else "a finite number"
+    bound = AlertSinks.model_fields[bad].description.rsplit("(", 1)[-1].rstrip(")")
+    raise ValueError(f"environment variable {variable}={raw[bad]!r}: must be {noun}, {bound}")
 
 
 def storage_resources(env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -28,16 +28,17 @@ class JsonIOManager(dg.ConfigurableIOManager):
         base = self.results.run_outputs(run_id) if run_id else self.results.outputs_path
         return base / "__".join(key.path)
 
-    def _step_path(self, run_id: str, step_key: str, name: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{step_key}.{name}")
-        return self.results.steps_path(run_id) / f"{safe}.json"
+    def _step_path(self, output: dg.OutputContext) -> Path:
+        """Where an op output without an asset goes: the same path for its writer and its readers."""
+        name = output.name if output.mapping_key is None else f"{output.name}[{output.mapping_key}]"
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{output.step_key}.{name}")
+        return self.results.steps_path(output.run_id) / f"{safe}.json"
 
     def _output_path(self, context: dg.OutputContext, obj: Any) -> Path:
         if context.has_asset_key:
             stem = self._asset_stem(context.asset_key, context.run_id)
             return stem.with_suffix(".csv" if isinstance(obj, pd.DataFrame) else ".json")
-        name = context.name if context.mapping_key is None else f"{context.name}[{context.mapping_key}]"
-        return self._step_path(context.run_id, context.step_key, name)
+        return self._step_path(context)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         path = self._output_path(context, obj)
@@ -52,8 +53,7 @@ class JsonIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is not None and not upstream.has_asset_key:
-            name = upstream.name if upstream.mapping_key is None else f"{upstream.name}[{upstream.mapping_key}]"
-            return read_json(self._step_path(upstream.run_id, upstream.step_key, name))
+            return read_json(self._step_path(upstream))
         for stem in (self._asset_stem(context.asset_key, _run_id(context)), self._asset_stem(context.asset_key)):
             if stem.with_suffix(".json").is_file():
                 return read_json(stem.with_suffix(".json"))

@@ -5,7 +5,7 @@ from persona_assets.config import GenerationConfig
 from persona_assets.core.errors import InputError
 from persona_assets.assets.prompt_checks import refuse_unsafe_prompts
 from persona_assets.core.eval_set import EvalSet
-from persona_assets.core.generation_cache import GenerationCache, generation_key
+from persona_assets.core.generation_cache import GenerationCache, generation_items
 from persona_assets.core.progress import ProgressReporter
 from persona_assets.core.response_quality import response_quality
 from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
@@ -40,19 +40,7 @@ def generations(
     prompt_report = refuse_unsafe_prompts(llm, evals, max_new_tokens=config.max_new_tokens)
     model_info = llm.describe()
     cache = GenerationCache(results.cache_path("generations"))
-    items = []
-    for persona in evals.personas:
-        for q_index, question in enumerate(evals.questions):
-            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
-            key = generation_key(
-                model_fingerprint=model_info["model_fingerprint"],
-                dtype=model_info["dtype"],
-                device_kind=model_info["device"].split(":")[0],
-                backend=model_info["generation_backend"],
-                max_new_tokens=config.max_new_tokens,
-                prompt_ids=prompt_ids,
-            )
-            items.append({"persona": persona.name, "question_index": q_index, "question": question, "prompt_ids": prompt_ids, "key": key})
+    items = generation_items(llm, evals, config.max_new_tokens)
 
     missing = [item for item in items if cache.get(item["key"]) is None]
     context.log.info(f"generations: {len(items) - len(missing)} cached, {len(missing)} to generate")

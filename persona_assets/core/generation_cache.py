@@ -30,6 +30,28 @@ def generation_key(*, model_fingerprint: str, dtype: str, device_kind: str, back
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def generation_items(llm: Any, evals: Any, max_new_tokens: int) -> list[dict[str, Any]]:
+    """One item per persona × question (persona order, then questions): its prompt ids and cache key.
+
+    `llm` needs `describe()` and `chat_prompt_ids()` (no weights are loaded); `evals` is an EvalSet.
+    """
+    info = llm.describe()
+    items = []
+    for persona in evals.personas:
+        for q_index, question in enumerate(evals.questions):
+            prompt_ids = llm.chat_prompt_ids(persona.prompt, question)
+            key = generation_key(
+                model_fingerprint=info["model_fingerprint"],
+                dtype=info["dtype"],
+                device_kind=info["device"].split(":")[0],
+                backend=info["generation_backend"],
+                max_new_tokens=max_new_tokens,
+                prompt_ids=prompt_ids,
+            )
+            items.append({"persona": persona.name, "question_index": q_index, "question": question, "prompt_ids": prompt_ids, "key": key})
+    return items
+
+
 class GenerationCache:
     def __init__(self, directory: Path):
         self.directory = directory
