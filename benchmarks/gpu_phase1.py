@@ -106,10 +106,12 @@ class EngineLLM:
         self.shared_prefixes = False  # GpuLLM.shared_prefixes
         self.liger = False  # GpuLLM.liger_teacher_forcing
         self.vocab = len(engine.tokenizer)
+        self.dtype = engine.dtype  # loaded: generation and hidden states
+        self.scoring_dtype = engine.dtype  # GpuLLM.scoring_dtype (float32: upcast for teacher forcing)
 
     def describe(self) -> dict:
         return {"model": "random-weights", "model_name": "Qwen2-7B-shaped (random)", "model_fingerprint": "bench-random",
-                "dtype": self.engine.dtype, "device": self.engine.device, "resource": "GpuLLM",
+                "dtype": self.dtype, "scoring_dtype": self.scoring_dtype, "device": self.engine.device, "resource": "GpuLLM",
                 "generation_backend": "transformers"}
 
     def chat_prompt_ids(self, system: str, user: str) -> list[int]:
@@ -123,14 +125,21 @@ class EngineLLM:
     def generate(self, prompts, *, max_new_tokens: int, batch_size: int, progress=None):
         from resources.fast_engine import lean_generate
 
-        return lean_generate(self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        return lean_generate(self.scoring_engine(self.dtype), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              progress=progress, cache_impl=self.generation_cache)
 
-    def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
+    def scoring_engine(self, dtype: str | None = None):
+        from resources.precision import cast_engine
+
+        cast_engine(self.engine, dtype or self.scoring_dtype)
+        return self.engine
+
+    def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None, dtype: str | None = None):
         import contextlib
 
         from resources.fast_engine import batch_response_divergences
 
+        self.scoring_engine(dtype)
         with contextlib.ExitStack() as stack:
             if self.compile_layers:
                 stack.enter_context(compiled_decoder_layers(self.engine))
@@ -142,7 +151,7 @@ class EngineLLM:
                                               shared_prefixes=self.shared_prefixes, liger=self.liger)
 
     def last_prompt_hidden_states(self, prompts, layers, *, batch_size: int, progress=None):
-        return self.engine.last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
+        return self.scoring_engine(self.dtype).last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
 
     def num_layers(self) -> int:
         return self.engine.num_layers
@@ -271,7 +280,7 @@ def divergence_jobs(llm: EngineLLM, generations: dict) -> list[ResponseJob]:
     jobs = []
     for r in generations["responses"]:
         g, q = names.index(r["persona"]), r["question_index"]
-        key = response_key(model_fingerprint=info["model_fingerprint"], dtype=info["dtype"],
+        key = response_key(model_fingerprint=info["model_fingerprint"], dtype=info["scoring_dtype"],
                            device_kind=info["device"].split(":")[0], generation_key=r["cache_key"],
                            response_ids=r["token_ids"], generator_prompt_ids=generations["prompts"][(g, q)])
         pairs = [(g, other) for other in range(len(names)) if other != g]  # scorer_pairs(..., "pair_own")

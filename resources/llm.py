@@ -32,6 +32,11 @@ class LLMResource(dg.ConfigurableResource, ABC):
     model: str = Field("embedded", description="'embedded', a .gguf file, a model directory or a hub id")
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
     model_cache_dir: str = Field("", description="where converted GGUF models are cached; empty = ~/.cache")
+    scoring_dtype: str = Field(
+        "",
+        description="teacher forcing in this precision: empty = dtype; float32 = the loaded weights upcast in place "
+        "for scoring only (exact; generation and hidden states stay in dtype; see resources/precision.py)",
+    )
     shared_prefixes: bool = Field(
         True,
         description="teacher forcing: each scorer prompt's K/V computed once per call and reused for every response "
@@ -41,6 +46,18 @@ class LLMResource(dg.ConfigurableResource, ABC):
     _engine: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("scoring_dtype")
+    @classmethod
+    def _upcast_only(cls, value: str) -> str:
+        # Only float32 (or the loaded dtype): a downcast would round the weights that generation uses.
+        if value not in ("", "float32"):
+            raise ValueError(f"scoring_dtype must be empty (= dtype) or float32, got {value!r}")
+        return value
+
+    @property
+    def effective_scoring_dtype(self) -> str:
+        return self.scoring_dtype or self.dtype
 
     @abstractmethod
     def _torch_device(self) -> str:
@@ -94,6 +111,20 @@ class LLMResource(dg.ConfigurableResource, ABC):
             self._engine = HFEngine(model, tokenizer, self.source, self._torch_device(), self.dtype)
         return self._engine
 
+    def model_engine(self) -> Any:
+        """The engine computing in the dtype its weights were loaded in (generation, hidden states)."""
+        from resources.precision import cast_engine, loaded_dtype
+
+        cast_engine(self.engine, loaded_dtype(self.engine))
+        return self.engine
+
+    def scoring_engine(self, dtype: str | None = None) -> Any:
+        """The engine computing in `dtype`, by default the scoring dtype (teacher forcing)."""
+        from resources.precision import cast_engine, loaded_dtype
+
+        cast_engine(self.engine, dtype or self.scoring_dtype or loaded_dtype(self.engine))
+        return self.engine
+
     def use_shard_device(self, shard: int) -> None:
         """Run this step on the device for shard `shard` (a no-op on the CPU)."""
 
@@ -108,6 +139,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
             "model_name": self.source.display_name,
             "model_fingerprint": self.source.fingerprint,
             "dtype": self.dtype,
+            "scoring_dtype": self.effective_scoring_dtype,
             "device": self._torch_device(),
             "resource": type(self).__name__,
             "generation_backend": self.generation_backend(),
@@ -131,7 +163,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
     def generate(
         self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None
     ) -> list[Any]:
-        return self.engine.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        return self.model_engine().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
 
     def response_divergences(
         self,
@@ -159,6 +191,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
         *,
         pair_chunk_size: int,
         progress: ProgressFn | None = None,
+        dtype: str | None = None,
     ) -> list[Any]:
         """`response_divergences` for many (prompts, response_ids, pairs) items, in order.
 
@@ -166,15 +199,17 @@ class LLMResource(dg.ConfigurableResource, ABC):
         workspace serves every item, so the divergence buffers are allocated once per call, not
         once per chunk (see `DivergenceWorkspace` for why that bounds resident memory). With
         `shared_prefixes`, every distinct prompt of the call runs once, alone, and each response's
-        scorers then feed only its tokens (about half the tokens of `configs/demo.yaml`).
+        scorers then feed only its tokens (about half the tokens of `configs/demo.yaml`). `dtype`
+        overrides the scoring dtype for this call (the noise floor's float32 re-scoring).
         """
         from persona_assets.core.divergence import DivergenceWorkspace
         from persona_assets.core.scoring_faults import NonFiniteLogitsError
 
+        engine = self.scoring_engine(dtype)
         workspace = DivergenceWorkspace()
         prefixes = None
         if self.shared_prefixes and items:
-            prefixes = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts])
+            prefixes = engine.prefix_pool([p for prompts, _, _ in items for p in prompts])
         results = []
         for done, (prompts, response_ids, pairs) in enumerate(items, start=1):
             try:
@@ -194,7 +229,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
     def last_prompt_hidden_states(
         self, prompts: Sequence[list[int]], layers: Sequence[int], *, batch_size: int, progress: ProgressFn | None = None
     ) -> Any:
-        return self.engine.last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
+        return self.model_engine().last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
 
     def num_layers(self) -> int:
         from transformers import AutoConfig
@@ -291,7 +326,7 @@ class GpuLLM(LLMResource):
                 from resources.fast_engine import lean_generate
 
                 return lean_generate(
-                    self.engine, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                    self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
                     cache_impl=self.generation_cache,
                 )
             return super().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
@@ -313,12 +348,13 @@ class GpuLLM(LLMResource):
         *,
         pair_chunk_size: int,
         progress: ProgressFn | None = None,
+        dtype: str | None = None,
     ) -> list[Any]:
         """Several responses per bf16 forward, LM head on response positions only, Triton divergences."""
         from resources.fast_engine import batch_response_divergences
 
         return batch_response_divergences(
-            self.engine, items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress,
+            self.scoring_engine(dtype), items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress,
             shared_prefixes=self.shared_prefixes, liger=self.liger_teacher_forcing,
         )
 

@@ -7,6 +7,8 @@ Compositions (the first is the reference the others are compared with):
 - own_batch (GPU only): each response in a call of its own: its scorers padded together, no other
   response in the forward;
 - alone: every scoring sequence in a forward of its own (no padding, no packing).
+A run that scores in reduced precision also re-scores the sample in float32 through the run's own
+call (the weights upcast in place and back, `resources.precision`): the scoring-precision record.
 Each sampled response is scored with its first scoring pass (at most `max_scorers_per_pass`
 sequences, as in the run), so the cost is a few forwards whatever the number of personas.
 
@@ -24,15 +26,12 @@ import numpy as np
 
 from persona_assets.core.divergence_store import ResponseJob, scoring_passes
 from persona_assets.core.noise_floor import VALUES, difference_stats, noise_floor_summary, not_measured, sample_positions
+from persona_assets.core.precision_record import REFERENCE, generation_precision, scoring_precision
 
 RUN = "run"
 OWN_BATCH = "own_batch"
 ALONE = "alone"
 
-FP32_NOTE = (
-    "{dtype} forward vs float32 not measured in the run (it needs a float32 copy of the weights); the GPU "
-    "benchmark measured 2.6e-4 relative on the response-mean JS for bf16 vs fp32 (docs/gpu.md)"
-)
 
 
 def _packs_responses(llm: Any) -> bool:
@@ -51,7 +50,7 @@ def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int, packs: bool) -> A
     from persona_assets.core.divergence import pair_divergences
 
     prompts, response, pairs = item
-    engine = llm.engine
+    engine = llm.scoring_engine()
     if packs:
         from resources.fast_divergence import fast_pair_divergences
         from resources.fast_engine import lm_head_logits, packed_hidden_states
@@ -67,6 +66,24 @@ def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int, packs: bool) -> A
             return fast_pair_divergences(logits, pairs)
     logp = torch.cat([engine.response_logprobs([p], response) for p in prompts])
     return pair_divergences(logp, pairs, chunk_size=pair_chunk_size)
+
+
+def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[str, np.ndarray]], pair_chunk_size: int) -> dict[str, Any]:
+    """The run's scoring of `items` (`run`) against their float32 re-scoring by the same call."""
+    dtype = llm.describe()["scoring_dtype"]
+    if dtype == REFERENCE:
+        return scoring_precision(dtype)
+    import torch
+
+    from resources.precision import engine_in_dtype
+
+    started = time.monotonic()
+    try:
+        with engine_in_dtype(llm.engine, REFERENCE):
+            reference = [_arrays(r) for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size, dtype=REFERENCE)]
+    except torch.OutOfMemoryError as error:
+        return scoring_precision(dtype, reason=f"not measured: the float32 upcast of the weights ran out of memory ({error})")
+    return scoring_precision(dtype, difference_stats(reference, run), seconds=time.monotonic() - started)
 
 
 def measure_noise_floor(
@@ -112,15 +129,17 @@ def measure_noise_floor(
     if packs:
         compositions[OWN_BATCH] = "each response in a call of its own: its scorers padded together, no other response"
         scored[OWN_BATCH] = [_arrays(llm.batch_response_divergences([item], pair_chunk_size=pair_chunk_size)[0]) for item in items]
-    dtype = llm.describe()["dtype"]
-    notes = [] if dtype == "float32" else [FP32_NOTE.format(dtype=dtype)]
+    model = llm.describe()
     record = noise_floor_summary(
         {name: difference_stats(run, other) for name, other in scored.items()},
         reference=RUN,
         compositions=compositions,
         samples=sampled,
-        notes=notes,
     )
-    record["dtype"] = dtype
+    record["dtype"] = model["scoring_dtype"]
+    record["precision"] = {
+        "scoring": measure_scoring_precision(llm, items, run, pair_chunk_size),
+        "generation": generation_precision(model["dtype"]),
+    }
     record["seconds"] = time.monotonic() - started
     return record

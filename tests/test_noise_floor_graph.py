@@ -26,12 +26,12 @@ FLOAT32_BATCH_NOISE_BOUND = 1e-5
 ANALYSED = ("persona_cosine", "leakage_rates", "analysis_inputs", "leakage_correlations", "kill_gate_verdicts")
 
 
-def _materialize(tiny_model_dir, tmp_path, keep, **divergence_config):
+def _materialize(tiny_model_dir, tmp_path, keep, llm=None, **divergence_config):
     """Only the assets named in `keep` (no figures, no checks: the floor does not reach them)."""
     ops = run_config(tmp_path, divergence_matrices={"config": divergence_config}).ops
     return dg.materialize(
         [a for a in all_assets if any(k.path[0] in keep for k in a.keys)],
-        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+        resources={"llm": llm or CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
         run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k in keep}),
     )
 
@@ -91,3 +91,41 @@ def test_floor_is_measured_when_everything_is_cached_and_can_be_disabled(tiny_mo
     off = _divergences_only(tiny_model_dir, tmp_path, noise_floor_samples=0)
     record = off.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
     assert record["measured"] is False and record["js_abs_nats"] is None and "disabled" in record["note"]
+
+
+def test_a_bfloat16_run_measures_its_scoring_precision_and_counts_it_against_findings(tiny_model_dir, tmp_path):
+    keep = ("eval_set", "generations", "divergence_matrices", *ANALYSED)
+    result = _materialize(tiny_model_dir, tmp_path, keep, llm=CpuLLM(model=str(tiny_model_dir), dtype="bfloat16"))
+    assert result.success
+    value = result.output_for_node("divergence_matrices", "divergence_matrices")
+    scoring = value["noise_floor"]["precision"]["scoring"]
+    assert scoring["measured"] and scoring["js_abs_nats"] > value["noise_floor"]["js_abs_nats"]
+    assert value["method"]["forward_dtype"] == value["method"]["generation_dtype"] == "bfloat16"
+    evidence = result.output_for_node("kill_gate_verdicts")["discrimination"]["evidence"]["noise_floor"]
+    assert evidence["scoring_precision_js_nats"] == scoring["js_abs_nats"]
+    assert any(u.startswith("numeric precision of scoring") for u in evidence["uncertainties"]["covered_elsewhere"])
+    assert [u.split(":")[0] for u in evidence["uncertainties"]["not_covered"]] == ["numeric precision of generation"]
+    js = np.array(value["js_matrix"])[np.triu_indices(4, k=1)]
+    differences = np.abs(js[:, None] - js[None, :])[np.triu_indices(6, k=1)]
+    assert evidence["n_pair_js_differences_below_scoring_precision"] == int((differences < scoring["js_abs_nats"]).sum())
+    qb = result.output_for_node("leakage_correlations")["question_bootstrap"]["pair_own"]["pair_differences"]
+    assert qb["n_below_scoring_precision"] is not None and qb["n_findings"] <= qb["n_pair_differences"] - qb["n_below_scoring_precision"]
+
+
+def test_float32_scoring_of_bfloat16_responses_is_recorded_and_cached_apart(tiny_model_dir, tmp_path):
+    keep = ("eval_set", "generations", "divergence_matrices")
+    upcast = CpuLLM(model=str(tiny_model_dir), dtype="bfloat16", scoring_dtype="float32")
+    first = _materialize(tiny_model_dir, tmp_path, keep, llm=CpuLLM(model=str(tiny_model_dir), dtype="bfloat16"))
+    second = _materialize(tiny_model_dir, tmp_path, keep, llm=upcast)
+    assert first.success and second.success
+    bf16 = first.output_for_node("divergence_matrices", "divergence_matrices")
+    fp32 = second.output_for_node("divergence_matrices", "divergence_matrices")
+    assert fp32["method"]["forward_dtype"] == "float32" and fp32["method"]["generation_dtype"] == "bfloat16"
+    assert fp32["noise_floor"]["precision"]["scoring"]["applies"] is False
+    # The same responses (generation cached), scored anew in float32: other values, not cache hits.
+    assert first.output_for_node("generations")["responses"] == second.output_for_node("generations")["responses"]
+    assert materializations(second, "divergence_matrices")[0].metadata["responses_scored_now"].value > 0
+    gap = np.abs(np.array(fp32["js_matrix"]) - np.array(bf16["js_matrix"])).max()
+    assert gap > 0
+    # For reading: how the pair values moved against the probe of two responses.
+    print(f"pair JS moved up to {gap:.2e} nats; the probe bound is {bf16['noise_floor']['precision']['scoring']['js_abs_nats']:.2e}")

@@ -136,7 +136,12 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert verdicts["discrimination"]["call"] == "decided by the data"
     assert verdicts["discrimination"]["question_bootstrap"]["js_std"]["ci95"][1] < 0.05
     assert verdicts["redundancy"]["call"] in ("decided by the data", "too close to call")
-    assert "batch-composition" in verdicts["noise_floor"]["covers"]
+    # Imported values: nothing measured the batch composition or the precision; the output says so.
+    uncertainties = verdicts["noise_floor"]["uncertainties"]
+    assert uncertainties["floor"] is None and uncertainties["covered_elsewhere"][0].startswith("which questions")
+    assert [u.split(":")[0] for u in uncertainties["not_covered"]] == [
+        "batch composition", "numeric precision of scoring", "numeric precision of generation"
+    ]
     assert (tmp_path / "figures" / "legacy" / "pair_js_uncertainty.png").stat().st_size > 10_000
     assert any("unreachable" in note for note in verdicts["discrimination"]["notes"])
     assert set(verdicts["discrimination_by_averaging"]) == {"pair_own", "all_responses"}

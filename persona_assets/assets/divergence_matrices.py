@@ -199,7 +199,8 @@ def aggregate_divergences(
     value = {
         "model": model,
         "method": method_record(
-            model["device"], model["dtype"], resource=model["resource"], averaging=config.averaging,
+            model["device"], model["scoring_dtype"], resource=model["resource"], averaging=config.averaging,
+            generation_dtype=model["dtype"],
             max_scorers_per_pass=config.max_scorers_per_pass, divergence_code_version=DIVERGENCE_CODE_VERSION,
             scoring_rule=config.scoring_rule,
         ),

@@ -24,7 +24,8 @@ import pandas as pd
 
 from persona_assets.core import question_bootstrap as qboot
 from persona_assets.core.analysis_inputs import AnalysisInputs
-from persona_assets.core.noise_floor import FLOOR_COVERS, FLOOR_DOES_NOT_COVER, floor_evidence, floor_nats
+from persona_assets.core.noise_floor import floor_evidence, floor_nats
+from persona_assets.core.precision_record import scoring_precision_nats
 from persona_assets.core.permutation_tests import (
     crossed_bootstrap,
     difference_permutation_test,
@@ -46,8 +47,7 @@ def noise_floor_section(inputs: AnalysisInputs) -> dict[str, Any]:
         "js_rel": floor.get("js_rel"),
         "kl_abs_nats": floor.get("kl_abs_nats"),
         "definition": floor.get("definition"),
-        "covers": FLOOR_COVERS,
-        "does_not_cover": FLOOR_DOES_NOT_COVER,
+        "precision": floor.get("precision"),
     }
 
 
@@ -158,7 +158,9 @@ def question_uncertainty(inputs: AnalysisInputs, averaging: str, *, n_boot: int,
             label: {"centring": inputs.cosine_sets[label].centring, **qboot.spearman_intervals(qb, by_layer)}
             for label, by_layer in cosines.items()
         },
-        "pair_differences": qboot.differences_against_uncertainty(qb, floor_nats(inputs.noise_floor)),
+        "pair_differences": qboot.differences_against_uncertainty(
+            qb, floor_nats(inputs.noise_floor), scoring_precision_nats(inputs.noise_floor)
+        ),
         "notes": [
             "pair value = mean over questions of the per-question pair JS; the matrix agrees within matrix_gap",
             "ρ(JS, cosine): cosine held fixed (its per-question hidden states are not kept); only JS is resampled",

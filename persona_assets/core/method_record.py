@@ -33,12 +33,16 @@ def method_record(
     max_scorers_per_pass: int,
     divergence_code_version: Any,
     scoring_rule: str = "generated",
+    generation_dtype: str | None = None,
 ) -> dict[str, Any]:
     """The `method` dict recorded with the divergence matrices.
 
     Args:
         device: where the forward ran (e.g. ``"cuda:0"``, ``"cpu"``), as ``LLMResource.describe()``.
-        dtype: the model's forward dtype (``"bfloat16"``, ``"float32"``, ...).
+        dtype: the teacher-forcing forward's dtype (``"bfloat16"``, ``"float32"``, ...): the resource's
+            scoring dtype (``describe()["scoring_dtype"]``).
+        generation_dtype: the dtype the responses were generated in (``describe()["dtype"]``);
+            default ``dtype``.
         resource: the LLM resource class name (``describe()["resource"]``): picks the scoring path.
         scoring_rule: which positions were scored (`persona_assets.core.scoring_rule`).
     """
@@ -62,6 +66,7 @@ def method_record(
     return {
         "averaging": averaging,
         "device": device,
+        "generation_dtype": generation_dtype or dtype,
         "scoring_path": path,
         **numerics,
         "units": "nats",

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from persona_assets.core.precision_record import precision_coverage, scoring_precision_nats
+
 VALUES = ("js", "kl_ab", "kl_ba")
 FLOOR_KEY = "js_abs_nats"
 UNKNOWN_FLOOR_NOTE = (
@@ -32,13 +34,9 @@ UNKNOWN_FLOOR_NOTE = (
 )
 
 # What the floor measures and what it does not: a pair difference is a finding only when it exceeds every
-# uncertainty that applies (the floor, the question bootstrap, and precision where it was measured).
+# uncertainty that applies (the floor, the question bootstrap, and scoring precision where it applies).
 FLOOR_COVERS = "batch-composition rounding: the same responses re-scored alone and in other batch compositions"
-FLOOR_DOES_NOT_COVER = [
-    "which questions were asked (see question_bootstrap: per-pair SE and CI over questions)",
-    "numeric precision of scoring (bf16 vs fp32 on the same responses): not measured in the run",
-    "numeric precision of generation (bf16 vs fp32 greedy responses differ): not measured in the run",
-]
+QUESTIONS_COVERED_BY = "which questions were asked: question_bootstrap (per-pair SE and CI over questions)"
 
 # One scoring of one response: value name -> [pairs, tokens] array.
 Scoring = Mapping[str, np.ndarray]
@@ -163,6 +161,23 @@ def floor_nats(noise_floor: Mapping[str, Any] | None) -> float | None:
     return None if value is None else float(value)
 
 
+def uncertainty_coverage(noise_floor: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Which uncertainties of a run's pair values are measured, by what, and which are not.
+
+    `floor` is what the noise floor itself covers; `covered_elsewhere` the effects measured
+    otherwise (the question bootstrap, the float32 re-scoring); `not_covered` what nothing in the
+    run bounds; `not_applicable` the precision effects a float32 run does not have.
+    """
+    covered, missing, not_applicable = precision_coverage(noise_floor)
+    measured = bool((noise_floor or {}).get("measured"))
+    return {
+        "floor": FLOOR_COVERS if measured else None,
+        "covered_elsewhere": [QUESTIONS_COVERED_BY, *covered],
+        "not_covered": ([] if measured else [f"batch composition: {(noise_floor or {}).get('note') or UNKNOWN_FLOOR_NOTE}"]) + missing,
+        "not_applicable": not_applicable,
+    }
+
+
 def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -> dict[str, Any]:
     """Pair JS values set against the floor: the smallest gap, and what falls below the floor.
 
@@ -179,9 +194,11 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
         "noise_floor_js_nats": floor,
         "smallest_gap_between_pair_js": float(gaps.min()) if gaps.size else None,
         "n_pair_js_differences": int(differences.size),
-        "floor_covers": FLOOR_COVERS,
-        "floor_does_not_cover": FLOOR_DOES_NOT_COVER,
+        "uncertainties": uncertainty_coverage(noise_floor),
     }
+    precision = scoring_precision_nats(noise_floor)
+    out["scoring_precision_js_nats"] = precision
+    out["n_pair_js_differences_below_scoring_precision"] = None if precision is None else int((differences < precision).sum())
     if floor is None:
         out |= {
             "n_pair_js_differences_below_floor": None,
@@ -196,6 +213,12 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
         "note": (
             f"pair JS differences below the noise floor ({floor:.3g} nats) are not findings: {below} of "
             f"{differences.size} differences between pair JS values are below it"
+            + (
+                ""
+                if precision is None
+                else f"; {out['n_pair_js_differences_below_scoring_precision']} are below the scoring-precision bound "
+                f"({precision:.3g} nats, the run's dtype vs float32), which are not findings either"
+            )
         ),
     }
     return out

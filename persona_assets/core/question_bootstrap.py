@@ -165,10 +165,15 @@ def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> 
     return out
 
 
-def differences_against_uncertainty(qb: QuestionBootstrap, floor_nats: float | None) -> dict[str, Any]:
-    """Every difference between two pair values against its question-bootstrap SE (and the floor).
+def differences_against_uncertainty(
+    qb: QuestionBootstrap, floor_nats: float | None, scoring_precision_nats: float | None = None
+) -> dict[str, Any]:
+    """Every difference between two pair values against its question-bootstrap SE, the floor and precision.
 
-    SE of a difference = sqrt(var_i + var_j − 2 cov_ij) over the same question resamples.
+    SE of a difference = sqrt(var_i + var_j − 2 cov_ij) over the same question resamples. A
+    difference is a finding when it exceeds all three that apply: the question uncertainty, the
+    noise floor (when measured) and the scoring-precision bound (when the run scored in reduced
+    precision and measured it; None otherwise).
     """
     values = qb.values
     n = values.size
@@ -194,16 +199,22 @@ def differences_against_uncertainty(qb: QuestionBootstrap, floor_nats: float | N
             f"(t({qb.n_questions - 1}, 0.975) · √(Q/(Q−1)), as for the pair CIs)"
         ),
     }
-    if floor_nats is not None:
-        below_floor = diffs < floor_nats
-        out["n_below_noise_floor"] = int(below_floor.sum())
-        out["n_resolved_by_both"] = int((~unresolved & ~below_floor).sum())
-    else:
-        out["n_below_noise_floor"] = None
-        out["n_resolved_by_both"] = None
+    below_floor = diffs < floor_nats if floor_nats is not None else np.zeros(diffs.shape, dtype=bool)
+    below_precision = (
+        diffs < scoring_precision_nats if scoring_precision_nats is not None else np.zeros(diffs.shape, dtype=bool)
+    )
+    out["n_below_noise_floor"] = int(below_floor.sum()) if floor_nats is not None else None
+    out["n_below_scoring_precision"] = int(below_precision.sum()) if scoring_precision_nats is not None else None
+    out["n_findings"] = int((~unresolved & ~below_floor & ~below_precision).sum())
+    out["findings_rule"] = (
+        "a difference is a finding when it lies outside the question uncertainty"
+        + (", above the noise floor" if floor_nats is not None else " (the noise floor is unknown)")
+        + (", and above the scoring-precision bound" if scoring_precision_nats is not None else "")
+    )
     out["note"] = (
-        f"{out['n_within_question_uncertainty']} of {diffs.size} differences between pair values lie within the "
-        "question-level uncertainty: they could reverse with another draw of questions and are not findings"
+        f"{out['n_findings']} of {diffs.size} differences between pair values are findings; "
+        f"{out['n_within_question_uncertainty']} lie within the question-level uncertainty (they could reverse with "
+        "another draw of questions)"
         + ("" if floor_nats is not None else "; the noise floor is unknown")
     )
     return out

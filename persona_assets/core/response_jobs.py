@@ -49,7 +49,7 @@ def response_jobs(
             ids = scored_response(ids, hit_max_new_tokens=r["hit_max_new_tokens"], closing_ids=closing, rule=scoring_rule).ids
         key = response_key(
             model_fingerprint=model["model_fingerprint"],
-            dtype=model["dtype"],
+            dtype=model["scoring_dtype"],  # the precision the values are computed in
             device_kind=model["device"].split(":")[0],
             generation_key=r.get("cache_key", ""),
             response_ids=ids,

@@ -83,6 +83,18 @@ def test_difference_se_includes_the_covariance_of_shared_questions() -> None:
     assert qboot.differences_against_uncertainty(noisy, floor_nats=1.0)["n_within_question_uncertainty"] == 1
 
 
+def test_a_difference_below_the_scoring_precision_bound_is_not_a_finding() -> None:
+    # Three pairs, constant over questions (no question uncertainty): differences 0.002, 0.5, 0.498.
+    base = np.linspace(0.01, 0.1, 10)
+    qb = qboot.question_bootstrap(_table(np.stack([base, base + 0.002, base + 0.5])), "js", n_boot=200, seed=0)
+    unbounded = qboot.differences_against_uncertainty(qb, floor_nats=1e-4)
+    assert unbounded["n_findings"] == 3 and unbounded["n_below_scoring_precision"] is None
+    bounded = qboot.differences_against_uncertainty(qb, floor_nats=1e-4, scoring_precision_nats=0.01)
+    assert bounded["n_below_scoring_precision"] == 1 and bounded["n_findings"] == 2
+    assert "scoring-precision" in bounded["findings_rule"]
+    assert qboot.differences_against_uncertainty(qb, floor_nats=0.6, scoring_precision_nats=0.01)["n_findings"] == 0
+
+
 def test_discrimination_point_values_equal_the_verdict_and_ci_covers_them() -> None:
     rng = np.random.default_rng(4)
     values = rng.gamma(3.0, 0.01, size=(15, 20))

@@ -56,7 +56,7 @@ def test_all_responses_run_bootstraps_both_averagings_with_kl() -> None:
     assert leak["kl_source_target_vs_leakage"]["crossed_bootstrap"]["n_sources"] == 3
     assert leak["js_vs_cosine_as_predictors"]["in_graph"]["layer1"]["permutation_difference"]["n"] == 15
     floor = result["question_bootstrap"][ALL_RESPONSES]["pair_differences"]
-    assert floor["n_below_noise_floor"] is not None and floor["n_resolved_by_both"] <= floor["n_pair_differences"]
+    assert floor["n_below_noise_floor"] is not None and floor["n_findings"] <= floor["n_pair_differences"]
     verdicts = analyses.kill_gate_verdicts(inputs, result, min_std=0.05, min_ratio=3.0, max_abs_rho=0.8, min_relative_question_spread=0.5)
     assert verdicts["discrimination"]["call"] in ("decided by the data", "too close to call")
     assert set(verdicts["redundancy"]["question_bootstrap"]) == {"in_graph/layer2", "in_graph/layer1"}

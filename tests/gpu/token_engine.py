@@ -62,11 +62,20 @@ class PackedScorer:
     def __init__(self, engine: TokenEngine, max_batch_tokens: int = 16384):
         self.engine = engine
         self.max_batch_tokens = max_batch_tokens
+        self.dtype = engine.dtype  # the loaded dtype: generation and scoring (scoring_dtype empty)
 
     def describe(self) -> dict[str, Any]:
-        return {"device": self.engine.device, "dtype": self.engine.dtype}
+        return {"device": self.engine.device, "dtype": self.dtype, "scoring_dtype": self.dtype}
 
-    def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
+    def scoring_engine(self, dtype: str | None = None) -> TokenEngine:
+        from resources.precision import cast_engine
+
+        cast_engine(self.engine, dtype or self.dtype)
+        return self.engine
+
+    def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None, dtype: str | None = None):
         from resources.fast_engine import batch_response_divergences
 
-        return batch_response_divergences(self.engine, items, max_batch_tokens=self.max_batch_tokens, progress=progress)
+        return batch_response_divergences(
+            self.scoring_engine(dtype), items, max_batch_tokens=self.max_batch_tokens, progress=progress
+        )

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from persona_assets.core.divergence_store import ResponseJob
+from persona_assets.core.divergence_store import ResponseJob, scoring_passes
+from persona_assets.core.noise_floor import difference_stats
 from resources.llm import CpuLLM, GpuLLM
 from resources.noise_floor_scoring import measure_noise_floor
 
@@ -28,15 +29,42 @@ def describe(jobs):
     return [{"response": job.key} for job in jobs]
 
 
-def test_cpu_bfloat16_floor_uses_the_first_pass_and_says_fp32_was_not_compared(tiny_model_dir):
+def _values(results) -> list[dict]:
+    return [{name: getattr(r, name).double().numpy() for name in ("js", "kl_ab", "kl_ba")} for r in results]
+
+
+def test_cpu_bfloat16_floor_uses_the_first_pass_and_measures_float32_scoring(tiny_model_dir):
     llm = CpuLLM(model=str(tiny_model_dir), dtype="bfloat16")
     jobs = pair_own_jobs(llm, 5)
+    model = llm.engine.model
+    weights = {k: v.clone() for k, v in [*model.named_parameters(), *model.named_buffers()]}  # inv_freq is a buffer
     record = measure_noise_floor(llm, jobs, describe(jobs), samples=2, max_scorers_per_pass=3, pair_chunk_size=2)
     assert record["measured"] and set(record["compositions"]) == {"run", "alone"}
     assert [s["response"] for s in record["samples"]] == ["key0", "key4"]  # first and last
     assert all(s["n_scorers"] == 3 and s["n_pairs"] == 2 and s["n_tokens"] == 5 for s in record["samples"])
     assert math.isfinite(record["js_abs_nats"]) and record["js_abs_nats"] >= 0
-    assert any("float32 not measured" in note for note in record["notes"])
+    scoring = record["precision"]["scoring"]
+    assert scoring["measured"] and scoring["run_dtype"] == "bfloat16" and scoring["js_abs_nats"] > 0
+    assert record["precision"]["generation"]["applies"] and not record["precision"]["generation"]["measured"]
+    # Weights and buffers are back as loaded, bit for bit and dtype for dtype, after the float32 re-scoring.
+    after = dict([*model.named_parameters(), *model.named_buffers()])
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in weights.items())
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+    # Cross-check: the same sample scored by two resources (bf16, and bf16 weights scored in float32
+    # through the scoring_dtype setting) gives exactly the record's differences.
+    sample = []
+    for position in (0, 4):  # the record's sample, each response's first scoring pass
+        scorers, local_pairs, _ = scoring_passes(jobs[position].pairs, 3)[0]
+        sample.append(([jobs[position].prompts[k] for k in scorers], jobs[position].response_ids, local_pairs))
+    upcast = CpuLLM(model=str(tiny_model_dir), dtype="bfloat16", scoring_dtype="float32")
+    by_fp32 = _values(upcast.batch_response_divergences(sample, pair_chunk_size=2))
+    by_bf16 = _values(llm.batch_response_divergences(sample, pair_chunk_size=2))
+    assert upcast.describe()["scoring_dtype"] == "float32" and upcast.engine.dtype == "float32"
+    assert difference_stats(by_fp32, by_bf16) == scoring["by_value"]
+    # Generation after scoring runs in the loaded dtype again.
+    assert upcast.model_engine().dtype == "bfloat16"
+    assert all(p.dtype == torch.bfloat16 for p in upcast.engine.model.parameters())
 
     off = measure_noise_floor(llm, jobs, describe(jobs), samples=0, max_scorers_per_pass=3, pair_chunk_size=2)
     assert off["measured"] is False and off["js_abs_nats"] is None
