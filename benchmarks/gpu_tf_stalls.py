@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--top-kernels", type=int, default=14, help="kernels listed by GPU time")
     parser.add_argument("--code", default="", help="import resources/ and persona_assets/ from this directory")
     parser.add_argument("--values-out", default="", help="write the last timed pass's response-mean values here")
+    parser.add_argument("--variant", default="eager", choices=["eager", "shared", "liger", "shared+liger"],
+                        help="GpuLLM.shared_prefixes and/or GpuLLM.liger_teacher_forcing (as gpu_phase1.py --tf-variants)")
     args = parser.parse_args()
     if args.code:
         sys.path.insert(0, str(Path(args.code).resolve()))
@@ -223,6 +225,7 @@ def main() -> None:
     tokenizer = load_tokenizer(argparse.Namespace(tokenizer=args.tokenizer))
     engine = build_engine(argparse.Namespace(tiny=args.tiny), device, tokenizer)
     llm = EngineLLM(engine, max_batch_tokens=args.max_batch_tokens)
+    llm.shared_prefixes, llm.liger = "shared" in args.variant, "liger" in args.variant
     jobs = build_jobs(args, llm, evals, engine.model.config.vocab_size)
     sequences = sum(len({s for pair in job.pairs for s in pair}) for job in jobs)
     log(f"{len(jobs)} responses of {args.response_tokens} tokens, {sequences} teacher-forced sequences, "

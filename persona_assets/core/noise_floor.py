@@ -198,7 +198,8 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
     }
     precision = scoring_precision_nats(noise_floor)
     out["scoring_precision_js_nats"] = precision
-    out["n_pair_js_differences_below_scoring_precision"] = None if precision is None else int((differences < precision).sum())
+    # Each of the two pair values may move by up to the bound, so their difference by up to twice it.
+    out["n_pair_js_differences_below_scoring_precision"] = None if precision is None else int((differences < 2 * precision).sum())
     if floor is None:
         out |= {
             "n_pair_js_differences_below_floor": None,
@@ -216,7 +217,7 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
             + (
                 ""
                 if precision is None
-                else f"; {out['n_pair_js_differences_below_scoring_precision']} are below the scoring-precision bound "
+                else f"; {out['n_pair_js_differences_below_scoring_precision']} are below twice the scoring-precision bound "
                 f"({precision:.3g} nats, the run's dtype vs float32), which are not findings either"
             )
         ),

@@ -172,8 +172,8 @@ def differences_against_uncertainty(
 
     SE of a difference = sqrt(var_i + var_j − 2 cov_ij) over the same question resamples. A
     difference is a finding when it exceeds all three that apply: the question uncertainty, the
-    noise floor (when measured) and the scoring-precision bound (when the run scored in reduced
-    precision and measured it; None otherwise).
+    noise floor (when measured) and twice the scoring-precision bound (when the run scored in reduced
+    precision and measured it; None otherwise): each pair value may move by up to the bound.
     """
     values = qb.values
     n = values.size
@@ -200,8 +200,9 @@ def differences_against_uncertainty(
         ),
     }
     below_floor = diffs < floor_nats if floor_nats is not None else np.zeros(diffs.shape, dtype=bool)
+    # Each of the two pair values may move by up to the precision bound: their difference by twice it.
     below_precision = (
-        diffs < scoring_precision_nats if scoring_precision_nats is not None else np.zeros(diffs.shape, dtype=bool)
+        diffs < 2 * scoring_precision_nats if scoring_precision_nats is not None else np.zeros(diffs.shape, dtype=bool)
     )
     out["n_below_noise_floor"] = int(below_floor.sum()) if floor_nats is not None else None
     out["n_below_scoring_precision"] = int(below_precision.sum()) if scoring_precision_nats is not None else None
@@ -209,7 +210,7 @@ def differences_against_uncertainty(
     out["findings_rule"] = (
         "a difference is a finding when it lies outside the question uncertainty"
         + (", above the noise floor" if floor_nats is not None else " (the noise floor is unknown)")
-        + (", and above the scoring-precision bound" if scoring_precision_nats is not None else "")
+        + (", and above twice the scoring-precision bound" if scoring_precision_nats is not None else "")
     )
     out["note"] = (
         f"{out['n_findings']} of {diffs.size} differences between pair values are findings; "
