@@ -47,17 +47,16 @@ class LLMResource(dg.ConfigurableResource, ABC):
     _tokenizer: Any = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
 
-    @field_validator("scoring_dtype")
-    @classmethod
-    def _upcast_only(cls, value: str) -> str:
-        # Only float32 (or the loaded dtype): a downcast would round the weights that generation uses.
-        if value not in ("", "float32"):
-            raise ValueError(f"scoring_dtype must be empty (= dtype) or float32, got {value!r}")
-        return value
-
     @property
     def effective_scoring_dtype(self) -> str:
+        # Checked here, on the resolved value (a field validator would see PERSONA_SCORING_DTYPE's EnvVar).
+        # Only float32 (or the loaded dtype): a downcast would round the weights that generation uses.
+        if self.scoring_dtype not in ("", "float32"):
+            raise ValueError(f"scoring_dtype must be empty (= dtype) or float32, got {self.scoring_dtype!r}")
         return self.scoring_dtype or self.dtype
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        _ = self.effective_scoring_dtype  # a bad setting fails when the run starts, before any model work
 
     @abstractmethod
     def _torch_device(self) -> str:

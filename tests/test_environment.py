@@ -23,14 +23,16 @@ def test_unset_variables_leave_the_resource_defaults():
 
 
 def test_set_variables_become_env_vars_read_when_the_run_starts(monkeypatch, tmp_path):
-    env = {"PERSONA_RESOURCES": "gpu", "PERSONA_MODEL": "/models/x", "PERSONA_DTYPE": "float16", "PERSONA_DATA_DIR": str(tmp_path)}
+    env = {"PERSONA_RESOURCES": "gpu", "PERSONA_MODEL": "/models/x", "PERSONA_DTYPE": "float16", "PERSONA_SCORING_DTYPE": "float32",
+           "PERSONA_DATA_DIR": str(tmp_path)}
     llm = environment.llm_resource(env)
     assert isinstance(llm, GpuLLM)
     assert llm.model == dg.EnvVar("PERSONA_MODEL")  # the UI shows where the value comes from
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     resolved = _resolved(llm)
-    assert resolved.model == "/models/x" and resolved.dtype == "float16"
+    assert resolved.model == "/models/x" and resolved.dtype == "float16" and resolved.scoring_dtype == "float32"
+    assert resolved.effective_scoring_dtype == "float32"
     assert _resolved(environment.results_store(env)).data_path == tmp_path.resolve()
 
 
@@ -67,3 +69,10 @@ def test_bad_alert_setting_names_the_variable(name, raw):
 def test_bad_choice_names_the_variable(name, raw):
     with pytest.raises(ValueError, match=name):
         environment.llm_resource({name: raw}) if name == "PERSONA_RESOURCES" else environment.default_executor_mode({name: raw})
+
+
+def test_a_scoring_dtype_that_would_round_the_weights_is_refused(monkeypatch):
+    monkeypatch.setenv("PERSONA_SCORING_DTYPE", "bfloat16")
+    with pytest.raises(Exception) as failure:  # when the run starts (Dagster wraps the resource's error)
+        _resolved(environment.llm_resource({"PERSONA_SCORING_DTYPE": "bfloat16"}))
+    assert "scoring_dtype must be empty (= dtype) or float32, got 'bfloat16'" in str(failure.value.__cause__)
