@@ -61,9 +61,9 @@ class TokenDivergences:
 class DivergenceWorkspace:
     """Reusable [..., V] buffers for `token_divergences` / `pair_divergences`.
 
-    Each chunk of pairs needs about six float64 buffers of [chunk, T, V] (~13 MB each for
-    4 pairs × 8 tokens × 49k vocabulary). Allocated afresh for every chunk, blocks of that size
-    come and go thousands of times per run; glibc malloc serves them from its heap once its
+    Each block of positions needs its rows in float64 twice ([rows, block, V]) and a few [block, V]
+    float64 buffers per pair (~19 MB and ~1.6 MB for 12 rows × 4 positions × 49k vocabulary).
+    Allocated afresh for every block, buffers of that size come and go thousands of times per run; glibc malloc serves them from its heap once its
     dynamic mmap threshold has risen past their size, and the heap can fragment and keep freed
     blocks (one CPU run of 1,100 scoring passes of a tiny model peaked at about 1 GB, although
     every pass needs the same ~100 MB; benchmarks/results/scale_cpu_*.txt). One workspace
@@ -150,18 +150,43 @@ def token_divergences(
         )
 
     take = workspace.take if workspace is not None else _fresh
-    device = logp_a.device
-    # Renormalise in the compute dtype so both rows sum to 1 to that dtype's precision. The casts
-    # land in the buffers that later hold P_a and P_b: they are dead once log_softmax has run.
-    la = torch.log_softmax(_cast(logp_a, dtype, take, "pa"), dim=-1, out=take("la", logp_a.shape, dtype, device))
-    lb = torch.log_softmax(_cast(logp_b, dtype, take, "pb"), dim=-1, out=take("lb", logp_b.shape, dtype, device))
-    la, lb = torch.broadcast_tensors(la, lb)  # views: no copy until an op needs one
-    shape = la.shape
+    la, pa, a_zero = _renormalised(logp_a, dtype, take, "a")
+    lb, pb, b_zero = _renormalised(logp_b, dtype, take, "b")
+    la, lb, pa, pb = torch.broadcast_tensors(la, lb, pa, pb)  # views: no copy until an op needs one
+    if a_zero is not None or b_zero is not None:
+        a_zero, b_zero = (torch.isneginf(x) for x in (la, lb))  # both masks, broadcast
+    return _divergences(la, lb, pa, pb, a_zero, b_zero, take)
 
-    a_zero = torch.isneginf(la, out=take("a_zero", shape, torch.bool, device))
-    b_zero = torch.isneginf(lb, out=take("b_zero", shape, torch.bool, device))
-    pa = torch.exp(la, out=take("pa", shape, dtype, device))
-    pb = torch.exp(lb, out=take("pb", shape, dtype, device))
+
+def _renormalised(
+    logp: torch.Tensor, dtype: torch.dtype, take, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(log P, P, zero mask or None) of rows renormalised in `dtype` (see the module docstring).
+
+    The cast lands in the buffer that then holds P: it is dead once log_softmax has run. The mask
+    is None when no entry is −inf (the usual case for finite logits): every masked fill below is
+    then the identity and is skipped, which leaves the results bit for bit the same.
+    """
+    device = logp.device
+    lp = torch.log_softmax(_cast(logp, dtype, take, f"p{name}"), dim=-1, out=take(f"l{name}", logp.shape, dtype, device))
+    zero = torch.isneginf(lp, out=take(f"{name}_zero", lp.shape, torch.bool, device))
+    p = torch.exp(lp, out=take(f"p{name}", lp.shape, dtype, device))
+    return lp, p, (zero if bool(zero.any()) else None)
+
+
+def _divergences(
+    la: torch.Tensor,
+    lb: torch.Tensor,
+    pa: torch.Tensor,
+    pb: torch.Tensor,
+    a_zero: torch.Tensor | None,
+    b_zero: torch.Tensor | None,
+    take,
+) -> TokenDivergences:
+    """JS, KL(a‖b), KL(b‖a) over the last axis from renormalised log-probs and probabilities of
+    one shape; the zero masks are both given or both None (no −inf anywhere)."""
+    shape, dtype, device = la.shape, la.dtype, la.device
+    masked = a_zero is not None
 
     # Everything below uses the per-token log-ratio t = log P_b − log P_a. For similar
     # distributions la and lb are close, so this subtraction is exact (Sterbenz), whereas
@@ -173,23 +198,29 @@ def token_divergences(
     # KL(P_a‖P_b) = Σ pa·(la − lb) = −Σ pa·t. Masks fix the 0·(±inf) = NaN cases: a zero of P_a
     # contributes 0; a token with P_a > 0 and P_b = 0 makes KL infinite (set explicitly, since
     # pa may have underflowed to 0 although la is finite).
-    only = take("only", shape, torch.bool, device)  # "zero in one distribution only"
     terms = torch.mul(pa, t, out=take("terms", shape, dtype, device)).neg_()
-    only = torch.bitwise_and(b_zero, torch.bitwise_not(a_zero, out=only), out=only)
-    kl_ab = terms.masked_fill_(a_zero, 0.0).masked_fill_(only, math.inf).sum(dim=-1)
+    if masked:
+        only = take("only", shape, torch.bool, device)  # "zero in one distribution only"
+        only = torch.bitwise_and(b_zero, torch.bitwise_not(a_zero, out=only), out=only)
+        terms.masked_fill_(a_zero, 0.0).masked_fill_(only, math.inf)
+    kl_ab = terms.sum(dim=-1)
     torch.mul(pb, t, out=terms)
-    only = torch.bitwise_and(a_zero, torch.bitwise_not(b_zero, out=only), out=only)
-    kl_ba = terms.masked_fill_(b_zero, 0.0).masked_fill_(only, math.inf).sum(dim=-1)
+    if masked:
+        only = torch.bitwise_and(a_zero, torch.bitwise_not(b_zero, out=only), out=only)
+        terms.masked_fill_(b_zero, 0.0).masked_fill_(only, math.inf)
+    kl_ba = terms.sum(dim=-1)
 
     # JS in log space: log M = logaddexp(la, lb) − ln 2, hence
     #   la − log M = ln 2 − logaddexp(0, t)   and   lb − log M = ln 2 − logaddexp(0, −t),
     # which depend on la, lb only through t (see above). Both are ≤ ln 2, so every term is finite
     # once the zeros of the weighting distribution are masked (there the product is 0·(−inf)).
-    zero = torch.zeros((), dtype=dtype, device=t.device)
+    zero = torch.zeros((), dtype=dtype, device=device)
     torch.logaddexp(t, zero, out=terms)
-    js_a = terms.neg_().add_(LN2).mul_(pa).masked_fill_(a_zero, 0.0).sum(dim=-1)
+    terms.neg_().add_(LN2).mul_(pa)
+    js_a = (terms.masked_fill_(a_zero, 0.0) if masked else terms).sum(dim=-1)
     torch.logaddexp(t.neg_(), zero, out=terms)
-    js_b = terms.neg_().add_(LN2).mul_(pb).masked_fill_(b_zero, 0.0).sum(dim=-1)
+    terms.neg_().add_(LN2).mul_(pb)
+    js_b = (terms.masked_fill_(b_zero, 0.0) if masked else terms).sum(dim=-1)
     # 0.5·(x + y) is exactly symmetric in (a, b), so JS(a, b) == JS(b, a) bit for bit.
     js = (js_a + js_b).mul_(0.5)
 
@@ -235,9 +266,10 @@ def pair_divergences(
             teacher-forced under S system prompts) at T positions.
         pairs: P index pairs (i, j) into the S axis, as a sequence of 2-tuples or an integer
             tensor [P, 2]. (i, i) is allowed and gives zeros.
-        chunk_size: pairs processed together. Memory is O(chunk_size·T·V) (about six `dtype`
-            buffers of that size, see `token_divergences`); the [P, T, V] tensor of all pairs
-            is never built.
+        chunk_size: the memory bound: a block of positions holds the rows it needs for no more
+            V-vectors than chunk_size pairs over all T positions would (`positions_per_block`),
+            i.e. O(chunk_size·T·V); the [P, T, V] tensor of all pairs is never built. Pairs run
+            one at a time over the block, sharing its renormalised rows.
         dtype: compute and result dtype.
         workspace: buffers to reuse across chunks and calls (a scoring loop passes one for all
             its responses); None uses a fresh one for this call's chunks.
@@ -250,28 +282,59 @@ def pair_divergences(
         raise ValueError(f"logp must be [S, T, V], got shape {tuple(logp.shape)}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
-    num_seqs, num_positions, _ = logp.shape
+    num_seqs, num_positions, vocab = logp.shape
     index = _pair_index(pairs, num_seqs, logp.device)
     num_pairs = index.shape[0]
 
-    # Preallocated outputs: concatenating per-chunk results would briefly hold two copies.
+    # Preallocated outputs: concatenating per-block results would briefly hold two copies.
     out = {
         name: torch.empty(num_pairs, num_positions, dtype=dtype, device=logp.device)
         for name in ("js", "kl_ab", "kl_ba")
     }
+    if num_pairs == 0 or num_positions == 0:
+        return TokenDivergences(**out)
     workspace = workspace if workspace is not None else DivergenceWorkspace()
-    for start in range(0, num_pairs, chunk_size):
-        chunk = index[start : start + chunk_size]
-        # Gathering copies only this chunk's rows ([chunk, T, V] in the input dtype).
-        rows = (chunk.shape[0], num_positions, logp.shape[2])
-        rows_a = torch.index_select(logp, 0, chunk[:, 0], out=workspace.take("rows_a", rows, logp.dtype, logp.device))
-        rows_b = torch.index_select(logp, 0, chunk[:, 1], out=workspace.take("rows_b", rows, logp.dtype, logp.device))
-        part = token_divergences(rows_a, rows_b, dtype=dtype, workspace=workspace)
-        stop = start + chunk.shape[0]
-        out["js"][start:stop] = part.js
-        out["kl_ab"][start:stop] = part.kl_ab
-        out["kl_ba"][start:stop] = part.kl_ba
+    take = workspace.take
+    # Every row the pairs use is cast, renormalised and exponentiated once per block of positions
+    # and shared by all its pairs (pair-own pairs (g, o) use the generator's row N − 1 times);
+    # renormalising per pair side did that work 2P times instead of once per row.
+    used = sorted({int(s) for s in index.flatten().tolist()})
+    local = {row: k for k, row in enumerate(used)}
+    pair_rows = [(local[int(a)], local[int(b)]) for a, b in index.tolist()]
+    used_index = torch.as_tensor(used, dtype=torch.long, device=logp.device)
+    block = positions_per_block(len(used), num_positions, chunk_size)
+    for start in range(0, num_positions, block):
+        stop = min(start + block, num_positions)
+        # [U, b, V]: only this block's rows are copied (straight into the compute dtype when
+        # every row is used, as with pair-own pairs; else gathered first in the input dtype).
+        rows = logp[:, start:stop]
+        if len(used) < num_seqs:
+            shape = (len(used), stop - start, vocab)
+            rows = torch.index_select(rows, 0, used_index, out=take("rows", shape, logp.dtype, logp.device))
+        log_p, p, zero = _renormalised(rows, dtype, take, "")
+        for k, (a, b) in enumerate(pair_rows):
+            masks = (zero[a], zero[b]) if zero is not None else (None, None)
+            part = _divergences(log_p[a], log_p[b], p[a], p[b], *masks, take)
+            out["js"][k, start:stop] = part.js
+            out["kl_ab"][k, start:stop] = part.kl_ab
+            out["kl_ba"][k, start:stop] = part.kl_ba
     return TokenDivergences(**out)
+
+
+# A block's per-pair intermediates ([b, V] float64 each, a handful of them) are meant to stay in
+# the CPU's caches between the dozen passes the divergences make over them; past a few MB every
+# pass goes to main memory (measured: benchmarks/results/cpu_divergence_step_*.txt).
+BLOCK_VECTORS = 4
+
+
+def positions_per_block(rows: int, positions: int, chunk_size: int) -> int:
+    """Positions processed together by `pair_divergences`.
+
+    At most `BLOCK_VECTORS` (cache-sized per-pair intermediates), and the block's `rows` renormalised
+    rows hold no more V-vectors than a chunk of `chunk_size` pairs over every position would (the
+    memory bound `chunk_size` promises); at least 1.
+    """
+    return max(1, min(positions, BLOCK_VECTORS, (chunk_size * positions) // max(rows, 1)))
 
 
 def reference_divergences(p: np.ndarray, q: np.ndarray) -> tuple[float, float, float]:

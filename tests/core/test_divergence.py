@@ -395,16 +395,24 @@ def test_pair_divergences_directions(scored):
 
 def test_pair_divergences_never_builds_all_pairs_at_once(scored, monkeypatch):
     seen: list[tuple[int, ...]] = []
-    real = divergence.token_divergences
+    real = divergence._divergences
 
-    def spy(logp_a, logp_b, **kwargs):
-        seen.append(tuple(logp_a.shape))
-        return real(logp_a, logp_b, **kwargs)
+    def spy(la, lb, *args):
+        seen.append(tuple(la.shape))
+        return real(la, lb, *args)
 
-    monkeypatch.setattr(divergence, "token_divergences", spy)
+    monkeypatch.setattr(divergence, "_divergences", spy)
     pair_divergences(scored, ALL_PAIRS, chunk_size=4)
-    assert [shape[0] for shape in seen] == [4, 4, 4, 4, 4, 1]
-    assert all(shape[1:] == (6, 13) for shape in seen)
+    # One pair at a time over blocks of positions: 5 rows, 6 positions, chunk 4 -> blocks of 4 and 2.
+    assert seen == [(4, 13)] * len(ALL_PAIRS) + [(2, 13)] * len(ALL_PAIRS)
+
+
+@pytest.mark.parametrize("rows, positions, chunk, expected", [(5, 6, 4, 4), (12, 48, 4, 4), (12, 2, 4, 1), (12, 8, 1, 1), (2, 48, 4, 4), (40, 48, 4, 4), (200, 10, 4, 1)])
+def test_positions_per_block_bounds_memory_like_a_chunk_of_pairs(rows, positions, chunk, expected):
+    block = divergence.positions_per_block(rows, positions, chunk)
+    assert block == expected
+    assert 1 <= block <= min(positions, divergence.BLOCK_VECTORS)
+    assert block == 1 or rows * block <= chunk * positions  # no more V-vectors than chunk pairs × positions
 
 
 def test_pair_divergences_float32_input(scored):

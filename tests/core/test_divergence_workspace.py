@@ -57,5 +57,7 @@ def test_workspace_allocates_once_for_repeated_passes():
         pair_divergences(_logp(12, 8, 512, 1), pairs, chunk_size=4, workspace=workspace)
     assert workspace.nbytes == size
     assert {name: buffer.data_ptr() for name, buffer in workspace._buffers.items()} == pointers
-    # One chunk's worth: six float64 and two float32 [4, 8, 512] buffers, three bool ones.
-    assert size == 4 * 8 * 512 * (6 * 8 + 2 * 4 + 3 * 1)
+    # One block's worth (12 rows × 2 positions: chunk 4 × 8 positions / 12 rows): the rows'
+    # log-probs and probabilities in float64 (cast straight from the input: every row is used) and
+    # their zero mask; per pair t and terms in float64 and one bool mask of [2, 512].
+    assert size == 12 * 2 * 512 * (2 * 8 + 1) + 2 * 512 * (2 * 8 + 1)
