@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from persona_assets.core.divergence import pair_divergences
-from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, score_missing
+from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, batch_end, score_missing
 from resources.fast_engine import batch_response_divergences
 from resources.hf_engine import HFEngine
 from resources.shared_prefix import continuation_hidden_states, prefix_pool, response_states
@@ -113,11 +113,11 @@ class RecordingScorer:
     """The CPU resource's loop (HFEngine + shared prefixes per call), recording each call's items."""
 
     def __init__(self, engine, shared: bool):
-        self.engine, self.shared, self.calls = engine, shared, []
+        self.engine, self.shared_prefixes, self.calls = engine, shared, []
 
     def batch_response_divergences(self, items, *, pair_chunk_size, progress=None):
         self.calls.append(items)
-        pool = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts]) if self.shared else None
+        pool = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts]) if self.shared_prefixes else None
         return [
             pair_divergences(self.engine.response_logprobs(p, r, prefixes=pool), pairs, chunk_size=pair_chunk_size)
             for p, r, pairs in items
@@ -151,6 +151,35 @@ def test_score_missing_groups_the_responses_to_one_question_into_calls(engine, s
         for pair in ref:
             for name in NAMES:
                 assert got[pair][name] == pytest.approx(ref[pair][name], rel=2e-5)
+
+
+def test_score_missing_ends_a_batch_before_a_question_it_would_split(engine, study, tmp_path):
+    # 6 per batch, 4 responses per question: batches of 4 (each question's prompts computed in one
+    # call only), not 6 + 6 (the middle question's prompts in two calls).
+    shared = RecordingScorer(engine, shared=True)
+    score_missing(shared, _jobs(study), DivergenceCache(tmp_path / "shared"), max_scorers_per_pass=12, responses_per_batch=6)
+    assert [len(items) for items in shared.calls] == [4, 4, 4]
+    whole = RecordingScorer(engine, shared=False)  # no prefixes to share: full batches
+    score_missing(whole, _jobs(study), DivergenceCache(tmp_path / "whole"), max_scorers_per_pass=12, responses_per_batch=6)
+    assert [len(items) for items in whole.calls] == [6, 6]
+
+
+@pytest.mark.parametrize(
+    "groups, size, ends",
+    [
+        ("aaaabbbbcccc", 6, [4, 8, 12]),
+        ("aaaabbbbcccc", 8, [8, 12]),  # two whole groups fit
+        ("aaaaaaabbc", 4, [4, 7, 10]),  # a group larger than the batch is split, then whole groups
+        ("abc", 16, [3]),
+    ],
+)
+def test_batch_end_keeps_groups_whole(groups, size, ends):
+    got, start = [], 0
+    while start < len(groups):
+        start = batch_end(list(groups), start, size, whole_groups=True)
+        got.append(start)
+    assert got == ends
+    assert batch_end(list(groups), 0, size, whole_groups=False) == min(size, len(groups))
 
 
 @pytest.mark.slow
