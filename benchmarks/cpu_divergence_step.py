@@ -33,22 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import hardware  # noqa: E402
+from benchmarks.cpu_shared_prefixes import cpu_seconds, load_average, log  # noqa: E402
+from benchmarks.user_path import step_windows  # noqa: E402
 
 KEYS = ["generator", "question_index", "persona_a", "persona_b"]
 STEP = ("score_divergence_shard", "aggregate_divergences")
-
-
-def log(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 class PhaseTimers:
@@ -123,17 +112,7 @@ def ensure_generations(args, work: Path) -> None:
 
 
 def step_seconds(instance, run_id: str) -> dict[str, float]:
-    import dagster as dg
-
-    starts, ends = {}, {}
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or not entry.step_key:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[entry.step_key] = entry.timestamp
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            ends[entry.step_key] = entry.timestamp
+    starts, ends = step_windows(instance, run_id)
     return {key: ends[key] - starts[key] for key in starts if key in ends}
 
 

@@ -71,6 +71,22 @@ def run_dagster(args, env: dict, work: Path) -> tuple[float, float, str]:
     return wall, launched, str(home)
 
 
+def step_windows(instance, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Each step's start and end timestamps (STEP_START, STEP_SUCCESS/FAILURE) from a run's event log."""
+    import dagster as dg
+
+    starts, ends = {}, {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[entry.step_key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            ends[entry.step_key] = entry.timestamp
+    return starts, ends
+
+
 def step_times(home: str) -> tuple[dict[str, float], float, float, str]:
     """Per step: seconds from STEP_START to its end; and the first start / last end (epoch seconds)."""
     import dagster as dg
@@ -78,15 +94,7 @@ def step_times(home: str) -> tuple[dict[str, float], float, float, str]:
     os.environ["DAGSTER_HOME"] = home  # DagsterInstance.get() opens the instance of $DAGSTER_HOME
     with dg.DagsterInstance.get() as instance:
         [run] = instance.get_runs()
-        starts, ends = {}, {}
-        for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            if event is None or not entry.step_key:
-                continue
-            if event.event_type == dg.DagsterEventType.STEP_START:
-                starts[entry.step_key] = entry.timestamp
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                ends[entry.step_key] = entry.timestamp
+        starts, ends = step_windows(instance, run.run_id)
         executor = (run.run_config.get("execution") or {}).get("config") or {}
     steps = {key: ends[key] - starts[key] for key in starts if key in ends}
     return steps, min(starts.values()), max(ends.values()), ", ".join(executor) or "the default (in_process)"
