@@ -125,8 +125,11 @@ class EngineLLM:
     def generate(self, prompts, *, max_new_tokens: int, batch_size: int, progress=None):
         from resources.fast_engine import lean_generate
 
-        return lean_generate(self.scoring_engine(self.dtype), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        return lean_generate(self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              progress=progress, cache_impl=self.generation_cache)
+
+    def model_engine(self):
+        return self.scoring_engine(self.dtype)  # the loaded dtype (generation, hidden states), as LLMResource
 
     def scoring_engine(self, dtype: str | None = None):
         from resources.precision import cast_engine
@@ -151,7 +154,7 @@ class EngineLLM:
                                               shared_prefixes=self.shared_prefixes, liger=self.liger)
 
     def last_prompt_hidden_states(self, prompts, layers, *, batch_size: int, progress=None):
-        return self.scoring_engine(self.dtype).last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
+        return self.model_engine().last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
 
     def num_layers(self) -> int:
         return self.engine.num_layers

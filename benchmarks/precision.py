@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.gpu_phase1 import EngineLLM, divergence_jobs, load_tokenizer, log, run_generations  # noqa: E402
+from benchmarks.gpu_phase1 import EngineLLM, Timer, divergence_jobs, load_tokenizer, log, run_generations  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,18 +123,6 @@ def response_level(label: str, reference: list, other: list) -> float:
     return float(diff.max())
 
 
-def timed(device: str, fn):
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="embedded", help="embedded, a model directory, or random-7b (Qwen2.5-7B shapes)")
@@ -165,18 +152,22 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="precision-"))
     evals = build_eval_set(REPO / "data" / "personas.yaml", REPO / "data" / "questions.yaml",
                            persona_subset=[p for p in args.personas.split(",") if p], n_questions=args.n_questions)
-    (e16, e32, upcast_reference), load_s = timed(device, lambda: engines(args, device))
+    timer = Timer(device)  # wall seconds per stage, CUDA synchronised at both ends
+    e16, e32, upcast_reference = timer.run("both precisions", lambda: engines(args, device))
+    load_s = timer.stages["both precisions"]
     log(f"model {args.model}: both precisions ready in {load_s:.1f} s; float32 reference = "
         + ("the bf16 weights upcast (a bf16 checkpoint)" if upcast_reference else "a float32 load (weights not rounded to bf16)"))
     llm16 = EngineLLM(e16, max_batch_tokens=args.max_batch_tokens)
     llm32 = EngineLLM(e32, max_batch_tokens=args.max_batch_tokens)
     with torch.inference_mode():
-        g16, t_gen16 = timed(device, lambda: run_generations(args, llm16, evals, work / "bf16"))
-        g32, t_gen32 = timed(device, lambda: run_generations(args, llm32, evals, work / "fp32"))
+        g16 = timer.run("generation bf16", lambda: run_generations(args, llm16, evals, work / "bf16"))
+        g32 = timer.run("generation float32", lambda: run_generations(args, llm32, evals, work / "fp32"))
         jobs16, jobs32 = divergence_jobs(llm16, g16), divergence_jobs(llm32, g32)
         items16, items32 = items_of(jobs16), items_of(jobs32)
-        s16_16, t_bf16 = timed(device, lambda: response_means(llm16.batch_response_divergences(items16, pair_chunk_size=16)))
-        s16_up, t_upcast = timed(device, lambda: response_means(llm16.batch_response_divergences(items16, pair_chunk_size=16, dtype="float32")))
+        s16_16 = timer.run("scoring bf16", lambda: response_means(llm16.batch_response_divergences(items16, pair_chunk_size=16)))
+        s16_up = timer.run("scoring float32", lambda: response_means(llm16.batch_response_divergences(items16, pair_chunk_size=16, dtype="float32")))
+        t_gen16, t_gen32 = timer.stages["generation bf16"], timer.stages["generation float32"]
+        t_bf16, t_upcast = timer.stages["scoring bf16"], timer.stages["scoring float32"]
         llm16.scoring_engine("bfloat16")
         s16_32 = s16_up if upcast_reference else response_means(llm32.batch_response_divergences(items16, pair_chunk_size=16))
         s32_32 = response_means(llm32.batch_response_divergences(items32, pair_chunk_size=16))

@@ -109,7 +109,7 @@ def resolve_model_source(model: str) -> ModelSource:
     return ModelSource("hub", model, None, f"hub:{model}", model)
 
 
-def _torch_dtype(name: str) -> Any:
+def torch_dtype(name: str) -> Any:
     import torch
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -124,12 +124,12 @@ def load_model_and_tokenizer(
     """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk."""
     from transformers import AutoModelForCausalLM
 
-    torch_dtype = _torch_dtype(dtype)
+    dtype_of_weights = torch_dtype(dtype)
     location = local_model_path(source, cache_dir=cache_dir)
     tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
     # On a GPU the weights are read straight onto the device (no full copy in host memory first).
     device_map = device if device.startswith("cuda") else None
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, device_map=device_map)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_of_weights, device_map=device_map)
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from persona_assets.core.divergence_store import ResponseJob, scoring_passes
-from persona_assets.core.noise_floor import VALUES, difference_stats, noise_floor_summary, not_measured, sample_positions
+from persona_assets.core.noise_floor import (
+    VALUES,
+    difference_stats,
+    largest_differences,
+    noise_floor_summary,
+    not_measured,
+    sample_positions,
+)
 from persona_assets.core.precision_record import REFERENCE, generation_precision, scoring_precision
 
 RUN = "run"
@@ -83,7 +90,8 @@ def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[s
             reference = [_arrays(r) for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size, dtype=REFERENCE)]
     except torch.OutOfMemoryError as error:
         return scoring_precision(dtype, reason=f"not measured: the float32 upcast of the weights ran out of memory ({error})")
-    return scoring_precision(dtype, difference_stats(reference, run), seconds=time.monotonic() - started)
+    by_value = difference_stats(reference, run)
+    return scoring_precision(dtype, by_value, largest_differences({REFERENCE: by_value}), seconds=time.monotonic() - started)
 
 
 def measure_noise_floor(

@@ -19,14 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from resources.model_loading import torch_dtype
+
 FLOAT32 = "float32"
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def torch_dtype(name: str) -> Any:
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def check_scoring_dtype(loaded: str, scoring: str) -> None:
@@ -52,13 +47,12 @@ def loaded_dtype(engine: Any) -> str:
 
 
 def cast_engine(engine: Any, dtype: str) -> None:
-    """Cast the engine's weights (and buffers) to `dtype` in place; a no-op when already there."""
+    """Cast the engine's weights (not its buffers) to `dtype` in place; a no-op when already there."""
     if engine.dtype == dtype:
         return
     if not hasattr(engine, "loaded_dtype"):
         engine.loaded_dtype = engine.dtype  # what the weights were loaded in: the only way back down
-    if dtype != engine.loaded_dtype:
-        check_scoring_dtype(engine.loaded_dtype, dtype)
+    check_scoring_dtype(engine.loaded_dtype, dtype)
     try:
         _cast_parameters(engine.model, torch_dtype(dtype))
     except BaseException:

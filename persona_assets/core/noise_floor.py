@@ -111,13 +111,27 @@ def _largest(by_composition: Mapping[str, Mapping[str, Mapping[str, float | None
     return max(found) if found else None
 
 
+def largest_differences(by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> dict[str, float | None]:
+    """The headline numbers of `difference_stats` results: the largest differences over them all.
+
+    `js_abs_nats` is the largest |Δ response-mean JS|, `js_rel` the same relative, then the largest
+    per-token JS difference and the largest response-mean KL differences (both directions).
+    """
+    return {
+        FLOOR_KEY: _largest(by_composition, ["js"], "per_response_abs_max"),
+        "js_rel": _largest(by_composition, ["js"], "per_response_rel_max"),
+        "js_per_token_abs_nats": _largest(by_composition, ["js"], "per_token_abs_max"),
+        "kl_abs_nats": _largest(by_composition, ["kl_ab", "kl_ba"], "per_response_abs_max"),
+        "kl_rel": _largest(by_composition, ["kl_ab", "kl_ba"], "per_response_rel_max"),
+    }
+
+
 def noise_floor_summary(
     by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]],
     *,
     reference: str,
     compositions: Mapping[str, str],
     samples: list[dict[str, Any]],
-    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The asset-ready record: the floor (largest differences over all compositions) and the detail.
 
@@ -129,11 +143,7 @@ def noise_floor_summary(
     """
     return {
         "measured": bool(by_composition),
-        FLOOR_KEY: _largest(by_composition, ["js"], "per_response_abs_max"),
-        "js_rel": _largest(by_composition, ["js"], "per_response_rel_max"),
-        "js_per_token_abs_nats": _largest(by_composition, ["js"], "per_token_abs_max"),
-        "kl_abs_nats": _largest(by_composition, ["kl_ab", "kl_ba"], "per_response_abs_max"),
-        "kl_rel": _largest(by_composition, ["kl_ab", "kl_ba"], "per_response_rel_max"),
+        **largest_differences(by_composition),
         "definition": (
             f"{FLOOR_KEY}: the largest |Δ response-mean JS| (nats) between the run's batch composition and the "
             "others, over the re-scored sample; *_rel: the same relative to the run's value; per-token and KL "
@@ -144,7 +154,6 @@ def noise_floor_summary(
         "compositions": dict(compositions),
         "samples": samples,
         "by_composition": {name: dict(stats) for name, stats in by_composition.items()},
-        "notes": list(notes),
     }
 
 

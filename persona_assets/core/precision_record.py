@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 REFERENCE = "float32"
-PRECISION_KEY = "js_abs_nats"
+PRECISION_KEY = "js_abs_nats"  # as in noise_floor.largest_differences, which fills the record
 
 GENERATION_NOTE = (
     "greedy responses generated in {dtype} differ from float32's (a near-tie flips, every later token differs): "
@@ -30,13 +30,12 @@ GENERATION_NOTE = (
 )
 
 
-def _largest(by_value: Mapping[str, Mapping[str, float | None]], names: tuple[str, ...], key: str) -> float | None:
-    found = [by_value[name][key] for name in names if by_value[name][key] is not None]
-    return max(found) if found else None
-
-
 def scoring_precision(
-    scoring_dtype: str, by_value: Mapping[str, Mapping[str, float | None]] | None = None, *, reason: str = "",
+    scoring_dtype: str,
+    by_value: Mapping[str, Mapping[str, float | None]] | None = None,
+    largest: Mapping[str, float | None] | None = None,
+    *,
+    reason: str = "",
     seconds: float | None = None,
 ) -> dict[str, Any]:
     """The scoring-precision record: run's dtype vs float32 on the same responses and compositions.
@@ -45,21 +44,20 @@ def scoring_precision(
         scoring_dtype: the dtype the run teacher-forced in.
         by_value: `noise_floor.difference_stats` of the float32 re-scoring against the run's, or None
             when it was not measured (then `reason` says why).
+        largest: `noise_floor.largest_differences` of `by_value` (its headline numbers).
     """
     if scoring_dtype == REFERENCE:
         return {"applies": False, "measured": False, "note": "scored in float32, the reference precision"}
     if by_value is None:
         return {"applies": True, "measured": False, "run_dtype": scoring_dtype, "note": reason or "not measured"}
+    if largest is None:
+        raise ValueError("a measured scoring precision needs its largest differences (noise_floor.largest_differences)")
     return {
         "applies": True,
         "measured": True,
         "run_dtype": scoring_dtype,
         "reference_dtype": REFERENCE,
-        PRECISION_KEY: _largest(by_value, ("js",), "per_response_abs_max"),
-        "js_rel": _largest(by_value, ("js",), "per_response_rel_max"),
-        "js_per_token_abs_nats": _largest(by_value, ("js",), "per_token_abs_max"),
-        "kl_abs_nats": _largest(by_value, ("kl_ab", "kl_ba"), "per_response_abs_max"),
-        "kl_rel": _largest(by_value, ("kl_ab", "kl_ba"), "per_response_rel_max"),
+        **largest,
         "definition": (
             f"{PRECISION_KEY}: the largest |Δ response-mean JS| (nats) between the run's scoring in {scoring_dtype} and "
             "the same sampled responses re-scored in float32 by the same call; pair differences smaller than it are "
