@@ -83,7 +83,7 @@ def install_timers() -> PhaseTimers:
     timers.wrap(asset, "measure_noise_floor", "noise floor (its re-scoring included)")
     timers.wrap(llm.LLMResource, "load_for_teacher_forcing", "model load")
     timers.wrap(hf_engine.HFEngine, "prefix_pool", "prefix K/V (shared prefixes)")
-    timers.wrap(hf_engine.HFEngine, "response_logprobs", "forward + LM head + log_softmax")
+    timers.wrap(hf_engine.HFEngine, "response_logits", "forward + LM head")
     timers.wrap(divergence, "pair_divergences", "float64 divergences (pair_divergences)")
     timers.wrap(store.DivergenceCache, "put", "cache writes")
     timers.wrap(store, "cached_rows", "cache reads (aggregate)")

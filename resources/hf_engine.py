@@ -11,9 +11,13 @@ Conventions
   real positions (up to kernel-level float noise, tested).
 - Hidden states are sliced to the positions that predict response tokens *before* the LM head,
   so the full-vocabulary projection is paid only where it is used.
-- Shared prefixes (`prefix_pool`, then `response_logprobs(..., prefixes=pool)`): each prompt's K/V
+- Shared prefixes (`prefix_pool`, then `response_logits(..., prefixes=pool)`): each prompt's K/V
   is computed once and every response scored under it feeds only its own tokens; the same
-  distributions up to float rounding (`resources.shared_prefix`).
+  distributions up to float rounding (`resources.shared_prefix`). Prompts run alone are kept for
+  later calls (`prefix_memo`, up to PREFIX_MEMO_BYTES): the same bits as running them again.
+- Divergences take the raw float32 logits (`response_logits`): `pair_divergences` renormalises
+  every row in float64 itself, so a float32 log_softmax first only added its own rounding (about
+  5 % of the CPU divergence step; benchmarks/cpu_divergence_step.py), as the GPU path never did.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import torch
 from persona_assets.core.errors import InputError
 from persona_assets.core.scoring_faults import raise_if_non_finite
 from resources.model_loading import ModelSource, load_model_and_tokenizer, resolve_model_source
-from resources.shared_prefix import PrefixPool, continuation_hidden_states, prefix_pool, response_states
+from resources.shared_prefix import PrefixMemo, PrefixPool, continuation_hidden_states, prefix_pool, response_states
 
 ProgressFn = Callable[[int, int], None]
+# Prompts kept across calls: ~2.3 MB each for the embedded model (30 layers, 3 K/V heads, ~50 tokens).
+PREFIX_MEMO_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class HFEngine:
             raise InputError(f"model {source.display_name!r}: tokenizer has no chat template")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.stop_ids = self._stop_token_ids()
+        self.prefix_memo = PrefixMemo(PREFIX_MEMO_BYTES)
 
     @classmethod
     def load(
@@ -184,18 +191,20 @@ class HFEngine:
         return getattr(self.model, self.model.base_model_prefix)
 
     def prefix_pool(self, prompts: Sequence[Sequence[int]]) -> PrefixPool:
-        """K/V of every distinct prompt, each in a forward of its own (see `resources.shared_prefix`)."""
-        return prefix_pool(self, prompts)
+        """K/V of every distinct prompt, each in a forward of its own (see `resources.shared_prefix`);
+        prompts of earlier calls come from `prefix_memo`."""
+        return prefix_pool(self, prompts, memo=self.prefix_memo)
 
     @torch.inference_mode()
-    def response_logprobs(
+    def response_logits(
         self, prompts: Sequence[list[int]], response_ids: Sequence[int], *, prefixes: PrefixPool | None = None
     ) -> torch.Tensor:
         """Teacher-force one response under several prompts (one per scoring persona).
 
-        Returns float32 log-probabilities [S, T, V]: row s, position t is log P_s(· | prompt_s,
-        response[:t]), i.e. the distribution that predicts response token t. With `prefixes` (a
-        pool holding every prompt) only the response tokens are fed, after the prompts' cached K/V.
+        Returns float32 logits [S, T, V], checked finite: row s, position t is the distribution
+        P_s(· | prompt_s, response[:t]) that predicts response token t, unnormalised. With
+        `prefixes` (a pool holding every prompt) only the response tokens are fed, after the
+        prompts' cached K/V.
         """
         response = [int(t) for t in response_ids]
         if not response:
@@ -216,7 +225,14 @@ class HFEngine:
             picked = hidden[rows_index, positions]  # [S, T, H]: only the positions that predict the response
         logits = self.model.get_output_embeddings()(picked)
         raise_if_non_finite(finite_rows(logits))
-        return torch.log_softmax(logits.float(), dim=-1)
+        return logits.float()
+
+    @torch.inference_mode()
+    def response_logprobs(
+        self, prompts: Sequence[list[int]], response_ids: Sequence[int], *, prefixes: PrefixPool | None = None
+    ) -> torch.Tensor:
+        """`response_logits` normalised: float32 log-probabilities [S, T, V]."""
+        return torch.log_softmax(self.response_logits(prompts, response_ids, prefixes=prefixes), dim=-1)
 
     @torch.inference_mode()
     def full_forward_logprobs(self, prompt: list[int], response_ids: Sequence[int]) -> torch.Tensor:

@@ -181,8 +181,9 @@ class LLMResource(dg.ConfigurableResource, ABC):
         """
         from persona_assets.core.divergence import pair_divergences
 
-        logp = self.engine.response_logprobs(prompts, response_ids, prefixes=prefixes)
-        return pair_divergences(logp, pairs, chunk_size=pair_chunk_size, workspace=workspace)
+        # Raw logits: pair_divergences renormalises in float64 (a float32 log_softmax only adds rounding).
+        logits = self.engine.response_logits(prompts, response_ids, prefixes=prefixes)
+        return pair_divergences(logits, pairs, chunk_size=pair_chunk_size, workspace=workspace)
 
     def batch_response_divergences(
         self,

@@ -71,8 +71,8 @@ def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int, packs: bool) -> A
             ]
             logits = lm_head_logits(torch.stack(states), head.weight, getattr(head, "bias", None))
             return fast_pair_divergences(logits, pairs)
-    logp = torch.cat([engine.response_logprobs([p], response) for p in prompts])
-    return pair_divergences(logp, pairs, chunk_size=pair_chunk_size)
+    logits = torch.cat([engine.response_logits([p], response) for p in prompts])
+    return pair_divergences(logits, pairs, chunk_size=pair_chunk_size)
 
 
 def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[str, np.ndarray]], pair_chunk_size: int) -> dict[str, Any]:

@@ -54,7 +54,8 @@ from persona_assets.core.scoring_faults import (
 )
 from persona_assets.storage import atomic_write_text, exclusive_lock
 
-DIVERGENCE_CODE_VERSION = "1"
+# 2: the reference path renormalises the float32 logits in float64 (no float32 log_softmax first).
+DIVERGENCE_CODE_VERSION = "2"
 VALUES = ("js", "kl_ab", "kl_ba")
 
 

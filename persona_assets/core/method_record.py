@@ -2,8 +2,8 @@
 
 Two scoring paths exist and their dtypes differ, so the record must say which one ran:
 - reference (CpuLLM, and any LLMResource that scores one response at a time): the forward in
-  the resource's dtype, log-softmax in float32, JS and KL in float64
-  (`persona_assets.core.divergence.pair_divergences`);
+  the resource's dtype, the LM head's float32 logits renormalised (log-softmax) and turned into JS
+  and KL in float64 (`persona_assets.core.divergence.pair_divergences`);
 - fused (GpuLLM): the forward in the resource's dtype (bfloat16 by default), the LM head GEMM with
   float32 output, then per-token JS/KL terms in float32, summed in float32 within a vocabulary
   block and in float64 across blocks, log-sum-exp likewise (`resources.fast_divergence`; Triton
@@ -59,7 +59,7 @@ def method_record(
         numerics = {
             "forward_dtype": dtype,
             "lm_head_output_dtype": dtype,
-            "log_softmax_dtype": "float32",
+            "log_softmax_dtype": "float64 (the float32 logits renormalised inside pair_divergences)",
             "divergence_dtype": "float64",
             "divergence_implementation": "persona_assets.core.divergence.pair_divergences",
         }

@@ -178,6 +178,35 @@ def test_all_zero_row_is_nan():
     assert torch.isnan(d.js) and torch.isnan(d.kl_ab) and torch.isnan(d.kl_ba)
 
 
+def test_an_all_zero_row_does_not_hide_the_zeros_of_the_other_rows():
+    # The zero mask is skipped when the rows' minimum is finite; an all −inf row makes that
+    # minimum NaN, which must not be read as "no zeros" for the rows beside it.
+    la = torch.stack([torch.full((3,), -INF, dtype=torch.float64), logp_of([0.5, 0.5, 0.0])])
+    lb = logp_of([0.2, 0.3, 0.5]).expand(2, 3)
+    d = token_divergences(la, lb)
+    assert torch.isnan(d.js[0])
+    np.testing.assert_allclose(scalars(TokenDivergences(d.js[1], d.kl_ab[1], d.kl_ba[1])), reference_from_logp(la[1], lb[1]), rtol=1e-12)
+    assert d.kl_ba[1] == INF
+
+
+def _two_logaddexp_js(la: torch.Tensor, lb: torch.Tensor) -> torch.Tensor:
+    """JS as the module computed it before sharing log1p(exp(−|t|)): two logaddexp calls."""
+    la, lb = la.log_softmax(-1), lb.log_softmax(-1)
+    t, zero = lb - la, torch.zeros((), dtype=la.dtype)
+    js_a = ((LN2 - torch.logaddexp(t, zero)) * la.exp()).sum(-1)
+    js_b = ((LN2 - torch.logaddexp(-t, zero)) * lb.exp()).sum(-1)
+    return (js_a + js_b) * 0.5
+
+
+@pytest.mark.parametrize("spread", [1e-4, 1.0, 30.0])
+def test_shared_log1p_exp_gives_the_bits_of_two_logaddexp_calls(spread):
+    gen = torch.Generator().manual_seed(11)
+    la = torch.randn(5, 4099, generator=gen, dtype=torch.float64) * 3
+    lb = la + torch.randn(5, 4099, generator=gen, dtype=torch.float64) * spread
+    js = token_divergences(la, lb).js.clamp(max=LN2)
+    assert torch.equal(js, _two_logaddexp_js(la, lb).clamp(min=0.0, max=LN2))
+
+
 # --- properties on random logits ------------------------------------------------------------
 
 FINITE_LOGITS = st.floats(-20, 20, allow_nan=False, allow_infinity=False)

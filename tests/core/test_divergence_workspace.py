@@ -59,5 +59,5 @@ def test_workspace_allocates_once_for_repeated_passes():
     assert {name: buffer.data_ptr() for name, buffer in workspace._buffers.items()} == pointers
     # One block's worth (12 rows × 2 positions: chunk 4 × 8 positions / 12 rows): the rows'
     # log-probs and probabilities in float64 (cast straight from the input: every row is used) and
-    # their zero mask; per pair t and terms in float64 and one bool mask of [2, 512].
-    assert size == 12 * 2 * 512 * (2 * 8 + 1) + 2 * 512 * (2 * 8 + 1)
+    # their zero mask; per pair t, terms and log1p(exp(−|t|)) in float64 and one bool mask of [2, 512].
+    assert size == 12 * 2 * 512 * (2 * 8 + 1) + 2 * 512 * (3 * 8 + 1)

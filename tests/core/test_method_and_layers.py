@@ -25,7 +25,7 @@ def test_gpu_method_record_says_bf16_forward_and_float32_fused_terms() -> None:
     assert "float64" not in gpu["log_softmax_dtype"].split(":")[0]
     cpu = method_record("cpu", "float32", resource="CpuLLM", averaging="pair_own", max_scorers_per_pass=12, divergence_code_version=3)
     assert cpu["scoring_path"] == "reference"
-    assert (cpu["log_softmax_dtype"], cpu["divergence_dtype"]) == ("float32", "float64")
+    assert cpu["log_softmax_dtype"].startswith("float64") and cpu["divergence_dtype"] == "float64"
     assert scoring_path("LLMResource") == "reference"
     shared = {"averaging", "units", "token_mean", "kl_matrix", "kl_signed_asym_matrix", "max_scorers_per_pass", "divergence_code_version", "exact"}
     assert shared <= set(gpu) and shared <= set(cpu)

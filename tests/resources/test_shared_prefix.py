@@ -12,7 +12,7 @@ from persona_assets.core.divergence import pair_divergences
 from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, batch_end, score_missing
 from resources.fast_engine import batch_response_divergences
 from resources.hf_engine import HFEngine
-from resources.shared_prefix import continuation_hidden_states, prefix_pool, response_states
+from resources.shared_prefix import PrefixMemo, continuation_hidden_states, prefix_pool, response_states
 
 # Prompts of quite different lengths, so rows of one forward have different prefix widths.
 SYSTEMS = [
@@ -62,6 +62,83 @@ def test_pool_holds_each_distinct_prompt_once_and_its_values_do_not_depend_on_th
     for layer in range(len(pool.keys)):
         assert torch.equal(pool.keys[layer][k, :, -n:], alone.keys[layer][0, :, -n:])
         assert torch.equal(pool.values[layer][k, :, -n:], alone.values[layer][0, :, -n:])
+
+
+def _same_pool(a, b) -> bool:
+    return (
+        a.index == b.index and a.lengths == b.lengths and torch.equal(a.last_hidden, b.last_hidden)
+        and all(torch.equal(x, y) for x, y in zip(a.keys + a.values, b.keys + b.values))
+    )
+
+
+def test_a_pool_from_the_memo_is_the_pool_computed_afresh_bit_for_bit(engine, study):
+    prompts, _ = study
+    memo = PrefixMemo(1 << 30)
+    first = prefix_pool(engine, prompts[0], memo=memo)
+    assert _same_pool(first, prefix_pool(engine, prompts[0])) and len(memo) == len(prompts[0])
+    # Some prompts stored, some new, in another order: the layout (right-aligned, filler columns)
+    # and every value are those of a fresh computation of the same prompts.
+    mixed = [prompts[1][2], prompts[0][3], prompts[1][0], prompts[0][1]]
+    assert _same_pool(prefix_pool(engine, mixed, memo=memo), prefix_pool(engine, mixed))
+    assert len(memo) == len(prompts[0]) + 2
+
+
+def test_the_engine_runs_no_prompt_of_an_earlier_call_again(engine, study, monkeypatch):
+    import resources.shared_prefix as shared_prefix
+
+    prompts, _ = study
+    fresh = copy.copy(engine)
+    fresh.prefix_memo = PrefixMemo(1 << 30)
+    computed = []
+    compute = shared_prefix._computed_pool
+    monkeypatch.setattr(shared_prefix, "_computed_pool", lambda e, unique, m: computed.append(len(unique)) or compute(e, unique, m))
+    fresh.prefix_pool(prompts[0])
+    fresh.prefix_pool(prompts[0][:2] + prompts[2][:1])
+    assert computed == [len(prompts[0]), 1]
+
+
+def test_the_memo_keeps_precisions_apart(engine, study):
+    prompts, _ = study
+    memo = PrefixMemo(1 << 30)
+    prefix_pool(engine, prompts[0][:2], memo=memo)
+    engine64 = HFEngine(copy.deepcopy(engine.model).double(), engine.tokenizer, engine.source, "cpu", "float64")
+    pool64 = prefix_pool(engine64, prompts[0][:2], memo=memo)
+    assert pool64.keys[0].dtype == torch.float64 and len(memo) == 4
+
+
+def test_the_memo_drops_the_least_recently_used_past_its_budget(engine, study):
+    prompts, _ = study
+    first, second, third = prompts[0][:3]
+    sizes = []
+    for prompt in (first, second, third):
+        alone = PrefixMemo(1 << 30)
+        prefix_pool(engine, [prompt], memo=alone)
+        sizes.append(alone.nbytes)
+    memo = PrefixMemo(sum(sizes) - 1)  # room for any two of them, not for all three
+    key = lambda prompt: memo.key(engine, tuple(prompt))  # noqa: E731
+    prefix_pool(engine, [first], memo=memo)
+    prefix_pool(engine, [second], memo=memo)
+    assert memo.get(key(first)) is not None  # used again: `second` is now the oldest
+    prefix_pool(engine, [third], memo=memo)
+    assert memo.get(key(second)) is None and memo.get(key(first)) is not None and memo.get(key(third)) is not None
+    assert memo.nbytes == sizes[0] + sizes[2] <= memo.max_bytes
+
+
+def test_a_memo_takes_only_prompts_run_alone(engine, study):
+    prompts, _ = study
+    with pytest.raises(ValueError, match="run alone"):
+        prefix_pool(engine, prompts[0], max_batch_tokens=400, memo=PrefixMemo(1 << 30))
+
+
+def test_divergences_from_logits_are_those_of_their_log_probs(engine, study):
+    prompts, items = study
+    pool = engine.prefix_pool([p for per_question in prompts for p in per_question])
+    for scorer_prompts, response, pairs in items[:4]:
+        logits = engine.response_logits(scorer_prompts, response, prefixes=pool)
+        logp = engine.response_logprobs(scorer_prompts, response, prefixes=pool)
+        assert logits.dtype == torch.float32 and torch.equal(torch.log_softmax(logits, dim=-1), logp)
+        # pair_divergences renormalises in float64: the float32 log_softmax only adds its rounding
+        _assert_means_close(pair_divergences(logits, pairs), pair_divergences(logp, pairs), rtol=1e-4)
 
 
 def test_shared_logprobs_match_whole_sequences(engine, study):
