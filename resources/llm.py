@@ -182,7 +182,14 @@ class LLMResource(dg.ConfigurableResource, ABC):
         from persona_assets.core.divergence import pair_divergences
 
         # Raw logits: pair_divergences renormalises in float64 (a float32 log_softmax only adds rounding).
-        logits = self.engine.response_logits(prompts, response_ids, prefixes=prefixes)
+        # With a workspace they land in one buffer reused by every response of the call (`lm_head`).
+        out = None
+        if workspace is not None:
+            import torch
+
+            shape = (len(prompts), len(response_ids), self.engine.vocab_size)
+            out = workspace.take("logits", shape, torch.float32, self.engine.model.device)
+        logits = self.engine.response_logits(prompts, response_ids, prefixes=prefixes, out=out)
         return pair_divergences(logits, pairs, chunk_size=pair_chunk_size, workspace=workspace)
 
     def batch_response_divergences(

@@ -141,6 +141,19 @@ def test_divergences_from_logits_are_those_of_their_log_probs(engine, study):
         _assert_means_close(pair_divergences(logits, pairs), pair_divergences(logp, pairs), rtol=1e-4)
 
 
+def test_logits_written_into_a_reused_buffer_are_the_heads_own(engine, study):
+    from persona_assets.core.divergence import DivergenceWorkspace
+
+    prompts, items = study
+    pool = engine.prefix_pool([p for per_question in prompts for p in per_question])
+    workspace = DivergenceWorkspace()  # as LLMResource.response_divergences: one buffer, longest response first
+    for scorer_prompts, response, _ in sorted(items, key=lambda item: -len(item[1]))[:3]:
+        out = workspace.take("logits", (len(SYSTEMS), len(response), engine.vocab_size), torch.float32)
+        logits = engine.response_logits(scorer_prompts, response, prefixes=pool, out=out)
+        assert logits.data_ptr() == out.data_ptr() == workspace._buffers["logits"].data_ptr()
+        assert torch.equal(logits, engine.response_logits(scorer_prompts, response, prefixes=pool))
+
+
 def test_shared_logprobs_match_whole_sequences(engine, study):
     prompts, items = study
     pool = engine.prefix_pool([p for per_question in prompts for p in per_question])
