@@ -1,7 +1,7 @@
 """Benchmark: greedy generation without vLLM for a Qwen2.5-7B-shaped model (random weights, bf16).
 
 The study's generation step: 12 personas × 20 questions = 240 prompts of ~25-57 tokens, up to 512
-new tokens, greedy, in one batch. Runs `resources.fast_engine.lean_generate` (what GpuLLM calls)
+new tokens, greedy, in one batch. Runs `resources.lean_generation.lean_generate` (what GpuLLM calls)
 and prints hardware, versions, where the eager loop's step time goes (torch.profiler), ms/step,
 total s, tokens/s and peak memory of each decode variant measured in the same run:
 
@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-import resources.fast_engine as fast_engine  # noqa: E402
-from resources.fast_engine import lean_generate, width_invariant_attention  # noqa: E402
+import resources.lean_generation as lean_generation  # noqa: E402
+from resources.lean_generation import lean_generate, width_invariant_attention  # noqa: E402
 from resources.hf_engine import HFEngine  # noqa: E402
 
 STOP_ID = 2  # a rarely emitted id stands in for EOS: random weights run to max_new_tokens (worst case)
@@ -147,13 +147,13 @@ def attention_check(engine, device: str, dtype: torch.dtype, backend: str) -> No
         fixed_k, fixed_v = padded(k), padded(v)
         fixed_k[:, :, width - 1] = 0  # the new token's column: written by the attention call
         fixed_v[:, :, width - 1] = 0
-        fast_engine._active_buffers = SimpleNamespace(
+        lean_generation._active_buffers = SimpleNamespace(
             keys=[fixed_k], values=[fixed_v], mask=wide_mask, index=torch.tensor([width - 1], device=device))
         try:
-            fixed, _ = fast_engine._fixed_width_attention(
+            fixed, _ = lean_generation._fixed_width_attention(
                 module, q, k[:, :, -1:], v[:, :, -1:], None, scaling=dim**-0.5)
         finally:
-            fast_engine._active_buffers = None
+            lean_generation._active_buffers = None
         grouped = torch.nn.functional.scaled_dot_product_attention(
             q.reshape(rows, kv_heads, heads // kv_heads, dim), k, v, attn_mask=mask, scale=dim**-0.5,
         ).reshape(rows, heads, 1, dim).transpose(1, 2)
@@ -248,12 +248,12 @@ def profile_fixed(engine, prompts, steps: int, device: str, max_new_tokens: int)
         attention, positions, cache, out = prefill(engine, prompts, device)
         total = -(-(attention.shape[1] + max_new_tokens) // 16) * 16
         kv = next(iter(cache.values()))
-        buffers = fast_engine._DecodeBuffers(kv, model.config.num_hidden_layers, attention, total)
+        buffers = lean_generation._DecodeBuffers(kv, model.config.num_hidden_layers, attention, total)
         token = out.logits[:, -1].argmax(-1)
         unfinished = torch.ones_like(token, dtype=torch.bool)
         stop = torch.tensor([STOP_ID], device=device)
-        step = fast_engine._fixed_width_step(model, buffers, token, positions[:, -1:] + 1, unfinished, stop, 0)
-        with fast_engine._fixed_width_decoding(model, buffers):
+        step = lean_generation._fixed_width_step(model, buffers, token, positions[:, -1:] + 1, unfinished, stop, 0)
+        with lean_generation._fixed_width_decoding(model, buffers):
             step()
             step()
             activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])

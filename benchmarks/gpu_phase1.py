@@ -123,7 +123,7 @@ class EngineLLM:
         return self.engine.tokenizer.decode([t % self.vocab for t in token_ids], skip_special_tokens=True)
 
     def generate(self, prompts, *, max_new_tokens: int, batch_size: int, progress=None):
-        from resources.fast_engine import lean_generate
+        from resources.lean_generation import lean_generate
 
         return lean_generate(self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              progress=progress, cache_impl=self.generation_cache)

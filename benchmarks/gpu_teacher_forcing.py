@@ -31,13 +31,9 @@ import torch  # noqa: E402
 
 from persona_assets.core.divergence import pair_divergences  # noqa: E402
 from resources.fast_divergence import fast_pair_divergences, row_logsumexp, triton_available  # noqa: E402
-from resources.fast_engine import (  # noqa: E402
-    batch_response_divergences,
-    lean_generate,
-    lm_head_logits,
-    pack_items,
-)
+from resources.fast_engine import batch_response_divergences, lm_head_logits, pack_items  # noqa: E402
 from resources.hf_engine import HFEngine  # noqa: E402
+from resources.lean_generation import lean_generate  # noqa: E402
 
 FULL_RESPONSES = 240  # 12 personas × 20 questions
 N_PERSONAS = 12

@@ -297,7 +297,7 @@ class GpuLLM(LLMResource):
     @field_validator("generation_cache")
     @classmethod
     def _known_generation_cache(cls, value: str) -> str:
-        # The same names as resources.fast_engine.GENERATION_CACHES (not imported: it needs torch).
+        # The same names as resources.lean_generation.GENERATION_CACHES (not imported: it needs torch).
         if value not in ("fixed", "dynamic", "static"):
             raise ValueError(f"generation_cache must be one of fixed | dynamic | static, got {value!r}")
         return value
@@ -330,7 +330,7 @@ class GpuLLM(LLMResource):
     ) -> list[Any]:
         if self.generation_backend() != "vllm":
             if self.lean_generation:
-                from resources.fast_engine import lean_generate
+                from resources.lean_generation import lean_generate
 
                 return lean_generate(
                     self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resources.fast_engine import lean_generate, width_invariant_attention
+from resources.lean_generation import lean_generate, width_invariant_attention
 from tests.gpu import ON_GPU
 from tests.gpu.token_engine import random_ids
 

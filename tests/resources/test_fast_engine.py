@@ -1,4 +1,4 @@
-"""Batched teacher forcing and the lean decode loop on a tiny random Llama, against HFEngine."""
+"""Batched teacher forcing on a tiny random Llama, against HFEngine one response at a time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from persona_assets.core.divergence import pair_divergences
-from resources.fast_engine import batch_response_divergences, lean_generate, pack_items
+from resources.fast_engine import batch_response_divergences, pack_items
 from resources.hf_engine import HFEngine
 
 SYSTEMS = ["You are a pirate.", "You are a careful medical doctor who explains things slowly.", "Be brief."]
@@ -64,50 +64,3 @@ def test_packed_forward_skips_the_packed_sequence_check_and_restores_it(engine, 
     with torch.inference_mode():  # outside it, a forward without mask and cache still gets the check
         engine._decoder()(input_ids=torch.tensor([[101, 102, 103]]), use_cache=False)
     assert calls == [(1, 3)]
-
-
-@pytest.mark.parametrize("cache_impl", ["dynamic", "static", "fixed"])
-def test_lean_generation_yields_generate_tokens(engine, cache_impl):
-    prompts = [engine.chat_prompt_ids(s, q) for s in SYSTEMS for q in QUESTIONS[:2]]
-    assert len({len(p) for p in prompts}) > 1, "different prompt lengths exercise the left padding"
-    expected = engine.generate(prompts, max_new_tokens=10, batch_size=4)
-    got = lean_generate(engine, prompts, max_new_tokens=10, batch_size=4, sync_every=2, cache_impl=cache_impl)
-    assert [g.token_ids for g in got] == [g.token_ids for g in expected]
-    assert [g.hit_max_new_tokens for g in got] == [g.hit_max_new_tokens for g in expected]
-
-
-def test_lean_generation_stops_like_generate(engine, monkeypatch):
-    """A token that greedy decoding emits early is made a stop token: both paths cut there."""
-    prompts = [engine.chat_prompt_ids(s, "Hello") for s in SYSTEMS]
-    free = engine.generate(prompts, max_new_tokens=8, batch_size=3)
-    stop = free[0].token_ids[2]
-    monkeypatch.setattr(engine, "stop_ids", set(engine.stop_ids) | {stop})
-    expected = engine.generate(prompts, max_new_tokens=8, batch_size=3)
-    assert expected[0].token_ids[-1] == stop and len(expected[0].token_ids) <= 3
-    for cache_impl in ("dynamic", "fixed"):
-        got = lean_generate(engine, prompts, max_new_tokens=8, batch_size=3, sync_every=1, cache_impl=cache_impl)
-        assert [g.token_ids for g in got] == [g.token_ids for g in expected], cache_impl
-
-
-def test_fixed_width_generation_restores_the_attention_implementation(engine):
-    """The fixed-width decode points the model at its own attention only while it runs."""
-    before = engine.model.config._attn_implementation
-    prompts = [engine.chat_prompt_ids(s, "Hello") for s in SYSTEMS]
-    lean_generate(engine, prompts, max_new_tokens=4, batch_size=2, cache_impl="fixed")
-    assert engine.model.config._attn_implementation == before
-    with pytest.raises(ValueError, match="cache_impl"):
-        lean_generate(engine, prompts, max_new_tokens=4, cache_impl="paged")
-
-
-@pytest.mark.parametrize("generation_cache", ["fixed", "dynamic"])
-def test_gpu_resource_generates_through_the_configured_lean_loop(engine, generation_cache):
-    """GpuLLM without vLLM uses lean_generate with its `generation_cache` (default: fixed); the
-    engine here is the tiny CPU one, so the decode step runs eagerly (no CUDA graph)."""
-    from resources.llm import GpuLLM
-
-    assert GpuLLM.model_fields["generation_cache"].default == "fixed"
-    llm = GpuLLM(model="embedded", use_vllm=False, generation_cache=generation_cache)
-    llm._engine = engine
-    prompts = [engine.chat_prompt_ids(s, q) for s in SYSTEMS for q in QUESTIONS[:1]]
-    got = llm.generate(prompts, max_new_tokens=6, batch_size=2)
-    assert [g.token_ids for g in got] == [g.token_ids for g in engine.generate(prompts, max_new_tokens=6, batch_size=2)]

@@ -47,7 +47,7 @@ def test_unknown_generation_cache_is_refused_when_the_resource_is_built():
 
     with pytest.raises(pydantic.ValidationError, match="generation_cache must be one of fixed"):
         GpuLLM(model="embedded", generation_cache="paged")
-    from resources.fast_engine import GENERATION_CACHES
+    from resources.lean_generation import GENERATION_CACHES
 
     for name in GENERATION_CACHES:  # the resource accepts exactly the engine's decode caches
         assert GpuLLM(model="embedded", generation_cache=name).generation_cache == name
