@@ -165,16 +165,16 @@ def prefix_pool(
         return _computed_pool(engine, unique, max_batch_tokens)
     if max_batch_tokens > 0:
         raise ValueError("a prefix memo holds prompts run alone: max_batch_tokens must be ≤ 0")
-    stored = [memo.get(memo.key(engine, p)) for p in unique]
-    missing = [p for p, entry in zip(unique, stored) if entry is None]
+    keys = [memo.key(engine, p) for p in unique]
+    stored = [memo.get(key) for key in keys]
+    missing = [k for k, entry in enumerate(stored) if entry is None]
     if missing:
-        computed = _computed_pool(engine, missing, 0)
-        fresh = {p: _prefix_of(computed, k) for k, p in enumerate(missing)}
-        for p, entry in fresh.items():
-            memo.put(memo.key(engine, p), entry)
+        computed = _computed_pool(engine, [unique[k] for k in missing], 0)
+        for row, k in enumerate(missing):
+            stored[k] = _prefix_of(computed, row)
+            memo.put(keys[k], stored[k])
         if len(missing) == len(unique):
             return computed
-        stored = [fresh[p] if entry is None else entry for p, entry in zip(unique, stored)]
     return _assembled_pool(unique, stored)
 
 
