@@ -5,7 +5,8 @@ a researcher can build one in a notebook with ``HFEngine.load("embedded")``.
 
 Conventions
 - A prompt is the chat template applied to (system prompt, user question) with the generation
-  prompt on; responses are token ids, never re-tokenized text.
+  prompt on; responses are token ids, never re-tokenized text (except under the earlier study's
+  scoring rule, `original_template_rendering`, which re-tokenizes as that study did).
 - Teacher forcing scores the response ids under several system prompts at once: one right-padded
   batch, so padding sits after every real token and cannot change a causal model's results at
   real positions (up to kernel-level float noise, tested).
@@ -72,6 +73,20 @@ def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) 
     if rendered and isinstance(rendered[0], list):
         rendered = rendered[0]
     return closing(rendered, chat_prompt_ids(tokenizer, system_prompt, user_message), tokenizer.encode(content, add_special_tokens=False))
+
+
+def original_template_rendering(tokenizer: Any, system_prompt: str, user_message: str, response_ids: Sequence[int]) -> list[int]:
+    """The ids the earlier study teacher-forced for a response (`persona_assets.core.scoring_rule`).
+
+    The response is decoded as vLLM's output text is (special tokens skipped, no clean-up of
+    tokenization spaces), the chat template is rendered around it as a string and the string is
+    tokenised whole, as that study's script did.
+    """
+    text = tokenizer.decode(list(response_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message},
+                {"role": "assistant", "content": text}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return [int(i) for i in tokenizer.encode(rendered, add_special_tokens=False)]
 
 
 def lm_head(head: Any, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -156,6 +156,12 @@ class LLMResource(dg.ConfigurableResource, ABC):
 
         return template_closing_ids(self.tokenizer, system_prompt, user_message)
 
+    def original_template_rendering(self, system_prompt: str, user_message: str, response_ids: Sequence[int]) -> list[int]:
+        """The conversation the earlier study teacher-forced for a response: decoded, re-rendered, re-tokenised."""
+        from resources.hf_engine import original_template_rendering
+
+        return original_template_rendering(self.tokenizer, system_prompt, user_message, response_ids)
+
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
 

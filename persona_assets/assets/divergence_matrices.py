@@ -36,13 +36,14 @@ from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.method_record import method_record
 from persona_assets.core.progress import ProgressReporter
-from persona_assets.core.response_jobs import response_jobs
+from persona_assets.core.response_jobs import not_round_tripping, response_jobs
+from persona_assets.core.scoring_rule import GENERATED
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from resources.llm import LLMResource
 from resources.noise_floor_scoring import measure_noise_floor
 from resources.results import ResultsStore
 
-CODE_VERSION = "4"
+CODE_VERSION = "5"
 
 
 def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: DivergenceConfig) -> list[ResponseJob]:
@@ -175,6 +176,19 @@ def aggregate_divergences(
     noise_floor_seconds = noise_floor.pop("seconds", None)
     upper = matrices.js[np.triu_indices(len(names), k=1)]
     scored = _run_totals(shard_results, remainder)
+    rule_metadata: dict[str, Any] = {"scoring_rule": config.scoring_rule}
+    changed = None
+    if config.scoring_rule != GENERATED:
+        changed = not_round_tripping(responses, jobs)
+        rule_metadata["responses_not_round_tripping"] = len(changed)
+        if changed:
+            listed = ", ".join(f"{c['persona']} q{c['question_index']} ({c['generated_tokens']} generated, "
+                               f"{c['scored_positions']} scored)" for c in changed[:20])
+            rule_metadata["not_round_tripping"] = listed
+            context.log.warning(
+                f"{len(changed)} of {len(responses)} responses do not round-trip through decode and re-tokenisation: "
+                f"scored on the re-tokenised ids, as the earlier study did: {listed}"
+            )
     seconds = scored.pop("seconds")
     context.add_output_metadata(
         output_name="divergence_matrices",
@@ -189,6 +203,7 @@ def aggregate_divergences(
             "noise_floor": dg.MetadataValue.json(noise_floor),
             "noise_floor_seconds": noise_floor_seconds,
             "responses": len(jobs),
+            **rule_metadata,
             **scored,
             "teacher_forcing_seconds": seconds,
             "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
@@ -202,13 +217,15 @@ def aggregate_divergences(
             model["device"], model["scoring_dtype"], resource=model["resource"], averaging=config.averaging,
             generation_dtype=model["dtype"],
             max_scorers_per_pass=config.max_scorers_per_pass, divergence_code_version=DIVERGENCE_CODE_VERSION,
-            scoring_rule=config.scoring_rule,
+            scoring_rule=config.scoring_rule, not_round_tripping=changed,
         ),
         "generation_settings": generations["settings"],
         "n_questions": len(EvalSet.from_dict(eval_set).questions),
         **matrices.to_dict(),
         "response_token_counts": [
-            {"persona": r["persona"], "question_index": r["question_index"], "n_tokens": r["n_tokens"]} for r in responses
+            {"persona": r["persona"], "question_index": r["question_index"], "n_tokens": r["n_tokens"],
+             "n_scored_positions": len(job.response_ids)}
+            for r, job in zip(responses, jobs)
         ],
         "noise_floor": noise_floor,
     }
@@ -246,7 +263,9 @@ _divergence_settings = dg.ConfigMapping(
             code_version=CODE_VERSION,
             description=(
                 "One row per (response, scoring pair): generator, question_index, persona_a, persona_b, "
-                "js, kl_ab, kl_ba (response-mean, nats) and n_tokens. outputs/divergence_per_response.csv."
+                "js, kl_ab, kl_ba (means over the response's scored positions, nats), n_tokens (tokens generated) "
+                "and n_scored_positions (positions averaged: n_tokens under the `generated` scoring rule, the "
+                "re-tokenised ids after the prompt under `original_template`). outputs/divergence_per_response.csv."
             ),
         ),
         "divergence_per_pair_question": dg.AssetOut(

@@ -1,9 +1,11 @@
 """From per-response divergences to per-pair values and N×N matrices.
 
 Input rows (one per response × scoring pair), columns:
-  generator, question_index, persona_a, persona_b, js, kl_ab, kl_ba, n_tokens
-where kl_ab = mean over the response's tokens of KL(P_a ‖ P_b) and the response was generated
-under `generator`.
+  generator, question_index, persona_a, persona_b, js, kl_ab, kl_ba, n_tokens, n_scored_positions
+where kl_ab = mean over the response's scored positions of KL(P_a ‖ P_b) and the response was
+generated under `generator`. n_tokens is the response's length (the tokens the model generated);
+n_scored_positions the positions the means run over: n_tokens under the `generated` scoring rule,
+the re-rendered ids after the prompt under `original_template` (`persona_assets.core.scoring_rule`).
 
 Averaging modes
 - "pair_own": pair (A, B) uses only A's and B's own responses. For each question, the value on
@@ -137,6 +139,7 @@ def per_response_table(
                     "kl_ab": value["kl_ab"],
                     "kl_ba": value["kl_ba"],
                     "n_tokens": response["n_tokens"],
+                    "n_scored_positions": len(job.response_ids),
                 }
             )
     return pd.DataFrame(rows)

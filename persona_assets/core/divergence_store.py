@@ -55,7 +55,8 @@ from persona_assets.core.scoring_faults import (
 from persona_assets.storage import atomic_write_text, exclusive_lock
 
 # 2: the reference path renormalises the float32 logits in float64 (no float32 log_softmax first).
-DIVERGENCE_CODE_VERSION = "2"
+# 3: original_template scores the re-tokenised ids of the decoded response, as the earlier study did.
+DIVERGENCE_CODE_VERSION = "3"
 VALUES = ("js", "kl_ab", "kl_ba")
 
 
@@ -153,6 +154,8 @@ class ResponseJob:
     names: dict[int, str] = field(default_factory=dict)
     generator: int = -1
     question_index: int = -1
+    # original_template rule only: whether the re-tokenised ids are the generated ones (scoring_rule).
+    round_trips: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.pair_keys:

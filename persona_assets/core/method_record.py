@@ -34,6 +34,7 @@ def method_record(
     divergence_code_version: Any,
     scoring_rule: str = "generated",
     generation_dtype: str | None = None,
+    not_round_tripping: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The `method` dict recorded with the divergence matrices.
 
@@ -45,6 +46,8 @@ def method_record(
             default ``dtype``.
         resource: the LLM resource class name (``describe()["resource"]``): picks the scoring path.
         scoring_rule: which positions were scored (`persona_assets.core.scoring_rule`).
+        not_round_tripping: under ``original_template``, the responses whose re-tokenised ids are not
+            their generated ids (`persona_assets.core.response_jobs.not_round_tripping`).
     """
     path = scoring_path(resource)
     if path == "fused":
@@ -63,6 +66,10 @@ def method_record(
             "divergence_dtype": "float64",
             "divergence_implementation": "persona_assets.core.divergence.pair_divergences",
         }
+    rule_record: dict[str, Any] = {}
+    if scoring_rule != "generated":
+        listed = list(not_round_tripping or [])
+        rule_record = {"responses_not_round_tripping": len(listed), "not_round_tripping": listed}
     return {
         "averaging": averaging,
         "device": device,
@@ -74,8 +81,10 @@ def method_record(
         "token_mean": (
             "mean over response positions (end-of-turn token included when emitted)"
             if scoring_rule == "generated"
-            else "mean over the re-rendered template's positions after the prompt (closing tokens appended, as the earlier study)"
+            else "mean over the positions after the prompt of the decoded response re-rendered through the chat "
+            "template and re-tokenised (closing tokens appended), as the earlier study"
         ),
+        **rule_record,
         "kl_matrix": "[i][j] = KL(P_i || P_j)",
         "kl_signed_asym_matrix": "[i][j] = KL(i->j) - KL(j->i)",
         "max_scorers_per_pass": max_scorers_per_pass,

@@ -8,6 +8,8 @@ from persona_assets.core.errors import InputError
 from persona_assets.core.scoring_rule import (
     GENERATED,
     ORIGINAL_TEMPLATE,
+    original_template_split,
+    round_trips,
     scored_response,
     template_closing_ids,
 )
@@ -49,3 +51,21 @@ def test_template_closing_ids_is_the_suffix_after_the_content() -> None:
         template_closing_ids([1, 8, 5, 6, EOT], [1, 9], [5, 6])
     with pytest.raises(InputError, match="content"):
         template_closing_ids([1, 9, 5, 7, EOT], [1, 9], [5, 6])
+
+
+def test_the_original_split_is_by_the_prompt_length_and_refuses_what_it_skipped() -> None:
+    assert original_template_split([1, 9, 5, 6, EOT, NEWLINE], [1, 9]) == ([1, 9], [5, 6, EOT, NEWLINE])
+    # A merge across the boundary: split by length, so the context is not the prompt (as the original).
+    assert original_template_split([1, 77, 6, EOT, NEWLINE], [1, 9]) == ([1, 77], [6, EOT, NEWLINE])
+    with pytest.raises(InputError, match="fewer than 2"):
+        original_template_split([1, 9, EOT], [1, 9])
+
+
+def test_round_trips_only_when_the_original_scores_the_generated_ids_then_the_closing_ones() -> None:
+    common = {"closing_ids": CLOSING, "prompt_ids": [1, 9], "context_ids": [1, 9]}
+    assert round_trips([5, 6, EOT], hit_max_new_tokens=False, scored_ids=[5, 6, EOT, NEWLINE], **common)
+    assert round_trips([5, 6], hit_max_new_tokens=True, scored_ids=[5, 6, EOT, NEWLINE], **common)
+    assert not round_trips([5, 6, 6, EOT], hit_max_new_tokens=False, scored_ids=[5, 66, EOT, NEWLINE], **common)
+    assert not round_trips([5, 6], hit_max_new_tokens=False, scored_ids=[5, 6, EOT, NEWLINE], **common)  # other stop
+    moved = {**common, "context_ids": [1, 77]}
+    assert not round_trips([5, 6, EOT], hit_max_new_tokens=False, scored_ids=[5, 6, EOT, NEWLINE], **moved)
