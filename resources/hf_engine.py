@@ -75,7 +75,9 @@ def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) 
     return closing(rendered, chat_prompt_ids(tokenizer, system_prompt, user_message), tokenizer.encode(content, add_special_tokens=False))
 
 
-def original_template_rendering(tokenizer: Any, system_prompt: str, user_message: str, response_ids: Sequence[int]) -> list[int]:
+def original_template_rendering(
+    tokenizer: Any, system_prompt: str, user_message: str, response_ids: Sequence[int]
+) -> list[int]:
     """The ids the earlier study teacher-forced for a response (`persona_assets.core.scoring_rule`).
 
     The response is decoded as vLLM's output text is (special tokens skipped, no clean-up of

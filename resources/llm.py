@@ -156,7 +156,9 @@ class LLMResource(dg.ConfigurableResource, ABC):
 
         return template_closing_ids(self.tokenizer, system_prompt, user_message)
 
-    def original_template_rendering(self, system_prompt: str, user_message: str, response_ids: Sequence[int]) -> list[int]:
+    def original_template_rendering(
+        self, system_prompt: str, user_message: str, response_ids: Sequence[int]
+    ) -> list[int]:
         """The conversation the earlier study teacher-forced for a response: decoded, re-rendered, re-tokenised."""
         from resources.hf_engine import original_template_rendering
 

@@ -179,3 +179,45 @@ def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, 
     responses = ours.output_for_node("generations")["responses"]
     assert any(r["hit_max_new_tokens"] for r in responses)
     assert not np.allclose(np.array(a["js_matrix"]), np.array(b["js_matrix"]))
+
+    # The ids the earlier study's script scored, computed here as it did (decode, render the text as a
+    # string, tokenise, cut at the prompt's length): the count of responses whose ids do not round-trip
+    # and the positions averaged per response must be these.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    evals = original.output_for_node("eval_set")
+    prompt_of = {p["name"]: p["prompt"] for p in evals["personas"]}
+    closing = tokenizer.encode("<|im_end|>\n", add_special_tokens=False)
+    expected_positions, expected_changed = {}, []
+    for r in responses:
+        messages = [{"role": "system", "content": prompt_of[r["persona"]]},
+                    {"role": "user", "content": evals["questions"][r["question_index"]]}]
+        text = tokenizer.decode(r["token_ids"], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        full = tokenizer.encode(tokenizer.apply_chat_template(
+            [*messages, {"role": "assistant", "content": text}], tokenize=False), add_special_tokens=False)
+        prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                                  add_special_tokens=False)
+        scored = full[len(prompt):]
+        expected_positions[(r["persona"], r["question_index"])] = len(scored)
+        content = r["token_ids"][:-1] if r["token_ids"][-1] == closing[0] else r["token_ids"]
+        if full[: len(prompt)] != prompt or scored != content + closing:
+            expected_changed.append((r["persona"], r["question_index"]))
+    assert expected_changed  # random tokens: some do not survive decoding (the test needs one)
+    changed = b["method"]["not_round_tripping"]
+    assert b["method"]["responses_not_round_tripping"] == len(expected_changed) == len(changed)
+    assert [(c["persona"], c["question_index"]) for c in changed] == expected_changed
+    assert "responses_not_round_tripping" not in a["method"]
+    metadata = original.asset_materializations_for_node("divergence_matrices")
+    metadata = next(m.metadata for m in metadata if m.asset_key == dg.AssetKey("divergence_matrices"))
+    assert metadata["responses_not_round_tripping"].value == len(expected_changed)
+
+    ours_rows = ours.output_for_node("divergence_matrices", "divergence_per_response")
+    original_rows = original.output_for_node("divergence_matrices", "divergence_per_response")
+    assert (ours_rows["n_scored_positions"] == ours_rows["n_tokens"]).all()
+    generated = {(r["persona"], r["question_index"]): len(r["token_ids"]) for r in responses}
+    for row in original_rows.itertuples():
+        assert row.n_scored_positions == expected_positions[(row.generator, row.question_index)]
+        assert row.n_tokens == generated[(row.generator, row.question_index)]
+    published = pd.read_csv(tmp_path / "original" / "outputs" / "divergence_per_response.csv")
+    assert published["n_scored_positions"].tolist() == original_rows["n_scored_positions"].tolist()

@@ -119,7 +119,9 @@ def round_trips(
     if [int(t) for t in context_ids] != [int(t) for t in prompt_ids]:
         return False
     try:
-        by_id = scored_response(response_ids, hit_max_new_tokens=hit_max_new_tokens, closing_ids=closing_ids, rule=ORIGINAL_TEMPLATE)
+        by_id = scored_response(
+            response_ids, hit_max_new_tokens=hit_max_new_tokens, closing_ids=closing_ids, rule=ORIGINAL_TEMPLATE
+        )
     except InputError:  # e.g. stopped on another stop token: the decoded text cannot give its ids back
         return False
     return by_id.ids == [int(t) for t in scored_ids]
