@@ -88,7 +88,8 @@ class DivergenceConfig(dg.Config):
         "generated",
         description=(
             "which positions are scored: generated (what the model generated, the end-of-turn token when emitted) "
-            "or original_template (the earlier study's rule: the template's closing tokens appended to every response)"
+            "or original_template (the earlier study's rule: the response decoded, re-rendered through the chat "
+            "template and re-tokenised; the template's closing tokens scored after every response)"
         ),
     )
 

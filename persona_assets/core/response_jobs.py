@@ -36,9 +36,9 @@ def original_template_scoring(
         context, ids = original_template_split(rendered, prompts[(s, q)])
         if scored is not None and ids != scored:
             raise InputError(
-                f"the response of {evals.persona_names[g]!r} to question {q}: re-rendered under "
-                f"{evals.persona_names[s]!r}'s system prompt it gives other ids than under "
-                f"{evals.persona_names[scorers[0]]!r}'s; the original scoring refused such a response"
+                f"the response of {evals.persona_names[g]!r} to question {q}: re-rendered under the system prompt "
+                f"of {evals.persona_names[s]!r} it gives other ids than under that of "
+                f"{evals.persona_names[scorers[0]]!r}; the original scoring refused such a response"
             )
         scored, contexts[s] = ids, context
     if scored is None:

@@ -94,3 +94,32 @@ def test_a_merge_across_the_prompts_end_moves_the_context_as_in_the_original(llm
         prompt = llm.chat_prompt_ids(PERSONAS[s]["prompt"], QUESTION)
         assert context[:-1] == prompt[:-1] and llm.tokenizer.convert_ids_to_tokens(context[-2:]) == ["istant", "ĊĊ"]
     assert job.round_trips is False and len(not_round_tripping(responses, jobs)) == 1
+
+
+def test_a_response_whose_ids_differ_between_system_prompts_is_refused_naming_it(embedded_tokenizer_dir) -> None:
+    """A template that writes part of the system prompt right after the assistant's text (no special token
+    between them): the scored ids then depend on the scorer, which the original refused; so does this run."""
+    from transformers import AutoTokenizer
+
+    from persona_assets.core.errors import InputError
+    from persona_assets.core.eval_set import EvalSet
+    from persona_assets.core.response_jobs import original_template_scoring
+    from resources.hf_engine import chat_prompt_ids, original_template_rendering
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] }}"
+        "{% if m['role'] == 'assistant' %}{{ messages[0]['content'][-5:] }}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+
+    class Rendering:  # the real rendering function on the real tokenizer with this template
+        def original_template_rendering(self, system, user, response_ids):
+            return original_template_rendering(tokenizer, system, user, response_ids)
+
+    evals = EvalSet.from_dict({"personas": PERSONAS, "questions": [QUESTION]})
+    prompts = {(s, 0): chat_prompt_ids(tokenizer, p["prompt"], QUESTION) for s, p in enumerate(PERSONAS)}
+    response = {"persona": "librarian", "question_index": 0, "hit_max_new_tokens": True,
+                "token_ids": tokenizer.convert_tokens_to_ids(["Ah", "oy"])}
+    with pytest.raises(InputError, match="'librarian' to question 0: re-rendered under the system prompt of 'librarian'.*that of 'pirate_captain'"):
+        original_template_scoring(Rendering(), evals, response, [0, 1, 2], prompts, [0])
