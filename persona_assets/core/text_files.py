@@ -55,9 +55,16 @@ def decode_text_file(path: Path) -> str:
             encoding, label = codec, name
             break
     try:
-        return raw.decode(encoding)
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise _undecodable(path, raw, label if encoding != "utf-8" else "utf-8", exc) from None
+    if encoding == "utf-8" and "\x00" in text:
+        # ASCII saved as UTF-16 without a mark is valid UTF-8 with a zero byte after every character.
+        raise InputError(
+            f"{path}: the text looks like UTF-16 or UTF-32 without a byte-order mark, by its zero bytes; "
+            f"save it as UTF-8 and re-run (read: {READ_ENCODINGS})"
+        )
+    return text
 
 
 @dataclass(frozen=True)
