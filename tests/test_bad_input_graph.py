@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from persona_assets.assets.eval_set import eval_set
@@ -132,3 +133,23 @@ def test_a_utf16_leakage_table_is_read_by_the_first_steps(tmp_path):
     result = dg.materialize([eval_set, leakage_rates], resources=storage_resources(), run_config=config, raise_on_error=False)
     assert result.success
     assert [(r["source"], r["target"], r["rate"]) for r in result.output_for_node("leakage_rates")["rows"]] == rows
+
+
+@pytest.mark.parametrize(("failing", "unrecordable", "status"), [
+    (None, False, "complete"), ("downstream", False, "failed"), ("downstream", True, "failed"),
+])
+def test_the_run_record_ends_with_the_run_under_the_multiprocess_executor(tmp_path, monkeypatch, failing, unrecordable, status):
+    """Every step in a process of its own: a step process whose failure Dagster could not record is
+    the last to tear down, and the record must still end `failed` (it stayed `running` before)."""
+    from tests.run_record_job import record_job
+
+    if failing:
+        monkeypatch.setenv("PERSONA_TEST_FAILING_STEP", failing)
+    if unrecordable:
+        monkeypatch.setenv("PERSONA_TEST_UNRECORDABLE", "1")
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(record_job), instance=instance)
+    assert result.success == (status == "complete")
+    record = _run_record(tmp_path, result)
+    assert record["status"] == status
+    assert record["failed_steps"] == (["downstream"] if failing else [])
