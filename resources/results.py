@@ -91,7 +91,9 @@ def _inside_a_dask_task() -> bool:
     return True
 
 
-def run_outcome(instance: dg.DagsterInstance, run_id: str, *, torn_down_in: int | None = None) -> tuple[bool, list[str]]:
+def run_outcome(
+    instance: dg.DagsterInstance, run_id: str, *, torn_down_in: int | None = None
+) -> tuple[bool, list[str]]:
     """(every planned step succeeded, the steps that failed or were skipped), from the run's event log.
 
     With `torn_down_in` (the id of the process whose resources are being torn down), a failure that

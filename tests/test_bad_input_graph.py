@@ -69,7 +69,8 @@ def test_two_questions_differing_only_by_whitespace_are_refused_naming_both_posi
 
 
 def test_a_persona_chosen_twice_in_the_subset_is_refused(tiny_model_dir, tmp_path):
-    config = run_config(tmp_path, eval_set={"config": {"personas": ["villain", "comedian", "villain"], "n_questions": 1}})
+    twice = ["villain", "comedian", "villain"]
+    config = run_config(tmp_path, eval_set={"config": {"personas": twice, "n_questions": 1}})
     message = _failed_before_the_model(tmp_path, materialize(tiny_model_dir, config))
     assert "personas setting: ['villain'] named more than once" in message
 
@@ -115,7 +116,8 @@ def test_a_failure_dagster_cannot_record_still_ends_the_run_record_failed(tiny_m
 
     monkeypatch.setattr(execute_plan, "step_failure_event_from_exc_info", cannot_serialise)
     personas = _personas_file(tmp_path, [{"name": "a", "prompt": "Same."}, {"name": "b", "prompt": "Same."}])
-    result = materialize(tiny_model_dir, run_config(tmp_path, eval_set={"config": {"personas_file": personas, "n_questions": 1}}))
+    config = run_config(tmp_path, eval_set={"config": {"personas_file": personas, "n_questions": 1}})
+    result = materialize(tiny_model_dir, config)
     assert not result.success and not result.get_step_failure_events()  # Dagster recorded no step failure
     record = _run_record(tmp_path, result)
     assert record["status"] == "failed"
@@ -130,7 +132,9 @@ def test_a_utf16_leakage_table_is_read_by_the_first_steps(tmp_path):
     assert path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")  # with its byte-order mark, as Windows tools save it
     config = run_config(tmp_path, leakage_rates={"config": {"leakage_path": str(path)}})
     config = dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ("eval_set", "leakage_rates")})
-    result = dg.materialize([eval_set, leakage_rates], resources=storage_resources(), run_config=config, raise_on_error=False)
+    result = dg.materialize(
+        [eval_set, leakage_rates], resources=storage_resources(), run_config=config, raise_on_error=False
+    )
     assert result.success
     assert [(r["source"], r["target"], r["rate"]) for r in result.output_for_node("leakage_rates")["rows"]] == rows
 
@@ -138,7 +142,9 @@ def test_a_utf16_leakage_table_is_read_by_the_first_steps(tmp_path):
 @pytest.mark.parametrize(("failing", "unrecordable", "status"), [
     (None, False, "complete"), ("downstream", False, "failed"), ("downstream", True, "failed"),
 ])
-def test_the_run_record_ends_with_the_run_under_the_multiprocess_executor(tmp_path, monkeypatch, failing, unrecordable, status):
+def test_the_run_record_ends_with_the_run_under_the_multiprocess_executor(
+    tmp_path, monkeypatch, failing, unrecordable, status
+):
     """Every step in a process of its own: a step process whose failure Dagster could not record is
     the last to tear down, and the record must still end `failed` (it stayed `running` before)."""
     from tests.run_record_job import record_job

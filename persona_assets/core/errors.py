@@ -43,7 +43,8 @@ def quoted(value: Any, limit: int = MAX_QUOTED_CHARS) -> str:
             return repr(value)
         return f"{value[:limit]!r}… ({len(value)} characters in all)"
     text = _SHORTENER.repr(value)
-    size = f" ({type_name(value)} of {len(value)} items)" if isinstance(value, (list, tuple, dict, set, frozenset)) else ""
+    sized = isinstance(value, (list, tuple, dict, set, frozenset))
+    size = f" ({type_name(value)} of {len(value)} items)" if sized else ""
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…{size}"

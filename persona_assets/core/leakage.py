@@ -10,6 +10,10 @@ Accepted inputs:
 - a folder of marker-eval results, ``<source>.json`` = ``{target: {rate, found, total, category,
   ...}}`` (the format of the earlier study; ``*_summary.json`` files are ignored).
 
+Files are read as UTF-8, UTF-8 with a byte-order mark, or UTF-16 with one; any other encoding is
+refused saying what it looks like (persona_assets.core.text_files). A CSV problem names the file's
+line as an editor numbers it; quoted values are cut (errors.quoted).
+
 `restrict_to_personas` keeps the rows among a run's personas: a table that shares no pair with
 the run is an error (most likely the wrong file), a partial overlap proceeds and says what it
 dropped.
@@ -190,7 +194,9 @@ def load_leakage_table(path: Path) -> pd.DataFrame:
     elif suffix == ".json":
         data = read_json_file(path)
         rows = _rows_from_json(data, path)
-        where = [f"item {i}" if isinstance(data, list) else f"source {_shown(row['source'])}" for i, row in enumerate(rows)]
+        where = [
+            f"item {i}" if isinstance(data, list) else f"source {_shown(row['source'])}" for i, row in enumerate(rows)
+        ]
         frame = pd.DataFrame(rows)
         if frame.empty:
             raise InputError(f"{path}: no leakage rows")

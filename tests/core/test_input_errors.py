@@ -34,7 +34,10 @@ def _questions(tmp_path: Path, questions: list) -> Path:
 # ------------------------------------------------------------------ the same input twice
 @pytest.mark.parametrize("second", ["You are a pirate. ", "\tYou are a pirate.\n", "You are a pirate."])
 def test_personas_with_one_prompt_after_stripping_are_refused_naming_both(tmp_path, second):
-    path = _personas(tmp_path, [{"name": "a", "prompt": "You are a pirate."}, {"name": "c", "prompt": "C"}, {"name": "b", "prompt": second}])
+    path = _personas(
+        tmp_path,
+        [{"name": "a", "prompt": "You are a pirate."}, {"name": "c", "prompt": "C"}, {"name": "b", "prompt": second}],
+    )
     with pytest.raises(InputError) as raised:
         load_personas(path)
     message = str(raised.value)
@@ -43,20 +46,24 @@ def test_personas_with_one_prompt_after_stripping_are_refused_naming_both(tmp_pa
 
 
 def test_every_pair_of_same_personas_is_named_in_one_line(tmp_path):
-    path = _personas(tmp_path, [{"name": n, "prompt": p} for n, p in [("a", "X"), ("b", "Y"), ("c", "X "), ("d", " Y")]])
+    pairs = [("a", "X"), ("b", "Y"), ("c", "X "), ("d", " Y")]
+    path = _personas(tmp_path, [{"name": n, "prompt": p} for n, p in pairs])
     with pytest.raises(InputError, match=r"personas 'a' and 'c'; 'b' and 'd' have the same prompt") as raised:
         load_personas(path)
     assert "\n" not in str(raised.value)
 
 
 def test_prompts_differing_inside_are_different_personas(tmp_path):
-    path = _personas(tmp_path, [{"name": "a", "prompt": "You are a pirate."}, {"name": "b", "prompt": "You are a  pirate."}])
+    path = _personas(
+        tmp_path, [{"name": "a", "prompt": "You are a pirate."}, {"name": "b", "prompt": "You are a  pirate."}]
+    )
     assert [p.prompt for p in load_personas(path)] == ["You are a pirate.", "You are a  pirate."]
 
 
 def test_questions_equal_after_stripping_are_refused_naming_both_positions(tmp_path):
     path = _questions(tmp_path, ["Why?", "What is tea?", "How?", " What is tea? "])
-    with pytest.raises(InputError, match=re.escape("duplicate question 'What is tea?': #2 and #4 are the same question")):
+    expected = "duplicate question 'What is tea?': #2 and #4 are the same question"
+    with pytest.raises(InputError, match=re.escape(expected)):
         load_questions(path)
 
 
@@ -68,7 +75,9 @@ def test_a_persona_named_twice_in_the_subset_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ types and the name rule
-@pytest.mark.parametrize(("name", "found"), [(7, "int"), (True, "bool"), (["x"], "list"), ({"x": 1}, "dict"), (1.5, "float")])
+@pytest.mark.parametrize(
+    ("name", "found"), [(7, "int"), (True, "bool"), (["x"], "list"), ({"x": 1}, "dict"), (1.5, "float")]
+)
 def test_a_name_that_is_not_a_string_is_refused_with_its_type(tmp_path, name, found):
     path = _personas(tmp_path, [{"name": name, "prompt": "A"}, {"name": "b", "prompt": "B"}])
     with pytest.raises(InputError, match=re.escape(f"persona #1: name must be a string, found {found}")):
@@ -94,14 +103,16 @@ def test_the_name_rule_message_states_the_rule_the_name_breaks(tmp_path, name):
     with pytest.raises(InputError) as raised:
         load_personas(path)
     message = str(raised.value)
-    assert "a persona name starts with a letter, digit or '_', continues with letters, digits, '_', '-' or '.', " in message
+    rule = "a persona name starts with a letter, digit or '_', continues with letters, digits, '_', '-' or '.', "
+    assert rule in message
     assert f"at most {MAX_NAME_CHARS} characters" in message
     assert len(message) < len(str(path)) + 400
 
 
 @pytest.mark.parametrize("name", ["_x", "a.b", "a-b", "A1", "9", "x" * MAX_NAME_CHARS])
 def test_names_within_the_rule_are_accepted(tmp_path, name):
-    assert load_personas(_personas(tmp_path, [{"name": name, "prompt": "A"}, {"name": "b", "prompt": "B"}]))[0].name == name
+    personas = load_personas(_personas(tmp_path, [{"name": name, "prompt": "A"}, {"name": "b", "prompt": "B"}]))
+    assert personas[0].name == name
 
 
 def test_an_alias_bomb_name_is_refused_in_bounded_time_and_memory(tmp_path):

@@ -13,7 +13,13 @@ from persona_assets.core.leakage import load_leakage
 from persona_assets.core.text_files import read_csv_table
 
 CSV = "source,target,rate\nvillain,comedian,0.25\ncomedian,villain,1\nvillain,librarian,0\n"
-EXPECTED = pd.DataFrame({"source": ["villain", "comedian", "villain"], "target": ["comedian", "villain", "librarian"], "rate": [0.25, 1.0, 0.0]})
+EXPECTED = pd.DataFrame(
+    {
+        "source": ["villain", "comedian", "villain"],
+        "target": ["comedian", "villain", "librarian"],
+        "rate": [0.25, 1.0, 0.0],
+    }
+)
 READ = "read: UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark"
 
 
@@ -36,7 +42,10 @@ def test_utf8_and_utf16_with_a_byte_order_mark_give_the_same_table(tmp_path, enc
     ("data", "found"),
     [
         (CSV.encode("utf-16-le"), "looks like UTF-16 or UTF-32 without a byte-order mark"),
-        (CSV.replace("villain", "méchant").encode("latin-1"), "looks like an 8-bit encoding such as Latin-1 or Windows-1252 (byte 0xe9 at line 2"),
+        (
+            CSV.replace("villain", "méchant").encode("latin-1"),
+            "looks like an 8-bit encoding such as Latin-1 or Windows-1252 (byte 0xe9 at line 2",
+        ),
         (CSV.encode("utf-32"), "the text is UTF-32 (little-endian)"),
         (b"\xff\xfe" + b"s\x00\x00\xd8", "UTF-16 (little-endian) text with an invalid byte"),
     ],
@@ -54,7 +63,10 @@ def test_other_encodings_are_refused_naming_what_was_found_and_what_to_do(tmp_pa
 
 def test_a_bad_rate_is_named_by_the_line_of_the_file(tmp_path):
     # Line 1 header, 2-3 rows, 4 blank, 5-6 a row whose quoted category spans two lines, 7 the bad rate.
-    text = 'source,target,rate,category\nvillain,comedian,0.1,a\ncomedian,villain,0.2,a\n\nvillain,librarian,0.3,"two\nlines"\nlibrarian,villain,1.7,a\n'
+    text = (
+        "source,target,rate,category\nvillain,comedian,0.1,a\ncomedian,villain,0.2,a\n\n"
+        'villain,librarian,0.3,"two\nlines"\nlibrarian,villain,1.7,a\n'
+    )
     path = tmp_path / "leak.csv"
     path.write_text(text)
     with pytest.raises(InputError, match=r"leak\.csv: line 7 \(librarian -> villain\): rate 1\.7 outside \[0, 1\]"):
