@@ -29,7 +29,7 @@ READ_ENCODINGS = "UTF-8 (with or without a byte-order mark) or UTF-16 with a byt
 
 
 def _undecodable(path: Path, raw: bytes, encoding: str, error: UnicodeDecodeError) -> InputError:
-    line = raw[: error.start].count(b"\n") + 1
+    line = raw[: error.start].decode(error.encoding, errors="replace").count("\n") + 1
     byte = raw[error.start]
     if encoding != "utf-8":
         found = f"{encoding} text with an invalid byte 0x{byte:02x} at line {line}"
