@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from persona_assets import config as run_configs
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted
 
 def _config_class_of_op(op_def: dg.OpDefinition) -> type[dg.Config] | None:
     """The dg.Config class an op's function takes (Dagster builds it from run config at step start)."""
@@ -81,7 +81,7 @@ def _describe(op_name: str, config_class: type[dg.Config], error: Mapping[str, A
     info = config_class.model_fields.get(str(error["loc"][0])) if error["loc"] else None
     hint = f" [{info.description}]" if info is not None and info.description else ""
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"ops.{op_name}.config.{field}: {message} (got {error.get('input')!r}){hint}"
+    return f"ops.{op_name}.config.{field}: {message} (got {quoted(error.get('input'))}){hint}"
 
 
 def run_config_problems(

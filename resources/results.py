@@ -13,6 +13,8 @@ directory when the run starts.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ class ResultsStore(dg.ConfigurableResource):
         run_id = context.run.run_id if context.run is not None else None
         if not run_id or context.instance is None or not self.run_path(run_id).is_dir():
             return
-        complete, failed = run_outcome(context.instance, run_id)
+        complete, failed = run_outcome(context.instance, run_id, torn_down_in=os.getpid())
         status = result_sets.finish_run(
             self.data_path, run_id, complete=complete, failed_steps=failed, figures_dir=self.figures_path()
         )
@@ -77,12 +79,35 @@ class ResultsStore(dg.ConfigurableResource):
             context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
 
 
-def run_outcome(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, list[str]]:
-    """(every planned step succeeded, the steps that failed or were skipped), from the run's event log."""
-    kinds = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
-    records = instance.get_records_for_run(run_id, of_type=kinds).records
-    succeeded = {r.event_log_entry.step_key for r in records if r.event_log_entry.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS}
-    failed = sorted({r.event_log_entry.step_key for r in records} - succeeded)
+def _inside_a_dask_task() -> bool:
+    # A Dask worker runs several steps side by side in the threads of one process: there, a step
+    # started in this process and not yet ended may be another step still running.
+    if "distributed" not in sys.modules:
+        return False
+    try:
+        sys.modules["distributed"].get_worker()
+    except (AttributeError, ValueError):
+        return False
+    return True
+
+
+def run_outcome(
+    instance: dg.DagsterInstance, run_id: str, *, torn_down_in: int | None = None
+) -> tuple[bool, list[str]]:
+    """(every planned step succeeded, the steps that failed or were skipped), from the run's event log.
+
+    With `torn_down_in` (the id of the process whose resources are being torn down), a failure that
+    Dagster could not record still counts: a step that started in that process and has no end event
+    died with it (e.g. a MemoryError while Dagster serialised its error), and when that process is the
+    one that started the run (the in-process executor, whose resources are torn down once, when the
+    run ends), every planned step that did not succeed is counted as failed.
+    """
+    step_ends = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED}
+    kinds = {*step_ends, dg.DagsterEventType.STEP_START, dg.DagsterEventType.RUN_START}
+    records = [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=kinds).records]
+    ended = [e for e in records if e.dagster_event_type in step_ends]
+    succeeded = {e.step_key for e in ended if e.dagster_event_type == dg.DagsterEventType.STEP_SUCCESS}
+    failed = {e.step_key for e in ended} - succeeded
     run = instance.get_run_by_id(run_id)
     planned: list[str] = []
     if run is not None and run.execution_plan_snapshot_id:
@@ -90,4 +115,13 @@ def run_outcome(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, list[s
         # Mapped steps ("op[?]") resolve at run time; the step that collects them is planned by name.
         planned = [key for key in snapshot.step_keys_to_execute if not key.endswith("[?]")]
     complete = not failed and bool(planned) and set(planned) <= succeeded
-    return complete, failed
+    if torn_down_in is not None and not complete and not _inside_a_dask_task():
+        pids = {e.dagster_event_type: e.dagster_event.pid for e in records if e.dagster_event is not None}
+        started_here = {
+            e.step_key for e in records
+            if e.dagster_event_type == dg.DagsterEventType.STEP_START and e.dagster_event.pid == torn_down_in
+        }
+        failed |= started_here - {e.step_key for e in ended}
+        if pids.get(dg.DagsterEventType.RUN_START) == torn_down_in:
+            failed |= set(planned) - succeeded
+    return complete, sorted(failed)

@@ -9,10 +9,23 @@ from typing import Any
 
 import yaml
 
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted, type_name
 
-# Persona names end up in file names, matrix labels and CSV columns.
+# Persona names end up in file names, matrix labels, CSV columns and error messages: a name starts
+# with a letter, digit or '_' (not '.', so no '..' or hidden file; not '-', so no command-line option),
+# continues with those or '.', '-', and is short enough for any file system and message.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_NAME_CHARS = 100
+NAME_RULE = (
+    f"a persona name starts with a letter, digit or '_', continues with letters, digits, '_', '-' or '.', "
+    f"and has at most {MAX_NAME_CHARS} characters"
+)
+WHAT_NORMALISATION_DOES = "once leading and trailing whitespace is stripped (as the run does)"
+
+
+def normalised_text(text: str) -> str:
+    """A prompt or question as the run uses it: two texts equal after this are the same input."""
+    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -60,33 +73,72 @@ def _read_yaml(path: Path, key: str) -> list[Any]:
     return items
 
 
+def _name_problem(name: object) -> str | None:
+    # A name that is not a string is described by its type only: quoting it could expand a YAML alias bomb.
+    if not isinstance(name, str):
+        return f"name must be a string, found {type_name(name)}"
+    if len(name) > MAX_NAME_CHARS or not SAFE_NAME.match(name):
+        return f"name {quoted(name, 120)} breaks the rule: {NAME_RULE}"
+    return None
+
+
 def load_personas(path: Path) -> list[Persona]:
+    """Every persona of the file, its prompt normalised; names and prompts checked (types, the name
+    rule, no repeated name, no two personas with the same prompt)."""
     personas: list[Persona] = []
     seen: set[str] = set()
     for k, item in enumerate(_read_yaml(path, "personas")):
-        if not isinstance(item, dict) or not item.get("name"):
+        if not isinstance(item, dict) or item.get("name") is None or item.get("name") == "":
             raise InputError(f"{path}: persona #{k + 1} has no name")
-        name = str(item["name"])
-        if not SAFE_NAME.match(name):
-            raise InputError(f"{path}: persona name {name!r} must use letters, digits, '_', '-', '.' only")
+        name = item["name"]
+        if (problem := _name_problem(name)) is not None:
+            raise InputError(f"{path}: persona #{k + 1}: {problem}")
         if name in seen:
             raise InputError(f"{path}: duplicate persona name {name!r}")
         prompt = item.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"{path}: persona {name!r}: prompt must be a string, found {type_name(prompt)}")
+        if prompt is None or not normalised_text(prompt):
             raise InputError(f"{path}: persona {name!r} has no prompt")
         seen.add(name)
-        personas.append(Persona(name, prompt.strip()))
+        personas.append(Persona(name, normalised_text(prompt)))
+    _refuse_same_prompts(path, personas)
     return personas
 
 
+def _refuse_same_prompts(path: Path, personas: list[Persona]) -> None:
+    # Two names for one prompt are one persona: its pair JS is exactly 0 and every statistic over
+    # pairs would count it as a measured difference.
+    first_with: dict[str, str] = {}
+    same: list[str] = []
+    for persona in personas:
+        if (earlier := first_with.setdefault(persona.prompt, persona.name)) != persona.name:
+            same.append(f"{earlier!r} and {persona.name!r}")
+    if same:
+        raise InputError(
+            f"{path}: personas {'; '.join(same)} have the same prompt {WHAT_NORMALISATION_DOES}, so each pair "
+            "would be one persona compared with itself; give them different prompts or remove one"
+        )
+
+
 def load_questions(path: Path) -> list[str]:
+    """Every question of the file, normalised; refused when not a string, empty, or the same as an
+    earlier one after normalisation (naming both positions)."""
     questions: list[str] = []
+    position: dict[str, int] = {}
     for k, item in enumerate(_read_yaml(path, "questions")):
-        if not isinstance(item, str) or not item.strip():
-            raise InputError(f"{path}: question #{k + 1} is empty or not a string")
-        if item.strip() in questions:
-            raise InputError(f"{path}: duplicate question {item.strip()!r}")
-        questions.append(item.strip())
+        if not isinstance(item, str):
+            raise InputError(f"{path}: question #{k + 1} must be a string, found {type_name(item)}")
+        question = normalised_text(item)
+        if not question:
+            raise InputError(f"{path}: question #{k + 1} is empty")
+        if question in position:
+            raise InputError(
+                f"{path}: duplicate question {quoted(question, 120)}: #{position[question] + 1} and #{k + 1} are the "
+                f"same question {WHAT_NORMALISATION_DOES}; remove one"
+            )
+        position[question] = k
+        questions.append(question)
     return questions
 
 
@@ -100,7 +152,14 @@ def build_eval_set(
         known = {p.name: p for p in personas}
         unknown = [n for n in persona_subset if n not in known]
         if unknown:
-            raise InputError(f"personas setting: unknown persona(s) {unknown}; {personas_file} has {sorted(known)}")
+            raise InputError(
+                f"personas setting: unknown persona(s) {quoted(unknown)}; {personas_file} has {quoted(sorted(known))}"
+            )
+        if repeated := sorted({n for n in persona_subset if persona_subset.count(n) > 1}):
+            raise InputError(
+                f"personas setting: {quoted(repeated)} named more than once; a persona compared with itself "
+                "is not a pair"
+            )
         personas = [known[n] for n in persona_subset]
     if len(personas) < 2:
         raise InputError(f"{personas_file}: at least 2 personas are needed to compare, got {len(personas)}")

@@ -10,6 +10,10 @@ Accepted inputs:
 - a folder of marker-eval results, ``<source>.json`` = ``{target: {rate, found, total, category,
   ...}}`` (the format of the earlier study; ``*_summary.json`` files are ignored).
 
+Files are read as UTF-8, UTF-8 with a byte-order mark, or UTF-16 with one; any other encoding is
+refused saying what it looks like (persona_assets.core.text_files). A CSV problem names the file's
+line as an editor numbers it; quoted values are cut (errors.quoted).
+
 `restrict_to_personas` keeps the rows among a run's personas: a table that shares no pair with
 the run is an error (most likely the wrong file), a partial overlap proceeds and says what it
 dropped.
@@ -30,7 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted
+from persona_assets.core.text_files import decode_text_file, read_csv_table
 
 COLUMNS = ["source", "target", "rate"]
 
@@ -56,17 +61,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def read_json_file(path: Path) -> Any:
     """Parse a JSON file; InputError naming the file when it is unreadable, not JSON, or repeats
     a key inside one object (shared with the legacy-format importers)."""
+    text = decode_text_file(path)  # UTF-8 (a BOM allowed) or UTF-16 with a BOM; otherwise says which
     try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except _DuplicateKey as exc:
-        raise InputError(f"{path}: key {exc.args[0]!r} appears twice in one object") from None
+        raise InputError(f"{path}: key {quoted(exc.args[0])} appears twice in one object") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc})") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from exc
 
 
 def _is_rate_number(value: Any) -> bool:
@@ -97,7 +98,7 @@ def _rows_from_json(data: Any, path: Path) -> list[dict[str, Any]]:
         for source, targets in data.items():
             if not isinstance(targets, dict):
                 raise InputError(
-                    f"{path}: value for source {source!r} must be an object {{target: rate}}, "
+                    f"{path}: value for source {quoted(source)} must be an object {{target: rate}}, "
                     f"got {type(targets).__name__}"
                 )
             for target, rate in targets.items():
@@ -109,17 +110,27 @@ def _rows_from_json(data: Any, path: Path) -> list[dict[str, Any]]:
     )
 
 
-def _validate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Check names, rates and uniqueness; return the frame with clean dtypes."""
+def _shown(name: Any) -> str:
+    return name if isinstance(name, str) and len(name) <= 80 else quoted(name, 80)
+
+
+def _pair(frame: pd.DataFrame, i: int) -> str:
+    return f"{_shown(frame['source'].iloc[i])} -> {_shown(frame['target'].iloc[i])}"
+
+
+def _validate(frame: pd.DataFrame, path: Path, where: Sequence[str] | None = None) -> pd.DataFrame:
+    """Check names, rates and uniqueness; return the frame with clean dtypes. `where[i]` says where
+    row i is in the file ("line 7"), for the messages."""
     if frame.empty:
         raise InputError(f"{path}: no leakage rows")
+    where = list(where) if where is not None else [f"row {i}" for i in range(len(frame))]
     for col in ("source", "target"):
         bad = frame[col].map(lambda v: not isinstance(v, str) or not v.strip())
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: row {i}: {col} must be a non-empty persona name, "
-                f"got {frame[col].iloc[i]!r}"
+                f"{path}: {where[i]}: {col} must be a non-empty persona name, "
+                f"got {quoted(frame[col].iloc[i])}"
             )
     rates = []
     for i, value in enumerate(frame["rate"]):
@@ -130,13 +141,11 @@ def _validate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
                 value = None
         if not _is_rate_number(value) or math.isnan(value):
             raise InputError(
-                f"{path}: row {i} ({frame['source'].iloc[i]} -> {frame['target'].iloc[i]}): "
-                f"rate must be a number, got {frame['rate'].iloc[i]!r}"
+                f"{path}: {where[i]} ({_pair(frame, i)}): rate must be a number, got {quoted(frame['rate'].iloc[i])}"
             )
         if not 0.0 <= value <= 1.0:
             raise InputError(
-                f"{path}: row {i} ({frame['source'].iloc[i]} -> {frame['target'].iloc[i]}): "
-                f"rate {value} outside [0, 1]"
+                f"{path}: {where[i]} ({_pair(frame, i)}): rate {value} outside [0, 1]"
             )
         rates.append(float(value))
     frame = frame.assign(rate=rates)
@@ -144,12 +153,12 @@ def _validate(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     if not self_pairs.empty:
         raise InputError(
             f"{path}: {len(self_pairs)} row(s) with source == target "
-            f"(e.g. {self_pairs['source'].iloc[0]!r}); leakage is between different personas"
+            f"(e.g. {quoted(self_pairs['source'].iloc[0])}); leakage is between different personas"
         )
     dup = frame.duplicated(["source", "target"], keep=False)
     if dup.any():
         pairs = frame.loc[dup, ["source", "target"]].drop_duplicates().head(3)
-        shown = ", ".join(f"{s} -> {t}" for s, t in pairs.itertuples(index=False))
+        shown = ", ".join(f"{_shown(s)} -> {_shown(t)}" for s, t in pairs.itertuples(index=False))
         raise InputError(f"{path}: duplicate (source, target) pairs: {shown}")
     out = frame.reset_index(drop=True)
     out["source"] = out["source"].astype(str)
@@ -166,33 +175,36 @@ def load_leakage_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    where = None
     if suffix == ".csv":
-        try:
-            # Names stay strings (a persona called "NA" or "1" must not turn into NaN or an int).
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not a readable CSV table ({exc})") from exc
-        raw.columns = [str(c).strip() for c in raw.columns]
-        missing = [c for c in COLUMNS if c not in raw.columns]
+        # Every value stays a string (a persona called "NA" or "1" must not turn into NaN or an int);
+        # each row keeps the file line it starts on, so messages say "line 7" as an editor shows it.
+        table = read_csv_table(path)
+        missing = [c for c in COLUMNS if c not in table.header]
         if missing:
             raise InputError(
                 f"{path}: missing column(s) {', '.join(missing)}; "
-                f"expected header source,target,rate, found {', '.join(raw.columns)}"
+                f"expected header source,target,rate, found {quoted(', '.join(table.header))}"
             )
+        keep = COLUMNS + (["category"] if "category" in table.header else [])
+        frame = pd.DataFrame([[row[c] for c in keep] for row in table.rows], columns=keep, dtype=object)
         # An empty CSV cell is a missing rate, reported as such rather than as "not a number".
-        raw["rate"] = raw["rate"].map(lambda s: float("nan") if s.strip() == "" else s)
-        keep = COLUMNS + (["category"] if "category" in raw.columns else [])
-        frame = raw[keep]
+        frame["rate"] = frame["rate"].map(lambda s: float("nan") if s.strip() == "" else s)
+        where = [f"line {line}" for line in table.lines]
     elif suffix == ".json":
-        rows = _rows_from_json(read_json_file(path), path)
+        data = read_json_file(path)
+        rows = _rows_from_json(data, path)
+        where = [
+            f"item {i}" if isinstance(data, list) else f"source {_shown(row['source'])}" for i, row in enumerate(rows)
+        ]
         frame = pd.DataFrame(rows)
         if frame.empty:
             raise InputError(f"{path}: no leakage rows")
         keep = COLUMNS + (["category"] if "category" in frame.columns else [])
         frame = frame[keep]
     else:
-        raise InputError(f"{path}: unsupported file type {suffix!r}; expected .csv or .json")
-    return _validate(frame, path)
+        raise InputError(f"{path}: unsupported file type {quoted(suffix)}; expected .csv or .json")
+    return _validate(frame, path, where)
 
 
 def load_marker_eval_dir(path: Path) -> pd.DataFrame:
@@ -239,7 +251,7 @@ def load_marker_eval_dir(path: Path) -> pd.DataFrame:
             rows.append(row)
         if not any(r["source"] == source for r in rows):
             raise InputError(f"{file}: no persona other than the source {source!r}")
-    return _validate(pd.DataFrame(rows), path)
+    return _validate(pd.DataFrame(rows), path, [f"{row['source']}.json" for row in rows])
 
 
 def load_leakage(path: Path) -> pd.DataFrame:

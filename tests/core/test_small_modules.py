@@ -87,7 +87,10 @@ def test_eval_set_subsets_and_validates(tmp_path):
         ("personas: []\n", "non-empty list"),
         ("personas:\n  - {name: a, prompt: A}\n  - {name: a, prompt: B}\n", "duplicate persona name 'a'"),
         ("personas:\n  - {name: a, prompt: A}\n  - {name: b}\n", "persona 'b' has no prompt"),
-        ("personas:\n  - {name: 'a/b', prompt: A}\n  - {name: b, prompt: B}\n", "persona name 'a/b' must use letters, digits"),
+        (
+            "personas:\n  - {name: 'a/b', prompt: A}\n  - {name: b, prompt: B}\n",
+            "name 'a/b' breaks the rule: a persona name starts with a letter, digit or '_'",
+        ),
         ("personas:\n  - {name: a, prompt: A}\n", "at least 2 personas"),
         ("personas: [\n", "not valid YAML"),
     ],
