@@ -8,7 +8,7 @@ variable that is not set leaves the resource's own default.
 | variable | becomes |
 |---|---|
 | PERSONA_RESOURCES = cpu (default) / gpu | the LLM resource class: CpuLLM / GpuLLM |
-| PERSONA_MODEL, PERSONA_DTYPE, PERSONA_SCORING_DTYPE, PERSONA_MODEL_CACHE | the LLM resource's `model`, `dtype`, `scoring_dtype`, `model_cache_dir` |
+| PERSONA_MODEL, PERSONA_DTYPE, PERSONA_SCORING_DTYPE, PERSONA_MODEL_CACHE, PERSONA_MODEL_FINGERPRINT | the LLM resource's `model`, `dtype`, `scoring_dtype`, `model_cache_dir`, `model_fingerprint` |
 | PERSONA_DATA_DIR, PERSONA_FIGURES_DIR | ResultsStore `data_dir`, `figures_dir` |
 | PERSONA_ALERTS_FILE, PERSONA_ALERT_WEBHOOK_URL, PERSONA_ALERT_WEBHOOK_ATTEMPTS / _TIMEOUT_S / _BACKOFF_S | AlertSinks `jsonl_file`, `webhook_url`, `attempts`, `timeout_s`, `backoff_s` (numbers parsed here: a bad one fails loading the definitions, naming the variable) |
 | PERSONA_GPU_SHARDS = K (default 1) | the default of `ops.divergence_matrices.config.shards`, and for K > 1 the default executor mode `multiprocess` (one process per GPU shard) |
@@ -44,7 +44,7 @@ def llm_resource(env: Mapping[str, str] | None = None) -> LLMResource:
     kind = env.get("PERSONA_RESOURCES", "cpu").strip() or "cpu"
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"PERSONA_RESOURCES must be 'cpu' or 'gpu', got {kind!r}")
-    config = _from_env(env, {"model": "PERSONA_MODEL", "dtype": "PERSONA_DTYPE", "scoring_dtype": "PERSONA_SCORING_DTYPE", "model_cache_dir": "PERSONA_MODEL_CACHE"})
+    config = _from_env(env, {"model": "PERSONA_MODEL", "dtype": "PERSONA_DTYPE", "scoring_dtype": "PERSONA_SCORING_DTYPE", "model_cache_dir": "PERSONA_MODEL_CACHE", "model_fingerprint": "PERSONA_MODEL_FINGERPRINT"})
     return (GpuLLM if kind == "gpu" else CpuLLM)(**config)
 
 

@@ -32,6 +32,12 @@ class LLMResource(dg.ConfigurableResource, ABC):
     model: str = Field("embedded", description="'embedded', a .gguf file, a model directory or a hub id")
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
     model_cache_dir: str = Field("", description="where converted GGUF models are cached; empty = ~/.cache")
+    model_fingerprint: str = Field(
+        "stat",
+        description="how the model's identity (which keys the response and divergence caches) follows its weight "
+        "files: stat = each file's size and modification time (cheap) | content = a SHA-256 of every weight file "
+        "(reads all weights at each run start; also catches other bytes with the same size and mtime)",
+    )
     scoring_dtype: str = Field(
         "",
         description="teacher forcing in this precision: empty = dtype; float32 = the loaded weights upcast in place "
@@ -55,8 +61,16 @@ class LLMResource(dg.ConfigurableResource, ABC):
             raise ValueError(f"scoring_dtype must be empty (= dtype) or float32, got {self.scoring_dtype!r}")
         return self.scoring_dtype or self.dtype
 
+    @property
+    def fingerprint_mode(self) -> str:
+        # Checked on the resolved value, like scoring_dtype (PERSONA_MODEL_FINGERPRINT is an EnvVar until then).
+        from resources.model_files import check_fingerprint_mode
+
+        return check_fingerprint_mode(self.model_fingerprint)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         _ = self.effective_scoring_dtype  # a bad setting fails when the run starts, before any model work
+        _ = self.fingerprint_mode
 
     @abstractmethod
     def _torch_device(self) -> str:
@@ -84,8 +98,18 @@ class LLMResource(dg.ConfigurableResource, ABC):
         if self._source is None:
             from resources.model_loading import resolve_model_source
 
-            self._source = resolve_model_source(self.model)
+            self._source = resolve_model_source(self.model, self.fingerprint_mode)
         return self._source
+
+    def check_model_files(self) -> None:
+        """Every file the model needs is there (config.json, the weights, each shard an index names).
+
+        Cheap (a few stat calls, no weights read, no content hash): the run's first step calls it,
+        so a broken model directory fails the run once, before any model step.
+        """
+        from resources.model_loading import resolve_model_source
+
+        resolve_model_source(self.model, "stat")
 
     @property
     def tokenizer(self) -> Any:

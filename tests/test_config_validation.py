@@ -15,6 +15,7 @@ from persona_assets.assets.eval_set import eval_set
 from persona_assets.core.errors import InputError
 from persona_assets.definitions import defs
 from persona_assets.run_config_validation import config_classes, run_config_problems, validate_run_config
+from resources.llm import CpuLLM
 from tests.conftest import REPO
 from tests.run_results import started_steps
 from tests.test_graph import PERSONAS, materialize, run_config
@@ -39,7 +40,7 @@ def _step_failures(result) -> dict[str, str]:
 # ------------------------------------------------------------------ unknown keys (Dagster, at launch)
 def test_unknown_key_is_rejected_at_launch_naming_it():
     with pytest.raises(dg.DagsterInvalidConfigError) as raised:
-        dg.materialize([eval_set], run_config=_ops("eval_set", n_question=2))  # typo of n_questions
+        dg.materialize([eval_set], resources={"llm": CpuLLM()}, run_config=_ops("eval_set", n_question=2))  # typo
     assert "n_question" in str(raised.value) and "eval_set" in str(raised.value)
 
 
@@ -163,7 +164,7 @@ def test_a_new_asset_with_settings_is_validated_without_being_listed():
 
 def test_an_asset_run_alone_names_its_bad_field():
     """Dagster applies the constraints itself when the step builds its config object."""
-    result = dg.materialize([eval_set], run_config=_ops("eval_set", n_questions=0), raise_on_error=False)
+    result = dg.materialize([eval_set], resources={"llm": CpuLLM()}, run_config=_ops("eval_set", n_questions=0), raise_on_error=False)
     assert not result.success
     assert "n_questions" in _step_failures(result)["eval_set"]
 
@@ -182,7 +183,6 @@ def test_a_bad_setting_of_a_late_step_fails_the_first_step(tiny_model_dir, tmp_p
 # ------------------------------------------------------------------ layers beyond the model's depth
 def test_layer_beyond_the_model_fails_before_the_weights_load(tiny_model_dir, tmp_path, monkeypatch):
     from resources import model_loading
-    from resources.llm import CpuLLM
 
     loads = []
     real_load = model_loading.load_model_and_tokenizer

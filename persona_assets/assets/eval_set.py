@@ -6,16 +6,18 @@ from persona_assets.config import EvalSetConfig
 from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import build_eval_set
 from persona_assets.run_config_validation import validate_input_files, validate_run_config
+from resources.llm import LLMResource
 
 
 @dg.asset(group_name="inputs", kinds={"yaml"}, code_version="1")
-def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
+def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig, llm: LLMResource) -> dict:
     """The personas (system prompts) and eval questions of this run, validated.
 
     Read from the editable YAML files under data/; a subset of personas and the first
     `n_questions` questions can be chosen in the run config. The settings of every step of the run
-    are checked here, and so are the leakage and cosine-vs-leakage files it names, so a bad one
-    fails the run before any model step starts.
+    are checked here, and so are the leakage and cosine-vs-leakage files it names and the model's
+    files (config.json, the weights, every shard an index names; no weights read), so a bad one
+    fails the run once, before any model step starts.
     """
     try:
         validate_run_config(context.run.run_config, context.job_def)
@@ -26,6 +28,7 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig) -> dict:
             n_questions=config.n_questions,
         )
         validate_input_files(context.run.run_config, evals.persona_names)
+        llm.check_model_files()
     except InputError as exc:
         # A Failure shows the message itself in the UI and the CLI, without a traceback.
         raise dg.Failure(str(exc)) from exc
