@@ -95,12 +95,38 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
     return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value)
 
 
-def _interval(point: float | None, samples: np.ndarray) -> dict[str, Any]:
+BASIC_RULE = (
+    "basic (reverse-percentile) bootstrap on the {scale} scale: [2·f(θ̂) − f(q97.5), 2·f(θ̂) − f(q2.5)] mapped back; "
+    "each resample adds question noise to an already noisy statistic, so the percentile interval "
+    "(ci95_percentile) is shifted by the statistic's bias and undercovers; the basic interval shifts it back"
+)
+_SCALES = {
+    "log": (np.log, np.exp),
+    "Fisher z": (lambda v: np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12)), np.tanh),
+}
+
+
+def basic_ci(point: float | None, samples: np.ndarray, scale: str) -> list[float | None] | None:
+    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z' for ρ)."""
+    forward, back = _SCALES[scale]
+    valid = samples[np.isfinite(samples)]
+    if scale == "log":
+        valid = valid[valid > 0]
+    if point is None or not math.isfinite(point) or valid.size < 2 or (scale == "log" and point <= 0):
+        return None
+    low_q, high_q = np.percentile(forward(valid), [2.5, 97.5])
+    centre = float(forward(np.asarray(point)))
+    return [_json_float(back(2 * centre - high_q)), _json_float(back(2 * centre - low_q))]
+
+
+def _interval(point: float | None, samples: np.ndarray, scale: str) -> dict[str, Any]:
     finite = samples[np.isfinite(samples)]
     return {
         "estimate": _json_float(point),
         "se": float(finite.std(ddof=1)) if finite.size > 1 else None,
-        "ci95": _percentile_ci(samples),
+        "ci95": basic_ci(point, samples, scale),
+        "interval": BASIC_RULE.format(scale=scale),
+        "ci95_percentile": _percentile_ci(samples),
     }
 
 
@@ -138,7 +164,7 @@ def discrimination_intervals(qb: QuestionBootstrap) -> dict[str, dict[str, Any]]
     for name in point:
         samples = np.where(np.isfinite(boot[name]), boot[name], np.nan)
         infinite = int(np.isinf(boot[name]).sum())
-        entry = _interval(float(point[name][0]), samples)
+        entry = _interval(float(point[name][0]), samples, "log")
         if infinite:
             entry["note"] = f"{infinite} resamples had a zero pair value (infinite ratio) and were skipped"
         out[name] = entry
@@ -161,7 +187,7 @@ def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> 
         point = float(stats.spearmanr(qb.values[keep], other[keep])[0])
         ranks_other = np.broadcast_to(stats.rankdata(other[keep]), (qb.n_boot, int(keep.sum())))
         boot = _rowwise_pearson(stats.rankdata(qb.draws[:, keep], axis=1), ranks_other)
-        out[name] = _interval(point, boot) | {"n": int(keep.sum())}
+        out[name] = _interval(point, boot, "Fisher z") | {"n": int(keep.sum())}
     return out
 
 
@@ -221,8 +247,26 @@ def differences_against_uncertainty(
     return out
 
 
-def threshold_call(ci: Sequence[float] | None, threshold: float) -> str | None:
-    """'decided by the data' when the CI lies on one side of the threshold, else 'too close to call'."""
+def ci_side(ci: Sequence[float] | None, threshold: float) -> str | None:
+    """'below' / 'above' when the whole CI lies strictly on that side of the threshold, 'straddles' when
+    it touches or contains it, None when there is no finite CI."""
     if ci is None or None in ci or not all(math.isfinite(v) for v in ci):
         return None
-    return TOO_CLOSE if ci[0] <= threshold <= ci[1] else DECIDED
+    if ci[1] < threshold:
+        return "below"
+    if ci[0] > threshold:
+        return "above"
+    return "straddles"
+
+
+def threshold_call(ci: Sequence[float] | None, threshold: float, *, estimate: float | None) -> str | None:
+    """'decided by the data' only when the whole CI lies on the side of the threshold where the estimate lies.
+
+    A CI that contains the threshold, or that lies wholly on the other side of it than the estimate
+    (point and interval disagree), is 'too close to call'. None when the CI or the estimate is missing.
+    """
+    side = ci_side(ci, threshold)
+    if side is None or estimate is None or not math.isfinite(estimate):
+        return None
+    point = "below" if estimate < threshold else "above" if estimate > threshold else "at"
+    return DECIDED if side == point else TOO_CLOSE
