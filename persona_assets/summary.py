@@ -23,13 +23,22 @@ def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _ci(stats: dict[str, Any]) -> str:
-    low, high = stats.get("spearman_ci95") or (None, None)
-    return f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+def _interval_text(ci) -> str:
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci and None not in ci else "undefined"
 
 
 def _rho(stats: dict[str, Any]) -> str:
-    return f"Spearman ρ = {stats['spearman_rho']:+.2f}{_ci(stats)} (n = {stats['n']})"
+    """ρ with its design-respecting inference: the persona-permutation p and the persona-bootstrap CI.
+
+    The source-cluster bootstrap CI (`spearman_ci95`) ignores the target side of the crossed design
+    and rejected 17–45% under true nulls: it is never printed here.
+    """
+    perm = stats.get("persona_permutation") or {}
+    crossed = stats.get("crossed_bootstrap") or {}
+    p = perm.get("spearman_p")
+    inference = f", permutation p = {p:.2g}" if p is not None else ", permutation p undefined"
+    return (f"Spearman ρ = {stats['spearman_rho']:+.2f}{inference}, persona-bootstrap 95% CI "
+            f"{_interval_text(crossed.get('spearman_ci95'))} (n = {stats['n']})")
 
 
 def _evidence(name: str, evidence: dict[str, Any]) -> str:
@@ -41,13 +50,18 @@ def _evidence(name: str, evidence: dict[str, Any]) -> str:
     return f"max |ρ(JS, cosine)| {evidence['max_abs_rho']:.2f}" + (f", over the threshold at {', '.join(over)}" if over else "")
 
 
+def _state(verdict: dict[str, Any]) -> str:
+    """KILLED / passed, with whether the data decide it (its CIs wholly on the verdict's side) when known."""
+    state = "KILLED" if verdict["killed"] else "passed"
+    return f"{state} ({verdict['call']})" if verdict.get("call") else state
+
+
 def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
     lines = []
     for name in ("discrimination", "redundancy"):
         verdict = verdicts[name]
         lines.append(
-            f"kill gate {name}: {'KILLED' if verdict['killed'] else 'passed'} — {verdict['rule']} "
-            f"({_evidence(name, verdict['evidence'])})"
+            f"kill gate {name}: {_state(verdict)} — {verdict['rule']} ({_evidence(name, verdict['evidence'])})"
         )
         lines.extend(f"    note: {note}" for note in verdict["notes"])
     return lines
@@ -76,7 +90,8 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
         return [f"leakage: not available{' — ' + leakage['note'] if leakage.get('note') else ''}"]
     lines = [
         f"leakage: {leakage['n_directed_pairs']} directed pairs from {leakage['n_sources']} source personas "
-        f"({leakage['source_of_rates']}); CIs bootstrapped by source"
+        f"({leakage['source_of_rates']}); p: persona labels permuted within roles; CI: personas resampled, one draw "
+        "for both roles"
     ]
     primary_first = sorted(leakage.get("by_averaging") or {}, key=lambda a: a != leakage.get("averaging"))
     sections = {a: leakage["by_averaging"][a] for a in primary_first} or {leakage.get("averaging", "pair_own"): leakage}
@@ -134,7 +149,7 @@ def headline_verdicts(verdicts: dict[str, Any] | None, label: str) -> list[str]:
     evidence = verdicts["discrimination"]["evidence"]
     redundancy = verdicts["redundancy"]["evidence"]
     rho = f", max |ρ(JS, cosine)| = {redundancy['max_abs_rho']:.2f}" if redundancy.get("max_abs_rho") is not None else ""
-    gates = ", ".join(f"{n} {'KILLED' if verdicts[n]['killed'] else 'passed'}" for n in ("discrimination", "redundancy"))
+    gates = ", ".join(f"{n} {_state(verdicts[n])}" for n in ("discrimination", "redundancy"))
     return [
         f"{label}: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats (std {evidence['js_std']:.3g}){rho}; "
         f"kill gates: {gates}"
@@ -186,6 +201,7 @@ def first_numbers(outputs: Path, figures: Path) -> list[str]:
     lines = ["== read first =="]
     lines += headline_leakage(_read(outputs / f"{LEGACY_PREFIX}leakage_correlations.json"), "study")
     lines += headline_leakage(_read(outputs / "leakage_correlations.json"), "this run")
+    lines += headline_verdicts(_read(outputs / f"{LEGACY_PREFIX}kill_gate_verdicts.json"), "study")
     lines += headline_verdicts(_read(outputs / "kill_gate_verdicts.json"), "this run")
     for label, path in (("this run's JS heatmap", figures / "js_heatmap.png"), ("study's hero figure", figures / "legacy" / "js_vs_leakage.png")):
         lines.append(f"{label}: {path}" if path.is_file() else f"{label}: not drawn ({path} is absent)")
