@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from persona_assets.core.difference_power import power_text
 from persona_assets.core.response_quality import response_quality
 from persona_assets.environment import data_dir_for_scripts
 
@@ -136,9 +137,11 @@ def headline_leakage(correlations: dict[str, Any] | None, label: str) -> list[st
             reading = "JS predicts leakage better" if d > 0 else "cosine predicts leakage better"
         else:
             reading = "no significant difference between JS and cosine"
+        power = leakage.get("difference_power") or {}
+        power_clause = f"; {power_text(power)}" if power.get("cosine") == key else "; power not simulated for this pair"
         lines.append(
             f"{label}: JS vs that cosine as predictor: difference of ρ {d:+.2f}, permutation p = {p:.2g} → {reading} "
-            f"({perm.get('n_permutations', '?')} permutations respecting the sources × targets design)"
+            f"({perm.get('n_permutations', '?')} permutations respecting the sources × targets design{power_clause})"
         )
     return lines
 
