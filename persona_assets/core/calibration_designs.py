@@ -46,6 +46,7 @@ from persona_assets.core.question_bootstrap import (
     pair_intervals,
     question_bootstrap,
     spearman_intervals,
+    threshold_call,
 )
 
 ALPHA = 0.05
@@ -127,6 +128,12 @@ def _wrong_side(call: dict, truth_fails: bool) -> bool:
     return call["call"] == DECIDED and (call["ci_side"] == "failing") != truth_fails
 
 
+def _wrong_side_by_ci_alone(call: dict, truth_fails: bool) -> bool:
+    """As `_wrong_side` for the call the CI and estimate alone would make (before the per-question noise rule)."""
+    alone = threshold_call(call["ci95"], call["threshold"], estimate=call["estimate"])
+    return alone == DECIDED and (call["ci_side"] == "failing") != truth_fails
+
+
 def question_trial(
     rng: np.random.Generator, d: QuestionDesign, true: np.ndarray, cosine: np.ndarray,
     *, min_std: float, min_ratio: float, max_abs_rho: float,
@@ -148,6 +155,11 @@ def question_trial(
         "max/min percentile CI misses (old)": _missed(intervals["max_min_ratio"]["ci95_percentile"], true_ratio),
         "rho(JS,cos) basic Fisher-z CI misses": _missed(rho_interval["ci95"], true_rho),
         "rho(JS,cos) percentile CI misses (old)": _missed(rho_interval["ci95_percentile"], true_rho),
+        "std gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(verdict["question_bootstrap"]["js_std"], true_std < min_std),
+        "max/min gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(
+            verdict["question_bootstrap"]["max_min_ratio"], true_ratio < min_ratio),
+        "discrimination verdict decided on the wrong side": verdict["call"] == DECIDED and verdict["killed"] != (
+            true_std < min_std or true_ratio < min_ratio),
         "std gate decided on the wrong side": _wrong_side(verdict["question_bootstrap"]["js_std"], true_std < min_std),
         "max/min gate decided on the wrong side": _wrong_side(verdict["question_bootstrap"]["max_min_ratio"], true_ratio < min_ratio),
         "redundancy gate decided on the wrong side": _wrong_side(redundancy["question_bootstrap"]["layer"], abs(true_rho) > max_abs_rho),
@@ -226,6 +238,7 @@ def leakage_null_trial(rng: np.random.Generator, d: LeakageDesign) -> dict[str, 
 def question_designs() -> list[QuestionDesign]:
     return [
         QuestionDesign("study JS fixed, N=11, noise 0.41", "study", 11, 0.41),
+        QuestionDesign("study JS fixed, N=11, noise 0.5", "study", 11, 0.5),
         QuestionDesign("study JS fixed, N=11, noise 0.8", "study", 11, 0.8),
         QuestionDesign("log-normal, N=6, noise 0.41", "lognormal", 6, 0.41),
         QuestionDesign("log-normal, N=12, noise 0.8", "lognormal", 12, 0.8),

@@ -132,9 +132,11 @@ def predictor_difference_tests(
     }
 
 
-def headline_difference_power(inputs: AnalysisInputs, section: dict[str, Any], averaging: str, *, seed: int) -> dict[str, Any]:
-    """The power of the JS-vs-cosine difference test against the strongest cosine (the one the summary headlines)."""
-    rival = strongest_cosine(section)
+def headline_difference_power(inputs: AnalysisInputs, by_averaging: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """The power of the JS-vs-cosine difference test against the strongest cosine, in the primary averaging
+    (the comparison the summary headlines)."""
+    averaging = inputs.primary_averaging
+    rival = strongest_cosine(by_averaging[averaging])
     if rival is None:
         return {"available": False, "note": "no cosine correlates with leakage on these pairs"}
     label, layer = rival

@@ -145,6 +145,8 @@ def _point_text(value) -> str:
 
 def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None) -> dict:
     """Add the question-bootstrap CIs of std and max/min, which side of its threshold each lies on, and the call."""
+    from persona_assets.core.question_bootstrap import TOO_CLOSE
+
     if not intervals:
         verdict["question_bootstrap"] = None
         verdict["call"] = None
@@ -155,6 +157,17 @@ def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None)
     killing = {"js_std": verdict["evidence"]["std_below_threshold"], "max_min_ratio": verdict["evidence"]["ratio_below_threshold"]}
     verdict["question_bootstrap"] = calls | {"coefficient_of_variation": dict(intervals.get("coefficient_of_variation", {}))}
     verdict["call"] = overall_call(verdict["killed"], calls, killing)
+    noise = intervals.get("fitted_noise") or {}
+    level, limit = noise.get("pair_by_question_log_sd"), noise.get("calibrated_up_to_pair_by_question_log_sd")
+    if level is not None and limit is not None and level > limit:
+        verdict["call"] = TOO_CLOSE
+        for call in calls.values():
+            call["call"] = TOO_CLOSE if call["call"] is not None else None
+        verdict["notes"].append(
+            f"per-question noise (pair × question log-sd {level:.2f}) exceeds the {limit} up to which these calls were "
+            "calibrated (benchmarks/calibration.py): the data decide nothing here"
+        )
+    verdict["question_bootstrap"]["fitted_noise"] = noise or None
     verdict["notes"].append(
         f"{verdict['call']}: std {_point_text(calls['js_std']['estimate'])}, 95% CI {_ci_text(calls['js_std']['ci95'])} "
         f"vs {thresholds['js_std']}; max/min {_point_text(calls['max_min_ratio']['estimate'])}, 95% CI "

@@ -56,6 +56,7 @@ class QuestionBootstrap:
     n_boot: int
     seed: int
     value: str
+    noise: dict[str, Any] | None = None  # `fitted_noise` of the per-question values
 
     @property
     def values(self) -> np.ndarray:
@@ -92,7 +93,31 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
     means = np.where(present, matrix, np.nan)
     pairs = wide.index.to_frame(index=False)
     pairs["value"] = np.nanmean(means, axis=1)
-    return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value)
+    return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value, fitted_noise(matrix))
+
+
+# The per-question noise up to which the gates' calls were calibrated (benchmarks/calibration.py):
+# at a pair × question log-sd of 0.41 the std and max/min gates were decided on the wrong side in
+# ≤ 2.2% of runs near their thresholds; at 0.8 in up to 8%. Above this the data decide nothing.
+CALIBRATED_PAIR_NOISE = 0.45
+
+
+def fitted_noise(matrix: np.ndarray) -> dict[str, Any]:
+    """Log-sd of the per-question values by question and by pair × question (two-way fit on the log scale).
+
+    Uses the pairs with a positive value on every question; None where fewer than 2 pairs or questions remain.
+    """
+    complete = matrix[np.all(np.isfinite(matrix) & (matrix > 0), axis=1)]
+    out: dict[str, Any] = {"n_pairs_used": int(complete.shape[0]), "scale": "natural log of the per-question value"}
+    if complete.shape[0] < 2 or complete.shape[1] < 2:
+        return out | {"pair_by_question_log_sd": None, "question_log_sd": None}
+    logs = np.log(complete)
+    residual = logs - logs.mean(axis=1, keepdims=True) - logs.mean(axis=0, keepdims=True) + logs.mean()
+    dof = (logs.shape[0] - 1) * (logs.shape[1] - 1)
+    return out | {
+        "pair_by_question_log_sd": float(np.sqrt((residual**2).sum() / dof)),
+        "question_log_sd": float(logs.mean(axis=0).std(ddof=1)),
+    }
 
 
 BASIC_RULE = (
@@ -168,6 +193,7 @@ def discrimination_intervals(qb: QuestionBootstrap) -> dict[str, dict[str, Any]]
         if infinite:
             entry["note"] = f"{infinite} resamples had a zero pair value (infinite ratio) and were skipped"
         out[name] = entry
+    out["fitted_noise"] = dict(qb.noise or {}) | {"calibrated_up_to_pair_by_question_log_sd": CALIBRATED_PAIR_NOISE}
     return out
 
 
