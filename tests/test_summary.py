@@ -31,9 +31,9 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_model_dir,
     read_first = lines[lines.index("== read first ==") + 1:]
     js = correlations["js_vs_leakage"]
     assert read_first[0].startswith(
-        f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = {js['persona_permutation']['spearman_p']:.2g}, "
-        "persona-bootstrap 95% CI ["
+        f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = {js['persona_permutation']['spearman_p']:.2g} (n = "
     )
+    assert not any("CI" in line for line in read_first[:3])  # no uncalibrated interval in a headline
     # The rival named is the cosine layer with the strongest |ρ| against leakage on the same pairs.
     same_pairs = {f"in_graph/{k}": v for k, v in correlations["cosine_vs_leakage_same_pairs"]["in_graph"].items() if isinstance(v, dict)}
     best = max(same_pairs, key=lambda k: abs(same_pairs[k]["spearman_rho"]))
