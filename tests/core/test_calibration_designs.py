@@ -1,5 +1,5 @@
 """The verdict designs: truths built to the thresholds, the noise fit, and a small seeded check that the
-persona bootstrap keeps its size with dual-role personas (the full run is benchmarks/calibration.py)."""
+permutation tests keep their size with dual-role personas (the full run is benchmarks/calibration.py)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,13 @@ def test_fitted_noise_recovers_the_simulated_log_sds() -> None:
     assert fitted_noise(matrix[:1])["pair_by_question_log_sd"] is None
 
 
-def test_persona_bootstrap_keeps_its_size_with_dual_role_personas() -> None:
-    # Dual-role personas with strong effects (sd 2 vs noise 0.5): drawing a persona's two roles
-    # independently excluded 0 in ~12% of null runs; one draw for both keeps it near 5%. 200 runs:
-    # 0.11 is +4 SE above 5%.
+def test_the_headline_test_keeps_its_size_with_dual_role_personas() -> None:
+    # Dual-role personas with strong effects (sd 2 vs noise 0.5): the persona-permutation p, which
+    # the headlines print, keeps its size (200 runs: 0.11 is +4 SE above 5%). The persona-bootstrap
+    # CI does not (10% in benchmarks/calibration.py, 16% before a persona's two roles shared one draw),
+    # which is why no headline prints it.
     design = cd.LeakageDesign("dual", 11, 5, persona_sd=2.0, noise_sd=0.5, dual_role=True, n_perm=99, n_boot=99)
     rates = cd.rates(lambda g: cd.leakage_null_trial(g, design), 200, seed=3)
-    assert rates["rho(JS,leak) persona bootstrap CI excludes 0"] <= 0.11
     assert rates["rho(JS,leak) permutation p"] <= 0.11
+    assert rates["rho(cos,leak) permutation p"] <= 0.11
+    assert rates["difference permutation p"] <= 0.11
