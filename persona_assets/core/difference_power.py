@@ -57,7 +57,8 @@ def difference_power(
         signal = mix * (signal_sd / mix.std()) if mix.std() > 0 else mix
         differences, rejections = [], 0
         for k in range(n_sims):
-            p = perms[k + 1]
+            # Few personas: the permutations were enumerated (identity first) and may be fewer than n_sims: cycle.
+            p = perms[1 + k % (len(perms) - 1)] if len(perms) > 1 else perms[0]
             noise = np.nan_to_num(residual[p[s], p[t]])
             sim = np.full(leakage.shape, np.nan)
             sim[s, t] = signal + noise
