@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--designs", type=int, default=0,
                         help="simulations per scenario of the verdict designs (calibration_designs; 0: skip them)")
     parser.add_argument("--skip-tests", action="store_true", help="skip the size/power scenarios of the tests")
+    parser.add_argument("--skip-question-designs", type=int, default=0, help="start the verdict designs at this question design")
     args = parser.parse_args()
 
     import numpy as np
@@ -73,11 +74,11 @@ def main() -> None:
             se = cal.monte_carlo_se(rate, args.sims)
             print(f"  {test:55s} {rate:6.3f} ± {se:.3f}   {judge(kind, rate, cal.monte_carlo_se(cal.ALPHA, args.sims), cal.ALPHA)}")
     if args.designs:
-        designs(args.designs, args.seed)
+        designs(args.designs, args.seed, args.skip_question_designs)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
 
 
-def designs(n_sims: int, seed: int) -> None:
+def designs(n_sims: int, seed: int, skip: int = 0) -> None:
     """Coverage of the verdicts' intervals and wrong-side rates of the gates (calibration_designs)."""
     from persona_assets.core import calibration_designs as cd
 
@@ -85,6 +86,8 @@ def designs(n_sims: int, seed: int) -> None:
     print(f"\n== verdict designs: {n_sims} simulations each; MC s.e. at 5%: {se5:.4f}, at 2.5%: {se25:.4f}; "
           "goals: interval miss / test rejection <= 6%, gate decided on the wrong side <= 2.5% ==")
     for k, d in enumerate(cd.question_designs()):
+        if k < skip:
+            continue
         for name, (values, cosine, thresholds) in cd.gate_scenarios(d).items():
             t0 = time.monotonic()
             rates = cd.rates(lambda g: cd.question_trial(g, d, values, cosine, **thresholds), n_sims, seed + 7919 * k)

@@ -92,21 +92,26 @@ def with_ratio(values: np.ndarray, ratio: float) -> np.ndarray:
     return np.exp(logs.mean() + k * (logs - logs.mean()))
 
 
-def cosine_with_rho(values: np.ndarray, rho: float, seed: int = 7) -> np.ndarray:
-    """A cosine vector whose Spearman ρ with ``values`` is within 0.005 of ``rho`` (negative: similar = low JS)."""
-    rng = np.random.default_rng(seed)
-    base, z = stats.rankdata(values), rng.normal(size=values.size)
+def cosine_with_rho(values: np.ndarray, rho: float, seed: int = 7, tol: float = 0.005) -> np.ndarray:
+    """A cosine vector whose Spearman ρ with ``values`` is within ``tol`` of ``rho`` (negative: similar = low JS).
+
+    ρ of few pairs moves in steps: the noise direction is redrawn (seed, seed + 1, …) until one lands within tol.
+    """
+    base = stats.rankdata(values)
     sign = math.copysign(1.0, rho)
-    low, high = 0.0, 100.0 * values.size
-    for _ in range(80):
-        mid = (low + high) / 2
-        got = stats.spearmanr(values, sign * (base + mid * z))[0]
-        low, high = (mid, high) if abs(got) > abs(rho) else (low, mid)
-    cosine = sign * (base + low * z)
-    got = stats.spearmanr(values, cosine)[0]
-    if abs(got - rho) > 0.005:
-        raise ValueError(f"could not build a cosine with ρ = {rho} (got {got:.3f})")
-    return cosine
+    got = math.nan
+    for attempt in range(100):
+        z = np.random.default_rng(seed + attempt).normal(size=values.size)
+        low, high = 0.0, 100.0 * values.size
+        for _ in range(80):
+            mid = (low + high) / 2
+            step = stats.spearmanr(values, sign * (base + mid * z))[0]
+            low, high = (mid, high) if abs(step) > abs(rho) else (low, mid)
+        cosine = sign * (base + low * z)
+        got = stats.spearmanr(values, cosine)[0]
+        if abs(got - rho) <= tol:
+            return cosine
+    raise ValueError(f"could not build a cosine with ρ = {rho} (got {got:.3f})")
 
 
 def _per_question_table(rng: np.random.Generator, true: np.ndarray, d: QuestionDesign) -> pd.DataFrame:
@@ -145,7 +150,11 @@ def question_trial(
     true_std, true_ratio = float(true.std(ddof=1)), float(true.max() / true.min())
     true_rho = float(stats.spearmanr(true, cosine)[0])
     verdict = label_discrimination(discrimination_verdict(qb.values, min_std=min_std, min_ratio=min_ratio), intervals)
-    redundancy = label_redundancy(redundancy_verdict({"layer": rho_interval["estimate"]}, max_abs_rho=max_abs_rho), {"layer": rho_interval})
+    redundancy = label_redundancy(
+        redundancy_verdict({"layer": rho_interval["estimate"]}, max_abs_rho=max_abs_rho), {"layer": rho_interval}
+    )
+    std_call, ratio_call = verdict["question_bootstrap"]["js_std"], verdict["question_bootstrap"]["max_min_ratio"]
+    std_fails, ratio_fails = true_std < min_std, true_ratio < min_ratio
     k = int(rng.integers(true.size))
     return {
         "pair JS t interval misses": _missed(pair_intervals(qb)[k]["ci95"], true[k]),
@@ -155,33 +164,37 @@ def question_trial(
         "max/min percentile CI misses (old)": _missed(intervals["max_min_ratio"]["ci95_percentile"], true_ratio),
         "rho(JS,cos) basic Fisher-z CI misses": _missed(rho_interval["ci95"], true_rho),
         "rho(JS,cos) percentile CI misses (old)": _missed(rho_interval["ci95_percentile"], true_rho),
-        "std gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(verdict["question_bootstrap"]["js_std"], true_std < min_std),
-        "max/min gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(
-            verdict["question_bootstrap"]["max_min_ratio"], true_ratio < min_ratio),
-        "discrimination verdict decided on the wrong side": verdict["call"] == DECIDED and verdict["killed"] != (
-            true_std < min_std or true_ratio < min_ratio),
-        "std gate decided on the wrong side": _wrong_side(verdict["question_bootstrap"]["js_std"], true_std < min_std),
-        "max/min gate decided on the wrong side": _wrong_side(verdict["question_bootstrap"]["max_min_ratio"], true_ratio < min_ratio),
-        "redundancy gate decided on the wrong side": _wrong_side(redundancy["question_bootstrap"]["layer"], abs(true_rho) > max_abs_rho),
+        "std gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(std_call, std_fails),
+        "max/min gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(ratio_call, ratio_fails),
+        "discrimination verdict decided on the wrong side": (
+            verdict["call"] == DECIDED and verdict["killed"] != (std_fails or ratio_fails)
+        ),
+        "std gate decided on the wrong side": _wrong_side(std_call, std_fails),
+        "max/min gate decided on the wrong side": _wrong_side(ratio_call, ratio_fails),
+        "redundancy gate decided on the wrong side": _wrong_side(
+            redundancy["question_bootstrap"]["layer"], abs(true_rho) > max_abs_rho
+        ),
     }
 
 
 def gate_scenarios(d: QuestionDesign) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, float]]]:
-    """Truths within 10% of each threshold (std 0.05, max/min 3, |ρ| 0.8), on either side: name -> (values, cosine, thresholds).
+    """Truths within 10% of each threshold (std 0.05, max/min 3, |ρ| 0.8), on either side.
+
+    Returns name -> (true pair values, cosine, thresholds).
 
     std and max/min are set together on log-spread values (ρ at 0.5, far from its threshold); ρ is
     set on the design's own values (their spread kept: compressing it to max/min 3 would make the
     question noise swamp the ranks).
     """
     base = true_pair_values(d)
+    thresholds = {"min_std": 0.05, "min_ratio": 3.0, "max_abs_rho": 0.8}
     out = {}
     for factor in (0.9, 1.1):
         spread = with_ratio(base, 3.0 * factor)
         scaled = spread * (0.05 * factor / spread.std(ddof=1))
-        out[f"std and max/min at {factor:.1f} × threshold"] = (
-            scaled, cosine_with_rho(scaled, -0.5), {"min_std": 0.05, "min_ratio": 3.0, "max_abs_rho": 0.8})
+        out[f"std and max/min at {factor:.1f} × threshold"] = (scaled, cosine_with_rho(scaled, -0.5), thresholds)
     for rho in (0.72, 0.81, 0.88):
-        out[f"|ρ(JS, cosine)| = {rho}"] = (base, cosine_with_rho(base, -rho), {"min_std": 0.05, "min_ratio": 3.0, "max_abs_rho": 0.8})
+        out[f"|ρ(JS, cosine)| = {rho}"] = (base, cosine_with_rho(base, -rho), thresholds)
     return out
 
 
@@ -225,10 +238,13 @@ def leakage_null_trial(rng: np.random.Generator, d: LeakageDesign) -> dict[str, 
     seed = int(rng.integers(2**31))
     crossed = crossed_bootstrap(-js[s, t], leak[s, t], s, t, n_boot=d.n_boot, seed=seed, z=cos[s, t])
     crossed_cos = crossed_bootstrap(cos[s, t], leak[s, t], s, t, n_boot=d.n_boot, seed=seed)
+    p_js = leakage_permutation_test(js, leak, n_perm=d.n_perm, seed=seed)["spearman_p"]
+    p_cos = leakage_permutation_test(cos, leak, n_perm=d.n_perm, seed=seed)["spearman_p"]
+    p_difference = difference_permutation_test(-js, cos, leak, n_perm=d.n_perm, seed=seed)["p_two_sided"]
     return {
-        "rho(JS,leak) permutation p": leakage_permutation_test(js, leak, n_perm=d.n_perm, seed=seed)["spearman_p"] < ALPHA,
-        "rho(cos,leak) permutation p": leakage_permutation_test(cos, leak, n_perm=d.n_perm, seed=seed)["spearman_p"] < ALPHA,
-        "difference permutation p": difference_permutation_test(-js, cos, leak, n_perm=d.n_perm, seed=seed)["p_two_sided"] < ALPHA,
+        "rho(JS,leak) permutation p": p_js < ALPHA,
+        "rho(cos,leak) permutation p": p_cos < ALPHA,
+        "difference permutation p": p_difference < ALPHA,
         "rho(JS,leak) persona bootstrap CI excludes 0": bool(ci_excludes(crossed["spearman_ci95"])),
         "rho(cos,leak) persona bootstrap CI excludes 0": bool(ci_excludes(crossed_cos["spearman_ci95"])),
         "difference persona bootstrap CI excludes 0": bool(ci_excludes(crossed["spearman_difference_ci95"])),
@@ -248,7 +264,9 @@ def question_designs() -> list[QuestionDesign]:
 
 def leakage_designs() -> list[LeakageDesign]:
     return [
-        LeakageDesign("dual-role personas, sd 2 vs noise 0.5, N=11", 11, 5, persona_sd=2.0, noise_sd=0.5, dual_role=True),
+        LeakageDesign(
+            "dual-role personas, sd 2 vs noise 0.5, N=11", 11, 5, persona_sd=2.0, noise_sd=0.5, dual_role=True
+        ),
         LeakageDesign("dual-role, study JS fixed, N=11", 11, 5, dual_role=True, study_js=True),
         LeakageDesign("dual-role, heavy tails, N=12", 12, 5, dual_role=True, heavy=True),
         LeakageDesign("dual-role, N=6 (3 sources)", 6, 3, dual_role=True),

@@ -38,8 +38,10 @@ def difference_power(
     """The smallest difference of ρ on each side that the permutation difference test detects with 80% power."""
     measured = np.isfinite(leakage) & np.isfinite(js) & np.isfinite(cosine) & ~np.eye(leakage.shape[0], dtype=bool)
     s, t = np.nonzero(measured)
-    out: dict[str, Any] = {"target_power": TARGET_POWER, "alpha": ALPHA, "n_sims_per_mix": n_sims, "n_permutations": n_perm,
-                           "seed": seed, "method": __doc__.split("\n\n")[1].replace("\n", " ")}
+    out: dict[str, Any] = {
+        "target_power": TARGET_POWER, "alpha": ALPHA, "n_sims_per_mix": n_sims, "n_permutations": n_perm, "seed": seed,
+        "method": __doc__.split("\n\n")[1].replace("\n", " "),
+    }
     if s.size < 6:
         return out | {"minimal_detectable_difference": None, "note": "fewer than 6 measured pairs: power not simulated"}
     za, zb, zy = _normal_scores(-js[s, t]), _normal_scores(cosine[s, t]), _normal_scores(leakage[s, t])
@@ -68,7 +70,8 @@ def difference_power(
             differences.append(test["difference"])
             rejections += int(test["p_two_sided"] < ALPHA)
         if differences:
-            rows.append({"js_weight": theta, "true_difference": float(np.mean(differences)), "power": rejections / len(differences)})
+            power = rejections / len(differences)
+            rows.append({"js_weight": theta, "true_difference": float(np.mean(differences)), "power": power})
     out["by_mix"] = rows
     detectable = {"js_better": [r for r in rows if r["true_difference"] > 0 and r["power"] >= TARGET_POWER],
                   "cosine_better": [r for r in rows if r["true_difference"] < 0 and r["power"] >= TARGET_POWER]}
@@ -101,7 +104,8 @@ def power_text(power: dict[str, Any] | None) -> str:
     found, largest = power["minimal_detectable_difference"], power["largest_difference_simulated"]
     parts = []
     for side, label in (("js_better", "JS better"), ("cosine_better", "cosine better")):
-        best = max((r["power"] for r in power["by_mix"] if (r["true_difference"] > 0) == (side == "js_better")), default=None)
+        on_side = [r["power"] for r in power["by_mix"] if (r["true_difference"] > 0) == (side == "js_better")]
+        best = max(on_side, default=None)
         if found.get(side) is not None:
             parts.append(f"{label} by ≥ {found[side]:.2f}")
         elif largest.get(side) is not None and best is not None:
