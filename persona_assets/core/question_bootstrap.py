@@ -97,8 +97,9 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
 
 
 # The per-question noise up to which the gates' calls were calibrated (benchmarks/calibration.py):
-# at a pair × question log-sd of 0.41 the std and max/min gates were decided on the wrong side in
-# ≤ 2.2% of runs near their thresholds; at 0.8 in up to 8%. Above this the data decide nothing.
+# at a pair × question log-sd of 0.41 the discrimination verdict was decided on the wrong side in
+# ≤ 3.2% of runs near its thresholds; from the CIs alone, at 0.5 the max/min gate was in up to 4.4%,
+# at 0.8 in up to 16%. Above this the data decide nothing.
 CALIBRATED_PAIR_NOISE = 0.45
 
 
@@ -128,17 +129,17 @@ BASIC_RULE = (
 # What benchmarks/calibration.py measured under the verdict designs (calibration_designs), stated with the intervals.
 DISCRIMINATION_CALIBRATION = (
     "not a 95% interval: under log-normal per-question noise it missed the true std in 6–17% and the true max/min in "
-    "13–20% of simulated runs (the percentile interval: up to 98% and 100%); the gate calls built on it were decided on "
-    "the wrong side in ≤ 2.8% of runs with the truth within 10% of the threshold at per-question noise 0.41, and are "
+    "14–25% of simulated runs (the percentile interval: up to 97% and 100%); the gate calls built on it were decided on "
+    "the wrong side in ≤ 3.2% of runs with the truth within 10% of the threshold at per-question noise 0.41, and are "
     "not decided above 0.45 (benchmarks/calibration.py)"
 )
 RHO_CALIBRATION = (
-    "not a 95% interval: question noise attenuates ρ and the interval missed the true ρ in 18–44% of simulated runs "
+    "not a 95% interval: question noise attenuates ρ and the interval missed the true ρ in 16–62% of simulated runs "
     "(benchmarks/calibration.py); a redundancy kill may be decided from it, a pass never"
 )
 PAIR_CI_CALIBRATION = (
     "holds 95% with normal per-question noise (benchmarks/calibration.py); with log-normal per-question noise "
-    "(log-sd 0.41–0.8) it missed the true pair mean in 10–12% of simulated runs: read it as approximate"
+    "(log-sd 0.41–0.8) it missed the true pair mean in 8–15% of simulated runs: read it as approximate"
 )
 _SCALES = {
     "log": (np.log, np.exp),
