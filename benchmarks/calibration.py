@@ -8,7 +8,13 @@ design-respecting tests should reject at about 5% (judged against 5% ± 2 Monte-
 that rejects at exactly 5%); the older tests that assume
 independent pairs are printed too, for comparison. Prints the hardware and the settings.
 
+With ``--designs N`` it then runs N simulations of each verdict design of
+`persona_assets.core.calibration_designs`: how often each interval a verdict or headline uses misses
+the truth, how often each gate is "decided by the data" on the wrong side near its threshold, and
+the tests' and persona-bootstrap CIs' rejections under leakage nulls with dual-role personas.
+
     nice -n 10 python benchmarks/calibration.py | tee benchmarks/results/calibration_<machine>.txt
+    nohup nice python benchmarks/calibration.py --skip-tests --designs 250 > benchmarks/results/calibration_verdicts_<machine>.txt &
 """
 
 from __future__ import annotations
@@ -59,9 +65,10 @@ def main() -> None:
     settings = cal.Settings(n_perm=args.perms, n_boot=args.boots)
     print(f"hardware: {cpu_model()}; {os.cpu_count()} CPUs visible; {platform.platform()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
-    print(f"settings: {args.sims} simulations per scenario, seed {args.seed}, {asdict(settings)}")
-    print(f"alpha = {cal.ALPHA}; Monte-Carlo SE of a rate p over {args.sims} simulations = sqrt(p(1 − p)/{args.sims}) "
-          f"(at 5%: {cal.monte_carlo_se(cal.ALPHA, args.sims):.4f})")
+    if not args.skip_tests:
+        print(f"settings: {args.sims} simulations per scenario, seed {args.seed}, {asdict(settings)}")
+        print(f"alpha = {cal.ALPHA}; Monte-Carlo SE of a rate p over {args.sims} simulations = sqrt(p(1 − p)/{args.sims}) "
+              f"(at 5%: {cal.monte_carlo_se(cal.ALPHA, args.sims):.4f})")
     started = time.monotonic()
     for k, (name, (kind, trial)) in enumerate({} if args.skip_tests else cal.scenarios(settings).items()):
         if args.only and args.only not in name:
