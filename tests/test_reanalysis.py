@@ -165,4 +165,21 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
     assert read_first[1].startswith(f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}")
     assert read_first[2].startswith(f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.2g}")
+    # Headlines carry the design-respecting inference only: the permutation p and the persona-bootstrap CI,
+    # never the source-cluster CI; the large p of the difference comes with the test's power.
+    js_leak = pair_own["js_vs_leakage"]
+    assert read_first[0] == (
+        f"study: JS vs leakage Spearman ρ = {rho:+.2f}, permutation p = {js_leak['persona_permutation']['spearman_p']:.2g} "
+        "(n = 50) (pair_own)"
+    )
+    assert not any("CI" in line for line in read_first[:3])
+    crossed = js_leak["crossed_bootstrap"]["spearman_ci95"]
+    assert any(line.startswith("  JS vs leakage, pair_own (primary): ") and f"persona-bootstrap 95% CI [{crossed[0]:+.2f}, "
+               f"{crossed[1]:+.2f}] (liberal" in line for line in lines)
+    source_ci = js_leak["spearman_ci95"]
+    assert f"[{source_ci[0]:.2f}, {source_ci[1]:.2f}]" not in summary.stdout
+    power = leakage["difference_power"]
+    assert power["cosine"] == "cosine_leakage_file/layer20" and len(power["by_mix"]) == 11
+    assert "differences of ρ detectable with 80% power at this design" in read_first[2]
+    assert read_first[3].startswith("study: pair JS ") and f"discrimination KILLED ({verdicts['discrimination']['call']})" in read_first[3]
     assert read_first[-1] == f"study's hero figure: {tmp_path / 'figures' / 'legacy' / 'js_vs_leakage.png'}"

@@ -25,12 +25,17 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_model_dir,
     assert lines[0].startswith("== this run: ") and "(float32, cpu)" in lines[0]
     for name in ("discrimination", "redundancy"):
         state = "KILLED" if verdicts[name]["killed"] else "passed"
-        assert any(line.startswith(f"kill gate {name}: {state} — {verdicts[name]['rule']}") for line in lines)
+        call = verdicts[name]["call"]  # the tiny run has per-question JS: the call is known and printed
+        assert call in ("decided by the data", "too close to call")
+        assert any(line.startswith(f"kill gate {name}: {state} ({call}) — {verdicts[name]['rule']}") for line in lines)
     assert not any(line.startswith("== earlier results") for line in lines)  # the legacy group did not run
 
     read_first = lines[lines.index("== read first ==") + 1:]
     js = correlations["js_vs_leakage"]
-    assert read_first[0].startswith(f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f} [{js['spearman_ci95'][0]:.2f}, ")
+    assert read_first[0].startswith(
+        f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = {js['persona_permutation']['spearman_p']:.2g} (n = "
+    )
+    assert not any("CI" in line for line in read_first[:3])  # no uncalibrated interval in a headline
     # The rival named is the cosine layer with the strongest |ρ| against leakage on the same pairs.
     same_pairs = {f"in_graph/{k}": v for k, v in correlations["cosine_vs_leakage_same_pairs"]["in_graph"].items() if isinstance(v, dict)}
     best = max(same_pairs, key=lambda k: abs(same_pairs[k]["spearman_rho"]))

@@ -409,6 +409,7 @@ def leakage_correlations(
                 inputs.kl, inference.leakage_matrix(inputs), directed, "kl_source_target", n_perm=n_perm, n_boot=n_boot, seed=seed,
             ),
             "kl_asymmetry": _kl_asymmetry(directed, inputs.persona_names, n_boot=n_boot, seed=seed),
+            "difference_power": inference.headline_difference_power(inputs, by_averaging, seed=seed),
         }
     result["length_confound"] = length_confound(inputs, directed, n_boot=n_boot, seed=seed)
     result["question_bootstrap"] = {a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}

@@ -24,6 +24,7 @@ import pandas as pd
 
 from persona_assets.core import question_bootstrap as qboot
 from persona_assets.core.analysis_inputs import AnalysisInputs
+from persona_assets.core.difference_power import difference_power, strongest_cosine
 from persona_assets.core.noise_floor import floor_evidence, floor_nats
 from persona_assets.core.precision_record import scoring_precision_nats
 from persona_assets.core.permutation_tests import (
@@ -129,6 +130,18 @@ def predictor_difference_tests(
             "note": boot.get("note"),
         },
     }
+
+
+def headline_difference_power(inputs: AnalysisInputs, by_averaging: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """The power of the JS-vs-cosine difference test against the strongest cosine, in the primary averaging
+    (the comparison the summary headlines)."""
+    averaging = inputs.primary_averaging
+    rival = strongest_cosine(by_averaging[averaging])
+    if rival is None:
+        return {"available": False, "note": "no cosine correlates with leakage on these pairs"}
+    label, layer = rival
+    power = difference_power(inputs.js[averaging], inputs.cosine_sets[label].matrices[layer], leakage_matrix(inputs), seed=seed)
+    return {"available": True, "averaging": averaging, "cosine": f"{label}/{layer}", **power}
 
 
 def _pair_vector(pairs: pd.DataFrame, names: list[str], matrix: np.ndarray) -> np.ndarray:

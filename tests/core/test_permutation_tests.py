@@ -195,4 +195,24 @@ def test_crossed_bootstrap_is_seeded_and_wider_than_independent_pairs_with_targe
     rows = correlate(x, y, n_boot=500, seed=3)
     width = lambda ci: ci[1] - ci[0]  # noqa: E731
     assert width(a["spearman_ci95"]) > 1.5 * width(rows.spearman_ci95)
-    assert a["resampling_unit"].startswith("sources and targets") and a["n_boot"] == 500
+    assert a["resampling_unit"].startswith("personas resampled") and a["n_boot"] == 500
+
+
+def test_crossed_weights_draw_a_persona_once_for_both_roles() -> None:
+    # Every persona is source and target of every other: with one count per persona the weight of
+    # (s, t) is c_s · c_t = the weight of (t, s). Independent source and target draws break this.
+    from persona_assets.core.permutation_tests import _crossed_weights
+
+    s, t = np.nonzero(~np.eye(6, dtype=bool))
+    w, n_s, n_t = _crossed_weights(s, t, 300, np.random.default_rng(0))
+    assert (n_s, n_t) == (6, 6)
+    back = {(a, b): k for k, (a, b) in enumerate(zip(s, t))}
+    reverse = np.array([back[(b, a)] for a, b in zip(s, t)])
+    assert np.array_equal(w, w[:, reverse]) and w.std() > 0
+    # 2 dual-role personas (0, 1) and 3 target-only ones: drawn within their roles, so every
+    # resample has 2 source draws in all, and the pairs (0, 1) and (1, 0) weigh c_0 · c_1 both.
+    src, tgt = np.repeat([0, 1], 4), np.array([1, 2, 3, 4, 0, 2, 3, 4])
+    w2, n_s2, n_t2 = _crossed_weights(src, tgt, 500, np.random.default_rng(1))
+    assert (n_s2, n_t2) == (2, 5)
+    assert np.array_equal(w2[:, 0], w2[:, 4])
+

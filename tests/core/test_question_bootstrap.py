@@ -125,10 +125,28 @@ def test_spearman_interval_holds_the_other_vector_fixed() -> None:
     )
 
 
-def test_threshold_call() -> None:
-    assert qboot.threshold_call([0.01, 0.03], 0.05) == qboot.DECIDED
-    assert qboot.threshold_call([0.04, 0.06], 0.05) == qboot.TOO_CLOSE
-    assert qboot.threshold_call(None, 0.05) is None
+def test_threshold_call_needs_the_estimate_and_the_whole_ci_on_its_side() -> None:
+    assert qboot.threshold_call([0.01, 0.03], 0.05, estimate=0.02) == qboot.DECIDED
+    assert qboot.threshold_call([0.04, 0.06], 0.05, estimate=0.045) == qboot.TOO_CLOSE
+    # Point and interval disagree: the CI lies wholly above the threshold, the estimate below it.
+    assert qboot.threshold_call([0.06, 0.08], 0.05, estimate=0.045) == qboot.TOO_CLOSE
+    assert qboot.threshold_call([0.01, 0.03], 0.05, estimate=0.07) == qboot.TOO_CLOSE
+    assert qboot.threshold_call([0.01, 0.05], 0.05, estimate=0.02) == qboot.TOO_CLOSE  # touching is not clear
+    assert qboot.threshold_call(None, 0.05, estimate=0.02) is None
+    assert qboot.threshold_call([0.01, 0.03], 0.05, estimate=None) is None
+    assert qboot.ci_side([0.06, 0.08], 0.05) == "above" and qboot.ci_side([0.01, 0.07], 0.05) == "straddles"
+
+
+def test_basic_ci_reflects_the_bootstrap_quantiles_about_the_estimate() -> None:
+    # Known answer: resamples = point · exp(x) give [point · exp(−q97.5(x)), point · exp(−q2.5(x))].
+    x = np.linspace(-0.1, 0.5, 1001)  # biased upwards, as a max/min ratio's resamples are
+    lo, hi = qboot.basic_ci(2.0, 2.0 * np.exp(x), "log")
+    q_lo, q_hi = np.percentile(x, [2.5, 97.5])
+    assert lo == pytest.approx(2.0 * math.exp(-q_hi)) and hi == pytest.approx(2.0 * math.exp(-q_lo))
+    assert hi < 2.0 * math.exp(q_hi)  # the percentile interval would sit higher
+    rho_lo, rho_hi = qboot.basic_ci(-0.7, np.tanh(np.arctanh(-0.7) + 0.3 + np.linspace(-0.2, 0.2, 401)), "Fisher z")
+    assert -1 < rho_lo < rho_hi < -0.7  # resamples attenuated towards 0: the interval moves away from 0
+    assert qboot.basic_ci(None, x, "log") is None and qboot.basic_ci(1.0, np.array([1.0]), "log") is None
 
 
 def test_std_bound_note_agrees_with_the_ddof1_verdict() -> None:
@@ -169,6 +187,62 @@ def test_verdict_calls_decided_and_too_close() -> None:
     redundancy = redundancy_verdict({"l10": 0.5, "l20": 0.85}, max_abs_rho=0.8)
     labelled = label_redundancy(redundancy, {"l10": {"estimate": 0.5, "ci95": [0.4, 0.6]}, "l20": {"estimate": 0.85, "ci95": [0.78, 0.9]}})
     assert labelled["killed"] and labelled["call"] == qboot.TOO_CLOSE
-    assert labelled["question_bootstrap"]["l10"]["call"] == qboot.DECIDED
+    # A pass is never decided by the ρ interval (it is not calibrated on that side).
+    assert labelled["question_bootstrap"]["l10"]["call"] == qboot.TOO_CLOSE
+    assert labelled["question_bootstrap"]["l10"]["ci_side"] == "passing"
     clear = label_redundancy(redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "ci95": [-0.6, -0.4]}})
-    assert not clear["killed"] and clear["call"] == qboot.DECIDED
+    assert not clear["killed"] and clear["call"] == qboot.TOO_CLOSE
+    kill = label_redundancy(redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "ci95": [-0.95, -0.85]}})
+    assert kill["killed"] and kill["call"] == qboot.DECIDED
+
+
+def _discrimination(values, intervals, **thresholds):
+    return label_discrimination(discrimination_verdict(np.asarray(values), **thresholds), intervals)
+
+
+def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
+    # std 0.0158 < 0.05 kills on the point; a CI wholly above 0.05 disagrees with it.
+    values = np.linspace(0.01, 0.06, 12)
+    std = float(values.std(ddof=1))
+    ratio = {"estimate": 6.0, "ci95": [5.0, 7.0]}
+    wrong = _discrimination(values, {"js_std": {"estimate": std, "ci95": [0.06, 0.09]}, "max_min_ratio": ratio},
+                            min_std=0.05, min_ratio=3.0)
+    assert wrong["killed"] and wrong["question_bootstrap"]["js_std"]["ci_side"] == "passing"
+    assert wrong["question_bootstrap"]["js_std"]["call"] == qboot.TOO_CLOSE and wrong["call"] == qboot.TOO_CLOSE
+    assert f"std {std:.4g}, 95% CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]  # point and interval printed
+    right = _discrimination(values, {"js_std": {"estimate": std, "ci95": [0.012, 0.02]}, "max_min_ratio": ratio},
+                            min_std=0.05, min_ratio=3.0)
+    assert right["call"] == qboot.DECIDED and right["question_bootstrap"]["js_std"]["ci_side"] == "failing"
+
+
+def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
+    values = np.linspace(0.02, 0.05, 12)  # max/min 2.5 < 3 kills; std passes at min_std 0.001
+    std = {"estimate": float(values.std(ddof=1)), "ci95": [0.005, 0.02]}
+    wrong = _discrimination(values, {"js_std": std, "max_min_ratio": {"estimate": 2.5, "ci95": [3.2, 4.0]}},
+                            min_std=0.001, min_ratio=3.0)
+    assert wrong["killed"] and wrong["call"] == qboot.TOO_CLOSE
+    assert wrong["question_bootstrap"]["max_min_ratio"]["ci_side"] == "passing"
+    # A passing verdict whose ratio CI lies wholly on the failing side is not decided either.
+    passing = np.linspace(0.01, 0.05, 12)  # max/min 5
+    odd = _discrimination(passing, {"js_std": std, "max_min_ratio": {"estimate": 5.0, "ci95": [1.5, 2.5]}},
+                          min_std=0.001, min_ratio=3.0)
+    assert not odd["killed"] and odd["call"] == qboot.TOO_CLOSE
+
+
+def test_redundancy_gate_point_and_ci_disagree_is_too_close() -> None:
+    # |ρ| 0.85 > 0.8 kills on the point; its CI lies wholly inside ±0.8.
+    verdict = label_redundancy(redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8), {"l20": {"estimate": -0.85, "ci95": [-0.75, -0.6]}})
+    assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
+    assert verdict["question_bootstrap"]["l20"]["ci_side"] == "passing"
+    assert any("l20 ρ -0.85, 95% CI [-0.75, -0.6]" in note for note in verdict["notes"])
+
+
+def test_overall_call_checks_the_side_itself() -> None:
+    from persona_assets.core.kill_gates import overall_call
+
+    # A call marked decided whose CI lies on the passing side cannot decide a kill.
+    calls = {"js_std": {"call": qboot.DECIDED, "ci_side": "passing"}}
+    assert overall_call(True, calls, {"js_std": True}) == qboot.TOO_CLOSE
+    assert overall_call(True, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": True}) == qboot.DECIDED
+    assert overall_call(False, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": False}) == qboot.TOO_CLOSE
+    assert overall_call(False, {}, {}) == qboot.TOO_CLOSE
