@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted
 from persona_assets.formats.validation import (
     LAYER_KEY,
     RANGE_TOL,
@@ -50,12 +50,12 @@ def _check_summary(summary: Any, path: Path, where: str, fields: Sequence[str]) 
         value = summary[key]
         if key == "n_pairs":
             if not (_is_number(value) and float(value).is_integer() and value >= 0):
-                raise InputError(f"{path}: {where}.n_pairs must be a count, got {value!r}")
+                raise InputError(f"{path}: {where}.n_pairs must be a count, got {quoted(value)}")
             continue
         if value is None:  # an undefined correlation may legitimately be null
             continue
         if not _is_number(value) or not math.isfinite(value):
-            raise InputError(f"{path}: {where}.{key} must be a finite number, got {value!r}")
+            raise InputError(f"{path}: {where}.{key} must be a finite number, got {quoted(value)}")
         lo, hi = (0.0, 1.0) if key.endswith("_p") else (-1.0, 1.0)
         if not lo - RANGE_TOL <= value <= hi + RANGE_TOL:
             raise InputError(f"{path}: {where}.{key}={value} outside [{lo:g}, {hi:g}]")
@@ -86,7 +86,7 @@ def _detail_rows(items: Any, path: Path, layer: int, source: str) -> list[dict[s
             if not _is_number(value) or not math.isfinite(value):
                 raise InputError(
                     f"{path}: {where}[{i}] ({target}): {name} must be a finite number, "
-                    f"got {value!r}"
+                    f"got {quoted(value)}"
                 )
             if not lo - RANGE_TOL <= value <= hi + RANGE_TOL:
                 raise InputError(
@@ -118,7 +118,7 @@ def load_cosine_leakage_file(
     for key, value in data.items():
         match = LAYER_KEY.match(key)
         if not match:
-            raise InputError(f"{path}: bad key {key!r}; expected 'layer<N>' such as 'layer20'")
+            raise InputError(f"{path}: bad key {quoted(key)}; expected 'layer<N>' such as 'layer20'")
         layer = int(match.group(1))
         if layer in by_layer:
             raise InputError(f"{path}: layer {layer} appears under two keys")

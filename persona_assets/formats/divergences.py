@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted
 from persona_assets.formats.validation import (
     ALL_RESPONSES,
     LN2,
@@ -58,7 +58,7 @@ class LegacyDivergences:
 
 def _int_field(value: Any, path: Path, key: str) -> int:
     if not (_is_number(value) and float(value).is_integer() and value > 0):
-        raise InputError(f"{path}: {key} must be a positive integer, got {value!r}")
+        raise InputError(f"{path}: {key} must be a positive integer, got {quoted(value)}")
     return int(value)
 
 
@@ -177,7 +177,7 @@ def _per_prompt_frame(
             if key not in pair_keys:
                 raise InputError(f"{path}: {where}: {_explain_pair_key(key, index)}")
             if not _is_number(value) or not math.isfinite(value):
-                raise InputError(f"{path}: {where}[{key!r}] must be a finite number, got {value!r}")
+                raise InputError(f"{path}: {where}[{key!r}] must be a finite number, got {quoted(value)}")
             if not -ZERO_TOL <= value <= LN2 + ZERO_TOL:
                 raise InputError(f"{path}: {where}[{key!r}]={value} outside [0, ln 2]")
         if len(entry) != len(pair_keys):
@@ -201,14 +201,14 @@ def _per_prompt_frame(
 def _explain_pair_key(key: str, index: dict[str, int]) -> str:
     parts = key.split(PAIR_SEPARATOR)
     if len(parts) != 2:
-        return f"bad pair key {key!r}; expected 'A{PAIR_SEPARATOR}B'"
+        return f"bad pair key {quoted(key)}; expected 'A{PAIR_SEPARATOR}B'"
     unknown = [p for p in parts if p not in index]
     if unknown:
-        return f"unknown persona(s) {', '.join(map(repr, unknown))} in pair key {key!r}"
+        return f"unknown persona(s) {', '.join(map(repr, unknown))} in pair key {quoted(key)}"
     a, b = parts
     if a == b:
-        return f"pair key {key!r} pairs a persona with itself"
-    return f"pair key {key!r} is not in persona order (expected '{b}{PAIR_SEPARATOR}{a}')"
+        return f"pair key {quoted(key)} pairs a persona with itself"
+    return f"pair key {quoted(key)} is not in persona order (expected '{b}{PAIR_SEPARATOR}{a}')"
 
 
 # --- recomputing pair averages from per-prompt JS ---------------------------------------------

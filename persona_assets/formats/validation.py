@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from persona_assets.core.errors import InputError
+from persona_assets.core.errors import InputError, quoted
 from persona_assets.core.leakage import read_json_file
 
 LAYER_KEY = re.compile(r"^layer(\d+)$")
@@ -41,7 +41,7 @@ def _persona_names(value: Any, path: Path, key: str = "persona_names") -> list[s
         raise InputError(f"{path}: {key} must be a non-empty list of persona names")
     for i, name in enumerate(value):
         if not isinstance(name, str) or not name.strip():
-            raise InputError(f"{path}: {key}[{i}] must be a non-empty string, got {name!r}")
+            raise InputError(f"{path}: {key}[{i}] must be a non-empty string, got {quoted(name)}")
     dups = sorted({name for name in value if value.count(name) > 1})
     if dups:
         raise InputError(f"{path}: {key} repeats persona(s) {', '.join(dups)}")
@@ -69,7 +69,7 @@ def _square_matrix(value: Any, path: Path, key: str, n: int) -> np.ndarray:
     for i, row in enumerate(value):
         for j, v in enumerate(row):
             if not _is_number(v):
-                raise InputError(f"{path}: {key}[{i}][{j}] is not a number: {v!r}")
+                raise InputError(f"{path}: {key}[{i}][{j}] is not a number: {quoted(v)}")
     arr = np.asarray(value, dtype=float)
     bad = np.argwhere(~np.isfinite(arr))
     if bad.size:
