@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def directory_fingerprint(directory: Path, model_name: str, mode: str) -> str:
             config.update(name.encode() + b"\0" + (directory / name).read_bytes() + b"\0")
     weights = hashlib.sha256()
     for path in weight_files(directory, model_name):
-        relative = path.relative_to(directory).as_posix()
+        relative = Path(os.path.relpath(path, directory)).as_posix()  # an index may name any path
         weights.update(f"{relative}|{file_fingerprint(path, mode)}\n".encode())
     return f"config-{config.hexdigest()[:12]}:weights-{mode}-{weights.hexdigest()[:16]}"
 
