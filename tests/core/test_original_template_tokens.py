@@ -70,6 +70,8 @@ def test_a_round_tripping_response_gets_the_same_ids_from_the_id_rule_and_the_sa
     responses, jobs = jobs_for(llm, [
         ("librarian", ["The", "Ġsea", "Ġis", "Ġsalt", "Ġwater", ".", "<|im_end|>"], False),
         ("chemist", ["Water", ",", "Ġsalt", "Ġand", "Ġlife"], True),
+        # Decoded as vLLM's output text is, without clean-up of tokenization spaces: "Ahoy ." keeps its 'Ġ.'.
+        ("pirate_captain", ["Ah", "oy", "Ġ.", "<|im_end|>"], False),
     ], averaging="all_responses")
     closing = llm.template_closing_ids(PERSONAS[0]["prompt"], QUESTION)
     for response, job in zip(responses, jobs):
