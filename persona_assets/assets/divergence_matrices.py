@@ -39,7 +39,7 @@ from persona_assets.core.progress import ProgressReporter
 from persona_assets.core.response_jobs import response_jobs
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from resources.llm import LLMResource
-from resources.noise_floor_scoring import measure_noise_floor
+from resources.noise_floor_cache import noise_floor_once
 from resources.results import ResultsStore
 
 CODE_VERSION = "4"
@@ -107,20 +107,22 @@ def score_divergence_shard(
     mine = shard_of(jobs, [len(job.response_ids) for job in jobs], shard, config.shards)
     label = "teacher forcing" if config.shards == 1 else f"teacher forcing shard {shard}/{config.shards}"
     stats = _score(context, llm, results, mine, config, label)
-    noise_floor = None
+    noise_floor, noise_floor_from_cache = None, False
     if shard == 0:
-        # Measured every run, even when everything came from the cache: a few forwards.
-        noise_floor = measure_noise_floor(
+        # Measured once per set of inputs (model, settings, sampled responses); read back otherwise.
+        noise_floor, noise_floor_from_cache = noise_floor_once(
             llm,
             jobs,
             [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
+            results.cache_path("noise_floor"),
             samples=config.noise_floor_samples,
             max_scorers_per_pass=config.max_scorers_per_pass,
             pair_chunk_size=config.pair_chunk_size,
+            log=context.log.info,
         )
     metadata = {"shard": shard, "n_shards": config.shards, "device": llm.describe()["device"], **_stats_metadata(stats, time.monotonic() - started)}
     context.log.info(f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache")
-    return {**metadata, "noise_floor": noise_floor}
+    return {**metadata, "noise_floor": noise_floor, "noise_floor_from_cache": noise_floor_from_cache}
 
 
 def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, Any]:
@@ -188,6 +190,7 @@ def aggregate_divergences(
             "noise_floor_js_rel": noise_floor.get("js_rel"),
             "noise_floor": dg.MetadataValue.json(noise_floor),
             "noise_floor_seconds": noise_floor_seconds,
+            "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
             "responses": len(jobs),
             **scored,
             "teacher_forcing_seconds": seconds,
