@@ -38,6 +38,7 @@ from persona_assets.core.method_record import method_record
 from persona_assets.core.progress import ProgressReporter
 from persona_assets.core.response_jobs import response_jobs
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
+from persona_assets.ui_metadata import matrix_table, rounded
 from resources.llm import LLMResource
 from resources.noise_floor_cache import noise_floor_once
 from resources.results import ResultsStore
@@ -178,16 +179,20 @@ def aggregate_divergences(
     upper = matrices.js[np.triu_indices(len(names), k=1)]
     scored = _run_totals(shard_results, remainder)
     seconds = scored.pop("seconds")
+    floor_nats = noise_floor["js_abs_nats"]
     context.add_output_metadata(
         output_name="divergence_matrices",
         metadata={
+            "headline": _headline(upper, floor_nats, len(names)),
+            "js_matrix": matrix_table(names, matrices.js),
+            "kl_matrix": matrix_table(names, matrices.kl),  # KL(row ‖ column)
             "averaging": config.averaging,
             "shards": config.shards,
-            "js_mean": float(upper.mean()),
-            "js_min": float(upper.min()),
-            "js_max": float(upper.max()),
-            "noise_floor_js_nats": noise_floor["js_abs_nats"],
-            "noise_floor_js_rel": noise_floor.get("js_rel"),
+            "js_mean": rounded(float(upper.mean())),
+            "js_min": rounded(float(upper.min())),
+            "js_max": rounded(float(upper.max())),
+            "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
+            "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
             "noise_floor": dg.MetadataValue.json(noise_floor),
             "noise_floor_seconds": noise_floor_seconds,
             "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
@@ -216,6 +221,15 @@ def aggregate_divergences(
         "noise_floor": noise_floor,
     }
     return value, per_response, table
+
+
+def _headline(upper: np.ndarray, floor_nats: float | None, n_personas: int) -> str:
+    """One line: the pair JS range and how many pairs clear the noise floor."""
+    line = f"{n_personas} personas: pair JS {rounded(float(upper.min()))}–{rounded(float(upper.max()))} nats"
+    line += f" (mean {rounded(float(upper.mean()))})"
+    if floor_nats is None:
+        return line + "; noise floor not measured"
+    return line + f"; {int((upper > floor_nats).sum())}/{upper.size} pairs above the noise floor {rounded(floor_nats)} nats"
 
 
 def _settings_for_each_op(settings: dict) -> dict:
