@@ -146,7 +146,9 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
-def load_tokenizer(source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None) -> Any:
+def load_tokenizer(
+    source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None
+) -> Any:
     """The tokenizer alone (cheap): enough to build prompts without loading weights."""
     location = source.location
     if source.kind == "gguf":
@@ -175,7 +177,9 @@ def _checked_tokenizer(source: ModelSource, location: str) -> Any:
     return tokenizer
 
 
-def local_model_path(source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None) -> str:
+def local_model_path(
+    source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None
+) -> str:
     """A path or hub id that plain `from_pretrained` (or vLLM) can open."""
     if source.kind == "gguf":
         return str(_converted_gguf_dir(source, cache_dir or default_cache_dir(), log))

@@ -1,4 +1,4 @@
-"""What the UI shows: the matrices as tables, one-line headlines and verdicts, figure previews, the verdict on the run."""
+"""What the UI shows: matrices as tables, one-line headlines and verdicts, figure previews, the verdict on the run."""
 
 from __future__ import annotations
 
@@ -29,18 +29,23 @@ def test_matrix_table_has_one_row_per_persona():
 
 def test_verdict_line_names_what_fired():
     killed, passed = {"killed": True}, {"killed": False}
-    assert verdict_line({"discrimination": killed, "redundancy": passed}) == "KILLED: discrimination (redundancy passed)"
+    line = verdict_line({"discrimination": killed, "redundancy": passed})
+    assert line == "KILLED: discrimination (redundancy passed)"
     assert verdict_line({"discrimination": killed, "redundancy": killed}) == "KILLED: discrimination, redundancy"
     assert verdict_line({"discrimination": passed, "redundancy": passed}) == "passed: discrimination, redundancy"
 
 
 def test_graph_shows_matrices_headlines_previews_and_tags_the_run_with_the_verdict(tiny_model_dir, tmp_path):
     # The strictest thresholds the config allows: both kill gates fire.
-    config = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": math.log(2), "max_abs_js_cosine_rho": 0.0}})
+    strictest = {"min_js_std": math.log(2), "max_abs_js_cosine_rho": 0.0}
+    config = run_config(tmp_path, kill_gate_verdicts={"config": strictest})
     with dg.instance_for_test() as instance:
         result = materialize(tiny_model_dir, config, instance=instance)
         assert result.success
         tags = instance.get_run_by_id(result.run_id).tags
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert sum("published:" in m for m in messages) == 1  # said once, though the store is torn down twice
+    assert any(m.startswith("kill gates on this run: KILLED") for m in messages)  # a warning in the run log
 
     divergences = result.output_for_node("divergence_matrices", "divergence_matrices")
     metadata = materializations(result, "divergence_matrices")[0].metadata
@@ -68,3 +73,8 @@ def test_graph_shows_matrices_headlines_previews_and_tags_the_run_with_the_verdi
     assert isinstance(figures["figures_dir"], dg.PathMetadataValue)
     correlations = result.asset_materializations_for_node("leakage_correlations")[0].metadata
     assert correlations["headline"].value == "no leakage data: only JS vs cosine was computed"
+    precheck = result.asset_materializations_for_node("cosine_precheck")[0].metadata
+    assert precheck["headline"].value.startswith("no leakage data: only 0 directed pairs have leakage rates")
+    generated = result.asset_materializations_for_node("generations")[0].metadata
+    assert generated["empty_responses"].value == "none"
+    assert generated["headline"].value.startswith("8 responses (8 generated now)")

@@ -114,6 +114,11 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             section = result[label].get("all_pairs", result[label]) if label == "from_file" else result[label]
             for layer, c in section.get("by_layer", {}).items():
                 metadata[f"spearman_{label}_{layer}"] = rounded(c["spearman_rho"])
+        notes = [result[label]["note"] for label in loaded.cosine_sets if result[label].get("note")]
+        metadata["headline"] = (
+            f"no leakage data: {notes[0]}" if notes and not any(k.startswith("spearman_") for k in metadata)
+            else f"cosine vs leakage at {sum(k.startswith('spearman_') for k in metadata)} layer(s)"
+        )
         context.add_output_metadata(metadata)
         return result
 

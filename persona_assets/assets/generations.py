@@ -84,12 +84,15 @@ def generations(
         {
             "n_responses": len(responses),
             "newly_generated": len(missing),
-            "mean_tokens": float(table["n_tokens"].mean()),
+            "headline": f"{len(responses)} responses ({len(missing)} generated now), "
+            f"mean {table['n_tokens'].mean():.1f} tokens, {quality['n_empty']} empty, "
+            f"{quality['hit_max_new_tokens_share']:.0%} stopped at max_new_tokens",
+            "mean_tokens": round(float(table["n_tokens"].mean()), 2),
             "hit_max_new_tokens": quality["hit_max_new_tokens"],
             "hit_max_new_tokens_share": quality["hit_max_new_tokens_share"],
             "n_empty": quality["n_empty"],
             **prompt_report,
-            "empty_responses": ", ".join(quality["empty"][:20]),
+            "empty_responses": ", ".join(quality["empty"][:20]) or "none",
             "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
         }
     )

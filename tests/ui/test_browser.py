@@ -108,7 +108,7 @@ def dagster_dev(tmp_path, tiny_model_dir):
         log.close()
 
 
-def _launch_and_wait(base: str) -> str:
+def _launch_and_wait(base: str, extra_ops: dict | None = None) -> str:
     run_config = {
         "ops": {
             "eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 1}},
@@ -116,6 +116,7 @@ def _launch_and_wait(base: str) -> str:
             "persona_cosine": {"config": {"layers": [1, 2]}},
             "leakage_correlations": {"config": {"n_bootstrap": 50}},
             "cosine_precheck": {"config": {"n_bootstrap": 50}},
+            **(extra_ops or {}),
         }
     }
     params = {
@@ -206,3 +207,71 @@ def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
         assert preview.evaluate("img => img.naturalWidth") > 50
         page.screenshot(path=str(ARTIFACTS / "figures_asset.png"), full_page=True)
         browser.close()
+
+
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 5) { status timestamp skipReason } } }
+  }
+}
+"""
+STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # both gates fire on any result
+
+
+def _latest_tick_after(base: str, after: float, timeout_s: float = 180) -> dict:
+    """The alert sensor's newest tick that started after `after` (epoch seconds), waiting for one."""
+    selector = {"repositoryLocationName": "persona_assets.definitions", "repositoryName": "__repository__",
+                "sensorName": "failed_check_alerts"}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
+        ticks = [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > after and t["status"] != "STARTED"]
+        if ticks:
+            return max(ticks, key=lambda t: t["timestamp"])
+        time.sleep(3)
+    raise AssertionError("the alert sensor did not tick (is the daemon running?)")
+
+
+def test_ui_tells_the_story(dagster_dev, tmp_path):
+    """The matrix table on divergence_matrices, the kill verdict on the runs list and run page, the
+    scenarios as jobs, and a second identical run that sends no new alert (the tick says so)."""
+    from playwright.sync_api import sync_playwright
+
+    base = dagster_dev
+    kill = {"kill_gate_verdicts": {"config": STRICTEST_KILL_GATES}}
+    first = _launch_and_wait(base, extra_ops=kill)
+    tick = _latest_tick_after(base, time.time())
+    assert tick["skipReason"].startswith("ALERTS SENT: 2 alert(s) sent"), tick
+    alerts = tmp_path / "data" / "alerts.jsonl"
+    assert len(alerts.read_text().splitlines()) == 2
+    second = _launch_and_wait(base, extra_ops=kill)
+    tick = _latest_tick_after(base, time.time())
+    assert "2 known failure(s) seen again" in tick["skipReason"] and "ALERTS SENT" not in tick["skipReason"], tick
+    assert len(alerts.read_text().splitlines()) == 2  # no new alert for the identical run
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 2000, "height": 1400})
+
+        page.goto(f"{base}/runs", wait_until="networkidle")
+        _dismiss_welcome_dialog(page)
+        page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "runs_with_verdict.png"), full_page=True)
+        page.goto(f"{base}/runs/{second}", wait_until="networkidle")
+        page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
+
+        page.goto(f"{base}/assets/divergence_matrices", wait_until="networkidle")
+        page.get_by_text("js_matrix").first.wait_for(timeout=30_000)
+        page.get_by_text("Show Table").first.click()
+        for persona in ("villain", "comedian", "assistant"):
+            page.get_by_role("dialog").get_by_text(persona).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "js_matrix_table.png"))
+
+        page.goto(f"{base}/jobs", wait_until="networkidle")
+        for job in ("ci", "demo", "full_study", "reanalyse_study"):
+            page.get_by_text(job, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "scenario_jobs.png"))
+        browser.close()
+    assert first != second
