@@ -17,6 +17,13 @@ DIGITS = 4
 
 # Run tags that carry the kill verdict to the runs list and the run page.
 VERDICT_TAG = "persona/kill_gates"
+# A run refused on its settings: the tag and the sentence that go with its error.
+SETTINGS_TAG = "persona/settings"
+NOTHING_EVALUATED = (
+    "Nothing was evaluated: the run stopped at its first step, before any model or analysis work; the outputs and "
+    "figures of the last complete run are unchanged (assets and checks of this run show as failed or skipped only "
+    "because they did not run)."
+)
 
 
 def rounded(value: Any, digits: int = DIGITS) -> Any:
@@ -51,3 +58,8 @@ def verdict_line(verdicts: Mapping[str, Any], names: Sequence[str] = ("discrimin
 def tag_run_with_verdict(context: dg.AssetExecutionContext, key: str, line: str) -> None:
     """Put the verdict on the run itself: the runs list and the run page show run tags."""
     context.instance.add_run_tags(context.run.run_id, {key: line})
+
+
+def tag_run_settings_refused(context: dg.AssetExecutionContext) -> None:
+    """Mark the run as refused on its settings, so the runs list says nothing was evaluated."""
+    context.instance.add_run_tags(context.run.run_id, {SETTINGS_TAG: "refused: nothing evaluated"})

@@ -7,7 +7,7 @@ import math
 import dagster as dg
 import numpy as np
 
-from persona_assets.ui_metadata import VERDICT_TAG, matrix_table, rounded, verdict_line
+from persona_assets.ui_metadata import NOTHING_EVALUATED, SETTINGS_TAG, VERDICT_TAG, matrix_table, rounded, verdict_line
 from tests.run_results import materializations
 from tests.test_graph import PERSONAS, materialize, run_config
 
@@ -64,6 +64,7 @@ def test_graph_shows_matrices_headlines_previews_and_tags_the_run_with_the_verdi
     gate = result.asset_materializations_for_node("kill_gate_verdicts")[0].metadata
     assert gate["verdict"].value == "KILLED: discrimination, redundancy"
     assert tags[VERDICT_TAG] == "KILLED: discrimination, redundancy"  # on the run: runs list and run page
+    assert SETTINGS_TAG not in tags
 
     figures = result.asset_materializations_for_node("figures")[0].metadata
     files = result.output_for_node("figures")["files"]
@@ -78,3 +79,16 @@ def test_graph_shows_matrices_headlines_previews_and_tags_the_run_with_the_verdi
     generated = result.asset_materializations_for_node("generations")[0].metadata
     assert generated["empty_responses"].value == "none"
     assert generated["headline"].value.startswith("8 responses (8 generated now)")
+
+
+def test_a_run_refused_on_its_settings_says_nothing_was_evaluated(tiny_model_dir, tmp_path):
+    with dg.instance_for_test() as instance:
+        bad = run_config(tmp_path, generations={"config": {"max_new_tokens": -1}})
+        result = materialize(tiny_model_dir, bad, instance=instance)
+        tags = instance.get_run_by_id(result.run_id).tags
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert failure.step_key == "eval_set"
+    assert NOTHING_EVALUATED in "\n".join(e.message for e in (error, error.cause) if e is not None)
+    assert tags[SETTINGS_TAG] == "refused: nothing evaluated" and VERDICT_TAG not in tags

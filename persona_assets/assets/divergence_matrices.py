@@ -35,7 +35,7 @@ from persona_assets.core.divergence_store import (
 from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.method_record import method_record
-from persona_assets.core.progress import ProgressReporter
+from persona_assets.core.progress import Heartbeat, ProgressReporter
 from persona_assets.core.response_jobs import response_jobs
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from persona_assets.ui_metadata import matrix_table, rounded
@@ -54,6 +54,11 @@ def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: Divergenc
 
 
 def _score(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
+    with Heartbeat(label, context.log.info):
+        return _score_missing(context, llm, results, jobs, config, label)
+
+
+def _score_missing(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
     return score_missing(
         llm,
         jobs,
@@ -111,16 +116,17 @@ def score_divergence_shard(
     noise_floor, noise_floor_from_cache = None, False
     if shard == 0:
         # Measured once per set of inputs (model, settings, sampled responses); read back otherwise.
-        noise_floor, noise_floor_from_cache = noise_floor_once(
-            llm,
-            jobs,
-            [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
-            results.cache_path("noise_floor"),
-            samples=config.noise_floor_samples,
-            max_scorers_per_pass=config.max_scorers_per_pass,
-            pair_chunk_size=config.pair_chunk_size,
-            log=context.log.info,
-        )
+        with Heartbeat("noise floor", context.log.info):
+            noise_floor, noise_floor_from_cache = noise_floor_once(
+                llm,
+                jobs,
+                [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
+                results.cache_path("noise_floor"),
+                samples=config.noise_floor_samples,
+                max_scorers_per_pass=config.max_scorers_per_pass,
+                pair_chunk_size=config.pair_chunk_size,
+                log=context.log.info,
+            )
     metadata = {"shard": shard, "n_shards": config.shards, "device": llm.describe()["device"], **_stats_metadata(stats, time.monotonic() - started)}
     context.log.info(f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache")
     return {**metadata, "noise_floor": noise_floor, "noise_floor_from_cache": noise_floor_from_cache}
