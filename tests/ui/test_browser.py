@@ -212,25 +212,30 @@ def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
 SENSOR_TICKS = """
 query Ticks($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
-    ... on Sensor { sensorState { ticks(limit: 5) { status timestamp skipReason } } }
+    ... on Sensor { sensorState { ticks(limit: 25) { status timestamp skipReason } } }
   }
 }
 """
 STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # both gates fire on any result
 
 
-def _latest_tick_after(base: str, after: float, timeout_s: float = 180) -> dict:
-    """The alert sensor's newest tick that started after `after` (epoch seconds), waiting for one."""
+def _ticks_since(base: str, since: float) -> list[dict]:
+    """The alert sensor's finished ticks that started after `since` (epoch seconds)."""
     selector = {"repositoryLocationName": "persona_assets.definitions", "repositoryName": "__repository__",
                 "sensorName": "failed_check_alerts"}
+    sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
+    return [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > since and t["status"] != "STARTED"]
+
+
+def _wait_for_tick(base: str, since: float, says: str, timeout_s: float = 240) -> dict:
+    """The first tick since `since` whose status message contains `says` (the sensor ticks every 15 s)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
-        ticks = [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > after and t["status"] != "STARTED"]
-        if ticks:
-            return max(ticks, key=lambda t: t["timestamp"])
+        found = [t for t in _ticks_since(base, since) if says in (t["skipReason"] or "")]
+        if found:
+            return min(found, key=lambda t: t["timestamp"])
         time.sleep(3)
-    raise AssertionError("the alert sensor did not tick (is the daemon running?)")
+    raise AssertionError(f"no alert-sensor tick said {says!r}: {_ticks_since(base, since)}")
 
 
 def test_ui_tells_the_story(dagster_dev, tmp_path):
@@ -240,14 +245,16 @@ def test_ui_tells_the_story(dagster_dev, tmp_path):
 
     base = dagster_dev
     kill = {"kill_gate_verdicts": {"config": STRICTEST_KILL_GATES}}
+    launched = time.time()
     first = _launch_and_wait(base, extra_ops=kill)
-    tick = _latest_tick_after(base, time.time())
+    tick = _wait_for_tick(base, launched, "ALERTS SENT")
     assert tick["skipReason"].startswith("ALERTS SENT: 2 alert(s) sent"), tick
     alerts = tmp_path / "data" / "alerts.jsonl"
     assert len(alerts.read_text().splitlines()) == 2
+    launched = time.time()
     second = _launch_and_wait(base, extra_ops=kill)
-    tick = _latest_tick_after(base, time.time())
-    assert "2 known failure(s) seen again" in tick["skipReason"] and "ALERTS SENT" not in tick["skipReason"], tick
+    _wait_for_tick(base, launched, "2 known failure(s) seen again")
+    assert not [t for t in _ticks_since(base, launched) if "ALERTS SENT" in (t["skipReason"] or "")]
     assert len(alerts.read_text().splitlines()) == 2  # no new alert for the identical run
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
