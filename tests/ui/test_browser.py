@@ -265,15 +265,21 @@ def test_ui_tells_the_story(dagster_dev, tmp_path):
         _dismiss_welcome_dialog(page)
         page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "runs_with_verdict.png"), full_page=True)
+        # The run page: the warning in the run's log, and the tag behind "View tags and config".
         page.goto(f"{base}/runs/{second}", wait_until="networkidle")
-        page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
+        page.get_by_text("kill gates on this run: KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
+        page.get_by_role("button", name="View tags and config").click()
+        page.get_by_role("dialog").get_by_text("persona/kill_gates").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "run_page_tags.png"))
 
-        page.goto(f"{base}/assets/divergence_matrices", wait_until="networkidle")
+        page.goto(f"{base}/assets/divergence_matrices?view=events", wait_until="networkidle")
         page.get_by_text("js_matrix").first.wait_for(timeout=30_000)
-        page.get_by_text("Show Table").first.click()
+        page.screenshot(path=str(ARTIFACTS / "divergence_matrices_events.png"), full_page=True)
+        if page.get_by_text("Show Table").count():  # table metadata opens in a dialog, where the UI offers one
+            page.get_by_text("Show Table").first.click()
         for persona in ("villain", "comedian", "assistant"):
-            page.get_by_role("dialog").get_by_text(persona).first.wait_for(timeout=30_000)
+            page.get_by_text(persona, exact=True).first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "js_matrix_table.png"))
 
         page.goto(f"{base}/jobs", wait_until="networkidle")
