@@ -200,13 +200,13 @@ def aggregate_divergences(
             "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
             "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
             "noise_floor": dg.MetadataValue.json(noise_floor),
-            "noise_floor_seconds": noise_floor_seconds,
+            "noise_floor_seconds": rounded(noise_floor_seconds, 3),
             "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
             "responses": len(jobs),
             **scored,
-            "teacher_forcing_seconds": seconds,
+            "teacher_forcing_seconds": rounded(seconds, 3),
             "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
-            "aggregate_seconds": time.monotonic() - started,
+            "aggregate_seconds": rounded(time.monotonic() - started, 3),
         },
     )
     model = llm.describe()
