@@ -18,6 +18,7 @@ from persona_assets.assets.legacy import legacy_assets
 from persona_assets.assets.persona_cosine import persona_cosine
 from persona_assets.checks import all_checks, legacy_checks
 from persona_assets.executor import persona_executor
+from persona_assets.jobs import scenario_jobs
 from persona_assets.sensors import failed_check_alerts
 
 all_assets = [
@@ -36,6 +37,7 @@ all_assets = [
 defs = dg.Definitions(
     assets=[*all_assets, *legacy_assets],
     asset_checks=[*all_checks, *legacy_checks],
+    jobs=scenario_jobs(all_assets, legacy_assets),
     sensors=[failed_check_alerts],
     resources=environment.resources(),
     executor=persona_executor(environment.default_executor_mode()),

@@ -52,6 +52,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
     _engine: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _source: Any = PrivateAttr(default=None)
+    _log: Any = PrivateAttr(default=None)  # the run's logger: a model conversion or load says so in the run log
 
     @property
     def effective_scoring_dtype(self) -> str:
@@ -71,6 +72,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         _ = self.effective_scoring_dtype  # a bad setting fails when the run starts, before any model work
         _ = self.fingerprint_mode
+        self._log = context.log.info if context.log is not None else None
 
     @abstractmethod
     def _torch_device(self) -> str:
@@ -118,7 +120,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
         if self._tokenizer is None:
             from resources.model_loading import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self.source, cache_dir=self._cache_dir())
+            self._tokenizer = load_tokenizer(self.source, cache_dir=self._cache_dir(), log=self._log)
         return self._tokenizer
 
     @property
@@ -129,7 +131,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
             from resources.model_loading import load_model_and_tokenizer
 
             model, tokenizer = load_model_and_tokenizer(
-                self.source, device=self._torch_device(), dtype=self.dtype, cache_dir=self._cache_dir()
+                self.source, device=self._torch_device(), dtype=self.dtype, cache_dir=self._cache_dir(), log=self._log
             )
             self._engine = HFEngine(model, tokenizer, self.source, self._torch_device(), self.dtype)
         return self._engine

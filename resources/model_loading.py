@@ -9,7 +9,9 @@ A model is named by one string (the `model` setting):
   cache is left to transformers (which downloads it where it can).
 
 De-quantizing a GGUF file and converting its tokenizer takes ~25 s, so the converted model is
-saved once under a cache directory and loaded from there afterwards (~1 s).
+saved once under a cache directory and loaded from there afterwards (~1 s). The conversion is keyed
+by the file's content (`gguf_conversion_key`), not its modification time, so a reinstall reuses it;
+older conversions of the same file name are removed when a new one is written.
 
 No dagster import here; torch and transformers are imported inside the functions so that
 importing this module stays cheap.
@@ -22,6 +24,8 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,27 +142,36 @@ def torch_dtype(name: str) -> Any:
 
 
 def load_model_and_tokenizer(
-    source: ModelSource, *, device: str, dtype: str, cache_dir: Path | None = None
+    source: ModelSource, *, device: str, dtype: str, cache_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Any, Any]:
-    """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk."""
+    """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk.
+
+    `log` (e.g. a run's logger) hears about a first-use conversion and the load itself.
+    """
     from transformers import AutoModelForCausalLM
 
     dtype_of_weights = torch_dtype(dtype)
-    location = local_model_path(source, cache_dir=cache_dir)
+    started = time.monotonic()
+    location = local_model_path(source, cache_dir=cache_dir, log=log)
     tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
     # On a GPU the weights are read straight onto the device (no full copy in host memory first).
     device_map = device if device.startswith("cuda") else None
     model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_of_weights, device_map=device_map)
     model.to(device)
     model.eval()
+    if log is not None:
+        log(f"model {source.display_name} loaded on {device} in {dtype} ({time.monotonic() - started:.1f} s)")
     return model, tokenizer
 
 
-def load_tokenizer(source: ModelSource, *, cache_dir: Path | None = None) -> Any:
+def load_tokenizer(
+    source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None
+) -> Any:
     """The tokenizer alone (cheap): enough to build prompts without loading weights."""
     location = source.location
     if source.kind == "gguf":
-        location = str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
+        location = str(_converted_gguf_dir(source, cache_dir or default_cache_dir(), log))
     return _checked_tokenizer(source, location)
 
 
@@ -183,23 +196,80 @@ def _checked_tokenizer(source: ModelSource, location: str) -> Any:
     return tokenizer
 
 
-def local_model_path(source: ModelSource, *, cache_dir: Path | None = None) -> str:
+def local_model_path(
+    source: ModelSource, *, cache_dir: Path | None = None, log: Callable[[str], None] | None = None
+) -> str:
     """A path or hub id that plain `from_pretrained` (or vLLM) can open."""
     if source.kind == "gguf":
-        return str(_converted_gguf_dir(source, cache_dir or default_cache_dir()))
+        return str(_converted_gguf_dir(source, cache_dir or default_cache_dir(), log))
     return source.location
 
 
-def _converted_gguf_dir(source: ModelSource, cache_dir: Path) -> Path:
-    """Return a directory holding the de-quantized model; convert the GGUF file on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+CONVERSION_SAMPLE_BYTES = 1 << 20
 
-    key = hashlib.sha256(source.fingerprint.encode()).hexdigest()[:16]
+
+def gguf_conversion_key(gguf_path: Path) -> dict[str, Any]:
+    """What identifies a GGUF file's conversion: name, size and a hash of its first and last MiB.
+
+    Content, not the modification time: a fresh install of the same package (same bytes, new mtime)
+    reuses the conversion, so it happens once per machine. The head holds the GGUF header (tensor
+    names, shapes, offsets, metadata) and the tail the last tensors' weights; a file of the same
+    name and size whose bytes differ there is a different model. Reading 2 MiB costs milliseconds,
+    where hashing a multi-GB file would cost seconds on every load.
+    """
+    size = gguf_path.stat().st_size
+    digest = hashlib.sha256()
+    with gguf_path.open("rb") as handle:
+        digest.update(handle.read(CONVERSION_SAMPLE_BYTES))
+        handle.seek(max(size - CONVERSION_SAMPLE_BYTES, 0))
+        digest.update(handle.read(CONVERSION_SAMPLE_BYTES))
+    return {"gguf_file": gguf_path.name, "size": size, "content_sample_sha256": digest.hexdigest()}
+
+
+def _conversion_names_file(record: dict[str, Any], name: str) -> bool:
+    """Whether a converted.json record is a conversion of a GGUF file called `name` (old records too)."""
+    if record.get("gguf_file") == name:
+        return True
+    # Before content keys, a record held only the fingerprint "[package==version/]name:size:mtime".
+    old = str(record.get("fingerprint", ""))
+    return old.rsplit("/", 1)[-1].split(":", 1)[0] == name
+
+
+def prune_old_conversions(cache_dir: Path, keep: Path, gguf_name: str) -> list[Path]:
+    """Remove other conversions of a file called `gguf_name` (earlier versions or copies): one per machine."""
+    import shutil
+
+    removed = []
+    for candidate in sorted(cache_dir.glob("gguf-*")):
+        if candidate == keep or not (candidate / "converted.json").is_file():
+            continue
+        try:
+            record = json.loads((candidate / "converted.json").read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge: left alone
+        if isinstance(record, dict) and _conversion_names_file(record, gguf_name):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def _converted_gguf_dir(source: ModelSource, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+    """Return a directory holding the de-quantized model; convert the GGUF file on first use on this machine."""
+    gguf_path = Path(source.location) / str(source.gguf_file)
+    identity = gguf_conversion_key(gguf_path)
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     target = cache_dir / f"gguf-{key}"
     if (target / "converted.json").is_file():
         return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    say = log or (lambda message: None)
+    started = time.monotonic()
+    say(f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
+        "first use on this machine, ~25 s for the embedded model; later runs load the conversion")
     tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
+    say(f"{gguf_path.name} de-quantized in {time.monotonic() - started:.0f} s; writing the conversion")
     # transformers refuses to save a model that still carries its GGUF quantizer; the weights
     # are already de-quantized to float32, so dropping the quantizer loses nothing.
     model.hf_quantizer = None
@@ -209,11 +279,14 @@ def _converted_gguf_dir(source: ModelSource, cache_dir: Path) -> Path:
     partial.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    (partial / "converted.json").write_text(json.dumps({"fingerprint": source.fingerprint}))
+    (partial / "converted.json").write_text(json.dumps({**identity, "fingerprint": source.fingerprint}))
     try:
         partial.rename(target)  # atomic publish: a half-written conversion is never used
     except OSError:
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)  # another process published it first
+    removed = prune_old_conversions(cache_dir, target, gguf_path.name)
+    say(f"{gguf_path.name} converted in {time.monotonic() - started:.0f} s: {target}"
+        + (f"; removed {len(removed)} older conversion(s) of the same file" if removed else ""))
     return target

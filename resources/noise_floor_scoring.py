@@ -19,7 +19,7 @@ lazily (the asset module that calls this must load without it).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,6 @@ from persona_assets.core.precision_record import REFERENCE, generation_precision
 RUN = "run"
 OWN_BATCH = "own_batch"
 ALONE = "alone"
-
 
 
 def _packs_responses(llm: Any) -> bool:
@@ -94,6 +93,21 @@ def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[s
     return scoring_precision(dtype, by_value, largest_differences({REFERENCE: by_value}), seconds=time.monotonic() - started)
 
 
+def noise_floor_sample(
+    jobs: Sequence[ResponseJob], descriptions: Sequence[dict[str, Any]], *, samples: int, max_scorers_per_pass: int
+) -> tuple[list[tuple], list[dict[str, Any]]]:
+    """The responses the floor re-scores (evenly spread over `jobs`): (prompts, response, pairs) items, their records."""
+    items, sampled = [], []
+    for position in sample_positions(len(jobs), samples):
+        job = jobs[position]
+        scorers, local_pairs, _ = scoring_passes(job.pairs, max_scorers_per_pass)[0]
+        items.append(([job.prompts[s] for s in scorers], job.response_ids, local_pairs))
+        sampled.append(
+            {**descriptions[position], "n_tokens": len(job.response_ids), "n_scorers": len(scorers), "n_pairs": len(local_pairs)}
+        )
+    return items, sampled
+
+
 def measure_noise_floor(
     llm: Any,
     jobs: Sequence[ResponseJob],
@@ -102,26 +116,20 @@ def measure_noise_floor(
     samples: int,
     max_scorers_per_pass: int,
     pair_chunk_size: int,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Re-score `samples` responses (evenly spread over `jobs`) in every composition; the floor record.
 
     `descriptions[k]` says which response `jobs[k]` is (generator, question, …); it is copied into
-    the record next to the sample's scorer and pair counts.
+    the record next to the sample's scorer and pair counts. `log` hears each composition as it ends.
     """
     if samples <= 0:
         return not_measured("noise-floor measurement disabled (noise_floor_samples = 0)")
-    positions = sample_positions(len(jobs), samples)
-    if not positions:
+    items, sampled = noise_floor_sample(jobs, descriptions, samples=samples, max_scorers_per_pass=max_scorers_per_pass)
+    if not items:
         return not_measured("no responses to re-score")
     started = time.monotonic()
-    items, sampled = [], []
-    for position in positions:
-        job = jobs[position]
-        scorers, local_pairs, _ = scoring_passes(job.pairs, max_scorers_per_pass)[0]
-        items.append(([job.prompts[s] for s in scorers], job.response_ids, local_pairs))
-        sampled.append(
-            {**descriptions[position], "n_tokens": len(job.response_ids), "n_scorers": len(scorers), "n_pairs": len(local_pairs)}
-        )
+    say = log or (lambda message: None)
     packs = _packs_responses(llm)
     compositions = {
         RUN: (
@@ -132,8 +140,11 @@ def measure_noise_floor(
         ),
         ALONE: "every scoring sequence in a forward of its own (no padding, no packing)",
     }
+    say(f"noise floor: re-scoring {len(items)} responses in {2 + packs} batch compositions")
     run = [_arrays(r) for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size)]
+    say(f"noise floor: {RUN} composition scored ({time.monotonic() - started:.1f} s)")
     scored = {ALONE: [_arrays(_scored_alone(llm, item, pair_chunk_size, packs)) for item in items]}
+    say(f"noise floor: {ALONE} composition scored ({time.monotonic() - started:.1f} s)")
     if packs:
         compositions[OWN_BATCH] = "each response in a call of its own: its scorers padded together, no other response"
         scored[OWN_BATCH] = [_arrays(llm.batch_response_divergences([item], pair_chunk_size=pair_chunk_size)[0]) for item in items]
@@ -150,4 +161,5 @@ def measure_noise_floor(
         "generation": generation_precision(model["dtype"]),
     }
     record["seconds"] = time.monotonic() - started
+    say(f"noise floor measured in {record['seconds']:.1f} s")
     return record

@@ -22,6 +22,7 @@ import dagster as dg
 from pydantic import Field
 
 from persona_assets.core import result_sets
+from persona_assets.storage import read_json
 
 
 class ResultsStore(dg.ConfigurableResource):
@@ -72,10 +73,14 @@ class ResultsStore(dg.ConfigurableResource):
         if not run_id or context.instance is None or not self.run_path(run_id).is_dir():
             return
         complete, failed = run_outcome(context.instance, run_id, torn_down_in=os.getpid())
+        # This store is torn down twice per run (as itself and inside the IO manager): say "published" once.
+        manifest = self.run_path(run_id) / result_sets.MANIFEST
+        decided = (result_sets.COMPLETE, result_sets.FAILED)
+        decided_before = manifest.is_file() and read_json(manifest).get("status") in decided
         status = result_sets.finish_run(
             self.data_path, run_id, complete=complete, failed_steps=failed, figures_dir=self.figures_path()
         )
-        if status == result_sets.COMPLETE and context.log:
+        if status == result_sets.COMPLETE and context.log and not decided_before:
             context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
 
 

@@ -78,15 +78,27 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     assert correlations["js_min"] > 0 and "not findings" in correlations["note"]
 
 
-def test_floor_is_measured_when_everything_is_cached_and_can_be_disabled(tiny_model_dir, tmp_path):
+def test_floor_is_read_back_when_nothing_it_depends_on_changed_and_can_be_disabled(tiny_model_dir, tmp_path):
     first = _divergences_only(tiny_model_dir, tmp_path)
+    assert materializations(first, "divergence_matrices")[0].metadata["noise_floor_from_cache"].value is False
     again = _divergences_only(tiny_model_dir, tmp_path)
     metadata = materializations(again, "divergence_matrices")[0].metadata
     assert metadata["responses_scored_now"].value == 0  # every divergence came from the cache
+    assert metadata["noise_floor_from_cache"].value is True  # and the floor: nothing it depends on changed
     floor = again.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
     assert floor["measured"] and math.isfinite(floor["js_abs_nats"])
-    # The same responses re-scored the same way: the measurement is deterministic on the CPU.
-    assert floor["by_composition"] == first.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]["by_composition"]
+    assert floor == first.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]
+
+    # A torn entry is measured again, never trusted; a changed setting the floor depends on is a new entry.
+    entries = sorted((tmp_path / "data" / "cache" / "noise_floor").glob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text('{"js_abs_nats": ')
+    torn = _divergences_only(tiny_model_dir, tmp_path)
+    assert materializations(torn, "divergence_matrices")[0].metadata["noise_floor_from_cache"].value is False
+    assert torn.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]["by_composition"] == floor["by_composition"]
+    chunked = _divergences_only(tiny_model_dir, tmp_path, pair_chunk_size=1)
+    assert materializations(chunked, "divergence_matrices")[0].metadata["noise_floor_from_cache"].value is False
+    assert len(list((tmp_path / "data" / "cache" / "noise_floor").glob("*.json"))) == 2
 
     off = _divergences_only(tiny_model_dir, tmp_path, noise_floor_samples=0)
     record = off.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]

@@ -70,10 +70,29 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
         assert lines[0]["delivery"] == {"webhook": {"delivered": True, "attempts": 1, "error": None}}
         assert [r["check"] for r in received] == [KILL_DISCRIMINATION]
 
-        # The same failure is not alerted twice.
+        assert result.skip_message.startswith(f"ALERTS SENT: 1 alert(s) sent ({KILL_DISCRIMINATION} FAILED)")
+        assert lines[0]["status"] == "FAILED" and lines[0]["reason"] == "first failure"
+
+        # The same failure is not alerted twice: not on the next tick, nor when an identical run repeats it.
         cursor, result = _tick(instance, cursor)
         assert "no new failed checks" in result.skip_message
-        assert len(_alert_lines(tmp_path / "data" / "alerts.jsonl")) == 1
+        assert materialize(tiny_model_dir, config, instance=instance).success
+        cursor, result = _tick(instance, cursor)
+        assert result.skip_message == "no new failed checks; 1 known failure(s) seen again with the same evidence, not re-alerted"
+        # A run that fails on a bad setting evaluates nothing, so it alerts nothing.
+        bad = run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}})
+        assert not materialize(tiny_model_dir, bad, instance=instance).success
+        cursor, result = _tick(instance, cursor)
+        assert result.skip_message == "no new failed checks"
+        assert len(_alert_lines(tmp_path / "data" / "alerts.jsonl")) == len(received) == 1
+
+        # The check passes again (thresholds any result meets): one alert saying so.
+        passing = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": 0.0, "min_js_ratio": 1.0, "max_abs_js_cosine_rho": 1.0}})
+        assert materialize(tiny_model_dir, passing, instance=instance).success
+        cursor, result = _tick(instance, cursor)
+        assert result.skip_message.startswith(f"ALERTS SENT: 1 alert(s) sent ({KILL_DISCRIMINATION} PASSED)")
+        again = _alert_lines(tmp_path / "data" / "alerts.jsonl")[-1]
+        assert again["status"] == "PASSED" and again["check"] == KILL_DISCRIMINATION and lines[0]["run_id"] in again["reason"]
 
 
 def test_unreachable_webhook_is_recorded_not_raised(tiny_model_dir, tmp_path, monkeypatch):
@@ -120,12 +139,12 @@ def test_blocking_failure_alerts_once_per_failed_run(nan_model_dir, tmp_path, mo
             assert "no new failed checks" in result.skip_message
         assert len(_alert_lines(alerts)) == len(received) == len(failed)
 
+        # The same run again fails the same checks with the same evidence: known, not re-alerted.
         second = materialize(nan_model_dir, run_config(tmp_path), instance=instance)
         assert not second.success and _failed_checks(second) == failed
         cursor, result = _tick(instance, cursor)
-        assert f"{len(failed)} alert(s) sent" in result.skip_message
-        assert sorted((r["check"], r["run_id"]) for r in received[len(failed):]) == [(name, second.run_id) for name in failed]
-        assert [line["run_id"] for line in _alert_lines(alerts)] == [first.run_id] * len(failed) + [second.run_id] * len(failed)
+        assert result.skip_message == f"no new failed checks; {len(failed)} known failure(s) seen again with the same evidence, not re-alerted"
+        assert [line["run_id"] for line in _alert_lines(alerts)] == [first.run_id] * len(failed) == [r["run_id"] for r in received]
 
 
 def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model_dir, tmp_path, monkeypatch, webhook):
@@ -168,7 +187,7 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
         for _ in range(len(failed) + 1):
             cursor, tick = _tick(instance, cursor)
             messages.append(tick.skip_message)
-        assert all(m.startswith("1 alert(s) sent") for m in messages[:-1]) and "time budget" in messages[0]
+        assert all(m.startswith("ALERTS SENT: 1 alert(s) sent") for m in messages[:-1]) and "time budget" in messages[0]
         assert messages[-1] == "no new failed checks"
         assert sorted(line["check"] for line in _alert_lines(tmp_path / "replayed.jsonl")) == failed
 
@@ -200,7 +219,7 @@ def test_alert_recorded_nowhere_is_kept_for_the_next_tick(nan_model_dir, tmp_pat
 
         blocker.unlink()
         cursor, result = _tick(instance, cursor)
-        assert f"{len(failed)} alert(s) sent" == result.skip_message
+        assert result.skip_message.startswith(f"ALERTS SENT: {len(failed)} alert(s) sent (")
         _, result = _tick(instance, cursor)
         assert result.skip_message == "no new failed checks"
         lines = _alert_lines(alerts)
@@ -229,7 +248,7 @@ def test_check_of_a_run_in_progress_is_alerted_once_it_has_failed(nan_model_dir,
         failed = _failed_checks(finished["result"])
         assert failed
         cursor, result = _tick(instance, cursor)
-        assert result.skip_message == f"{len(failed)} alert(s) sent"
+        assert result.skip_message.startswith(f"ALERTS SENT: {len(failed)} alert(s) sent (")
         _, result = _tick(instance, cursor)
         assert result.skip_message == "no new failed checks"
         assert sorted(line["check"] for line in _alert_lines(alerts)) == failed

@@ -20,6 +20,7 @@ from persona_assets.core import analyses
 from persona_assets.core.analysis_inputs import AnalysisInputs, inputs_from_run
 from persona_assets.core.errors import InputError
 from persona_assets.storage import write_csv
+from persona_assets.ui_metadata import VERDICT_TAG, rounded, tag_run_with_verdict, verdict_line
 from resources.results import ResultsStore
 
 NOT_AVAILABLE = "available"
@@ -73,6 +74,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
 
     stem = "__".join(prefix) + "__" if prefix else ""
     origin = "earlier results in legacy_dir" if prefix else "this run"
+    verdict_tag = f"{VERDICT_TAG}{'.' + '.'.join(prefix) if prefix else ''}"
 
     @dg.asset(
         key=key("cosine_precheck"),
@@ -111,7 +113,12 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         for label in [*loaded.cosine_sets, "from_file"]:
             section = result[label].get("all_pairs", result[label]) if label == "from_file" else result[label]
             for layer, c in section.get("by_layer", {}).items():
-                metadata[f"spearman_{label}_{layer}"] = c["spearman_rho"]
+                metadata[f"spearman_{label}_{layer}"] = rounded(c["spearman_rho"])
+        notes = [result[label]["note"] for label in loaded.cosine_sets if result[label].get("note")]
+        metadata["headline"] = (
+            f"no leakage data: {notes[0]}" if notes and not any(k.startswith("spearman_") for k in metadata)
+            else f"cosine vs leakage at {sum(k.startswith('spearman_') for k in metadata)} layer(s)"
+        )
         context.add_output_metadata(metadata)
         return result
 
@@ -146,11 +153,16 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         write_csv(results.run_outputs(context.run_id) / f"{stem}pairs.csv", pairs)
         if len(directed):
             write_csv(results.run_outputs(context.run_id) / f"{stem}directed_leakage_pairs.csv", directed)
-        metadata = {f"spearman_js_cosine_{layer}": c["spearman_rho"] for layer, c in result["js_vs_cosine"].items()}
+        metadata = {f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()}
         metadata["leakage_available"] = result["leakage"]["available"]
         metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]
         if result["leakage"]["available"]:
-            metadata["spearman_js_leakage"] = result["leakage"]["js_vs_leakage"]["spearman_rho"]
+            rho = result["leakage"]["js_vs_leakage"]["spearman_rho"]
+            metadata["spearman_js_leakage"] = rounded(rho)
+            metadata["headline"] = f"JS vs leakage: Spearman ρ = {rounded(rho, 3)} (n = {result['leakage']['js_vs_leakage']['n']})"
+        else:
+            metadata["headline"] = "no leakage data: only JS vs cosine was computed"
+        metadata["pairs_csv"] = dg.MetadataValue.path(str(results.run_outputs(context.run.run_id) / f"{stem}pairs.csv"))
         context.add_output_metadata(metadata)
         return result
 
@@ -181,8 +193,13 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             min_relative_question_spread=config.min_relative_question_spread,
         )
         floor = verdicts["noise_floor"]
+        line = verdict_line(verdicts)
+        tag_run_with_verdict(context, verdict_tag, line)
+        if any(verdicts[name]["killed"] for name in ("discrimination", "redundancy")):
+            context.log.warning(f"kill gates on {origin}: {line}")
         context.add_output_metadata(
             {
+                "verdict": line,
                 **{f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")},
                 "noise_floor_js_nats": floor["noise_floor_js_nats"],
                 "pair_js_differences_below_floor": floor["n_pair_js_differences_below_floor"],

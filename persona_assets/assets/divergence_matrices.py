@@ -35,12 +35,13 @@ from persona_assets.core.divergence_store import (
 from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.method_record import method_record
-from persona_assets.core.progress import ProgressReporter
+from persona_assets.core.progress import Heartbeat, ProgressReporter
 from persona_assets.core.response_jobs import not_round_tripping, response_jobs
 from persona_assets.core.scoring_rule import GENERATED
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
+from persona_assets.ui_metadata import matrix_table, rounded
 from resources.llm import LLMResource
-from resources.noise_floor_scoring import measure_noise_floor
+from resources.noise_floor_cache import noise_floor_once
 from resources.results import ResultsStore
 
 CODE_VERSION = "5"
@@ -54,6 +55,11 @@ def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: Divergenc
 
 
 def _score(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
+    with Heartbeat(label, context.log.info):
+        return _score_missing(context, llm, results, jobs, config, label)
+
+
+def _score_missing(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
     return score_missing(
         llm,
         jobs,
@@ -108,20 +114,23 @@ def score_divergence_shard(
     mine = shard_of(jobs, [len(job.response_ids) for job in jobs], shard, config.shards)
     label = "teacher forcing" if config.shards == 1 else f"teacher forcing shard {shard}/{config.shards}"
     stats = _score(context, llm, results, mine, config, label)
-    noise_floor = None
+    noise_floor, noise_floor_from_cache = None, False
     if shard == 0:
-        # Measured every run, even when everything came from the cache: a few forwards.
-        noise_floor = measure_noise_floor(
-            llm,
-            jobs,
-            [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
-            samples=config.noise_floor_samples,
-            max_scorers_per_pass=config.max_scorers_per_pass,
-            pair_chunk_size=config.pair_chunk_size,
-        )
+        # Measured once per set of inputs (model, settings, sampled responses); read back otherwise.
+        with Heartbeat("noise floor", context.log.info):
+            noise_floor, noise_floor_from_cache = noise_floor_once(
+                llm,
+                jobs,
+                [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
+                results.cache_path("noise_floor"),
+                samples=config.noise_floor_samples,
+                max_scorers_per_pass=config.max_scorers_per_pass,
+                pair_chunk_size=config.pair_chunk_size,
+                log=context.log.info,
+            )
     metadata = {"shard": shard, "n_shards": config.shards, "device": llm.describe()["device"], **_stats_metadata(stats, time.monotonic() - started)}
     context.log.info(f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache")
-    return {**metadata, "noise_floor": noise_floor}
+    return {**metadata, "noise_floor": noise_floor, "noise_floor_from_cache": noise_floor_from_cache}
 
 
 def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, Any]:
@@ -190,24 +199,29 @@ def aggregate_divergences(
                 f"scored on the re-tokenised ids, as the earlier study did: {listed}"
             )
     seconds = scored.pop("seconds")
+    floor_nats = noise_floor["js_abs_nats"]
     context.add_output_metadata(
         output_name="divergence_matrices",
         metadata={
+            "headline": _headline(upper, floor_nats, len(names)),
+            "js_matrix": matrix_table(names, matrices.js),
+            "kl_matrix": matrix_table(names, matrices.kl),  # KL(row ‖ column)
             "averaging": config.averaging,
             "shards": config.shards,
-            "js_mean": float(upper.mean()),
-            "js_min": float(upper.min()),
-            "js_max": float(upper.max()),
-            "noise_floor_js_nats": noise_floor["js_abs_nats"],
-            "noise_floor_js_rel": noise_floor.get("js_rel"),
+            "js_mean": rounded(float(upper.mean())),
+            "js_min": rounded(float(upper.min())),
+            "js_max": rounded(float(upper.max())),
+            "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
+            "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
             "noise_floor": dg.MetadataValue.json(noise_floor),
-            "noise_floor_seconds": noise_floor_seconds,
+            "noise_floor_seconds": rounded(noise_floor_seconds, 3),
+            "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
             "responses": len(jobs),
             **rule_metadata,
             **scored,
-            "teacher_forcing_seconds": seconds,
+            "teacher_forcing_seconds": rounded(seconds, 3),
             "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
-            "aggregate_seconds": time.monotonic() - started,
+            "aggregate_seconds": rounded(time.monotonic() - started, 3),
         },
     )
     model = llm.describe()
@@ -230,6 +244,15 @@ def aggregate_divergences(
         "noise_floor": noise_floor,
     }
     return value, per_response, table
+
+
+def _headline(upper: np.ndarray, floor_nats: float | None, n_personas: int) -> str:
+    """One line: the pair JS range and how many pairs clear the noise floor."""
+    line = f"{n_personas} personas: pair JS {rounded(float(upper.min()))}–{rounded(float(upper.max()))} nats"
+    line += f" (mean {rounded(float(upper.mean()))})"
+    if floor_nats is None:
+        return line + "; noise floor not measured"
+    return line + f"; {int((upper > floor_nats).sum())}/{upper.size} pairs above the noise floor {rounded(floor_nats)} nats"
 
 
 def _settings_for_each_op(settings: dict) -> dict:

@@ -6,6 +6,7 @@ from persona_assets.config import EvalSetConfig
 from persona_assets.core.errors import InputError
 from persona_assets.core.eval_set import build_eval_set
 from persona_assets.run_config_validation import validate_input_files, validate_run_config
+from persona_assets.ui_metadata import NOTHING_EVALUATED, tag_run_settings_refused
 from resources.llm import LLMResource
 
 
@@ -30,8 +31,10 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig, llm: LLMR
         validate_input_files(context.run.run_config, evals.persona_names)
         llm.check_model_files()
     except InputError as exc:
+        # The run says so where runs are listed: nothing was evaluated, whatever the asset badges show.
+        tag_run_settings_refused(context)
         # A Failure shows the message itself in the UI and the CLI, without a traceback.
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(f"{exc}\n{NOTHING_EVALUATED}") from exc
     context.add_output_metadata(
         {
             "n_personas": len(evals.personas),

@@ -10,6 +10,7 @@ import pandas as pd
 from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable
 from persona_assets.core import analyses, charts
 from persona_assets.core.analysis_inputs import AnalysisInputs
+from persona_assets.ui_metadata import verdict_line
 from resources.results import ResultsStore
 
 
@@ -228,14 +229,15 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         # byte); the run's own folder is in the metadata, the published one in `directory`.
         files = {stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
         metadata = {
+            "verdict": verdict_line(kill_gate_verdicts),
             "figures_dir": dg.MetadataValue.path(str(directory)),
-            "js_heatmap_preview": dg.MetadataValue.md(charts.small_png_preview(built["js_heatmap"])),
-            "verdicts": ", ".join(
-                f"{k}: {'KILLED' if kill_gate_verdicts[k]['killed'] else 'passed'}" for k in ("discrimination", "redundancy")
-            ),
+            "published_dir": dg.MetadataValue.path(str(results.figures_path(*prefix))),
+            "files": ", ".join(sorted(f"{stem}.png" for stem in files)),
         }
-        if "js_vs_leakage" in built:
-            metadata["hero_preview"] = dg.MetadataValue.md(charts.small_png_preview(built["js_vs_leakage"]))
+        # Every figure previewed in the metadata at the size it was drawn (scale 1: the text as
+        # designed, not shrunk); the PNG beside it is twice that, the HTML interactive.
+        for stem, chart in built.items():
+            metadata[f"preview_{stem}"] = dg.MetadataValue.md(charts.small_png_preview(chart, scale=1.0))
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
         return {NOT_AVAILABLE: True, "directory": str(results.figures_path(*prefix)), "files": files}

@@ -6,7 +6,7 @@ from persona_assets.core.errors import InputError
 from persona_assets.assets.prompt_checks import refuse_unsafe_prompts
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.generation_cache import GenerationCache, generation_items
-from persona_assets.core.progress import ProgressReporter
+from persona_assets.core.progress import Heartbeat, ProgressReporter
 from persona_assets.core.response_quality import response_quality
 from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
 from persona_assets.run_config_validation import validate_run_config
@@ -46,17 +46,19 @@ def generations(
     context.log.info(f"generations: {len(items) - len(missing)} cached, {len(missing)} to generate")
     if missing:
         progress = ProgressReporter("generate", context.log.info, unit="responses")
-        outputs = halving_batch_on_out_of_memory(
-            lambda batch_size: llm.generate(
-                [item["prompt_ids"] for item in missing],
-                max_new_tokens=config.max_new_tokens,
-                batch_size=batch_size,
-                progress=progress,
-            ),
-            config.batch_size,
-            what="generation",
-            warn=context.log.warning,
-        )
+        # A batch reports only when it ends; the heartbeat keeps the run log alive meanwhile.
+        with Heartbeat("generate", context.log.info):
+            outputs = halving_batch_on_out_of_memory(
+                lambda batch_size: llm.generate(
+                    [item["prompt_ids"] for item in missing],
+                    max_new_tokens=config.max_new_tokens,
+                    batch_size=batch_size,
+                    progress=progress,
+                ),
+                config.batch_size,
+                what="generation",
+                warn=context.log.warning,
+            )
         for item, output in zip(missing, outputs):
             cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
 
@@ -84,12 +86,15 @@ def generations(
         {
             "n_responses": len(responses),
             "newly_generated": len(missing),
-            "mean_tokens": float(table["n_tokens"].mean()),
+            "headline": f"{len(responses)} responses ({len(missing)} generated now), "
+            f"mean {table['n_tokens'].mean():.1f} tokens, {quality['n_empty']} empty, "
+            f"{quality['hit_max_new_tokens_share']:.0%} stopped at max_new_tokens",
+            "mean_tokens": round(float(table["n_tokens"].mean()), 2),
             "hit_max_new_tokens": quality["hit_max_new_tokens"],
             "hit_max_new_tokens_share": quality["hit_max_new_tokens_share"],
             "n_empty": quality["n_empty"],
             **prompt_report,
-            "empty_responses": ", ".join(quality["empty"][:20]),
+            "empty_responses": ", ".join(quality["empty"][:20]) or "none",
             "sample": dg.MetadataValue.md(table.head(6)[["persona", "question", "text"]].to_markdown(index=False)),
         }
     )

@@ -6,7 +6,7 @@ from persona_assets.config import CosineConfig
 from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
 from persona_assets.core.eval_set import EvalSet
 from persona_assets.core.errors import InputError
-from persona_assets.core.progress import ProgressReporter
+from persona_assets.core.progress import Heartbeat, ProgressReporter
 from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.run_config_validation import cosine_layers_problem
 from resources.llm import LLMResource
@@ -27,9 +27,11 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     if (problem := cosine_layers_problem(layers, num_layers)) is not None:
         raise InputError(f"run config ops.{context.op_def.name}.config.layers: {problem}")
     prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
-    states = llm.last_prompt_hidden_states(
-        prompts, layers, batch_size=config.batch_size, progress=ProgressReporter("hidden states", context.log.info, unit="prompts")
-    ).numpy()
+    with Heartbeat("hidden states", context.log.info):
+        states = llm.last_prompt_hidden_states(
+            prompts, layers, batch_size=config.batch_size,
+            progress=ProgressReporter("hidden states", context.log.info, unit="prompts"),
+        ).numpy()
     n_p, n_q = len(evals.personas), len(evals.questions)
     broken = first_non_finite(states)
     if broken is not None:

@@ -1,4 +1,4 @@
-"""Delivery of alerts (failed checks) to the configured sinks: a JSON-lines file and a webhook.
+"""Which check outcomes deserve an alert, and their delivery to the sinks: a JSON-lines file and a webhook.
 
 The Dagster log is written by the sensor itself; this module has no Dagster import so the
 delivery logic can be tested on its own. Nothing here raises on a delivery failure: every sink
@@ -7,6 +7,7 @@ returns a `DeliveryResult` saying whether it took the alert, after how many trie
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -130,3 +131,49 @@ def deliver(
 def recorded_somewhere(results: list[DeliveryResult]) -> bool:
     """True when at least one durable sink (file or webhook) took the alert."""
     return any(r.delivered for r in results)
+
+
+# ----------------------------------------------------------------- which outcomes deserve an alert
+FAILED = "FAILED"
+PASSED_AGAIN = "PASSED"
+
+
+def outcome_signature(*, passed: bool, severity: str, description: str | None, metadata: dict[str, Any]) -> str:
+    """What a check said, as a digest: the same check on the same inputs says the same thing.
+
+    The checks' metadata is their evidence (the numbers they judged), computed from the asset's
+    value; a re-run on unchanged inputs reproduces it exactly, a run on other inputs does not.
+    """
+    payload = {"passed": passed, "severity": severity, "description": description, "metadata": metadata}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_outcomes(
+    evaluations: list[dict[str, Any]], known: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Alerts for the evaluations that change what is known of their check; `known` is updated in place.
+
+    `evaluations` (oldest first) each hold check, passed, signature and what goes into an alert. An
+    alert is due when a check fails for the first time, fails with other evidence (other inputs),
+    or passes after failing (status PASSED, `was` = the failure it ends). A failure seen before
+    with the same evidence (a re-run, the bundled study's historical kill checks) is not alerted
+    again. Returns (alerts, number of known failures seen again).
+    """
+    alerts, repeats = [], 0
+    for evaluation in evaluations:
+        check = evaluation["check"]
+        before = known.get(check)
+        state = {"passed": evaluation["passed"], "signature": evaluation["signature"], "run_id": evaluation["run_id"]}
+        known[check] = state
+        fields = {k: v for k, v in evaluation.items() if k not in ("passed", "signature")}
+        if not evaluation["passed"]:
+            if before is not None and not before["passed"] and before["signature"] == evaluation["signature"]:
+                repeats += 1
+                known[check] = before  # the run that was alerted stays the one named
+                continue
+            reason = "first failure" if before is None or before["passed"] else "failing with other evidence"
+            alerts.append({**fields, "status": FAILED, "reason": reason})
+        elif before is not None and not before["passed"]:
+            reason = f"passes again (failed in run {before['run_id']})"
+            alerts.append({**fields, "status": PASSED_AGAIN, "reason": reason})
+    return alerts, repeats

@@ -77,3 +77,29 @@ def test_unwritable_file_with_a_working_webhook_still_counts_as_recorded(tmp_pat
 def test_policy_worst_case():
     assert WebhookPolicy(attempts=5, timeout_s=0.5, backoff_s=0.0).worst_case_s() == pytest.approx(2.5)
     assert WebhookPolicy(attempts=3, timeout_s=1.0, backoff_s=0.5).worst_case_s() == pytest.approx(3 + 0.5 + 1.0)
+
+
+def test_changed_outcomes_alerts_on_change_only():
+    from persona_assets.core.alerts import changed_outcomes
+
+    def evaluation(run, passed, signature, check="a:kill"):
+        return {"check": check, "passed": passed, "signature": signature, "run_id": run, "severity": "WARN"}
+
+    known: dict = {}
+    history = [
+        (evaluation("r1", False, "s1"), ("FAILED", "first failure")),
+        (evaluation("r2", False, "s1"), None),  # same evidence: a repeat
+        (evaluation("r3", False, "s2"), ("FAILED", "failing with other evidence")),
+        (evaluation("r4", True, "p"), ("PASSED", "passes again (failed in run r3)")),
+        (evaluation("r5", True, "p"), None),
+        (evaluation("r6", False, "s2"), ("FAILED", "first failure")),  # failing again after passing
+        (evaluation("r7", True, "p", check="b:other"), None),  # a check that never failed stays quiet
+    ]
+    repeats_total = 0
+    for item, expected in history:
+        alerts, repeats = changed_outcomes([item], known)
+        repeats_total += repeats
+        assert [(a["status"], a["reason"]) for a in alerts] == ([expected] if expected else []), item
+        assert all("signature" not in a and "passed" not in a and a["run_id"] == item["run_id"] for a in alerts)
+    assert repeats_total == 1
+    assert known["a:kill"] == {"passed": False, "signature": "s2", "run_id": "r6"}

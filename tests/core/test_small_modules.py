@@ -180,3 +180,21 @@ def test_progress_reports_rate_and_eta():
     report(4, 4)
     assert lines[0].startswith("work: 1/4 items (25%)") and "ETA" in lines[0]
     assert "4/4" in lines[-1]
+
+
+def test_heartbeat_logs_while_a_silent_call_runs_and_stops_after():
+    import time
+
+    from persona_assets.core.progress import Heartbeat
+
+    lines: list[str] = []
+    with Heartbeat("generate", lines.append, every_seconds=0.05):
+        time.sleep(0.4)
+    count = len(lines)
+    assert count >= 3 and all(line.startswith("generate: still running, ") for line in lines)
+    time.sleep(0.2)
+    assert len(lines) == count  # the thread stopped with the block
+    quick: list[str] = []
+    with Heartbeat("fast", quick.append, every_seconds=10):
+        pass
+    assert quick == []  # a call shorter than the interval logs nothing

@@ -108,7 +108,7 @@ def dagster_dev(tmp_path, tiny_model_dir):
         log.close()
 
 
-def _launch_and_wait(base: str) -> str:
+def _launch_and_wait(base: str, extra_ops: dict | None = None) -> str:
     run_config = {
         "ops": {
             "eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 1}},
@@ -116,6 +116,7 @@ def _launch_and_wait(base: str) -> str:
             "persona_cosine": {"config": {"layers": [1, 2]}},
             "leakage_correlations": {"config": {"n_bootstrap": 50}},
             "cosine_precheck": {"config": {"n_bootstrap": 50}},
+            **(extra_ops or {}),
         }
     }
     params = {
@@ -206,3 +207,83 @@ def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
         assert preview.evaluate("img => img.naturalWidth") > 50
         page.screenshot(path=str(ARTIFACTS / "figures_asset.png"), full_page=True)
         browser.close()
+
+
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 25) { status timestamp skipReason } } }
+  }
+}
+"""
+STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # both gates fire on any result
+
+
+def _ticks_since(base: str, since: float) -> list[dict]:
+    """The alert sensor's finished ticks that started after `since` (epoch seconds)."""
+    selector = {"repositoryLocationName": "persona_assets.definitions", "repositoryName": "__repository__",
+                "sensorName": "failed_check_alerts"}
+    sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
+    return [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > since and t["status"] != "STARTED"]
+
+
+def _wait_for_tick(base: str, since: float, says: str, timeout_s: float = 240) -> dict:
+    """The first tick since `since` whose status message contains `says` (the sensor ticks every 15 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [t for t in _ticks_since(base, since) if says in (t["skipReason"] or "")]
+        if found:
+            return min(found, key=lambda t: t["timestamp"])
+        time.sleep(3)
+    raise AssertionError(f"no alert-sensor tick said {says!r}: {_ticks_since(base, since)}")
+
+
+def test_ui_tells_the_story(dagster_dev, tmp_path):
+    """The matrix table on divergence_matrices, the kill verdict on the runs list and run page, the
+    scenarios as jobs, and a second identical run that sends no new alert (the tick says so)."""
+    from playwright.sync_api import sync_playwright
+
+    base = dagster_dev
+    kill = {"kill_gate_verdicts": {"config": STRICTEST_KILL_GATES}}
+    launched = time.time()
+    first = _launch_and_wait(base, extra_ops=kill)
+    tick = _wait_for_tick(base, launched, "ALERTS SENT")
+    assert tick["skipReason"].startswith("ALERTS SENT: 2 alert(s) sent"), tick
+    alerts = tmp_path / "data" / "alerts.jsonl"
+    assert len(alerts.read_text().splitlines()) == 2
+    launched = time.time()
+    second = _launch_and_wait(base, extra_ops=kill)
+    _wait_for_tick(base, launched, "2 known failure(s) seen again")
+    assert not [t for t in _ticks_since(base, launched) if "ALERTS SENT" in (t["skipReason"] or "")]
+    assert len(alerts.read_text().splitlines()) == 2  # no new alert for the identical run
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 2000, "height": 1400})
+
+        page.goto(f"{base}/runs", wait_until="networkidle")
+        _dismiss_welcome_dialog(page)
+        page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "runs_with_verdict.png"), full_page=True)
+        # The run page: the warning in the run's log, and the tag behind "View tags and config".
+        page.goto(f"{base}/runs/{second}", wait_until="networkidle")
+        page.get_by_text("kill gates on this run: KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
+        page.get_by_role("button", name="View tags and config").click()
+        page.get_by_role("dialog").get_by_text("persona/kill_gates").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "run_page_tags.png"))
+
+        page.goto(f"{base}/assets/divergence_matrices?view=events", wait_until="networkidle")
+        page.get_by_text("js_matrix").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "divergence_matrices_events.png"), full_page=True)
+        # The matrix is drawn inline in the metadata (personas as rows and columns).
+        for persona in ("villain", "comedian", "assistant"):
+            page.get_by_text(persona, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "js_matrix_table.png"))
+
+        page.goto(f"{base}/jobs", wait_until="networkidle")
+        for job in ("ci", "demo", "full_study", "reanalyse_study"):
+            page.get_by_text(job, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "scenario_jobs.png"))
+        browser.close()
+    assert first != second
