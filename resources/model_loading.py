@@ -15,6 +15,7 @@ importing this module stays cheap.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -172,13 +173,27 @@ def local_model_path(source: ModelSource, *, cache_dir: Path | None = None) -> s
 
 
 def _converted_gguf_dir(source: ModelSource, cache_dir: Path) -> Path:
-    """Return a directory holding the de-quantized model; convert the GGUF file on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Return a directory holding the de-quantized model; convert the GGUF file on first use.
 
+    Processes that start together (pytest-xdist workers, the multiprocess executor's steps) wait
+    on a lock for the first one's conversion instead of each converting (~25 s and the float32
+    weights in memory each). The kernel drops the lock if its holder dies.
+    """
     key = hashlib.sha256(source.fingerprint.encode()).hexdigest()[:16]
     target = cache_dir / f"gguf-{key}"
     if (target / "converted.json").is_file():
         return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f".gguf-{key}.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not (target / "converted.json").is_file():  # not converted by the holder before us
+            _convert_gguf(source, cache_dir, key, target)
+    return target
+
+
+def _convert_gguf(source: ModelSource, cache_dir: Path, key: str, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
     # transformers refuses to save a model that still carries its GGUF quantizer; the weights
@@ -197,4 +212,3 @@ def _converted_gguf_dir(source: ModelSource, cache_dir: Path) -> Path:
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)  # another process published it first
-    return target
