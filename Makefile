@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 CONFIG ?= configs/demo.yaml
+# pytest-xdist worker processes for `make test` (the machines are 2 cores; 0 runs the tests in one process).
+TEST_WORKERS ?= 2
 
 .PHONY: install job test ui runs
 
@@ -29,7 +31,7 @@ job: install
 	$(BIN)/python -m persona_assets.summary
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)
