@@ -7,12 +7,21 @@ path that loads a model runs for real, only faster.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_STUDY = REPO / "data" / "reference_study"  # the published study's results, bundled
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the `slow` tests (the real embedded model, the mutation runs, the browser)
+    are handed out first, so that the run does not end on one of them while the other worker idles.
+    A plain run keeps the file order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects; all sort the same way
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
