@@ -18,8 +18,8 @@ REFERENCE_STUDY = REPO / "data" / "reference_study"  # the published study's res
 
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, the `slow` tests (the real embedded model, the mutation runs, the browser)
-    are handed out first, so that the run does not end on one of them while the other worker idles.
-    A plain run keeps the file order."""
+    and so their files (`make test` hands out whole files, in this order) go first, so that the run
+    does not end on one of them while the other worker idles. A plain run keeps the file order."""
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects; all sort the same way
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
@@ -91,8 +91,8 @@ def nan_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_leakage_run(tiny_model_dir, tmp_path_factory):
     """(result, run directory) of the whole graph on the tiny model with a leakage file, run once
-    per worker: tests/test_graph.py and tests/test_summary.py assert different things on it, and
-    their `xdist_group("tiny_leakage_run")` mark puts them on one worker. Nothing writes into it."""
+    per process (per pytest-xdist worker that needs it): tests/test_graph.py and tests/test_summary.py
+    assert different things on it. Nothing writes into it."""
     from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
 
     run_dir = tmp_path_factory.mktemp("tiny-leakage-run")

@@ -15,8 +15,7 @@ from persona_assets.core.noise_floor import difference_stats, sample_positions
 from resources.llm import CpuLLM
 from resources.noise_floor_scoring import measure_noise_floor
 
-# xdist_group: under pytest-xdist both tests run on one worker, which loads the three models once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("embedded_precision")]
+pytestmark = pytest.mark.slow
 
 SYSTEMS = ["You are a villain.", "You are a kindergarten teacher.", "You are a helpful assistant."]
 QUESTIONS = ["What should I do this weekend?", "How do I fix a flat tyre?"]

@@ -58,7 +58,6 @@ def default_run(tiny_model_dir, tmp_path_factory):
         return materialize(tiny_model_dir, run_config(run_dir)), run_dir
 
 
-@pytest.mark.xdist_group("tiny_leakage_run")  # shares the run with tests/test_summary.py on one worker
 def test_full_graph_on_tiny_model(tiny_leakage_run):
     result, tmp_path = tiny_leakage_run
     assert result.success
@@ -109,7 +108,6 @@ def test_full_graph_on_tiny_model(tiny_leakage_run):
     assert on_disk["js_matrix"] == divergences["js_matrix"]
 
 
-@pytest.mark.xdist_group("default_run")  # on one worker, so that the run is shared
 def test_graph_without_leakage_says_so(default_run):
     result, tmp_path = default_run
     assert result.success
@@ -175,7 +173,6 @@ def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
     assert "pair_own" in message and "all_responses" in message  # the allowed modes are named
 
 
-@pytest.mark.xdist_group("default_run")  # on one worker, so that the run is shared
 def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, tmp_path, default_run):
     """6-token responses hit max_new_tokens: the original rule also scores the template's closing
     tokens the model never produced, so its matrices differ; the rule is recorded in the output."""

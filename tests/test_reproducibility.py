@@ -19,9 +19,6 @@ import pytest
 from tests.conftest import REPO
 from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
 
-# Under pytest-xdist every test here runs on one worker: they share the module-scoped first run.
-pytestmark = pytest.mark.xdist_group("reproducibility")
-
 # Files that may legitimately differ between two runs. None: everything under outputs/ and
 # figures/ is an analysis result, a table or a figure, so each must reproduce exactly.
 EXCLUDED_NAMES: set[str] = set()

@@ -8,13 +8,10 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from persona_assets.summary import summary_lines
 from tests.conftest import REPO
 
 
-@pytest.mark.xdist_group("tiny_leakage_run")  # shares the run with tests/test_graph.py on one worker
 def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_run):
     result, tmp_path = tiny_leakage_run
     assert result.success
