@@ -8,6 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 CONFIG ?= configs/demo.yaml
+# pytest-xdist worker processes for `make test` (the machines are 2 cores; 0 runs the tests in one process).
+# --dist loadfile: each file's tests run on one worker, so a module-scoped run is made once; files are
+# handed out in the order tests/conftest.py sorts them (those with slow tests first).
+TEST_WORKERS ?= 2
 
 .PHONY: install job test ui runs
 
@@ -29,7 +33,7 @@ job: install
 	$(BIN)/python -m persona_assets.summary
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)

@@ -19,6 +19,7 @@ importing this module stays cheap.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -254,15 +255,38 @@ def prune_old_conversions(cache_dir: Path, keep: Path, gguf_name: str) -> list[P
 
 
 def _converted_gguf_dir(source: ModelSource, cache_dir: Path, log: Callable[[str], None] | None = None) -> Path:
-    """Return a directory holding the de-quantized model; convert the GGUF file on first use on this machine."""
+    """Return a directory holding the de-quantized model; convert the GGUF file on first use on this machine.
+
+    Processes that start together (pytest-xdist workers, the multiprocess executor's steps) wait
+    on a lock for the first one's conversion instead of each converting (~25 s and the float32
+    weights in memory each). The kernel drops the lock if its holder dies.
+    """
     gguf_path = Path(source.location) / str(source.gguf_file)
     identity = gguf_conversion_key(gguf_path)
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     target = cache_dir / f"gguf-{key}"
     if (target / "converted.json").is_file():
         return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f".gguf-{key}.lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if not (target / "converted.json").is_file():  # not converted by the holder before us
+            _convert_gguf(source, cache_dir, key, target, identity=identity, log=log)
+    return target
+
+
+def _convert_gguf(
+    source: ModelSource,
+    cache_dir: Path,
+    key: str,
+    target: Path,
+    *,
+    identity: dict[str, Any],
+    log: Callable[[str], None] | None = None,
+) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    gguf_path = Path(source.location) / str(source.gguf_file)
     say = log or (lambda message: None)
     started = time.monotonic()
     say(f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
@@ -289,4 +313,3 @@ def _converted_gguf_dir(source: ModelSource, cache_dir: Path, log: Callable[[str
     removed = prune_old_conversions(cache_dir, target, gguf_path.name)
     say(f"{gguf_path.name} converted in {time.monotonic() - started:.0f} s: {target}"
         + (f"; removed {len(removed)} older conversion(s) of the same file" if removed else ""))
-    return target

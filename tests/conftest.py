@@ -7,12 +7,21 @@ path that loads a model runs for real, only faster.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_STUDY = REPO / "data" / "reference_study"  # the published study's results, bundled
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the `slow` tests (the real embedded model, the mutation runs, the browser)
+    and so their files (`make test` hands out whole files, in this order) go first, so that the run
+    does not end on one of them while the other worker idles. A plain run keeps the file order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects; all sort the same way
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +86,19 @@ def nan_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_leakage_run(tiny_model_dir, tmp_path_factory):
+    """(result, run directory) of the whole graph on the tiny model with a leakage file, run once
+    per process (per pytest-xdist worker that needs it): tests/test_graph.py and tests/test_summary.py
+    assert different things on it. Nothing writes into it."""
+    from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
+
+    run_dir = tmp_path_factory.mktemp("tiny-leakage-run")
+    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    leakage = write_leakage(run_dir / "leak.csv", rows)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PERSONA_DATA_DIR", str(run_dir / "data"))
+        env.setenv("PERSONA_FIGURES_DIR", str(run_dir / "figures"))
+        return materialize(tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})), run_dir

@@ -47,12 +47,19 @@ def write_leakage(path, rows):
     return str(path)
 
 
-def test_full_graph_on_tiny_model(tiny_model_dir, tmp_path):
-    leakage = write_leakage(
-        tmp_path / "leak.csv",
-        [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t],
-    )
-    result = materialize(tiny_model_dir, run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}}))
+@pytest.fixture(scope="module")
+def default_run(tiny_model_dir, tmp_path_factory):
+    """(result, run directory) of one run on the default settings, without a leakage file: several
+    tests read it and assert different things (none writes into its directory)."""
+    run_dir = tmp_path_factory.mktemp("default-run")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PERSONA_DATA_DIR", str(run_dir / "data"))
+        env.setenv("PERSONA_FIGURES_DIR", str(run_dir / "figures"))
+        return materialize(tiny_model_dir, run_config(run_dir)), run_dir
+
+
+def test_full_graph_on_tiny_model(tiny_leakage_run):
+    result, tmp_path = tiny_leakage_run
     assert result.success
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -101,8 +108,8 @@ def test_full_graph_on_tiny_model(tiny_model_dir, tmp_path):
     assert on_disk["js_matrix"] == divergences["js_matrix"]
 
 
-def test_graph_without_leakage_says_so(tiny_model_dir, tmp_path):
-    result = materialize(tiny_model_dir, run_config(tmp_path))
+def test_graph_without_leakage_says_so(default_run):
+    result, tmp_path = default_run
     assert result.success
     correlations = result.output_for_node("leakage_correlations")
     assert correlations["leakage"]["available"] is False
@@ -166,11 +173,10 @@ def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
     assert "pair_own" in message and "all_responses" in message  # the allowed modes are named
 
 
-def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, tmp_path, monkeypatch):
+def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, tmp_path, default_run):
     """6-token responses hit max_new_tokens: the original rule also scores the template's closing
     tokens the model never produced, so its matrices differ; the rule is recorded in the output."""
-    ours = materialize(tiny_model_dir, run_config(tmp_path))
-    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "original"))
+    ours, _ = default_run  # written into its own directory, apart from this test's tmp_path
     original = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"scoring_rule": "original_template"}}))
     assert ours.success and original.success
     a = ours.output_for_node("divergence_matrices", "divergence_matrices")

@@ -10,13 +10,11 @@ import sys
 
 from persona_assets.summary import summary_lines
 from tests.conftest import REPO
-from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
 
 
-def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_model_dir, tmp_path):
-    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
-    leakage = write_leakage(tmp_path / "leak.csv", rows)
-    assert materialize(tiny_model_dir, run_config(tmp_path, leakage_rates={"config": {"leakage_path": leakage}})).success
+def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_run):
+    result, tmp_path = tiny_leakage_run
+    assert result.success
     outputs, figures = tmp_path / "data" / "outputs", tmp_path / "figures"
     lines = summary_lines(outputs, figures)
 
