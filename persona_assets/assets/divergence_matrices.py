@@ -139,10 +139,11 @@ def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, A
 
 
 @dg.op(
+    # Not required: a run that selects only some of the three emits only those (the graph asset can be subset).
     out={
-        "divergence_matrices": dg.Out(dict),
-        "divergence_per_response": dg.Out(pd.DataFrame),
-        "divergence_per_pair_question": dg.Out(pd.DataFrame),
+        "divergence_matrices": dg.Out(dict, is_required=False),
+        "divergence_per_response": dg.Out(pd.DataFrame, is_required=False),
+        "divergence_per_pair_question": dg.Out(pd.DataFrame, is_required=False),
     },
     tags=MODEL_STEP_TAG,
     description="Reads every response's divergences from the cache (scoring any remainder) into matrices and tables.",
@@ -176,25 +177,23 @@ def aggregate_divergences(
     upper = matrices.js[np.triu_indices(len(names), k=1)]
     scored = _run_totals(shard_results, remainder)
     seconds = scored.pop("seconds")
-    context.add_output_metadata(
-        output_name="divergence_matrices",
-        metadata={
-            "averaging": config.averaging,
-            "shards": config.shards,
-            "js_mean": float(upper.mean()),
-            "js_min": float(upper.min()),
-            "js_max": float(upper.max()),
-            "noise_floor_js_nats": noise_floor["js_abs_nats"],
-            "noise_floor_js_rel": noise_floor.get("js_rel"),
-            "noise_floor": dg.MetadataValue.json(noise_floor),
-            "noise_floor_seconds": noise_floor_seconds,
-            "responses": len(jobs),
-            **scored,
-            "teacher_forcing_seconds": seconds,
-            "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
-            "aggregate_seconds": time.monotonic() - started,
-        },
-    )
+    selected = context.selected_output_names
+    metadata = {
+        "averaging": config.averaging,
+        "shards": config.shards,
+        "js_mean": float(upper.mean()),
+        "js_min": float(upper.min()),
+        "js_max": float(upper.max()),
+        "noise_floor_js_nats": noise_floor["js_abs_nats"],
+        "noise_floor_js_rel": noise_floor.get("js_rel"),
+        "noise_floor": dg.MetadataValue.json(noise_floor),
+        "noise_floor_seconds": noise_floor_seconds,
+        "responses": len(jobs),
+        **scored,
+        "teacher_forcing_seconds": seconds,
+        "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
+        "aggregate_seconds": time.monotonic() - started,
+    }
     model = llm.describe()
     value = {
         "model": model,
@@ -212,8 +211,14 @@ def aggregate_divergences(
         ],
         "noise_floor": noise_floor,
     }
-    return value, per_response, table
-
+    # All three come from the same cached values at no extra cost; only the selected ones are emitted,
+    # so a selection naming one of them (e.g. `divergence_matrices*`) runs and leaves the others as they were.
+    values = {"divergence_matrices": value, "divergence_per_response": per_response, "divergence_per_pair_question": table}
+    unselected = sorted(set(values) - set(selected))
+    if unselected:
+        context.log.info(f"not selected in this run, so not written: {', '.join(unselected)}")
+    for name in sorted(set(values) & set(selected)):
+        yield dg.Output(values[name], output_name=name, metadata=metadata if name == "divergence_matrices" else None)
 
 def _settings_for_each_op(settings: dict) -> dict:
     return {name: {"config": settings} for name in ("plan_teacher_forcing", "score_divergence_shard", "aggregate_divergences")}
@@ -257,6 +262,7 @@ _divergence_settings = dg.ConfigMapping(
     },
     group_name="model",
     config=_divergence_settings,
+    can_subset=True,  # any one of the three can be selected (README: --select 'divergence_matrices*')
 )
 def divergence_matrices(eval_set: dict, generations: dict):
     shards = plan_teacher_forcing(generations)
