@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from persona_assets.core import result_sets
+from persona_assets.core import result_sets, view_lineage
 
 
 class ResultsStore(dg.ConfigurableResource):
@@ -45,6 +45,11 @@ class ResultsStore(dg.ConfigurableResource):
 
     def run_figures(self, run_id: str, *parts: str) -> Path:
         return self.run_path(run_id).joinpath("figures", *parts)
+
+    def run_side_file(self, run_id: str, owner: dg.AssetKey, name: str) -> Path:
+        """Where asset `owner` writes another file of its own into the run's outputs (published and withdrawn with it)."""
+        view_lineage.record_side_file(self.run_path(run_id), "__".join(owner.path), name)
+        return self.run_outputs(run_id) / name
 
     def steps_path(self, run_id: str) -> Path:
         return self.run_path(run_id) / "steps"
@@ -75,6 +80,11 @@ class ResultsStore(dg.ConfigurableResource):
         )
         if status == result_sets.COMPLETE and context.log:
             context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
+            for asset, why in sorted(result_sets.withdrawn_from_view(self.data_path, run_id).items()):
+                context.log.warning(
+                    f"{', '.join(why['files'])} (run {why['run_id']}) withdrawn from {self.outputs_path}: {why['reason']}; "
+                    f"materialize {asset} again to bring it back"
+                )
 
 
 def run_outcome(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, list[str]]:
