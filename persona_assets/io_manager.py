@@ -82,7 +82,9 @@ class JsonIOManager(dg.ConfigurableIOManager):
             return read_json(found) if found.suffix == ".json" else pd.read_csv(found)
         name = context.asset_key.to_user_string()
         withdrawn = result_sets.withdrawn_from_view(self.results.data_path).get(_file_stem(context.asset_key))
-        why = f" (withdrawn from the published set by run {withdrawn['withdrawn_by_run']}: {withdrawn['reason']})" if withdrawn else ""
+        why = ""
+        if withdrawn:
+            why = f" (withdrawn from the published set by run {withdrawn['withdrawn_by_run']}: {withdrawn['reason']})"
         raise FileNotFoundError(f"{self._asset_stem(context.asset_key)}.json: materialize {name} first{why}")
 
 

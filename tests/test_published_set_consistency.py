@@ -50,6 +50,7 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     same = _select(tiny_model_dir, run_config(tmp_path), "eval_set", instance)
     assert same.success
     assert _files(data) == complete and _published(data)["withdrawn"] == {}
+    assert (tmp_path / "figures" / "js_heatmap.png").stat().st_size > 1000
     assert _published(data)["sources"]["divergence_matrices.json"] == full.run_id
 
     # The scenario: --select eval_set with 2 of the 4 personas.
@@ -71,6 +72,9 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     assert all(w["run_id"] == full.run_id and w["withdrawn_by_run"] == partial.run_id for w in withdrawn.values())
     # Withdrawn from the view, not deleted: the full run's own files are all still there.
     assert {p.name for p in (data / "runs" / full.run_id / "outputs").iterdir()} >= complete
+    # The 4-persona figures leave the figures directory too (the full run keeps its own copies).
+    assert not (tmp_path / "figures" / "js_heatmap.png").exists()
+    assert (data / "runs" / full.run_id / "figures" / "js_heatmap.png").stat().st_size > 1000
     # The run said so in its log, file by file.
     warnings = [r.user_message for r in instance.all_logs(partial.run_id) if r.level >= 30]
     assert any(m.startswith("generations.json, generations.csv (run ") and "materialize generations again" in m for m in warnings), warnings
@@ -106,6 +110,9 @@ def test_re_materializing_one_divergence_table_with_other_settings_withdraws_its
     assert view["sources"]["divergence_matrices.json"] == matrices.run_id
     assert json.loads((data / "outputs" / "divergence_matrices.json").read_text())["method"]["averaging"] == "all_responses"
     assert {"divergence_per_response", "divergence_per_pair_question", "leakage_correlations", "kill_gate_verdicts"} <= set(view["withdrawn"])
-    assert "computed from divergence_matrices" in view["withdrawn"]["divergence_per_pair_question"]["reason"]
+    reason = view["withdrawn"]["divergence_per_pair_question"]["reason"]
+    assert reason.startswith(f"run {matrices.run_id} computed divergence_matrices next to divergence_per_pair_question"), reason
+    # The tables it computed but did not write are kept with the run, as they would have been published.
+    assert (data / "runs" / matrices.run_id / "lineage" / "computed" / "divergence_per_pair_question.csv").is_file()
     assert {"eval_set.json", "generations.json", "persona_cosine.json"} <= _files(data)
     assert not (DIVERGENCE_FILES - {"divergence_matrices.json"}) & _files(data)

@@ -145,7 +145,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         )
         write_csv(results.run_side_file(context.run_id, context.asset_key, f"{stem}pairs.csv"), pairs)
         if len(directed):
-            write_csv(results.run_side_file(context.run_id, context.asset_key, f"{stem}directed_leakage_pairs.csv"), directed)
+            directed_name = f"{stem}directed_leakage_pairs.csv"
+            write_csv(results.run_side_file(context.run_id, context.asset_key, directed_name), directed)
         metadata = {f"spearman_js_cosine_{layer}": c["spearman_rho"] for layer, c in result["js_vs_cosine"].items()}
         metadata["leakage_available"] = result["leakage"]["available"]
         metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]

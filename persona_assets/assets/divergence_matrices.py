@@ -191,7 +191,9 @@ def aggregate_divergences(
         "responses": len(jobs),
         **scored,
         "teacher_forcing_seconds": seconds,
-        "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
+        "tokens_per_second": (
+            scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None
+        ),
         "aggregate_seconds": time.monotonic() - started,
     }
     model = llm.describe()
@@ -213,10 +215,14 @@ def aggregate_divergences(
     }
     # All three come from the same cached values at no extra cost; only the selected ones are emitted,
     # so a selection naming one of them (e.g. `divergence_matrices*`) runs and leaves the others as they were.
-    values = {"divergence_matrices": value, "divergence_per_response": per_response, "divergence_per_pair_question": table}
+    values = {
+        "divergence_matrices": value, "divergence_per_response": per_response, "divergence_per_pair_question": table
+    }
     unselected = sorted(set(values) - set(selected))
     if unselected:
         context.log.info(f"not selected in this run, so not written: {', '.join(unselected)}")
+    for name in unselected:  # what the written ones were computed next to (published only next to these bytes)
+        results.record_unselected(context.run.run_id, str(context.op_handle), dg.AssetKey(name), values[name])
     for name in sorted(set(values) & set(selected)):
         yield dg.Output(values[name], output_name=name, metadata=metadata if name == "divergence_matrices" else None)
 

@@ -88,7 +88,8 @@ def _point_outputs_at(data_dir: Path, view_outputs: Path) -> None:
 
 
 def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
-    """Make the run's outputs the latest set (on top of the previous one, less what no longer fits it); copy its figures."""
+    """Make the run's outputs the latest set: on top of the previous one, less what no longer fits it
+    (view_lineage.consistent_set); copy its figures."""
     data_dir = Path(data_dir)
     own = run_dir(data_dir, run_id) / OUTPUTS
     with exclusive_lock(data_dir / VIEWS):
@@ -106,7 +107,8 @@ def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
                 _link_or_copy(root / name, view / name)
                 sources[name] = entry.run_id
         view.mkdir(parents=True, exist_ok=True)
-        withdrawn = {a: w for a, w in _view_manifest(previous).get("withdrawn", {}).items() if a not in kept} if previous else {}
+        earlier_withdrawn = _view_manifest(previous).get("withdrawn", {}) if previous is not None else {}
+        withdrawn = {a: w for a, w in earlier_withdrawn.items() if a not in kept}
         withdrawn.update({a: {**w, "withdrawn_by_run": run_id} for a, w in withdrawn_now.items()})
         write_json(
             view.parent / VIEW_MANIFEST,
@@ -119,11 +121,22 @@ def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
             },
         )
         _point_outputs_at(data_dir, view)
+        for asset, why in withdrawn_now.items():
+            _withdraw_figures(data_dir, Path(figures_dir), asset, why["run_id"])
     figures = run_dir(data_dir, run_id) / "figures"
     if figures.is_dir():
         for path in _files(figures):
             atomic_write_bytes(Path(figures_dir) / path.relative_to(figures), path.read_bytes())
     return view
+
+
+def _withdraw_figures(data_dir: Path, figures_dir: Path, asset: str, source_run: str) -> None:
+    """Remove from the figures directory the copies of figures a withdrawn asset drew (the run keeps its own)."""
+    drawn = run_dir(data_dir, source_run) / "figures"
+    for name in view_lineage.figures_of(run_dir(data_dir, source_run), asset):
+        shown = figures_dir / name
+        if shown.is_file() and shown.read_bytes() == (drawn / name).read_bytes():  # not since redrawn by another run
+            shown.unlink()
 
 
 def _view_manifest(view_outputs: Path) -> dict[str, Any]:

@@ -4,6 +4,8 @@ A run records, for every asset it materializes, a lineage record under runs/<run
 
     <asset>.json             {"asset", "step", "file", "inputs": {upstream asset: sha256 of the file it read | null}}
     <asset>.side_files.json  the other files the asset wrote next to its own (generations.csv, pairs.csv, ...)
+    <asset>.figures.json     the folder of the run's figures/ that the asset drew (withdrawn with it)
+    computed/<asset>.*       a value an op computed but did not write (not selected), with its record
 
 An *entry* of a published set is one asset's files from one run, with the digest (sha256) of the
 asset's own file and the digests of the upstream files it was computed from. Files of one op that
@@ -29,6 +31,8 @@ from persona_assets.storage import exclusive_lock, read_json, write_json
 
 LINEAGE = "lineage"
 SIDE_FILES = ".side_files.json"
+FIGURES = ".figures.json"
+COMPUTED = "computed"
 UNKNOWN_STEP = ""
 
 
@@ -42,7 +46,8 @@ def file_digest(path: Path) -> str:
 
 def record_output(run_dir: Path, asset: str, step: str, file_name: str, inputs: Mapping[str, str | None]) -> None:
     """The asset's own file in this run, and the digest of each upstream file it read (None: none existed)."""
-    write_json(Path(run_dir) / LINEAGE / f"{asset}.json", {"asset": asset, "step": step, "file": file_name, "inputs": dict(inputs)})
+    record = {"asset": asset, "step": step, "file": file_name, "inputs": dict(inputs)}
+    write_json(Path(run_dir) / LINEAGE / f"{asset}.json", record)
 
 
 def record_side_file(run_dir: Path, owner: str, name: str) -> None:
@@ -52,6 +57,42 @@ def record_side_file(run_dir: Path, owner: str, name: str) -> None:
         path = directory / f"{owner}{SIDE_FILES}"
         names = set(read_json(path)) if path.is_file() else set()
         write_json(path, sorted(names | {name}))
+
+
+def computed_file(run_dir: Path, asset: str, suffix: str) -> Path:
+    """Where an op keeps a value it computed but did not write (the caller writes it as it would be published)."""
+    return Path(run_dir) / LINEAGE / COMPUTED / f"{asset}{suffix}"
+
+
+def record_computed(run_dir: Path, asset: str, step: str, file_name: str) -> None:
+    """`asset` was computed in `step` next to the outputs it wrote, but not selected: the written ones are
+    valid only next to these bytes of it."""
+    record = {"asset": asset, "step": step, "file": file_name}
+    write_json(Path(run_dir) / LINEAGE / COMPUTED / f"{asset}.record.json", record)
+
+
+def _computed_digests(lineage: Path) -> dict[str, dict[str, str]]:
+    """{step: {asset: digest}} of the values ops computed without writing them."""
+    found: dict[str, dict[str, str]] = {}
+    for path in sorted((lineage / COMPUTED).glob("*.record.json")) if (lineage / COMPUTED).is_dir() else []:
+        record = read_json(path)
+        found.setdefault(record["step"], {})[record["asset"]] = file_digest(lineage / COMPUTED / record["file"])
+    return found
+
+
+def record_figures(run_dir: Path, owner: str, directory: str) -> None:
+    """The run's figures under `directory` (relative to its figures/ folder) were drawn by asset `owner`."""
+    write_json(Path(run_dir) / LINEAGE / f"{owner}{FIGURES}", {"directory": directory})
+
+
+def figures_of(run_dir: Path, owner: str) -> list[str]:
+    """The figure files (relative to figures/) asset `owner` drew in that run; [] when it drew none."""
+    claim = Path(run_dir) / LINEAGE / f"{owner}{FIGURES}"
+    if not claim.is_file():
+        return []
+    figures = Path(run_dir) / "figures"
+    drawn = figures / read_json(claim)["directory"]
+    return sorted(str(p.relative_to(figures)) for p in drawn.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 @dataclass(frozen=True)
@@ -88,7 +129,7 @@ def _visible_files(root: Path) -> set[str]:
 
 
 def _entries_by_name(root: Path, names: set[str], run_of: Mapping[str, str], default_run: str) -> dict[str, Entry]:
-    """Entries without lineage: files grouped by `asset_of_file`, the JSON file's digest first (as the IO manager reads)."""
+    """Entries without lineage: files grouped by `asset_of_file`; the digest is the JSON file's (read first)."""
     groups: dict[str, list[str]] = {}
     for name in sorted(names):
         groups.setdefault(asset_of_file(name), []).append(name)
@@ -106,7 +147,7 @@ def produced_entries(run_dir: Path, run_id: str, outputs: Path) -> dict[str, Ent
     entries: dict[str, Entry] = {}
     claimed: set[str] = set()
     for path in sorted(lineage.glob("*.json")) if lineage.is_dir() else []:
-        if path.name.endswith(SIDE_FILES):
+        if path.name.endswith((SIDE_FILES, FIGURES)):
             continue
         record = read_json(path)
         if record["file"] not in files:
@@ -119,15 +160,18 @@ def produced_entries(run_dir: Path, run_id: str, outputs: Path) -> dict[str, Ent
         )
     for asset, entry in _entries_by_name(outputs, files - claimed, {}, run_id).items():
         entries.setdefault(asset, entry)
-    # Outputs of one step were computed together: each is valid only next to the others' bytes.
+    # Outputs of one step were computed together (written or not): each is valid only next to the others' bytes.
+    computed = _computed_digests(lineage)
     by_step: dict[str, list[Entry]] = {}
     for entry in entries.values():
         if entry.step != UNKNOWN_STEP:
             by_step.setdefault(entry.step, []).append(entry)
-    for siblings in by_step.values():
+    for step, siblings in by_step.items():
         for entry in siblings:
-            together = {s.asset: s.digest for s in siblings if s.asset != entry.asset}
-            entries[entry.asset] = Entry(entry.asset, run_id, entry.files, entry.digest, {**entry.inputs, **together}, entry.step)
+            together = {**computed.get(step, {}), **{s.asset: s.digest for s in siblings}}
+            together.pop(entry.asset, None)
+            inputs = {**entry.inputs, **together}
+            entries[entry.asset] = Entry(entry.asset, run_id, entry.files, entry.digest, inputs, entry.step)
     return entries
 
 
@@ -136,9 +180,14 @@ def entries_without_lineage(view_outputs: Path, sources: Mapping[str, str], defa
     return _entries_by_name(view_outputs, _visible_files(view_outputs), sources, default_run)
 
 
-def consistent_set(previous: Mapping[str, Entry], produced: Mapping[str, Entry]) -> tuple[dict[str, Entry], dict[str, dict[str, Any]]]:
+def consistent_set(
+    previous: Mapping[str, Entry], produced: Mapping[str, Entry]
+) -> tuple[dict[str, Entry], dict[str, dict[str, Any]]]:
     """(the entries of the new set, {asset: why withdrawn}) — the run's entries on top of the previous set,
-    less every entry computed from an input the new set does not hold with the same bytes."""
+    less every entry computed from an input the new set does not hold with the same bytes.
+
+    Where the run's entry and an earlier one disagree (the run computed a sibling table with other bytes
+    than the earlier one shown), the earlier one goes: the run is the newer experiment."""
     candidate = {**previous, **produced}
     # A run's asset replaces all of that asset's earlier files (a side file it no longer writes goes too),
     # and an earlier entry holding a file the run wrote again goes as a whole.
@@ -147,24 +196,36 @@ def consistent_set(previous: Mapping[str, Entry], produced: Mapping[str, Entry])
         if asset not in produced and written & set(entry.files):
             del candidate[asset]
     withdrawn: dict[str, dict[str, Any]] = {}
-    changed = True
-    while changed:
-        changed = False
-        for asset, entry in sorted(candidate.items()):
-            reason = _inconsistency(entry, candidate)
-            if reason is not None:
-                withdrawn[asset] = {"run_id": entry.run_id, "files": list(entry.files), "reason": reason}
-                del candidate[asset]
-                changed = True
+    overridden: dict[str, str] = {}  # withdrawn entries: asset -> the digest of the bytes withdrawn
+    while (found := _first_inconsistency(candidate, set(produced), overridden)) is not None:
+        asset, upstream, reason = found
+        if asset in produced and upstream in candidate and upstream not in produced:
+            digest, held = candidate[asset].inputs[upstream], candidate[upstream].digest
+            was = "no file" if digest is None else f"sha256 {digest[:12]}"
+            reason = f"run {candidate[asset].run_id} computed {asset} next to {upstream} with {was}, not {held[:12]}"
+            asset = upstream
+        entry = candidate.pop(asset)
+        overridden[asset] = entry.digest
+        withdrawn[asset] = {"run_id": entry.run_id, "files": list(entry.files), "reason": reason}
     return candidate, withdrawn
 
 
-def _inconsistency(entry: Entry, candidate: Mapping[str, Entry]) -> str | None:
-    for upstream, digest in sorted(entry.inputs.items()):
-        now = candidate.get(upstream)
-        if now is not None and now.digest == digest:
-            continue
-        was = "no file" if digest is None else f"sha256 {digest[:12]}"
-        shown = "holds none" if now is None else f"holds {now.files[0]} of run {now.run_id} (sha256 {now.digest[:12]})"
-        return f"computed from {upstream} ({was}); the set now {shown}"
+def _first_inconsistency(
+    candidate: Mapping[str, Entry], produced: set[str], overridden: Mapping[str, str]
+) -> tuple[str, str, str] | None:
+    """(asset, the input that does not match, why) for the first entry computed from other bytes than the set holds.
+
+    The run's own entry does not need an input that was withdrawn with other bytes than it recorded
+    (`overridden`: it computed that input itself, next to it, and did not write it); one that had read
+    the withdrawn bytes does."""
+    for asset, entry in sorted(candidate.items()):
+        for upstream, digest in sorted(entry.inputs.items()):
+            now = candidate.get(upstream)
+            if now is not None and now.digest == digest:
+                continue
+            if now is None and asset in produced and upstream in overridden and overridden[upstream] != digest:
+                continue
+            was = "no file" if digest is None else f"sha256 {digest[:12]}"
+            shown = "holds none" if now is None else f"holds {now.files[0]} of run {now.run_id} ({now.digest[:12]})"
+            return asset, upstream, f"computed from {upstream} ({was}); the set now {shown}"
     return None

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from persona_assets.core import result_sets as rs
-from persona_assets.core.view_lineage import Entry, consistent_set, record_output, record_side_file
+from persona_assets.core.view_lineage import Entry, consistent_set, record_figures, record_output, record_side_file
 
 
 def _entry(asset: str, run: str, digest: str, **inputs: str | None) -> Entry:
@@ -27,7 +27,7 @@ def test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else(
     kept, withdrawn = consistent_set(previous, {"a": _entry("a", "r2", "A2")})
     assert set(kept) == {"a", "d", "e"} and kept["a"].run_id == "r2"
     assert set(withdrawn) == {"b", "c"}
-    assert withdrawn["b"]["reason"] == "computed from a (sha256 A1); the set now holds a.json of run r2 (sha256 A2)"
+    assert withdrawn["b"]["reason"] == "computed from a (sha256 A1); the set now holds a.json of run r2 (A2)"
     assert withdrawn["c"]["reason"] == "computed from b (sha256 B1); the set now holds none"
 
 
@@ -37,8 +37,15 @@ def test_the_same_bytes_again_withdraw_nothing():
     assert withdrawn == {} and kept["b"].run_id == "r1" and kept["a"].run_id == "r2"
 
 
-def _run(data: Path, run_id: str, files: dict[str, str], records: dict[str, tuple[str, dict]], side: dict[str, list[str]] | None = None) -> None:
+def _run(
+    data: Path, run_id: str, files: dict[str, str], records: dict[str, tuple[str, dict]],
+    side: dict[str, list[str]] | None = None, figures: dict[str, str] | None = None,
+) -> None:
     rs.start_run(data, run_id, {})
+    for owner, text in (figures or {}).items():  # each owner draws one figure in its own folder
+        (rs.run_dir(data, run_id) / "figures" / owner).mkdir(parents=True)
+        (rs.run_dir(data, run_id) / "figures" / owner / "plot.png").write_text(text)
+        record_figures(rs.run_dir(data, run_id), owner, owner)
     for name, text in files.items():
         (rs.run_dir(data, run_id) / "outputs").mkdir(parents=True, exist_ok=True)
         (rs.run_dir(data, run_id) / "outputs" / name).write_text(text)
@@ -58,9 +65,13 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     from persona_assets.core.view_lineage import file_digest
 
     data = tmp_path / "data"
-    _run(data, "r1", {"x.json": "x1", "pairs.csv": "p1", "directed.csv": "d1", "m.json": "m1", "t.json": "t1"},
-         {"x": ("sx", {}), "m": ("agg", {}), "t": ("agg", {})}, {"x": ["pairs.csv", "directed.csv"]})
+    _run(
+        data, "r1", {"x.json": "x1", "pairs.csv": "p1", "directed.csv": "d1", "m.json": "m1", "t.json": "t1"},
+        {"x": ("sx", {}), "m": ("agg", {}), "t": ("agg", {})}, {"x": ["pairs.csv", "directed.csv"]},
+        figures={"t": "t-png", "x": "x-png"},
+    )
     assert set(_shown(data)) == {"x.json", "pairs.csv", "directed.csv", "m.json", "t.json"}
+    assert (data / "figures" / "t" / "plot.png").read_text() == "t-png"
 
     # x again, without the directed table this time: its old directed.csv is not left beside it.
     _run(data, "r2", {"x.json": "x1", "pairs.csv": "p1"}, {"x": ("sx", {})}, {"x": ["pairs.csv"]})
@@ -74,6 +85,30 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     assert view["withdrawn"]["t"]["withdrawn_by_run"] == "r3"
     assert rs.withdrawn_from_view(data, "r3") == view["withdrawn"] and rs.withdrawn_from_view(data, "r2") == {}
     assert (data / "runs" / "r1" / "outputs" / "t.json").read_text() == "t1"  # withdrawn, not deleted
+    # The figures t drew leave the figures directory with it (the run keeps them); x's stay.
+    assert not (data / "figures" / "t" / "plot.png").exists()
+    assert (data / "runs" / "r1" / "figures" / "t" / "plot.png").read_text() == "t-png"
+    assert (data / "figures" / "x" / "plot.png").read_text() == "x-png"
+
+
+def test_a_table_written_alone_replaces_the_siblings_it_was_not_computed_next_to(tmp_path):
+    from persona_assets.core.view_lineage import computed_file, record_computed
+
+    data = tmp_path / "data"
+    _run(data, "r1", {"m.json": "m1", "t.json": "t1"}, {"m": ("agg", {}), "t": ("agg", {})})
+
+    def alone(run_id: str, t: str, m: str) -> None:  # writes t only; m computed next to it, not written
+        computed_file(rs.run_dir(data, run_id), "m", ".json").parent.mkdir(parents=True, exist_ok=True)
+        computed_file(rs.run_dir(data, run_id), "m", ".json").write_text(m)
+        record_computed(rs.run_dir(data, run_id), "m", "agg", "m.json")
+        _run(data, run_id, {"t.json": t}, {"t": ("agg", {})})
+
+    alone("r2", "t1", "m1")  # the same settings: nothing changes but t's run
+    assert _shown(data) == {"m.json": "m1", "t.json": "t1"} and rs.withdrawn_from_view(data) == {}
+    alone("r3", "t3", "m3")  # other settings: the new t stays, the m it was not computed next to goes
+    assert _shown(data) == {"t.json": "t3"}
+    reason = rs.withdrawn_from_view(data, "r3")["m"]["reason"]
+    assert reason.startswith("run r3 computed t next to m with sha256 ") or reason.startswith("computed from t (sha256 "), reason
 
 
 @st.composite
