@@ -97,7 +97,7 @@ class ResultsStore(dg.ConfigurableResource):
             for asset, why in sorted(result_sets.withdrawn_from_view(self.data_path, run_id).items()):
                 context.log.warning(
                     f"{', '.join(why['files'])} (run {why['run_id']}) withdrawn from {self.outputs_path}: "
-                    f"{why['reason']}; materialize {asset} again to bring it back"
+                    f"{why['reason']}; materialize {asset.replace('__', '/')} again to bring it back"
                 )
 
 
