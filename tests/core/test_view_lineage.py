@@ -91,6 +91,20 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     assert (data / "figures" / "x" / "plot.png").read_text() == "x-png"
 
 
+def test_a_side_file_of_a_set_without_lineage_is_replaced_by_the_runs_own(tmp_path):
+    """outputs/ written before lineage: its pairs.csv is an entry of its own ("pairs"); a run whose asset x
+    writes pairs.csv as its side file replaces it (one file, the run's), instead of two entries claiming it."""
+    data = tmp_path / "data"
+    (data / "outputs").mkdir(parents=True)
+    (data / "outputs" / "pairs.csv").write_text("old")
+    (data / "outputs" / "other.json").write_text("o")
+    _run(data, "r1", {"x.json": "x1", "pairs.csv": "new"}, {"x": ("sx", {})}, {"x": ["pairs.csv"]})
+    assert _shown(data) == {"x.json": "x1", "pairs.csv": "new", "other.json": "o"}
+    view = json.loads((data / "views" / "r1" / "view.json").read_text())
+    assert view["sources"] == {"x.json": "r1", "pairs.csv": "r1", "other.json": rs.BEFORE_VERSIONING}
+    assert set(view["entries"]) == {"x", "other"}
+
+
 def test_a_table_written_alone_replaces_the_siblings_it_was_not_computed_next_to(tmp_path):
     from persona_assets.core.view_lineage import computed_file, record_computed
 
