@@ -4,6 +4,7 @@
     <data>/runs/<run id>/outputs/      what that run materialized (JSON, CSV)
     <data>/runs/<run id>/figures/      the figures it drew
     <data>/runs/<run id>/steps/        values passed between the ops of a graph asset
+    <data>/runs/<run id>/lineage/      what each asset it wrote was computed from (view_lineage)
     <data>/views/<run id>/outputs/     a published set: the previous set with this run's files on top
     <data>/outputs -> views/<run id>/outputs   (a symbolic link, swapped atomically)
 
