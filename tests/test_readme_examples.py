@@ -171,7 +171,7 @@ def test_every_test_the_readme_names_exists():
 
 def readme_selections() -> list[str]:
     """Every `--select` value the README shows, in code blocks and in the text, in order of appearance."""
-    found = re.findall(r"--select\s+('[^']*'|\S+)", (REPO / "README.md").read_text())
+    found = re.findall(r"--select\s+('[^']*'|[^\s`]+)", (REPO / "README.md").read_text())
     return list(dict.fromkeys(shlex.split(value)[0] for value in found))
 
 
