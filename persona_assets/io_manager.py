@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from persona_assets.core import result_sets, view_lineage
 from persona_assets.storage import read_json, write_csv, write_json
 from resources.results import ResultsStore
 
@@ -26,7 +27,7 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     def _asset_stem(self, key: dg.AssetKey, run_id: str | None = None) -> Path:
         base = self.results.run_outputs(run_id) if run_id else self.results.outputs_path
-        return base / "__".join(key.path)
+        return base / _file_stem(key)
 
     def _step_path(self, output: dg.OutputContext) -> Path:
         """Where an op output without an asset goes: the same path for its writer and its readers."""
@@ -49,17 +50,46 @@ class JsonIOManager(dg.ConfigurableIOManager):
             write_json(path, obj)
             if context.has_asset_key:
                 context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        if context.has_asset_key:
+            self._record_lineage(context, path)
+
+    def _record_lineage(self, context: dg.OutputContext, path: Path) -> None:
+        """Which file of each upstream asset this one was computed from (what load_input reads), by digest:
+        publishing keeps the file only next to those same inputs (persona_assets.core.view_lineage)."""
+        inputs = {}
+        for dep in context.asset_spec.deps:
+            found = self._existing_file(dep.asset_key, context.run_id)
+            inputs[_file_stem(dep.asset_key)] = None if found is None else view_lineage.file_digest(found)
+        view_lineage.record_output(
+            self.results.run_path(context.run_id), _file_stem(context.asset_key), context.step_key, path.name, inputs
+        )
+
+    def _existing_file(self, key: dg.AssetKey, run_id: str | None) -> Path | None:
+        """The file an input of `key` is read from: the run's own when it materialized it, else the published one."""
+        stems = (self._asset_stem(key, run_id), self._asset_stem(key)) if run_id else (self._asset_stem(key),)
+        for stem in stems:
+            for suffix in (".json", ".csv"):
+                if stem.with_suffix(suffix).is_file():
+                    return stem.with_suffix(suffix)
+        return None
 
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is not None and not upstream.has_asset_key:
             return read_json(self._step_path(upstream))
-        for stem in (self._asset_stem(context.asset_key, _run_id(context)), self._asset_stem(context.asset_key)):
-            if stem.with_suffix(".json").is_file():
-                return read_json(stem.with_suffix(".json"))
-            if stem.with_suffix(".csv").is_file():
-                return pd.read_csv(stem.with_suffix(".csv"))
-        raise FileNotFoundError(f"{stem}.json: materialize {context.asset_key.to_user_string()} first")
+        found = self._existing_file(context.asset_key, _run_id(context))
+        if found is not None:
+            return read_json(found) if found.suffix == ".json" else pd.read_csv(found)
+        name = context.asset_key.to_user_string()
+        withdrawn = result_sets.withdrawn_from_view(self.results.data_path).get(_file_stem(context.asset_key))
+        why = ""
+        if withdrawn:
+            why = f" (withdrawn from the published set by run {withdrawn['withdrawn_by_run']}: {withdrawn['reason']})"
+        raise FileNotFoundError(f"{self._asset_stem(context.asset_key)}.json: materialize {name} first{why}")
+
+
+def _file_stem(key: dg.AssetKey) -> str:
+    return "__".join(key.path)
 
 
 def _run_id(context: dg.InputContext) -> str | None:

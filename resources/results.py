@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
-from persona_assets.core import result_sets
-from persona_assets.storage import read_json
+from persona_assets.core import result_sets, view_lineage
+from persona_assets.storage import read_json, write_csv, write_json
 
 
 class ResultsStore(dg.ConfigurableResource):
@@ -46,8 +47,25 @@ class ResultsStore(dg.ConfigurableResource):
     def run_outputs(self, run_id: str) -> Path:
         return self.run_path(run_id) / result_sets.OUTPUTS
 
-    def run_figures(self, run_id: str, *parts: str) -> Path:
+    def run_figures(self, run_id: str, *parts: str, owner: dg.AssetKey | None = None) -> Path:
+        """The run's figures folder (its `parts` subfolder); `owner` draws there: its figures leave the
+        figures directory when its file is withdrawn from the published set."""
+        if owner is not None:
+            view_lineage.record_figures(self.run_path(run_id), "__".join(owner.path), "/".join(parts))
         return self.run_path(run_id).joinpath("figures", *parts)
+
+    def run_side_file(self, run_id: str, owner: dg.AssetKey, name: str) -> Path:
+        """Where asset `owner` writes another file of its own into the run's outputs (published, withdrawn with it)."""
+        view_lineage.record_side_file(self.run_path(run_id), "__".join(owner.path), name)
+        return self.run_outputs(run_id) / name
+
+    def record_unselected(self, run_id: str, step: str, key: dg.AssetKey, value: Any) -> None:
+        """An op computed `key` next to its selected outputs but does not write it: keep its bytes
+        (as they would be published) so the outputs it does write are published only next to them."""
+        stem, table = "__".join(key.path), isinstance(value, pd.DataFrame)
+        path = view_lineage.computed_file(self.run_path(run_id), stem, ".csv" if table else ".json")
+        write_csv(path, value) if table else write_json(path, value)
+        view_lineage.record_computed(self.run_path(run_id), stem, step, path.name)
 
     def steps_path(self, run_id: str) -> Path:
         return self.run_path(run_id) / "steps"
@@ -82,6 +100,11 @@ class ResultsStore(dg.ConfigurableResource):
         )
         if status == result_sets.COMPLETE and context.log and not decided_before:
             context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
+            for asset, why in sorted(result_sets.withdrawn_from_view(self.data_path, run_id).items()):
+                context.log.warning(
+                    f"{', '.join(why['files'])} (run {why['run_id']}) withdrawn from {self.outputs_path}: "
+                    f"{why['reason']}; materialize {asset.replace('__', '/')} again to bring it back"
+                )
 
 
 def _inside_a_dask_task() -> bool:

@@ -11,6 +11,7 @@ command line from here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -23,6 +24,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from persona_assets.core import result_sets
 from tests.conftest import REFERENCE_STUDY, REPO
 
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
@@ -165,3 +167,40 @@ def test_every_test_the_readme_names_exists():
                 assert f"def {match.group(2)}(" in source, f"{current}::{match.group(2)}"
                 cited += 1
     assert cited > 50
+
+
+def readme_selections() -> list[str]:
+    """Every `--select` value the README shows, in code blocks and in the text, in order of appearance."""
+    found = re.findall(r"--select\s+('[^']*'|[^\s`]+)", (REPO / "README.md").read_text())
+    return list(dict.fromkeys(shlex.split(value)[0] for value in found))
+
+
+def test_every_readme_selection_runs_on_the_ci_config(tiny_model_dir, tmp_path):
+    """Each selection the README shows runs through the CLI, as a user types it, on configs/ci.yaml with
+    the tiny model (`PERSONA_MODEL`), one after the other on one data directory: first the whole
+    graph, then the others on top (`divergence_matrices*` reads the first run's generations). A
+    selection naming one of the three divergence tables without the others used to end in
+    DagsterInvalidSubsetError."""
+    selections = readme_selections()
+    assert {"*", "divergence_matrices*", "group:legacy"} <= set(selections), selections
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), "PERSONA_MODEL": str(tiny_model_dir)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    data = Path(env["PERSONA_DATA_DIR"])
+    run_ids = {}
+    for selection in sorted(selections, key=lambda s: s != "*"):
+        command = [dagster, "asset", "materialize", "-m", "persona_assets.definitions", "--select", selection, "-c", "configs/ci.yaml"]
+        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        output = run.stdout + run.stderr
+        assert run.returncode == 0 and "DagsterInvalidSubsetError" not in output, (selection, output[-4000:])
+        [new] = [r for r in result_sets.list_runs(data) if r["run_id"] not in run_ids.values()]
+        assert new["status"] == result_sets.COMPLETE and new["published"], (selection, output[-4000:])
+        run_ids[selection] = new["run_id"]
+    sources = json.loads(((data / "outputs").resolve().parent / "view.json").read_text())["sources"]
+    # `divergence_matrices*` wrote divergence_matrices and everything below it; its sibling tables,
+    # not selected, are the first run's (the same eval set, generations and settings).
+    assert sources["divergence_matrices.json"] == run_ids["divergence_matrices*"]
+    assert sources["kill_gate_verdicts.json"] == run_ids["divergence_matrices*"]
+    assert sources["divergence_per_response.csv"] == run_ids["*"]
+    assert sources["generations.json"] == run_ids["*"]

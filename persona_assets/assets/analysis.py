@@ -150,9 +150,10 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         result, pairs, directed = analyses.leakage_correlations(
             _inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
         )
-        write_csv(results.run_outputs(context.run.run_id) / f"{stem}pairs.csv", pairs)
+        write_csv(results.run_side_file(context.run.run_id, context.asset_key, f"{stem}pairs.csv"), pairs)
         if len(directed):
-            write_csv(results.run_outputs(context.run.run_id) / f"{stem}directed_leakage_pairs.csv", directed)
+            directed_name = f"{stem}directed_leakage_pairs.csv"
+            write_csv(results.run_side_file(context.run.run_id, context.asset_key, directed_name), directed)
         metadata = {f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()}
         metadata["leakage_available"] = result["leakage"]["available"]
         metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]

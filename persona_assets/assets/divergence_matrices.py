@@ -149,10 +149,11 @@ def _run_totals(shard_results: list[dict], remainder: ScoreStats) -> dict[str, A
 
 
 @dg.op(
+    # Not required: a run that selects only some of the three emits only those (the graph asset can be subset).
     out={
-        "divergence_matrices": dg.Out(dict),
-        "divergence_per_response": dg.Out(pd.DataFrame),
-        "divergence_per_pair_question": dg.Out(pd.DataFrame),
+        "divergence_matrices": dg.Out(dict, is_required=False),
+        "divergence_per_response": dg.Out(pd.DataFrame, is_required=False),
+        "divergence_per_pair_question": dg.Out(pd.DataFrame, is_required=False),
     },
     tags=MODEL_STEP_TAG,
     description="Reads every response's divergences from the cache (scoring any remainder) into matrices and tables.",
@@ -199,31 +200,31 @@ def aggregate_divergences(
                 f"scored on the re-tokenised ids, as the earlier study did: {listed}"
             )
     seconds = scored.pop("seconds")
+    selected = context.selected_output_names
     floor_nats = noise_floor["js_abs_nats"]
-    context.add_output_metadata(
-        output_name="divergence_matrices",
-        metadata={
-            "headline": _headline(upper, floor_nats, len(names)),
-            "js_matrix": matrix_table(names, matrices.js),
-            "kl_matrix": matrix_table(names, matrices.kl),  # KL(row ‖ column)
-            "averaging": config.averaging,
-            "shards": config.shards,
-            "js_mean": rounded(float(upper.mean())),
-            "js_min": rounded(float(upper.min())),
-            "js_max": rounded(float(upper.max())),
-            "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
-            "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
-            "noise_floor": dg.MetadataValue.json(noise_floor),
-            "noise_floor_seconds": rounded(noise_floor_seconds, 3),
-            "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
-            "responses": len(jobs),
-            **rule_metadata,
-            **scored,
-            "teacher_forcing_seconds": rounded(seconds, 3),
-            "tokens_per_second": scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None,
-            "aggregate_seconds": rounded(time.monotonic() - started, 3),
-        },
-    )
+    metadata = {
+        "headline": _headline(upper, floor_nats, len(names)),
+        "js_matrix": matrix_table(names, matrices.js),
+        "kl_matrix": matrix_table(names, matrices.kl),  # KL(row ‖ column)
+        "averaging": config.averaging,
+        "shards": config.shards,
+        "js_mean": rounded(float(upper.mean())),
+        "js_min": rounded(float(upper.min())),
+        "js_max": rounded(float(upper.max())),
+        "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
+        "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
+        "noise_floor": dg.MetadataValue.json(noise_floor),
+        "noise_floor_seconds": rounded(noise_floor_seconds, 3),
+        "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
+        "responses": len(jobs),
+        **rule_metadata,
+        **scored,
+        "teacher_forcing_seconds": rounded(seconds, 3),
+        "tokens_per_second": (
+            scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None
+        ),
+        "aggregate_seconds": rounded(time.monotonic() - started, 3),
+    }
     model = llm.describe()
     value = {
         "model": model,
@@ -243,8 +244,18 @@ def aggregate_divergences(
         ],
         "noise_floor": noise_floor,
     }
-    return value, per_response, table
-
+    # All three come from the same cached values at no extra cost; only the selected ones are emitted,
+    # so a selection naming one of them (e.g. `divergence_matrices*`) runs and leaves the others as they were.
+    values = {
+        "divergence_matrices": value, "divergence_per_response": per_response, "divergence_per_pair_question": table
+    }
+    unselected = sorted(set(values) - set(selected))
+    if unselected:
+        context.log.info(f"not selected in this run, so not written: {', '.join(unselected)}")
+    for name in unselected:  # what the written ones were computed next to (published only next to these bytes)
+        results.record_unselected(context.run.run_id, str(context.op_handle), dg.AssetKey(name), values[name])
+    for name in sorted(set(values) & set(selected)):
+        yield dg.Output(values[name], output_name=name, metadata=metadata if name == "divergence_matrices" else None)
 
 def _headline(upper: np.ndarray, floor_nats: float | None, n_personas: int) -> str:
     """One line: the pair JS range and how many pairs clear the noise floor."""
@@ -299,6 +310,7 @@ _divergence_settings = dg.ConfigMapping(
     },
     group_name="model",
     config=_divergence_settings,
+    can_subset=True,  # any one of the three can be selected (README: --select 'divergence_matrices*')
 )
 def divergence_matrices(eval_set: dict, generations: dict):
     shards = plan_teacher_forcing(generations)

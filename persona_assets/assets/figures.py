@@ -224,7 +224,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         if (missing := _unavailable(inputs)) is not None:
             return missing
         built = build_figures(_inputs(inputs), leakage_correlations)
-        directory = results.run_figures(context.run.run_id, *prefix)
+        directory = results.run_figures(context.run.run_id, *prefix, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
         files = {stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}

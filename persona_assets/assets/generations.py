@@ -78,7 +78,7 @@ def generations(
             }
         )
     table = pd.DataFrame(responses).drop(columns=["token_ids"])
-    write_csv(results.run_outputs(context.run.run_id) / "generations.csv", table)
+    write_csv(results.run_side_file(context.run.run_id, context.asset_key, "generations.csv"), table)
     quality = response_quality(responses)
     if quality["n_empty"]:
         context.log.warning(f"{quality['n_empty']} empty responses: {', '.join(quality['empty'][:20])}")

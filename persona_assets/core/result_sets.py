@@ -4,6 +4,7 @@
     <data>/runs/<run id>/outputs/      what that run materialized (JSON, CSV)
     <data>/runs/<run id>/figures/      the figures it drew
     <data>/runs/<run id>/steps/        values passed between the ops of a graph asset
+    <data>/runs/<run id>/lineage/      what each asset it wrote was computed from (view_lineage)
     <data>/views/<run id>/outputs/     a published set: the previous set with this run's files on top
     <data>/outputs -> views/<run id>/outputs   (a symbolic link, swapped atomically)
 
@@ -14,7 +15,11 @@ changes `outputs/` or the figures directory; its own files stay under runs/<run 
 run.json. `view.json` in each view says which run every file came from.
 
 A run that materializes only part of the graph is published on top of the previous set: files of
-assets it did not materialize are the earlier runs' (view.json names them).
+assets it did not materialize are the earlier runs' (view.json names them) — as long as they still
+fit the set. An earlier file computed from an input that this run changed (other personas,
+questions, model or settings give other bytes) is withdrawn from the view, and so is everything
+computed from it (view_lineage.consistent_set); view.json lists what was withdrawn and why. So
+`outputs/` is always one experiment, perhaps an incomplete one.
 
 No dagster import.
 """
@@ -28,6 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from persona_assets.core import view_lineage
 from persona_assets.storage import atomic_write_bytes, exclusive_lock, read_json, write_json
 
 RUNS, VIEWS, OUTPUTS, MANIFEST, VIEW_MANIFEST = "runs", "views", "outputs", "run.json", "view.json"
@@ -83,7 +89,8 @@ def _point_outputs_at(data_dir: Path, view_outputs: Path) -> None:
 
 
 def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
-    """Make the run's outputs the latest set (on top of the previous one); copy its figures."""
+    """Make the run's outputs the latest set: on top of the previous one, less what no longer fits it
+    (view_lineage.consistent_set); copy its figures."""
     data_dir = Path(data_dir)
     own = run_dir(data_dir, run_id) / OUTPUTS
     with exclusive_lock(data_dir / VIEWS):
@@ -91,22 +98,32 @@ def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
         view = data_dir / VIEWS / run_id / OUTPUTS
         if view.exists():
             shutil.rmtree(view)
+        earlier = _view_entries(previous) if previous is not None else {}
+        produced = view_lineage.produced_entries(run_dir(data_dir, run_id), run_id, own)
+        kept, withdrawn_now = view_lineage.consistent_set(earlier, produced)
         sources: dict[str, str] = {}
-        if previous is not None:
-            earlier = _view_sources(previous)
-            for path in _files(previous):
-                name = str(path.relative_to(previous))
-                _link_or_copy(path, view / name)
-                sources[name] = earlier.get(name, BEFORE_VERSIONING)
-        if own.is_dir():
-            for path in _files(own):
-                name = str(path.relative_to(own))
-                (view / name).unlink(missing_ok=True)
-                _link_or_copy(path, view / name)
-                sources[name] = run_id
+        for asset, entry in kept.items():
+            root = own if asset in produced else previous
+            for name in entry.files:
+                _link_or_copy(root / name, view / name)
+                sources[name] = entry.run_id
         view.mkdir(parents=True, exist_ok=True)
-        write_json(view.parent / VIEW_MANIFEST, {"run_id": run_id, "published": time.time(), "sources": sources})
+        earlier_withdrawn = _view_manifest(previous).get("withdrawn", {}) if previous is not None else {}
+        withdrawn = {a: w for a, w in earlier_withdrawn.items() if a not in kept}
+        withdrawn.update({a: {**w, "withdrawn_by_run": run_id} for a, w in withdrawn_now.items()})
+        write_json(
+            view.parent / VIEW_MANIFEST,
+            {
+                "run_id": run_id,
+                "published": time.time(),
+                "sources": sources,
+                "entries": {asset: entry.to_dict() for asset, entry in sorted(kept.items())},
+                "withdrawn": withdrawn,
+            },
+        )
         _point_outputs_at(data_dir, view)
+        for asset, why in withdrawn_now.items():
+            _withdraw_figures(data_dir, Path(figures_dir), asset, why["run_id"])
     figures = run_dir(data_dir, run_id) / "figures"
     if figures.is_dir():
         for path in _files(figures):
@@ -114,9 +131,32 @@ def publish(data_dir: Path, run_id: str, figures_dir: Path) -> Path:
     return view
 
 
-def _view_sources(view_outputs: Path) -> dict[str, str]:
+def _withdraw_figures(data_dir: Path, figures_dir: Path, asset: str, source_run: str) -> None:
+    """Remove from the figures directory the copies of figures a withdrawn asset drew (the run keeps its own)."""
+    drawn = run_dir(data_dir, source_run) / "figures"
+    for name in view_lineage.figures_of(run_dir(data_dir, source_run), asset):
+        shown = figures_dir / name
+        if shown.is_file() and shown.read_bytes() == (drawn / name).read_bytes():  # not since redrawn by another run
+            shown.unlink()
+
+
+def _view_manifest(view_outputs: Path) -> dict[str, Any]:
     manifest = view_outputs.parent / VIEW_MANIFEST
-    return read_json(manifest).get("sources", {}) if manifest.is_file() else {}
+    return read_json(manifest) if manifest.is_file() else {}
+
+
+def _view_entries(view_outputs: Path) -> dict[str, view_lineage.Entry]:
+    manifest = _view_manifest(view_outputs)
+    if "entries" in manifest:
+        return {asset: view_lineage.Entry.from_dict(entry) for asset, entry in manifest["entries"].items()}
+    return view_lineage.entries_without_lineage(view_outputs, manifest.get("sources", {}), BEFORE_VERSIONING)
+
+
+def withdrawn_from_view(data_dir: Path, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Entries missing from the published set because they no longer fit it, with why (only those `run_id` withdrew)."""
+    view = current_view(data_dir)
+    withdrawn = _view_manifest(view).get("withdrawn", {}) if view is not None else {}
+    return {a: w for a, w in withdrawn.items() if run_id is None or w.get("withdrawn_by_run") == run_id}
 
 
 def finish_run(data_dir: Path, run_id: str, *, complete: bool, failed_steps: list[str], figures_dir: Path) -> str | None:

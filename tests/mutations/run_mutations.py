@@ -77,6 +77,15 @@ MUTATIONS = [
         # (tests/test_versioned_results.py also fails under it, through the graph: too slow to repeat here)
         ("tests/core/test_result_sets.py::test_a_complete_run_is_published_and_a_failed_one_is_not",),
     ),
+    Mutation(
+        "layered sets: publishing withdraws nothing, files of two experiments side by side",
+        "persona_assets/core/view_lineage.py",
+        "    while (found := _first_inconsistency(candidate, set(produced), overridden)) is not None:\n",
+        "    while (found := None) is not None:\n",
+        # (tests/test_published_set_consistency.py also fails under it, through the graph: too slow to repeat here)
+        ("tests/core/test_view_lineage.py::test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else",
+         "tests/core/test_view_lineage.py::test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other"),
+    ),
 ]
 
 
