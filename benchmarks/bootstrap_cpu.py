@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.hardware import cpu_model  # noqa: E402
-from persona_assets.core.statistics import correlate  # noqa: E402
+from persona_assets.stats.correlate import correlate  # noqa: E402
 
 
 def clustered_pairs(n_clusters: int, size: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Benchmark: calibration of the tests by simulation (size under nulls, power under planted relations).
 
-For each scenario of `persona_assets.core.calibration` (null with persona effects for JS vs
+For each scenario of `persona_assets.stats.calibration` (null with persona effects for JS vs
 cosine; nulls with source, target, and source + target effects for JS vs leakage; equal
 predictors for the difference test; the question bootstrap's pair-JS CI), runs `--sims` seeded
 simulations and prints every test's rejection rate with its Monte-Carlo SE. Under a null the
@@ -9,7 +9,7 @@ that rejects at exactly 5%); the older tests that assume
 independent pairs are printed too, for comparison. Prints the hardware and the settings.
 
 With ``--designs N`` it then runs N simulations of each verdict design of
-`persona_assets.core.calibration_designs`: how often each interval a verdict or headline uses misses
+`persona_assets.analysis.calibration_designs`: how often each interval a verdict or headline uses misses
 the truth, how often each gate is "decided by the data" on the wrong side near its threshold, and
 the tests' and persona-bootstrap CIs' rejections under leakage nulls with dual-role personas.
 
@@ -60,7 +60,7 @@ def main() -> None:
     import numpy as np
     import scipy
 
-    from persona_assets.core import calibration as cal
+    from persona_assets.stats import calibration as cal
 
     settings = cal.Settings(n_perm=args.perms, n_boot=args.boots)
     print(f"hardware: {cpu_model()}; {os.cpu_count()} CPUs visible; {platform.platform()}")
@@ -87,7 +87,7 @@ def main() -> None:
 
 def designs(n_sims: int, seed: int, skip: int = 0) -> None:
     """Coverage of the verdicts' intervals and wrong-side rates of the gates (calibration_designs)."""
-    from persona_assets.core import calibration_designs as cd
+    from persona_assets.analysis import calibration_designs as cd
 
     se5, se25 = cd.math.sqrt(0.05 * 0.95 / n_sims), cd.math.sqrt(0.025 * 0.975 / n_sims)
     print(f"\n== verdict designs: {n_sims} simulations each; MC s.e. at 5%: {se5:.4f}, at 2.5%: {se25:.4f}; "

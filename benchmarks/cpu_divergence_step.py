@@ -73,8 +73,8 @@ class PhaseTimers:
 
 def install_timers() -> PhaseTimers:
     import persona_assets.assets.divergence_matrices as asset
-    import persona_assets.core.divergence as divergence
-    import persona_assets.core.divergence_store as store
+    import persona_assets.measure.divergence as divergence
+    import persona_assets.measure.divergence_store as store
     import resources.hf_engine as hf_engine
     import resources.llm as llm
 

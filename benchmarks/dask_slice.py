@@ -50,7 +50,7 @@ def score_slice_shard(config: SliceConfig, shard: int) -> dict:
     import torch
 
     from benchmarks.gpu_scale import EngineScorer, _flops, build_model, make_jobs
-    from persona_assets.core.divergence_store import DivergenceCache, score_missing, shard_of
+    from persona_assets.measure.divergence_store import DivergenceCache, score_missing, shard_of
     from resources.hf_engine import HFEngine
 
     entered = time.time()

@@ -49,7 +49,7 @@ def settings(config_path: Path) -> dict:
 
 
 def generate(llm, evals, config, work: Path) -> dict:
-    from persona_assets.core.generation_cache import GenerationCache, generation_items
+    from persona_assets.runs.generation_cache import GenerationCache, generation_items
 
     cache = GenerationCache(work / "cache" / "generations")
     items = generation_items(llm, evals, config.max_new_tokens)
@@ -62,7 +62,7 @@ def generate(llm, evals, config, work: Path) -> dict:
                           "hit_max_new_tokens": output.hit_max_new_tokens, "cache_key": item["key"]})
     import pandas as pd
 
-    from persona_assets.storage import write_csv
+    from persona_assets.runs.storage import write_csv
 
     write_csv(work / "outputs" / "generations.csv", pd.DataFrame(responses).drop(columns=["token_ids"]))
     return {"persona_names": evals.persona_names, "responses": responses,
@@ -70,7 +70,7 @@ def generate(llm, evals, config, work: Path) -> dict:
 
 
 def cosine(llm, evals, config) -> dict:
-    from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
+    from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
 
     layers = list(config.layers) or default_layers(llm.num_layers())
     prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
@@ -82,9 +82,9 @@ def cosine(llm, evals, config) -> dict:
 
 
 def divergences(llm, evals, generations, config, work: Path):
-    from persona_assets.core.divergence_store import DivergenceCache, score_missing
-    from persona_assets.core.response_jobs import response_jobs
-    from resources.noise_floor_scoring import measure_noise_floor
+    from persona_assets.measure.divergence_store import DivergenceCache, score_missing
+    from persona_assets.measure.response_jobs import response_jobs
+    from resources.floor_rescoring import measure_noise_floor
 
     jobs = response_jobs(llm, evals.to_dict(), generations, config.averaging)
     stats = score_missing(llm, jobs, DivergenceCache(work / "cache" / "divergences"), max_scorers_per_pass=config.max_scorers_per_pass,
@@ -98,9 +98,9 @@ def divergences(llm, evals, generations, config, work: Path):
 
 
 def aggregate(generations, jobs, config, floor, work: Path) -> tuple:
-    from persona_assets.core.aggregate import pair_matrices, pair_question_table, per_response_table
-    from persona_assets.core.divergence_store import DivergenceCache, cached_rows
-    from persona_assets.storage import write_csv
+    from persona_assets.measure.aggregate import pair_matrices, pair_question_table, per_response_table
+    from persona_assets.measure.divergence_store import DivergenceCache, cached_rows
+    from persona_assets.runs.storage import write_csv
 
     names = generations["persona_names"]
     values = cached_rows(jobs, DivergenceCache(work / "cache" / "divergences"))
@@ -114,8 +114,8 @@ def aggregate(generations, jobs, config, floor, work: Path) -> tuple:
 
 
 def analyse(divergence_matrices, per_response, table, persona_cosine, configs) -> tuple:
-    from persona_assets.core import analyses
-    from persona_assets.core.analysis_inputs import inputs_from_run
+    from persona_assets.analysis import correlation_report as analyses
+    from persona_assets.analysis.matrices import inputs_from_run
 
     leakage = {"available": False, "note": "no leakage_path configured: leakage analyses are skipped", "rows": []}
     inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage, per_response, table)
@@ -136,7 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
-    from persona_assets.core.eval_set import build_eval_set
+    from persona_assets.inputs.eval_set import build_eval_set
     from resources.llm import CpuLLM, GpuLLM
 
     configs = settings(Path(args.config))

@@ -17,7 +17,7 @@ A random model rarely emits its stop token, so every response runs to 512 tokens
 Leakage is a user input; a seeded random table of all directed pairs stands in for it so that every
 leakage analysis and the hero figure run (their cost does not depend on the values).
 
-Imports only torch/transformers/numpy/yaml and this repository's resources/ and persona_assets/core
+Imports only torch/transformers/numpy/yaml and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}
 (GpuLLM itself imports dagster, so `EngineLLM` below repeats its two delegations). Stages whose
 packages are missing on the GPU machine (pandas, scipy, altair, vl-convert, dagster for the figures
 module) are not run there: their inputs are written to --save-dir, and
@@ -45,16 +45,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers  # noqa: E402
-from persona_assets.core.divergence_store import (  # noqa: E402
+from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers  # noqa: E402
+from persona_assets.measure.divergence_store import (  # noqa: E402
     DivergenceCache,
     ResponseJob,
     cached_rows,
     response_key,
     score_missing,
 )
-from persona_assets.core.eval_set import build_eval_set  # noqa: E402
-from persona_assets.core.generation_cache import GenerationCache, generation_items  # noqa: E402
+from persona_assets.inputs.eval_set import build_eval_set  # noqa: E402
+from persona_assets.runs.generation_cache import GenerationCache, generation_items  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The goals of the issue "teacher forcing at 1.2 x the hardware floor" (generation: the earlier issue's).
@@ -132,7 +132,7 @@ class EngineLLM:
         return self.scoring_engine(self.dtype)  # the loaded dtype (generation, hidden states), as LLMResource
 
     def scoring_engine(self, dtype: str | None = None):
-        from resources.precision import cast_engine
+        from resources.weight_upcast import cast_engine
 
         cast_engine(self.engine, dtype or self.scoring_dtype)
         return self.engine
@@ -250,7 +250,7 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     if importlib.util.find_spec("pandas") is not None:
         import pandas as pd
 
-        from persona_assets.storage import write_csv
+        from persona_assets.runs.storage import write_csv
 
         write_csv(work / "outputs" / "generations.csv", pd.DataFrame(responses).drop(columns=["token_ids"]))
     n_tokens = [r["n_tokens"] for r in responses]
@@ -310,9 +310,9 @@ def log_value_differences(label: str, reference: list, values: list) -> None:
 
 
 def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: dict, variant: str) -> None:
-    """The run's noise floor (resources/noise_floor_scoring.py, as the divergence asset measures it) on
+    """The run's noise floor (resources/floor_rescoring.py, as the divergence asset measures it) on
     the first variant's path: how far batch composition alone moves a response-mean value."""
-    from resources.noise_floor_scoring import measure_noise_floor
+    from resources.floor_rescoring import measure_noise_floor
 
     parts = variant.split("+")
     llm.shared_prefixes, llm.liger = "shared" in parts, "liger" in parts
@@ -340,8 +340,8 @@ def run_aggregation(state: dict, work: Path) -> dict:
     """What divergence_matrices does after scoring: matrices, per-(pair, question) table, CSVs."""
     import pandas as pd
 
-    from persona_assets.core.aggregate import pair_matrices, pair_question_table
-    from persona_assets.storage import write_csv
+    from persona_assets.measure.aggregate import pair_matrices, pair_question_table
+    from persona_assets.runs.storage import write_csv
 
     names = state["persona_names"]
     per_response = pd.DataFrame(state["rows"])
@@ -358,8 +358,8 @@ def run_analysis(args, divergence_matrices: dict, persona_cosine: dict, leakage:
     """analysis_inputs, cosine_precheck, leakage_correlations, kill_gate_verdicts (asset defaults)."""
     import pandas as pd
 
-    from persona_assets.core import analyses
-    from persona_assets.core.analysis_inputs import inputs_from_run
+    from persona_assets.analysis import correlation_report as analyses
+    from persona_assets.analysis.matrices import inputs_from_run
 
     per_response = pd.read_csv(divergence_matrices["per_response_csv"])
     inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage, per_response)
@@ -374,7 +374,7 @@ def run_analysis(args, divergence_matrices: dict, persona_cosine: dict, leakage:
 
 def run_figures(inputs, correlations, work: Path) -> int:
     from persona_assets.assets.figures import build_figures
-    from persona_assets.core import charts
+    from persona_assets.analysis import charts
 
     built = build_figures(inputs, correlations)
     for stem, chart in built.items():

@@ -12,7 +12,7 @@ Wall time = last shard's end − first shard's start. Prints tokens/s, MFU (usef
 measured bf16 matmul peak of GPU 0 and the H100 SXM datasheet 989 TFLOP/s), peak memory per GPU,
 the speed-up, and how far the K-GPU cache entries lie from the 1-GPU ones.
 
-Imports only torch, transformers and this repository's resources/ and persona_assets/core:
+Imports only torch, transformers and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}:
     PYTHONPATH=. python benchmarks/gpu_scale.py --gpus 1,2
     PYTHONPATH=. python benchmarks/gpu_scale.py --tiny           # CPU smoke test
 """
@@ -50,7 +50,7 @@ def build_model(tiny: bool, device: str):
 
 def make_jobs(args, vocab: int):
     """ResponseJobs of the slice: N personas' prompts per question, S sources' responses."""
-    from persona_assets.core.divergence_store import ResponseJob
+    from persona_assets.measure.divergence_store import ResponseJob
 
     gen = torch.Generator().manual_seed(1)
 
@@ -83,7 +83,7 @@ class EngineScorer:
 
 
 def worker(rank: int, n_gpus: int, args_dict: dict, cache_dir: str, barrier, queue) -> None:
-    from persona_assets.core.divergence_store import DivergenceCache, score_missing, shard_of
+    from persona_assets.measure.divergence_store import DivergenceCache, score_missing, shard_of
     from resources.hf_engine import HFEngine
 
     args = argparse.Namespace(**args_dict)
@@ -122,7 +122,7 @@ def worker(rank: int, n_gpus: int, args_dict: dict, cache_dir: str, barrier, que
 
 
 def _scorers(job, max_scorers: int) -> list[int]:
-    from persona_assets.core.divergence_store import scoring_passes
+    from persona_assets.measure.divergence_store import scoring_passes
 
     return [s for scorers, _, _ in scoring_passes(job.pairs, max_scorers) for s in scorers]
 

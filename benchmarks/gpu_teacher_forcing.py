@@ -9,7 +9,7 @@ generate()), the kernel's accuracy against the float64 reference, and the noise 
 response alone / padded batch / packed; bf16 vs fp32 forward).
 
 Imports only torch, transformers, numpy and this repository's resources/ and
-persona_assets/core modules, so it runs on a bare GPU machine:
+persona_assets/{measure,stats,analysis,inputs,runs} modules, so it runs on a bare GPU machine:
     PYTHONPATH=. python benchmarks/gpu_teacher_forcing.py
 and on CPU with a tiny config (CI smoke test):
     PYTHONPATH=. python benchmarks/gpu_teacher_forcing.py --tiny
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from persona_assets.core.divergence import pair_divergences  # noqa: E402
+from persona_assets.measure.divergence import pair_divergences  # noqa: E402
 from resources.fast_divergence import fast_pair_divergences, row_logsumexp, triton_available  # noqa: E402
 from resources.fast_engine import batch_response_divergences, lm_head_logits, pack_items  # noqa: E402
 from resources.hf_engine import HFEngine  # noqa: E402

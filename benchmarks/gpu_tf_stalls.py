@@ -119,7 +119,7 @@ def build_jobs(args, llm, evals, vocab: int):
 
 def scoring_pass(args, llm, jobs, cache_dir: Path, sync):
     """One score_missing pass with host timers; returns (wall s, engine-call timer, put timer)."""
-    from persona_assets.core.divergence_store import DivergenceCache, score_missing
+    from persona_assets.measure.divergence_store import DivergenceCache, score_missing
 
     cache = DivergenceCache(cache_dir)
     calls, puts = Timed(llm.batch_response_divergences), Timed(cache.put)
@@ -139,7 +139,7 @@ def profiled_pass(args, llm, jobs, cache_dir: Path, trace_path: Path) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from persona_assets.core.divergence_store import DivergenceCache, score_missing
+    from persona_assets.measure.divergence_store import DivergenceCache, score_missing
 
     cache = DivergenceCache(cache_dir)
     calls = Timed(llm.batch_response_divergences)
@@ -209,8 +209,8 @@ def main() -> None:
     import persona_assets
     import resources
     from benchmarks.gpu_phase1 import EngineLLM, build_engine, load_tokenizer
-    from persona_assets.core.divergence_store import DivergenceCache, cached_rows
-    from persona_assets.core.eval_set import build_eval_set
+    from persona_assets.measure.divergence_store import DivergenceCache, cached_rows
+    from persona_assets.inputs.eval_set import build_eval_set
 
     device = "cpu" if args.tiny or not torch.cuda.is_available() else "cuda"
     if args.tiny:

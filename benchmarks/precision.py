@@ -42,7 +42,7 @@ def engines(args, device: str):
     import torch
 
     from resources.hf_engine import HFEngine
-    from resources.precision import cast_engine
+    from resources.weight_upcast import cast_engine
 
     if args.model == "random-7b":
         from benchmarks.gpu_phase1 import build_engine
@@ -140,8 +140,8 @@ def main() -> None:
     import transformers
 
     from benchmarks.hardware import describe
-    from persona_assets.core.eval_set import build_eval_set
-    from resources.noise_floor_scoring import measure_noise_floor
+    from persona_assets.inputs.eval_set import build_eval_set
+    from resources.floor_rescoring import measure_noise_floor
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     log("== hardware and versions")

@@ -146,10 +146,10 @@ class EngineScorer:
         self.engine = engine
 
     def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
-        from persona_assets.core.divergence import pair_divergences
+        from persona_assets.measure.divergence import pair_divergences
 
         try:
-            from persona_assets.core.divergence import DivergenceWorkspace
+            from persona_assets.measure.divergence import DivergenceWorkspace
         except ImportError:
             DivergenceWorkspace = None  # noqa: N806
 
@@ -169,7 +169,7 @@ def measure_without_dagster(n: int, model_dir: Path, root: Path, args) -> dict:
     """
     import yaml
 
-    from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, cached_rows, response_key, score_missing
+    from persona_assets.measure.divergence_store import DivergenceCache, ResponseJob, cached_rows, response_key, score_missing
     from resources.hf_engine import HFEngine
 
     engine = HFEngine.load(str(model_dir))

@@ -13,7 +13,7 @@ import numpy as np
 from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
-from persona_assets.core.response_quality import response_quality
+from persona_assets.inputs.response_quality import response_quality
 
 DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
 TOLERANCE = 1e-9

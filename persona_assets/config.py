@@ -14,8 +14,8 @@ import math
 import dagster as dg
 from pydantic import Field, field_validator
 
-from persona_assets.core.aggregate import AVERAGING_MODES
-from persona_assets.core.permutation_tests import DEFAULT_N_PERMUTATIONS
+from persona_assets.measure.aggregate import AVERAGING_MODES
+from persona_assets.stats.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
 LN2 = math.log(2)  # the largest JS divergence in nats
@@ -96,7 +96,7 @@ class DivergenceConfig(dg.Config):
     @field_validator("scoring_rule")
     @classmethod
     def _known_scoring_rule(cls, rule: str) -> str:
-        from persona_assets.core.scoring_rule import SCORING_RULES
+        from persona_assets.measure.scoring_rule import SCORING_RULES
 
         if rule not in SCORING_RULES:
             raise ValueError(f"scoring_rule must be one of {list(SCORING_RULES)}")

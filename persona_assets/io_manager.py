@@ -15,8 +15,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from persona_assets.core import result_sets, view_lineage
-from persona_assets.storage import read_json, write_csv, write_json
+from persona_assets.runs import result_sets
+from persona_assets.runs import view_lineage
+from persona_assets.runs.storage import read_json, write_csv, write_json
 from resources.results import ResultsStore
 
 
@@ -55,7 +56,7 @@ class JsonIOManager(dg.ConfigurableIOManager):
 
     def _record_lineage(self, context: dg.OutputContext, path: Path) -> None:
         """Which file of each upstream asset this one was computed from (what load_input reads), by digest:
-        publishing keeps the file only next to those same inputs (persona_assets.core.view_lineage)."""
+        publishing keeps the file only next to those same inputs (persona_assets.runs.view_lineage)."""
         inputs = {}
         for dep in context.asset_spec.deps:
             found = self._existing_file(dep.asset_key, context.run_id)

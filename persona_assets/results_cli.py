@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from persona_assets.core import result_sets
+from persona_assets.runs import result_sets
 from persona_assets.environment import data_dir_for_scripts
 
 

@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from persona_assets import config as run_configs
-from persona_assets.core.errors import InputError, quoted
+from persona_assets.runs.errors import InputError, quoted
 
 def _config_class_of_op(op_def: dg.OpDefinition) -> type[dg.Config] | None:
     """The dg.Config class an op's function takes (Dagster builds it from run config at step start)."""
@@ -121,8 +121,8 @@ def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[s
     fails the run's first step, not the analysis after hours of model work. A leakage table must
     also share at least one pair with the run's personas.
     """
-    from persona_assets.core.leakage import load_leakage, restrict_to_personas
-    from persona_assets.formats import load_cosine_leakage_file
+    from persona_assets.inputs.leakage import load_leakage, restrict_to_personas
+    from persona_assets.inputs.formats import load_cosine_leakage_file
 
     problems: list[str] = []
     for op_name, op_config in (run_config.get("ops") or {}).items():

@@ -3,7 +3,7 @@
 Open-source Dagster has no asset-check sensor, and non-blocking failures leave the run green, so
 one sensor watches runs as they end (success, failure or cancellation: `fetch_run_status_changes`)
 and reads each ended run's asset-check evaluations (`get_records_for_run`). An alert goes out when
-a check's outcome changes (`persona_assets.core.alerts.changed_outcomes`): it fails for the first
+a check's outcome changes (`persona_assets.runs.alerts.changed_outcomes`): it fails for the first
 time, fails with other evidence (other inputs), or passes after failing. A failure repeated with
 the same evidence — a re-run of unchanged inputs, the bundled study's historical kill checks on
 every "Materialize all" — is not alerted again. Sinks come from the `alerts` resource
@@ -30,7 +30,7 @@ from typing import Any
 
 import dagster as dg
 
-from persona_assets.core.alerts import FAILED, changed_outcomes, deliver, outcome_signature, recorded_somewhere
+from persona_assets.runs.alerts import FAILED, changed_outcomes, deliver, outcome_signature, recorded_somewhere
 from resources.alert_sinks import AlertSinks
 
 TICK_BUDGET_S = 40.0

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from persona_assets.core.difference_power import power_text
-from persona_assets.core.response_quality import response_quality
+from persona_assets.stats.difference_power import power_text
+from persona_assets.inputs.response_quality import response_quality
 from persona_assets.environment import data_dir_for_scripts
 
 LEGACY_PREFIX = "legacy__"

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from persona_assets.core.alerts import WebhookPolicy
+from persona_assets.runs.alerts import WebhookPolicy
 from resources.results import ResultsStore
 
 

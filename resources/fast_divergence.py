@@ -1,6 +1,6 @@
 """Fast per-token JS / KL between scorer pairs, from logits, in float32 with bounded memory.
 
-The float64 reference (`persona_assets.core.divergence.pair_divergences`) converts a whole
+The float64 reference (`persona_assets.measure.divergence.pair_divergences`) converts a whole
 [chunk, T, V] block to float64 and is far too slow on a GPU for 152k-token vocabularies. This
 module computes the same three quantities from raw logits [S, T, V] (any float dtype):
 
@@ -38,8 +38,8 @@ from collections.abc import Sequence
 
 import torch
 
-from persona_assets.core.divergence import TokenDivergences, _pair_index
-from persona_assets.core.scoring_faults import raise_if_non_finite
+from persona_assets.measure.divergence import TokenDivergences, _pair_index
+from persona_assets.measure.scoring_faults import raise_if_non_finite
 
 LN2 = math.log(2.0)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from persona_assets.core.divergence import TokenDivergences
-from persona_assets.core.errors import InputError
-from persona_assets.core.scoring_faults import raise_if_non_finite
+from persona_assets.measure.divergence import TokenDivergences
+from persona_assets.runs.errors import InputError
+from persona_assets.measure.scoring_faults import raise_if_non_finite
 from resources.fast_divergence import fast_pair_divergences, to_device
 from resources.liger_kernels import liger_teacher_forcing
 from resources.shared_prefix import continuation_hidden_states, prefix_pool, response_states

@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from persona_assets.core.errors import InputError
-from persona_assets.core.scoring_faults import raise_if_non_finite
+from persona_assets.runs.errors import InputError
+from persona_assets.measure.scoring_faults import raise_if_non_finite
 from resources.model_loading import ModelSource, load_model_and_tokenizer, resolve_model_source
 from resources.shared_prefix import PrefixMemo, PrefixPool, continuation_hidden_states, prefix_pool, response_states
 
@@ -63,7 +63,7 @@ def chat_prompt_ids(tokenizer: Any, system_prompt: str, user_message: str) -> li
 
 def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) -> list[int]:
     """The ids the chat template puts after an assistant message (e.g. <|im_end|> and a newline)."""
-    from persona_assets.core.scoring_rule import template_closing_ids as closing
+    from persona_assets.measure.scoring_rule import template_closing_ids as closing
 
     content = "Rock and dust."  # any plain text: the closing ids do not depend on it
     messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message},
@@ -78,7 +78,7 @@ def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) 
 def original_template_rendering(
     tokenizer: Any, system_prompt: str, user_message: str, response_ids: Sequence[int]
 ) -> list[int]:
-    """The ids the earlier study teacher-forced for a response (`persona_assets.core.scoring_rule`).
+    """The ids the earlier study teacher-forced for a response (`persona_assets.measure.scoring_rule`).
 
     The response is decoded as vLLM's output text is (special tokens skipped, no clean-up of
     tokenization spaces), the chat template is rendered around it as a string and the string is

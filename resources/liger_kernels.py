@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 
 FUSED = dict(rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False)
 _MISSING = object()

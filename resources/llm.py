@@ -41,7 +41,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
     scoring_dtype: str = Field(
         "",
         description="teacher forcing in this precision: empty = dtype; float32 = the loaded weights upcast in place "
-        "for scoring only (exact; generation and hidden states stay in dtype; see resources/precision.py)",
+        "for scoring only (exact; generation and hidden states stay in dtype; see resources/weight_upcast.py)",
     )
     shared_prefixes: bool = Field(
         True,
@@ -138,14 +138,14 @@ class LLMResource(dg.ConfigurableResource, ABC):
 
     def model_engine(self) -> Any:
         """The engine computing in the dtype its weights were loaded in (generation, hidden states)."""
-        from resources.precision import cast_engine, loaded_dtype
+        from resources.weight_upcast import cast_engine, loaded_dtype
 
         cast_engine(self.engine, loaded_dtype(self.engine))
         return self.engine
 
     def scoring_engine(self, dtype: str | None = None) -> Any:
         """The engine computing in `dtype`, by default the scoring dtype (teacher forcing)."""
-        from resources.precision import cast_engine, loaded_dtype
+        from resources.weight_upcast import cast_engine, loaded_dtype
 
         cast_engine(self.engine, dtype or self.scoring_dtype or loaded_dtype(self.engine))
         return self.engine
@@ -213,7 +213,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
         `workspace` (a `DivergenceWorkspace`) lets consecutive calls reuse the float64 buffers;
         `prefixes` (a `PrefixPool` holding every prompt) feeds only the response after their K/V.
         """
-        from persona_assets.core.divergence import pair_divergences
+        from persona_assets.measure.divergence import pair_divergences
 
         # Raw logits: pair_divergences renormalises in float64 (a float32 log_softmax only adds rounding).
         # With a workspace they land in one buffer reused by every response of the call (`lm_head`).
@@ -243,8 +243,8 @@ class LLMResource(dg.ConfigurableResource, ABC):
         scorers then feed only its tokens (about half the tokens of `configs/demo.yaml`). `dtype`
         overrides the scoring dtype for this call (the noise floor's float32 re-scoring).
         """
-        from persona_assets.core.divergence import DivergenceWorkspace
-        from persona_assets.core.scoring_faults import NonFiniteLogitsError
+        from persona_assets.measure.divergence import DivergenceWorkspace
+        from persona_assets.measure.scoring_faults import NonFiniteLogitsError
 
         engine = self.scoring_engine(dtype)
         workspace = DivergenceWorkspace()
@@ -284,7 +284,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
         """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer: no weights."""
         from transformers import AutoConfig
 
-        from persona_assets.core.prompt_safety import context_window
+        from persona_assets.inputs.prompt_safety import context_window
         from resources.model_loading import local_model_path
 
         config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 
 # Two system prompts that any persona-aware chat template must render differently.
 PROBE_SYSTEM_PROMPTS = ("You are a pirate.", "You are a librarian.")

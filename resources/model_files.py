@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 
 FINGERPRINT_MODES = ("stat", "content")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")

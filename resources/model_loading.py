@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
 
 EMBEDDED = "embedded"

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from persona_assets.core.divergence_store import DIVERGENCE_CODE_VERSION, ResponseJob
-from persona_assets.core.noise_floor import not_measured, sample_positions
-from persona_assets.storage import atomic_write_text
-from resources.noise_floor_scoring import measure_noise_floor, noise_floor_sample
+from persona_assets.measure.divergence_store import DIVERGENCE_CODE_VERSION, ResponseJob
+from persona_assets.measure.noise_floor import not_measured, sample_positions
+from persona_assets.runs.storage import atomic_write_text
+from resources.floor_rescoring import measure_noise_floor, noise_floor_sample
 
 # Bump when what the floor measures, or how, changes (compositions, statistics, precision record).
 NOISE_FLOOR_CODE_VERSION = "1"

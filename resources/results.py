@@ -6,7 +6,7 @@
   <figures_dir>/               the figures of the latest complete run
 
 A run's files go to its own folder; when the run ends with every planned step succeeded, the
-resource's teardown publishes them (persona_assets.core.result_sets). A failed run leaves
+resource's teardown publishes them (persona_assets.runs.result_sets). A failed run leaves
 outputs/ and the figures directory as they were. Relative paths resolve against the working
 directory when the run starts.
 """
@@ -22,8 +22,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from persona_assets.core import result_sets, view_lineage
-from persona_assets.storage import read_json, write_csv, write_json
+from persona_assets.runs import result_sets
+from persona_assets.runs import view_lineage
+from persona_assets.runs.storage import read_json, write_csv, write_json
 
 
 class ResultsStore(dg.ConfigurableResource):

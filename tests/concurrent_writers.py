@@ -43,7 +43,7 @@ def check(data: bytes) -> tuple[int, int]:
 def write_versions(directory: str, writer: int, versions: int, size: int, barrier: Any) -> None:
     """Write `versions` documents of this writer to each of the N_PATHS files, in turn, through
     the storage module's `write_json` (what every asset output goes through)."""
-    from persona_assets.storage import write_json
+    from persona_assets.runs.storage import write_json
 
     barrier.wait()
     for version in range(versions):
@@ -77,7 +77,7 @@ def encoded_documents(writer: int, size: int, n: int) -> list[bytes]:
 def rewrite_forever(path: str, writer: int, size: int, started: str) -> None:
     """Replace `path` with ever new documents until killed; encoded beforehand, so that nearly all
     of the time is spent inside the write the test means to interrupt."""
-    from persona_assets.storage import atomic_write_bytes
+    from persona_assets.runs.storage import atomic_write_bytes
 
     documents = encoded_documents(writer, size, 4)
     atomic_write_bytes(Path(path), documents[0])
@@ -90,7 +90,7 @@ def rewrite_forever(path: str, writer: int, size: int, started: str) -> None:
 
 def add_pairs(directory: str, keys: list[str], pair_keys: list[str], barrier: Any) -> None:
     """Add each pair to each entry with its own read-modify-write, as a scoring run does."""
-    from persona_assets.core.divergence_store import DivergenceCache
+    from persona_assets.measure.divergence_store import DivergenceCache
 
     cache = DivergenceCache(Path(directory))
     barrier.wait()
@@ -107,7 +107,7 @@ def alert(writer: int, i: int, size: int) -> dict[str, Any]:
 
 
 def append_alerts(path: str, writer: int, n: int, size: int, barrier: Any) -> None:
-    from persona_assets.core.alerts import append_jsonl
+    from persona_assets.runs.alerts import append_jsonl
 
     records = [alert(writer, i, size) for i in range(n)]
     barrier.wait()

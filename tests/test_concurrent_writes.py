@@ -2,8 +2,8 @@
 read it: every read sees one writer's whole file, a writer killed mid-write leaves the previous
 file whole, and no read-modify-write (cache entry, alert line) loses or tears anything.
 
-Each of these tests fails when the guarantee it names is removed from persona_assets.storage or
-persona_assets.core.alerts; tests/mutations/run_mutations.py checks that it does.
+Each of these tests fails when the guarantee it names is removed from persona_assets.runs.storage or
+persona_assets.runs.alerts; tests/mutations/run_mutations.py checks that it does.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import multiprocessing
 import random
 from pathlib import Path
 
-from persona_assets.core.divergence_store import DivergenceCache
+from persona_assets.measure.divergence_store import DivergenceCache
 from tests import concurrent_writers as workers
 
 SPAWN = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited threads or locks

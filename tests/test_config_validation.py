@@ -12,7 +12,7 @@ import pytest
 from pydantic import Field
 
 from persona_assets.assets.eval_set import eval_set
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from persona_assets.definitions import defs
 from persona_assets.run_config_validation import config_classes, run_config_problems, validate_run_config
 from resources.llm import CpuLLM

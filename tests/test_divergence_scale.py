@@ -18,7 +18,7 @@ import pytest
 from persona_assets.assets.divergence_matrices import divergence_matrices
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.generations import generations
-from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, scoring_passes, shard_of
+from persona_assets.measure.divergence_store import DivergenceCache, ResponseJob, scoring_passes, shard_of
 from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 from tests.conftest import REPO

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from persona_assets.core.divergence_store import ResponseJob, scoring_passes
-from persona_assets.core.noise_floor import difference_stats, sample_positions
+from persona_assets.measure.divergence_store import ResponseJob, scoring_passes
+from persona_assets.measure.noise_floor import difference_stats, sample_positions
 from resources.llm import CpuLLM
-from resources.noise_floor_scoring import measure_noise_floor
+from resources.floor_rescoring import measure_noise_floor
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,6 @@ def test_generation_precision_of_the_embedded_model_is_another_sample_of_respons
         else:
             assert np.array_equal(scores_b[k], scores_f[k])
     assert bf16.describe()["dtype"] == "bfloat16"
-    from persona_assets.core.precision_record import generation_precision
+    from persona_assets.measure.precision import generation_precision
 
     assert generation_precision(bf16.describe()["dtype"])["applies"] and not generation_precision("float32")["applies"]

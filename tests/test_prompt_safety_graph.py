@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.core.test_prompt_safety import PIRATE
+from tests.inputs.test_prompt_safety import PIRATE
 from tests.test_graph import PERSONAS, materialize, run_config
 
 

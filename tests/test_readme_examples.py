@@ -24,7 +24,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from persona_assets.core import result_sets
+from persona_assets.runs import result_sets
 from tests.conftest import REFERENCE_STUDY, REPO
 
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)

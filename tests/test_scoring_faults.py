@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, score_missing
-from persona_assets.core.response_quality import response_quality
-from persona_assets.core.scoring_faults import NonFiniteLogitsError, TeacherForcingError
+from persona_assets.measure.divergence_store import DivergenceCache, ResponseJob, score_missing
+from persona_assets.inputs.response_quality import response_quality
+from persona_assets.measure.scoring_faults import NonFiniteLogitsError, TeacherForcingError
 from persona_assets.environment import storage_resources
 from resources.fast_divergence import fast_pair_divergences
 from resources.fast_engine import batch_response_divergences
@@ -307,7 +307,7 @@ def test_out_of_memory_halves_the_responses_per_packed_forward(tiny_model_dir, t
 
 
 def test_generation_out_of_memory_halves_the_batch_and_matches_that_setting(tiny_model_dir):
-    from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
+    from persona_assets.measure.scoring_faults import halving_batch_on_out_of_memory
 
     llm = CpuLLM(model=str(tiny_model_dir))
     prompts = [llm.chat_prompt_ids(p, q) for p in SYSTEM_PROMPTS for q in QUESTIONS]

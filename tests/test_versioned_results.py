@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from persona_assets.core import result_sets
+from persona_assets.runs import result_sets
 from tests.run_results import materializations
 from tests.test_graph import PERSONAS, materialize, run_config
 

@@ -5,7 +5,7 @@ figures — exist twice, built by `build_analysis_assets` around one inputs asse
 - this run: `analysis_inputs` (from divergence_matrices, persona_cosine, leakage_rates);
 - earlier results: `legacy_results` (group "legacy", from a folder of files; no model involved),
   with the analysis assets under the key prefix `legacy/`.
-Both call the same core functions (`persona_assets.core.analyses`), so a re-analysis of earlier
+Both call the same core functions (`persona_assets.analysis.correlation_report`), so a re-analysis of earlier
 results and a new run are computed and reported identically.
 """
 
@@ -16,10 +16,10 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.config import AnalysisConfig, KillGateConfig, PrecheckConfig
-from persona_assets.core import analyses
-from persona_assets.core.analysis_inputs import AnalysisInputs, inputs_from_run
-from persona_assets.core.errors import InputError
-from persona_assets.storage import write_csv
+from persona_assets.analysis import correlation_report as analyses
+from persona_assets.analysis.matrices import AnalysisInputs, inputs_from_run
+from persona_assets.runs.errors import InputError
+from persona_assets.runs.storage import write_csv
 from persona_assets.ui_metadata import VERDICT_TAG, rounded, tag_run_with_verdict, verdict_line
 from resources.results import ResultsStore
 
@@ -96,7 +96,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         loaded = _inputs(inputs)
         result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations)
         if config.cosine_leakage_file:
-            from persona_assets.formats import load_cosine_leakage_file
+            from persona_assets.inputs.formats import load_cosine_leakage_file
 
             try:
                 file = load_cosine_leakage_file(Path(config.cosine_leakage_file))

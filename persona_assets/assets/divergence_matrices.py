@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from persona_assets.config import DivergenceConfig
-from persona_assets.core.aggregate import pair_matrices, pair_question_table, per_response_table
-from persona_assets.core.divergence_store import (
+from persona_assets.measure.aggregate import pair_matrices, pair_question_table, per_response_table
+from persona_assets.measure.divergence_store import (
     DIVERGENCE_CODE_VERSION,
     DivergenceCache,
     ResponseJob,
@@ -32,12 +32,12 @@ from persona_assets.core.divergence_store import (
     score_missing,
     shard_of,
 )
-from persona_assets.core.errors import InputError
-from persona_assets.core.eval_set import EvalSet
-from persona_assets.core.method_record import method_record
-from persona_assets.core.progress import Heartbeat, ProgressReporter
-from persona_assets.core.response_jobs import not_round_tripping, response_jobs
-from persona_assets.core.scoring_rule import GENERATED
+from persona_assets.runs.errors import InputError
+from persona_assets.inputs.eval_set import EvalSet
+from persona_assets.measure.method_record import method_record
+from persona_assets.runs.progress import Heartbeat, ProgressReporter
+from persona_assets.measure.response_jobs import not_round_tripping, response_jobs
+from persona_assets.measure.scoring_rule import GENERATED
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from persona_assets.ui_metadata import matrix_table, rounded
 from resources.llm import LLMResource

@@ -3,8 +3,8 @@ from pathlib import Path
 import dagster as dg
 
 from persona_assets.config import EvalSetConfig
-from persona_assets.core.errors import InputError
-from persona_assets.core.eval_set import build_eval_set
+from persona_assets.runs.errors import InputError
+from persona_assets.inputs.eval_set import build_eval_set
 from persona_assets.run_config_validation import validate_input_files, validate_run_config
 from persona_assets.ui_metadata import NOTHING_EVALUATED, tag_run_settings_refused
 from resources.llm import LLMResource

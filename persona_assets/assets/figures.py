@@ -8,8 +8,9 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable
-from persona_assets.core import analyses, charts
-from persona_assets.core.analysis_inputs import AnalysisInputs
+from persona_assets.analysis import correlation_report as analyses
+from persona_assets.analysis import charts
+from persona_assets.analysis.matrices import AnalysisInputs
 from persona_assets.ui_metadata import verdict_line
 from resources.results import ResultsStore
 

@@ -2,16 +2,16 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.config import GenerationConfig
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from persona_assets.assets.prompt_checks import refuse_unsafe_prompts
-from persona_assets.core.eval_set import EvalSet
-from persona_assets.core.generation_cache import GenerationCache, generation_items
-from persona_assets.core.progress import Heartbeat, ProgressReporter
-from persona_assets.core.response_quality import response_quality
-from persona_assets.core.scoring_faults import halving_batch_on_out_of_memory
+from persona_assets.inputs.eval_set import EvalSet
+from persona_assets.runs.generation_cache import GenerationCache, generation_items
+from persona_assets.runs.progress import Heartbeat, ProgressReporter
+from persona_assets.inputs.response_quality import response_quality
+from persona_assets.measure.scoring_faults import halving_batch_on_out_of_memory
 from persona_assets.run_config_validation import validate_run_config
 from persona_assets.executor import MODEL_STEP_TAG
-from persona_assets.storage import write_csv
+from persona_assets.runs.storage import write_csv
 from resources.llm import LLMResource
 from resources.results import ResultsStore
 

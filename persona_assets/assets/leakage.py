@@ -3,8 +3,8 @@ from pathlib import Path
 import dagster as dg
 
 from persona_assets.config import LeakageConfig
-from persona_assets.core.errors import InputError
-from persona_assets.core.eval_set import EvalSet
+from persona_assets.runs.errors import InputError
+from persona_assets.inputs.eval_set import EvalSet
 
 
 @dg.asset(group_name="inputs", kinds={"pandas"}, code_version="2")
@@ -19,7 +19,7 @@ def leakage_rates(context: dg.AssetExecutionContext, config: LeakageConfig, eval
     if not config.leakage_path:
         context.add_output_metadata({"available": False})
         return {"available": False, "note": "no leakage_path configured: leakage analyses are skipped", "rows": []}
-    from persona_assets.core.leakage import load_leakage, restrict_to_personas
+    from persona_assets.inputs.leakage import load_leakage, restrict_to_personas
 
     path = Path(config.leakage_path)
     personas = EvalSet.from_dict(eval_set).persona_names

@@ -13,7 +13,7 @@ import dagster as dg
 from persona_assets.assets.analysis import NOT_AVAILABLE, build_analysis_assets
 from persona_assets.assets.figures import build_figures_asset
 from persona_assets.config import LegacyConfig
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 
 LEGACY_GROUP = "legacy"
 LEGACY_PREFIX = ["legacy"]
@@ -32,7 +32,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
     default and that folder does not exist, the legacy assets report "not available" instead of
     failing, so materializing everything on a project without earlier results stays green.
     """
-    from persona_assets.core.analysis_inputs import inputs_from_legacy_dir
+    from persona_assets.analysis.matrices import inputs_from_legacy_dir
 
     folder = Path(config.legacy_dir)
     if not folder.exists() and config.legacy_dir == DEFAULT_LEGACY_DIR:

@@ -3,10 +3,10 @@ import numpy as np
 
 from persona_assets.assets.prompt_checks import refuse_unsafe_prompts, run_max_new_tokens
 from persona_assets.config import CosineConfig
-from persona_assets.core.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
-from persona_assets.core.eval_set import EvalSet
-from persona_assets.core.errors import InputError
-from persona_assets.core.progress import Heartbeat, ProgressReporter
+from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
+from persona_assets.inputs.eval_set import EvalSet
+from persona_assets.runs.errors import InputError
+from persona_assets.runs.progress import Heartbeat, ProgressReporter
 from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.run_config_validation import cosine_layers_problem
 from resources.llm import LLMResource

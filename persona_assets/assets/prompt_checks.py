@@ -1,5 +1,5 @@
 """The model steps' first act: refuse persona prompts / questions that would steer the experiment
-or overflow the model (persona_assets/core/prompt_safety.py), with the tokenizer and config.json
+or overflow the model (persona_assets/inputs/prompt_safety.py), with the tokenizer and config.json
 only, before any weights load."""
 
 from collections.abc import Mapping
@@ -8,9 +8,9 @@ from typing import Any
 import dagster as dg
 
 from persona_assets.config import GenerationConfig
-from persona_assets.core.errors import InputError
-from persona_assets.core.eval_set import EvalSet
-from persona_assets.core.prompt_safety import check_prompts
+from persona_assets.runs.errors import InputError
+from persona_assets.inputs.eval_set import EvalSet
+from persona_assets.inputs.prompt_safety import check_prompts
 from resources.llm import LLMResource
 
 

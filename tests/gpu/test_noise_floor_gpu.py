@@ -1,4 +1,4 @@
-"""The noise-floor measurement on CUDA (resources/noise_floor_scoring.py): the sampled responses
+"""The noise-floor measurement on CUDA (resources/floor_rescoring.py): the sampled responses
 re-scored packed (the run's composition), each in a call of its own, and every sequence alone,
 on a random-weight Qwen2 in bfloat16 (what the GPU run uses) and float32."""
 
@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from persona_assets.core.divergence_store import ResponseJob
-from resources.noise_floor_scoring import measure_noise_floor
+from persona_assets.measure.divergence_store import ResponseJob
+from resources.floor_rescoring import measure_noise_floor
 from tests.gpu import ON_GPU
 from tests.gpu.token_engine import PackedScorer, random_ids
 

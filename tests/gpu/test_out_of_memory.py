@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 
-from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, score_missing
+from persona_assets.measure.divergence_store import DivergenceCache, ResponseJob, score_missing
 from tests.gpu import ON_GPU
 from tests.gpu.token_engine import PackedScorer, random_ids, random_qwen2_engine
 

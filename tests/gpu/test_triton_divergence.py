@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from persona_assets.core.divergence import pair_divergences
+from persona_assets.measure.divergence import pair_divergences
 from resources.fast_divergence import fast_pair_divergences, row_logsumexp, triton_available
 from tests.gpu import ON_GPU
 

@@ -68,7 +68,7 @@ class PackedScorer:
         return {"device": self.engine.device, "dtype": self.dtype, "scoring_dtype": self.dtype}
 
     def scoring_engine(self, dtype: str | None = None) -> TokenEngine:
-        from resources.precision import cast_engine
+        from resources.weight_upcast import cast_engine
 
         cast_engine(self.engine, dtype or self.dtype)
         return self.engine

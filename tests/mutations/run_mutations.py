@@ -41,7 +41,7 @@ class Mutation:
 MUTATIONS = [
     Mutation(
         "non-atomic write: atomic_write_bytes writes the file in place",
-        "persona_assets/storage.py",
+        "persona_assets/runs/storage.py",
         '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
         '    path.write_bytes(data)\n    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
         (f"{CONCURRENCY_TESTS}::test_readers_during_writes_of_different_content_see_only_whole_files",
@@ -49,7 +49,7 @@ MUTATIONS = [
     ),
     Mutation(
         "no lock: exclusive_lock takes no flock",
-        "persona_assets/storage.py",
+        "persona_assets/runs/storage.py",
         "        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)\n",
         "        pass\n",
         (f"{CONCURRENCY_TESTS}::test_concurrent_runs_adding_pairs_to_one_cache_entry_lose_none",
@@ -57,34 +57,34 @@ MUTATIONS = [
     ),
     Mutation(
         "no cache lock: DivergenceCache.put merges without the directory lock",
-        "persona_assets/core/divergence_store.py",
+        "persona_assets/measure/divergence_store.py",
         "        with exclusive_lock(self.directory):\n            on_disk = self.get(key)\n",
         "        if True:\n            on_disk = self.get(key)\n",
         (f"{CONCURRENCY_TESTS}::test_concurrent_runs_adding_pairs_to_one_cache_entry_lose_none",),
     ),
     Mutation(
         "no alert lock: append_jsonl appends without the directory lock",
-        "persona_assets/core/alerts.py",
+        "persona_assets/runs/alerts.py",
         "        with exclusive_lock(path.parent):\n            _append_all(path, line)\n",
         "        if True:\n            _append_all(path, line)\n",
         (f"{CONCURRENCY_TESTS}::test_concurrent_alert_appends_of_large_lines_keep_every_line_whole",),
     ),
     Mutation(
         "no rewrite protection: a run is published whether or not it completed",
-        "persona_assets/core/result_sets.py",
+        "persona_assets/runs/result_sets.py",
         "        if complete:\n            publish(data_dir, run_id, figures_dir)\n",
         "        if True:\n            publish(data_dir, run_id, figures_dir)\n",
         # (tests/test_versioned_results.py also fails under it, through the graph: too slow to repeat here)
-        ("tests/core/test_result_sets.py::test_a_complete_run_is_published_and_a_failed_one_is_not",),
+        ("tests/runs/test_result_sets.py::test_a_complete_run_is_published_and_a_failed_one_is_not",),
     ),
     Mutation(
         "layered sets: publishing withdraws nothing, files of two experiments side by side",
-        "persona_assets/core/view_lineage.py",
+        "persona_assets/runs/view_lineage.py",
         "    while (found := _first_inconsistency(candidate, set(produced), overridden)) is not None:\n",
         "    while (found := None) is not None:\n",
         # (tests/test_published_set_consistency.py also fails under it, through the graph: too slow to repeat here)
-        ("tests/core/test_view_lineage.py::test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else",
-         "tests/core/test_view_lineage.py::test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other"),
+        ("tests/runs/test_view_lineage.py::test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else",
+         "tests/runs/test_view_lineage.py::test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other"),
     ),
 ]
 
@@ -120,7 +120,7 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess
     # make the tests prove where they import it from.
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     probe = subprocess.run(
-        [sys.executable, "-c", "import persona_assets.storage as s; print(s.__file__)"],
+        [sys.executable, "-c", "import persona_assets.runs.storage as s; print(s.__file__)"],
         cwd=root, env=env, capture_output=True, text=True, check=True,
     )
     if not Path(probe.stdout.strip()).resolve().is_relative_to(root.resolve()):

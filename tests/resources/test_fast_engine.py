@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from persona_assets.core.divergence import pair_divergences
+from persona_assets.measure.divergence import pair_divergences
 from resources.fast_engine import batch_response_divergences, pack_items
 from resources.hf_engine import HFEngine
 

@@ -79,7 +79,7 @@ def test_hidden_states_pick_last_prompt_token_per_layer(engine):
 
 
 def test_layer_beyond_depth_is_rejected(engine):
-    from persona_assets.core.errors import InputError
+    from persona_assets.runs.errors import InputError
 
     with pytest.raises(InputError, match="layers 0..2"):
         engine.last_prompt_hidden_states([[1, 2, 3]], [5])

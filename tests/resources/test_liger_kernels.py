@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from resources.fast_engine import batch_response_divergences
 from resources.hf_engine import HFEngine
 from resources.liger_kernels import liger_teacher_forcing, reverted_patches

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from persona_assets import environment
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from resources.model_files import hub_snapshot
 from resources.model_loading import resolve_model_source
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from persona_assets.core.errors import InputError
+from persona_assets.runs.errors import InputError
 from resources.llm import CpuLLM
 from resources.model_loading import load_model_and_tokenizer, load_tokenizer, resolve_model_source
 

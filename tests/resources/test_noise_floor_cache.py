@@ -6,12 +6,12 @@ import dataclasses
 
 from resources.llm import CpuLLM
 from resources.noise_floor_cache import noise_floor_key
-from resources.noise_floor_scoring import noise_floor_sample
-from tests.resources.test_noise_floor_scoring import describe, pair_own_jobs
+from resources.floor_rescoring import noise_floor_sample
+from tests.resources.test_floor_rescoring import describe, pair_own_jobs
 
 
 def _key(llm, jobs, *, samples=2, max_scorers_per_pass=3, pair_chunk_size=2):
-    from persona_assets.core.noise_floor import sample_positions
+    from persona_assets.measure.noise_floor import sample_positions
 
     items, sampled = noise_floor_sample(jobs, describe(jobs), samples=samples, max_scorers_per_pass=max_scorers_per_pass)
     chosen = [jobs[p] for p in sample_positions(len(jobs), samples)]

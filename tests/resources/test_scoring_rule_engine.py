@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from persona_assets.core.divergence import pair_divergences
-from persona_assets.core.scoring_rule import ORIGINAL_TEMPLATE, scored_response, template_closing_ids
+from persona_assets.measure.divergence import pair_divergences
+from persona_assets.measure.scoring_rule import ORIGINAL_TEMPLATE, scored_response, template_closing_ids
 from resources.hf_engine import HFEngine, chat_prompt_ids
 
 SYSTEMS = ["You are a pirate.", "You are a careful medical doctor who explains things slowly."]

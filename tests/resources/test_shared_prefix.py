@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from persona_assets.core.divergence import pair_divergences
-from persona_assets.core.divergence_store import DivergenceCache, ResponseJob, batch_end, score_missing
+from persona_assets.measure.divergence import pair_divergences
+from persona_assets.measure.divergence_store import DivergenceCache, ResponseJob, batch_end, score_missing
 from resources.fast_engine import batch_response_divergences
 from resources.hf_engine import HFEngine
 from resources.shared_prefix import PrefixMemo, continuation_hidden_states, prefix_pool, response_states
@@ -142,7 +142,7 @@ def test_divergences_from_logits_are_those_of_their_log_probs(engine, study):
 
 
 def test_logits_written_into_a_reused_buffer_are_the_heads_own(engine, study):
-    from persona_assets.core.divergence import DivergenceWorkspace
+    from persona_assets.measure.divergence import DivergenceWorkspace
 
     prompts, items = study
     pool = engine.prefix_pool([p for per_question in prompts for p in per_question])
