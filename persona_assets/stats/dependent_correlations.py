@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
-from persona_assets.stats.correlate import ArrayLike, _paired
+from persona_assets.stats.helpers import ArrayLike, paired
 
 
 MRR = "meng-rosenthal-rubin-1992"
@@ -89,7 +89,7 @@ def partial_correlation(
     """
     if method not in ("spearman", "pearson"):
         raise InputError(f"method must be 'spearman' or 'pearson', got {method!r}")
-    xa, ya, keep = _paired(x, y)
+    xa, ya, keep = paired(x, y)
     try:
         za = np.asarray(z_covariates, dtype=float)
     except (TypeError, ValueError) as exc:

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
-from persona_assets.stats.correlate import ArrayLike, _paired, _paired_with_groups, _is_constant, _point_estimates
+from persona_assets.stats.helpers import ArrayLike, is_constant, paired, paired_with_groups, point_estimates
 
 
 def within_group_correlations(
@@ -24,24 +24,24 @@ def within_group_correlations(
     on average also leak more on average (between-group, the correlation of group means)? This
     returns both, with a note in plain words. Pairs with a NaN are dropped first.
     """
-    xa, ya, g, keep = _paired_with_groups(x, y, groups)
+    xa, ya, g, keep = paired_with_groups(x, y, groups)
     frame = pd.DataFrame({"x": xa, "y": ya, "g": g})[keep]
 
     per_group: dict[str, dict[str, Any]] = {}
     for label, sub in frame.groupby("g", sort=False):
-        rho, p_rho, r, p_r, note = _point_estimates(sub["x"].to_numpy(), sub["y"].to_numpy())
+        rho, p_rho, r, p_r, note = point_estimates(sub["x"].to_numpy(), sub["y"].to_numpy())
         per_group[str(label)] = {
             "n": int(len(sub)), "spearman_rho": rho, "spearman_p": p_rho,
             "pearson_r": r, "pearson_p": p_r, "note": note,
         }
 
-    pooled_rho, _, pooled_r, _, pooled_note = _point_estimates(
+    pooled_rho, _, pooled_r, _, pooled_note = point_estimates(
         frame["x"].to_numpy(), frame["y"].to_numpy()
     )
     within_rho = [v["spearman_rho"] for v in per_group.values() if v["spearman_rho"] is not None]
     within_r = [v["pearson_r"] for v in per_group.values() if v["pearson_r"] is not None]
     means = frame.groupby("g", sort=False)[["x", "y"]].mean()
-    between_rho, _, between_r, _, between_note = _point_estimates(
+    between_rho, _, between_r, _, between_note = point_estimates(
         means["x"].to_numpy(), means["y"].to_numpy()
     )
     mean_within_rho = float(np.mean(within_rho)) if within_rho else None
@@ -95,14 +95,14 @@ def between_within_decomposition(
     """
     if method not in ("spearman", "pearson"):
         raise InputError(f"method must be 'spearman' or 'pearson', got {method!r}")
-    xa, ya, labels, keep = _paired_with_groups(x, y, groups)
+    xa, ya, labels, keep = paired_with_groups(x, y, groups)
     xa, ya, labels = xa[keep], ya[keep], labels[keep]
     n = int(xa.size)
     result: dict[str, Any] = {
         "method": method, "n": n, "n_groups": int(len(pd.unique(labels))), "pooled_r": None,
         "within_part": None, "between_part": None, "between_share": None, "within_r": None, "note": None,
     }
-    if n < 3 or _is_constant(xa) or _is_constant(ya):
+    if n < 3 or is_constant(xa) or is_constant(ya):
         result["note"] = "n < 3 or constant input: decomposition undefined"
         return result
     if method == "spearman":
@@ -138,7 +138,7 @@ def sign_agreement(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
     Pairs where either value is exactly 0 or NaN carry no direction and are left out. Unlike a
     correlation of signed differences, this does not depend on which member of a pair is "first".
     """
-    xa, ya, keep = _paired(a, b, ("a", "b"))
+    xa, ya, keep = paired(a, b, ("a", "b"))
     xa, ya = xa[keep], ya[keep]
     directed = (xa != 0) & (ya != 0)
     n = int(directed.sum())

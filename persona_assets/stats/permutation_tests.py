@@ -32,13 +32,11 @@ import pandas as pd
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
-from persona_assets.stats.correlate import (
-    _json_float,
-    _percentile_ci,
-    _rowwise_pearson,
-    _rowwise_weighted_pearson,
-    _weighted_midranks,
-)
+from persona_assets.stats.helpers import json_float as _json_float
+from persona_assets.stats.helpers import percentile_ci as _percentile_ci
+from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
+from persona_assets.stats.helpers import rowwise_weighted_pearson as _rowwise_weighted_pearson
+from persona_assets.stats.helpers import weighted_midranks as _weighted_midranks
 
 # Permutations per test when the caller does not say (AnalysisConfig.n_permutations defaults to it).
 DEFAULT_N_PERMUTATIONS = 2000

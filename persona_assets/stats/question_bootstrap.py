@@ -22,7 +22,9 @@ import pandas as pd
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
-from persona_assets.stats.correlate import _json_float, _percentile_ci, _rowwise_pearson
+from persona_assets.stats.helpers import json_float as _json_float
+from persona_assets.stats.helpers import percentile_ci as _percentile_ci
+from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
 
 UNIT = "questions (resampled with replacement; one draw shared by all pairs)"
 DECIDED = "decided by the data"
