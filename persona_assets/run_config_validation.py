@@ -47,16 +47,14 @@ def _config_class_of_node(node_def: dg.NodeDefinition) -> type[dg.Config] | None
     return _config_class_of_op(node_def)
 
 
-def config_classes(job_def: dg.JobDefinition | None = None) -> dict[str, type[dg.Config]]:
+def config_classes(job_def: dg.JobDefinition) -> dict[str, type[dg.Config]]:
     """Top-level node (op) name → the config class its settings go to, read from the job itself.
 
     Derived from the assets' own signatures, so a new asset or setting is validated without
-    being listed anywhere. Without a job: the whole project's asset job.
+    being listed anywhere. The caller passes the job (an asset's `context.job_def`; elsewhere
+    `defs.resolve_implicit_global_asset_job_def()`), so this module never imports the definitions
+    that import it.
     """
-    if job_def is None:
-        from persona_assets.definitions import defs
-
-        job_def = defs.resolve_implicit_global_asset_job_def()
     classes = {}
     for node in job_def.graph.nodes:
         config_class = _config_class_of_node(node.definition)
@@ -85,7 +83,7 @@ def _describe(op_name: str, config_class: type[dg.Config], error: Mapping[str, A
 
 
 def run_config_problems(
-    run_config: Mapping[str, Any], job_def: dg.JobDefinition | None = None, *, model_layers: int | None = None
+    run_config: Mapping[str, Any], job_def: dg.JobDefinition, *, model_layers: int | None = None
 ) -> list[str]:
     """Every setting of the run outside its allowed range, one line each naming the op and field."""
     problems: list[str] = []
@@ -106,7 +104,7 @@ def run_config_problems(
 
 
 def validate_run_config(
-    run_config: Mapping[str, Any], job_def: dg.JobDefinition | None = None, *, model_layers: int | None = None
+    run_config: Mapping[str, Any], job_def: dg.JobDefinition, *, model_layers: int | None = None
 ) -> None:
     """Raise InputError listing every bad setting of the run (see `run_config_problems`)."""
     problems = run_config_problems(run_config, job_def, model_layers=model_layers)

@@ -21,6 +21,7 @@ from tests.run_results import started_steps
 from tests.test_graph import PERSONAS, materialize, run_config
 
 LN2 = math.log(2)
+JOB = defs.resolve_implicit_global_asset_job_def()
 
 
 def _ops(op: str, **config) -> dict:
@@ -90,14 +91,14 @@ OUT_OF_RANGE = [
 
 @pytest.mark.parametrize(("op", "field", "value"), OUT_OF_RANGE)
 def test_out_of_range_setting_is_named(op, field, value):
-    problems = run_config_problems(_ops(op, **{field: value}))
+    problems = run_config_problems(_ops(op, **{field: value}), JOB)
     assert len(problems) == 1
     assert problems[0].startswith(f"ops.{op}.config.{field}: ")
     assert f"(got {value!r}) [" in problems[0] and problems[0].endswith("]")  # the value, then the field's allowed range
 
 
 def test_an_unknown_averaging_names_the_allowed_modes():
-    (problem,) = run_config_problems(_ops("divergence_matrices", averaging="median"))
+    (problem,) = run_config_problems(_ops("divergence_matrices", averaging="median"), JOB)
     assert "must be one of ['pair_own', 'all_responses'] (got 'median')" in problem
 
 
@@ -116,13 +117,13 @@ def test_an_unknown_averaging_names_the_allowed_modes():
     ],
 )
 def test_boundary_values_are_accepted(op, field, value):
-    assert run_config_problems(_ops(op, **{field: value})) == []
+    assert run_config_problems(_ops(op, **{field: value}), JOB) == []
 
 
 def test_every_problem_is_listed_at_once():
     config = {"ops": {"generations": {"config": {"max_new_tokens": 0}}, "kill_gate_verdicts": {"config": {"min_js_ratio": 0.1}}}}
     with pytest.raises(InputError) as raised:
-        validate_run_config(config)
+        validate_run_config(config, JOB)
     message = str(raised.value)
     assert "ops.generations.config.max_new_tokens" in message and "ops.kill_gate_verdicts.config.min_js_ratio" in message
     assert "≥ 1" in message  # the field's description, with its range
@@ -133,14 +134,14 @@ def test_the_committed_scenario_configs_are_valid():
 
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         config = yaml.safe_load(path.read_text()) or {}
-        assert run_config_problems(config) == [], path
+        assert run_config_problems(config, JOB) == [], path
 
 
 def test_config_classes_are_read_from_every_configurable_asset_of_the_job():
     """Derived, never listed: every asset whose function takes a dg.Config is validated up front."""
     from persona_assets import config as run_configs
 
-    classes = config_classes()
+    classes = config_classes(JOB)
     assert classes["divergence_matrices"] is run_configs.DivergenceConfig  # a graph asset, configured as one
     assert classes["legacy__kill_gate_verdicts"] is run_configs.KillGateConfig
     declared = {c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config}

@@ -77,7 +77,7 @@ def _validate(configs: list[Path]) -> None:
     job = defs.resolve_implicit_global_asset_job_def()
     validation = dg.validate_run_config(job, run_config)
     assert validation, configs
-    assert run_config_problems(run_config) == [], configs
+    assert run_config_problems(run_config, job) == [], configs
 
 
 def test_the_readme_has_the_examples_this_file_covers():
