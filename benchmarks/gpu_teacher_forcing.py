@@ -393,7 +393,7 @@ def main() -> None:
             fn()
             return statistics.median(timed(fn, device)[1] for _ in range(reps)) * 1e3
 
-        from resources.fast_divergence import _pairs_torch, _pairs_triton, _pair_index
+        from resources.fast_divergence import _pairs_torch, _pairs_triton, pair_index
 
         logits32 = lm_head_logits(picked, head.weight)
         lines = {
@@ -405,7 +405,7 @@ def main() -> None:
         for backend in backends:
             lines[f"logsumexp ({backend})"] = bench(lambda: row_logsumexp(flat, backend=backend))
         lse = row_logsumexp(flat).reshape(logits32.shape[:2])
-        index = _pair_index(pairs, len(prompts), logits32.device)
+        index = pair_index(pairs, len(prompts), logits32.device)
         lines["pairs (torch)"] = bench(lambda: _pairs_torch(logits32, lse, index, 8192, 4), reps=2)
         if "triton" in backends:
             from resources import fast_divergence as fd

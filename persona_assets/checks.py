@@ -12,12 +12,13 @@ import numpy as np
 
 from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
+from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
 from persona_assets.inputs.response_quality import response_quality
 
 DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
 TOLERANCE = 1e-9
-LN2 = math.log(2)
+from persona_assets.measure.units import LN2
 
 
 def _matrix(value: dict, key: str) -> np.ndarray:
@@ -92,7 +93,7 @@ def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts)
         description=f"Pre-registered kill criterion '{criterion}': fails when the criterion says stop.",
     )
     def _check(kill_gate_verdicts: dict) -> dg.AssetCheckResult:
-        if not kill_gate_verdicts.get("available", True):
+        if not kill_gate_verdicts.get(AVAILABLE, True):
             return dg.AssetCheckResult(
                 passed=True, severity=dg.AssetCheckSeverity.WARN, description=f"not judged: {kill_gate_verdicts.get('note')}"
             )

@@ -18,7 +18,7 @@ from persona_assets.measure.aggregate import AVERAGING_MODES
 from persona_assets.stats.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
-LN2 = math.log(2)  # the largest JS divergence in nats
+from persona_assets.measure.units import LN2  # the largest JS divergence in nats
 
 
 class EvalSetConfig(dg.Config):

@@ -35,7 +35,7 @@ GPU_TASK_TAG = {
 }
 MODEL_STEP_TAG = {"device": "gpu", **GPU_TASK_TAG}
 SHARD_STEP_TAG = {"device": "gpu_shard", **GPU_TASK_TAG}
-MODES = ("in_process", "multiprocess", "dask")
+from persona_assets.environment import EXECUTOR_MODES as MODES  # noqa: E402  (one list of the modes)
 MAX_PARALLEL_SHARDS = 64  # concurrency cap for shard steps; each shard picks its GPU by index
 
 

@@ -38,10 +38,10 @@ from collections.abc import Sequence
 
 import torch
 
-from persona_assets.measure.divergence import TokenDivergences, _pair_index
+from persona_assets.measure.divergence import TokenDivergences, pair_index
 from persona_assets.measure.scoring_faults import raise_if_non_finite
 
-LN2 = math.log(2.0)
+from persona_assets.measure.units import LN2  # noqa: E402
 
 __all__ = ["fast_pair_divergences", "row_logsumexp", "to_device", "triton_available"]
 
@@ -347,7 +347,7 @@ def fast_pair_divergences(
         raise ValueError(f"logits must be [S, T, V], got shape {tuple(logits.shape)}")
     scorers, positions, vocab = logits.shape
     # Validated on the host (no device sync per call), then copied without waiting for the GPU.
-    index = to_device(_pair_index(pairs, scorers, torch.device("cpu")), logits.device)
+    index = to_device(pair_index(pairs, scorers, torch.device("cpu")), logits.device)
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     which = _resolve(backend, logits)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-LN2 = math.log(2)
+from persona_assets.measure.units import LN2
 
 
 def max_sample_std(b: float, n: int) -> float:

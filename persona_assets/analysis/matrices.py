@@ -27,8 +27,7 @@ import pandas as pd
 from persona_assets.runs.errors import InputError
 from persona_assets.measure.noise_floor import UNKNOWN_FLOOR_NOTE, not_measured
 
-PAIR_OWN = "pair_own"
-ALL_RESPONSES = "all_responses"
+from persona_assets.measure.aggregate import ALL_RESPONSES, PAIR_OWN  # noqa: E402  (re-exported)
 RUN = "run"
 LEGACY = "legacy"
 

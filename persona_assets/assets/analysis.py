@@ -17,14 +17,14 @@ import pandas as pd
 
 from persona_assets.config import AnalysisConfig, KillGateConfig, PrecheckConfig
 from persona_assets.analysis import correlation_report as analyses
-from persona_assets.analysis.matrices import AnalysisInputs, inputs_from_run
+from persona_assets.analysis.matrices import inputs_from_run
+from persona_assets.assets.availability import AVAILABLE
+from persona_assets.assets.availability import loaded_inputs as _inputs
+from persona_assets.assets.availability import missing_inputs as _unavailable
 from persona_assets.runs.errors import InputError
 from persona_assets.runs.storage import write_csv
 from persona_assets.ui_metadata import VERDICT_TAG, rounded, tag_run_with_verdict, verdict_line
 from resources.results import ResultsStore
-
-NOT_AVAILABLE = "available"
-
 
 @dg.asset(group_name="analysis", kinds={"pandas"}, code_version="3")
 def analysis_inputs(
@@ -52,18 +52,7 @@ def analysis_inputs(
             "noise_floor_js_nats": inputs.noise_floor.get("js_abs_nats"),
         }
     )
-    return {NOT_AVAILABLE: True, **inputs.to_dict()}
-
-
-def _unavailable(value: dict) -> dict | None:
-    """The inputs asset says there is nothing to analyse (e.g. no folder of earlier results)."""
-    if value.get(NOT_AVAILABLE, True):
-        return None
-    return {NOT_AVAILABLE: False, "note": value.get("note", "no inputs")}
-
-
-def _inputs(value: dict) -> AnalysisInputs:
-    return AnalysisInputs.from_dict({k: v for k, v in value.items() if k != NOT_AVAILABLE})
+    return {AVAILABLE: True, **inputs.to_dict()}
 
 
 def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> list[dg.AssetsDefinition]:
@@ -207,7 +196,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
                 "noise_floor_note": floor["note"],
             }
         )
-        return {NOT_AVAILABLE: True, **verdicts}
+        return {AVAILABLE: True, **verdicts}
 
     return [cosine_precheck, leakage_correlations, kill_gate_verdicts]
 

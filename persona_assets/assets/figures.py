@@ -7,7 +7,9 @@ import dagster as dg
 
 import pandas as pd
 
-from persona_assets.assets.analysis import NOT_AVAILABLE, _inputs, _unavailable
+from persona_assets.assets.availability import AVAILABLE
+from persona_assets.assets.availability import loaded_inputs as _inputs
+from persona_assets.assets.availability import missing_inputs as _unavailable
 from persona_assets.analysis import correlation_report as analyses
 from persona_assets.analysis import charts
 from persona_assets.analysis.matrices import AnalysisInputs
@@ -241,7 +243,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             metadata[f"preview_{stem}"] = dg.MetadataValue.md(charts.small_png_preview(chart, scale=1.0))
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
-        return {NOT_AVAILABLE: True, "directory": str(results.figures_path(*prefix)), "files": files}
+        return {AVAILABLE: True, "directory": str(results.figures_path(*prefix)), "files": files}
 
     return figures
 

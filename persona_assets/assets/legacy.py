@@ -10,7 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from persona_assets.assets.analysis import NOT_AVAILABLE, build_analysis_assets
+from persona_assets.assets.analysis import build_analysis_assets
+from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.figures import build_figures_asset
 from persona_assets.config import LegacyConfig
 from persona_assets.runs.errors import InputError
@@ -39,7 +40,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
         note = f"no folder {folder.resolve()} of earlier results (legacy_dir left at its default): nothing to re-analyse"
         context.log.warning(note)
         context.add_output_metadata({"available": False})
-        return {NOT_AVAILABLE: False, "note": note}
+        return {AVAILABLE: False, "note": note}
     try:
         inputs = inputs_from_legacy_dir(folder)
     except InputError as exc:
@@ -56,7 +57,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
             "n_leakage_rows": len(inputs.leakage),
         }
     )
-    return {NOT_AVAILABLE: True, **inputs.to_dict()}
+    return {AVAILABLE: True, **inputs.to_dict()}
 
 
 legacy_cosine_precheck, legacy_leakage_correlations, legacy_kill_gate_verdicts = build_analysis_assets(

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-AVERAGING_MODES = ("pair_own", "all_responses")
+PAIR_OWN = "pair_own"
+ALL_RESPONSES = "all_responses"
+AVERAGING_MODES = (PAIR_OWN, ALL_RESPONSES)
 VALUE_COLUMNS = ("js", "kl_ab", "kl_ba")
 
 

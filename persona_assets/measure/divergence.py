@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-LN2: float = math.log(2)
+from persona_assets.measure.units import LN2  # noqa: E402  (re-exported)
 
 __all__ = [
     "LN2",
@@ -248,7 +248,7 @@ def _divergences(
     return TokenDivergences(js=js, kl_ab=kl_ab, kl_ba=kl_ba)
 
 
-def _pair_index(
+def pair_index(
     pairs: Sequence[tuple[int, int]] | torch.Tensor, num_seqs: int, device: torch.device
 ) -> torch.Tensor:
     """Validate `pairs` and return them as a LongTensor [P, 2] on `device`."""
@@ -300,7 +300,7 @@ def pair_divergences(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}")
     num_seqs, num_positions, vocab = logp.shape
-    index = _pair_index(pairs, num_seqs, logp.device)
+    index = pair_index(pairs, num_seqs, logp.device)
     num_pairs = index.shape[0]
 
     # Preallocated outputs: concatenating per-block results would briefly hold two copies.

@@ -481,7 +481,7 @@ def test_real_cosine_matrix() -> None:
 def test_real_divergences(real_divergences: LegacyDivergences) -> None:
     d = real_divergences
     assert d.persona_names == CORE_PERSONAS
-    assert d.n_questions == 20 and d.averaging == "all-responses"
+    assert d.n_questions == 20 and d.averaging == "all_responses"
     assert d.metadata["model"] == "Qwen/Qwen2.5-7B-Instruct"
     for m in (d.js, d.kl, d.kl_sym, d.kl_asym):
         assert m.shape == (11, 11)

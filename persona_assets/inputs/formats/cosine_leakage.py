@@ -14,8 +14,8 @@ from persona_assets.runs.errors import InputError, quoted
 from persona_assets.inputs.formats.validation import (
     LAYER_KEY,
     RANGE_TOL,
-    _is_number,
-    _top_level_object,
+    is_number,
+    top_level_object,
 )
 
 
@@ -49,12 +49,12 @@ def _check_summary(summary: Any, path: Path, where: str, fields: Sequence[str]) 
     for key in fields:
         value = summary[key]
         if key == "n_pairs":
-            if not (_is_number(value) and float(value).is_integer() and value >= 0):
+            if not (is_number(value) and float(value).is_integer() and value >= 0):
                 raise InputError(f"{path}: {where}.n_pairs must be a count, got {quoted(value)}")
             continue
         if value is None:  # an undefined correlation may legitimately be null
             continue
-        if not _is_number(value) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             raise InputError(f"{path}: {where}.{key} must be a finite number, got {quoted(value)}")
         lo, hi = (0.0, 1.0) if key.endswith("_p") else (-1.0, 1.0)
         if not lo - RANGE_TOL <= value <= hi + RANGE_TOL:
@@ -83,7 +83,7 @@ def _detail_rows(items: Any, path: Path, layer: int, source: str) -> list[dict[s
         cos, leak = item["cosine_sim"], item["leakage_rate"]
         checks = (("cosine_sim", cos, -1.0, 1.0), ("leakage_rate", leak, 0.0, 1.0))
         for name, value, lo, hi in checks:
-            if not _is_number(value) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise InputError(
                     f"{path}: {where}[{i}] ({target}): {name} must be a finite number, "
                     f"got {quoted(value)}"
@@ -111,7 +111,7 @@ def load_cosine_leakage_file(
     depend on the layer); ranges and finiteness. ``require_layers`` makes absent layers an error.
     """
     path = Path(path)
-    data = _top_level_object(path)
+    data = top_level_object(path)
     if not data:
         raise InputError(f"{path}: no layers")
     by_layer: dict[int, dict[str, Any]] = {}

@@ -13,13 +13,13 @@ from persona_assets.inputs.formats.validation import (
     COSINE_DIAGONAL_TOL,
     COSINE_MATRIX_KEY,
     RANGE_TOL,
-    _check_diagonal,
-    _check_known,
-    _check_range,
-    _check_symmetric,
-    _persona_names,
-    _square_matrix,
-    _top_level_object,
+    check_diagonal,
+    check_known,
+    check_range,
+    check_symmetric,
+    read_persona_names,
+    square_matrix,
+    top_level_object,
 )
 
 
@@ -47,7 +47,7 @@ def load_cosine_matrix_file(
     unique and, when ``known_personas`` is given, all known.
     """
     path = Path(path)
-    data = _top_level_object(path)
+    data = top_level_object(path)
     matrix_keys = [k for k in data if COSINE_MATRIX_KEY.match(k)]
     other = [k for k in data if k != "persona_names" and k not in matrix_keys]
     if other:
@@ -63,12 +63,12 @@ def load_cosine_matrix_file(
         raise InputError(f"{path}: lacks persona_names")
     key = matrix_keys[0]
     layer = int(COSINE_MATRIX_KEY.match(key).group(1))  # type: ignore[union-attr]
-    names = _persona_names(data["persona_names"], path)
-    _check_known(names, known_personas, path)
-    matrix = _square_matrix(data[key], path, key, len(names))
-    _check_diagonal(matrix, path, key, 1.0, COSINE_DIAGONAL_TOL)
-    _check_symmetric(matrix, path, key)
-    _check_range(matrix, path, key, -1.0 - RANGE_TOL, 1.0 + RANGE_TOL, "[-1, 1]")
+    names = read_persona_names(data["persona_names"], path)
+    check_known(names, known_personas, path)
+    matrix = square_matrix(data[key], path, key, len(names))
+    check_diagonal(matrix, path, key, 1.0, COSINE_DIAGONAL_TOL)
+    check_symmetric(matrix, path, key)
+    check_range(matrix, path, key, -1.0 - RANGE_TOL, 1.0 + RANGE_TOL, "[-1, 1]")
     return CosineMatrix(
         path=path,
         layer=layer,

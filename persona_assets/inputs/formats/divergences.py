@@ -18,14 +18,14 @@ from persona_assets.inputs.formats.validation import (
     PAIR_SEPARATOR,
     SYMMETRY_TOL,
     ZERO_TOL,
-    _check_diagonal,
-    _check_known,
-    _check_range,
-    _check_symmetric,
-    _is_number,
-    _persona_names,
-    _square_matrix,
-    _top_level_object,
+    check_diagonal,
+    check_known,
+    check_range,
+    check_symmetric,
+    is_number,
+    read_persona_names,
+    square_matrix,
+    top_level_object,
 )
 
 
@@ -57,7 +57,7 @@ class LegacyDivergences:
 
 
 def _int_field(value: Any, path: Path, key: str) -> int:
-    if not (_is_number(value) and float(value).is_integer() and value > 0):
+    if not (is_number(value) and float(value).is_integer() and value > 0):
         raise InputError(f"{path}: {key} must be a positive integer, got {quoted(value)}")
     return int(value)
 
@@ -72,27 +72,27 @@ def load_divergence_matrices_file(
     of names); the response personas are ``persona_names`` in order.
     """
     path = Path(path)
-    data = _top_level_object(path)
+    data = top_level_object(path)
     required = ["js_matrix", "kl_matrix", "kl_sym_matrix", "kl_asym_matrix", "persona_names",
                 "per_prompt_js", "n_prompts"]
     missing = [k for k in required if k not in data]
     if missing:
         raise InputError(f"{path}: lacks {', '.join(missing)}")
-    names = _persona_names(data["persona_names"], path)
-    _check_known(names, known_personas, path)
+    names = read_persona_names(data["persona_names"], path)
+    check_known(names, known_personas, path)
     n = len(names)
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
         raise InputError(f"{path}: metadata must be an object")
 
-    mats = {k: _square_matrix(data[k], path, k, n)
+    mats = {k: square_matrix(data[k], path, k, n)
             for k in ("js_matrix", "kl_matrix", "kl_sym_matrix", "kl_asym_matrix")}
     js, kl = mats["js_matrix"], mats["kl_matrix"]
-    _check_symmetric(js, path, "js_matrix")
-    _check_diagonal(js, path, "js_matrix", 0.0, ZERO_TOL)
-    _check_range(js, path, "js_matrix", -ZERO_TOL, LN2 + ZERO_TOL, "[0, ln 2]")
-    _check_diagonal(kl, path, "kl_matrix", 0.0, ZERO_TOL)
-    _check_range(kl, path, "kl_matrix", -ZERO_TOL, np.inf, "[0, inf)")
+    check_symmetric(js, path, "js_matrix")
+    check_diagonal(js, path, "js_matrix", 0.0, ZERO_TOL)
+    check_range(js, path, "js_matrix", -ZERO_TOL, LN2 + ZERO_TOL, "[0, ln 2]")
+    check_diagonal(kl, path, "kl_matrix", 0.0, ZERO_TOL)
+    check_range(kl, path, "kl_matrix", -ZERO_TOL, np.inf, "[0, inf)")
     for key, expected, how in (
         ("kl_sym_matrix", (kl + kl.T) / 2, "(KL + KLᵀ)/2"),
         ("kl_asym_matrix", np.abs(kl - kl.T), "|KL − KLᵀ|"),
@@ -176,7 +176,7 @@ def _per_prompt_frame(
         for key, value in entry.items():
             if key not in pair_keys:
                 raise InputError(f"{path}: {where}: {_explain_pair_key(key, index)}")
-            if not _is_number(value) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise InputError(f"{path}: {where}[{key!r}] must be a finite number, got {quoted(value)}")
             if not -ZERO_TOL <= value <= LN2 + ZERO_TOL:
                 raise InputError(f"{path}: {where}[{key!r}]={value} outside [0, ln 2]")

@@ -23,20 +23,19 @@ COSINE_DIAGONAL_TOL = 1e-5
 SYMMETRY_TOL = 1e-6
 RANGE_TOL = 1e-6
 ZERO_TOL = 1e-8
-LN2 = math.log(2.0)  # JS divergence in nats never exceeds ln 2
-
-ALL_RESPONSES = "all-responses"
-PAIR_OWN = "pair-own"
+# One spelling of these, shared with the measurement: ln 2 bounds JS in nats; the averaging modes.
+from persona_assets.measure.aggregate import ALL_RESPONSES, PAIR_OWN  # noqa: E402, F401  (re-exported)
+from persona_assets.measure.units import LN2  # noqa: E402, F401  (re-exported)
 
 
 # --- shared validation helpers ---------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _persona_names(value: Any, path: Path, key: str = "persona_names") -> list[str]:
+def read_persona_names(value: Any, path: Path, key: str = "persona_names") -> list[str]:
     if not isinstance(value, list) or not value:
         raise InputError(f"{path}: {key} must be a non-empty list of persona names")
     for i, name in enumerate(value):
@@ -48,7 +47,7 @@ def _persona_names(value: Any, path: Path, key: str = "persona_names") -> list[s
     return list(value)
 
 
-def _check_known(names: Sequence[str], known: Sequence[str] | None, path: Path) -> None:
+def check_known(names: Sequence[str], known: Sequence[str] | None, path: Path) -> None:
     if known is None:
         return
     unknown = [n for n in names if n not in set(known)]
@@ -56,7 +55,7 @@ def _check_known(names: Sequence[str], known: Sequence[str] | None, path: Path) 
         raise InputError(f"{path}: unknown persona(s) {', '.join(unknown)}")
 
 
-def _square_matrix(value: Any, path: Path, key: str, n: int) -> np.ndarray:
+def square_matrix(value: Any, path: Path, key: str, n: int) -> np.ndarray:
     """A finite float N x N array from nested lists, or InputError saying what is off."""
     if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
         raise InputError(f"{path}: {key} must be a list of rows (lists of numbers)")
@@ -68,7 +67,7 @@ def _square_matrix(value: Any, path: Path, key: str, n: int) -> np.ndarray:
         )
     for i, row in enumerate(value):
         for j, v in enumerate(row):
-            if not _is_number(v):
+            if not is_number(v):
                 raise InputError(f"{path}: {key}[{i}][{j}] is not a number: {quoted(v)}")
     arr = np.asarray(value, dtype=float)
     bad = np.argwhere(~np.isfinite(arr))
@@ -78,7 +77,7 @@ def _square_matrix(value: Any, path: Path, key: str, n: int) -> np.ndarray:
     return arr
 
 
-def _check_symmetric(arr: np.ndarray, path: Path, key: str, tol: float = SYMMETRY_TOL) -> None:
+def check_symmetric(arr: np.ndarray, path: Path, key: str, tol: float = SYMMETRY_TOL) -> None:
     gap = np.abs(arr - arr.T)
     if gap.max() > tol:
         i, j = np.unravel_index(int(gap.argmax()), gap.shape)
@@ -87,14 +86,14 @@ def _check_symmetric(arr: np.ndarray, path: Path, key: str, tol: float = SYMMETR
         )
 
 
-def _check_diagonal(arr: np.ndarray, path: Path, key: str, value: float, tol: float) -> None:
+def check_diagonal(arr: np.ndarray, path: Path, key: str, value: float, tol: float) -> None:
     gap = np.abs(np.diag(arr) - value)
     if gap.max() > tol:
         i = int(gap.argmax())
         raise InputError(f"{path}: {key} diagonal must be {value}, but [{i}][{i}]={arr[i, i]}")
 
 
-def _check_range(
+def check_range(
     arr: np.ndarray, path: Path, key: str, lo: float, hi: float, shown: str
 ) -> None:
     """Values must lie in [lo, hi] (bounds already widened by a tolerance); ``shown`` is the
@@ -105,7 +104,7 @@ def _check_range(
         raise InputError(f"{path}: {key}[{i}][{j}]={arr[i, j]} outside {shown}")
 
 
-def _top_level_object(path: Path) -> dict[str, Any]:
+def top_level_object(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
