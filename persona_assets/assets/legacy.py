@@ -33,7 +33,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
     default and that folder does not exist, the legacy assets report "not available" instead of
     failing, so materializing everything on a project without earlier results stays green.
     """
-    from persona_assets.analysis.matrices import inputs_from_legacy_dir
+    from persona_assets.analysis.earlier_results import inputs_from_legacy_dir
 
     folder = Path(config.legacy_dir)
     if not folder.exists() and config.legacy_dir == DEFAULT_LEGACY_DIR:

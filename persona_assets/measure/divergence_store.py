@@ -31,18 +31,18 @@ Faults
   cache entry holding NaN is never trusted. An empty response (no tokens) stops scoring before
   any model work: a mean over zero tokens has no value.
 
-No dagster import: usable from a notebook with any object that has `batch_response_divergences`
+The keys live in `cache_keys`, the planning (jobs, passes, batches, shards) in `scoring_plan`; this
+module holds the cache and the scoring. No dagster import: usable from a notebook with any object that has `batch_response_divergences`
 (the LLM resources, `CpuLLM(model=...)`, work outside Dagster).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,45 +52,16 @@ from persona_assets.measure.scoring_faults import (
     free_accelerator_memory,
     is_out_of_memory,
 )
+from persona_assets.measure.cache_keys import DIVERGENCE_CODE_VERSION, pair_key, response_key  # noqa: F401  (re-exported)
+from persona_assets.measure.scoring_plan import (  # noqa: F401  (re-exported: one import for the store's users)
+    ResponseJob,
+    batch_end,
+    scoring_passes,
+    shard_of,
+)
 from persona_assets.runs.storage import atomic_write_text, exclusive_lock
 
-# 2: the reference path renormalises the float32 logits in float64 (no float32 log_softmax first).
-# 3: original_template scores the re-tokenised ids of the decoded response, as the earlier study did.
-DIVERGENCE_CODE_VERSION = "3"
 VALUES = ("js", "kl_ab", "kl_ba")
-
-
-def _digest(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def response_key(
-    *,
-    model_fingerprint: str,
-    dtype: str,
-    device_kind: str,
-    generation_key: str,
-    response_ids: Sequence[int],
-    generator_prompt_ids: Sequence[int],
-    code_version: str = DIVERGENCE_CODE_VERSION,
-) -> str:
-    """Key of one response's entry (see the module docstring for what it covers)."""
-    return _digest(
-        {
-            "model": model_fingerprint,
-            "dtype": dtype,
-            "device_kind": device_kind,
-            "generation_key": generation_key,
-            "response_ids": [int(t) for t in response_ids],
-            "generator_prompt_ids": [int(t) for t in generator_prompt_ids],
-            "code_version": code_version,
-        }
-    )
-
-
-def pair_key(prompt_ids_a: Sequence[int], prompt_ids_b: Sequence[int]) -> str:
-    """Key of one scoring pair within a response's entry: the two scorers' prompt ids, in order."""
-    return _digest([[int(t) for t in prompt_ids_a], [int(t) for t in prompt_ids_b]])[:32]
 
 
 class DivergenceCache:
@@ -137,66 +108,6 @@ def _reject_nan(constant: str) -> float:
     if constant == "NaN":
         raise ValueError("NaN in a divergence entry")
     return float(constant)
-
-
-@dataclass
-class ResponseJob:
-    """One response to score: its cache key, token ids, the scorers' prompts and the pairs it needs.
-
-    `names`, `generator` and `question_index` only serve error messages (persona index → name).
-    """
-
-    key: str
-    response_ids: list[int]
-    prompts: dict[int, list[int]]  # persona index → prompt ids (system + this question)
-    pairs: list[tuple[int, int]]  # (a, b) persona indices
-    pair_keys: list[str] = field(default_factory=list)
-    names: dict[int, str] = field(default_factory=dict)
-    generator: int = -1
-    question_index: int = -1
-    # original_template rule only: whether the re-tokenised ids are the generated ones (scoring_rule).
-    round_trips: bool | None = None
-
-    def __post_init__(self) -> None:
-        if not self.pair_keys:
-            self.pair_keys = [pair_key(self.prompts[a], self.prompts[b]) for a, b in self.pairs]
-
-    def persona(self, index: int) -> str:
-        return repr(self.names.get(index, f"#{index}"))
-
-    def describe(self) -> str:
-        """E.g. "the response of 'villain' to question 2 (cache key 3fa9c2d1e0b4)"."""
-        return f"the response of {self.persona(self.generator)} to question {self.question_index} (cache key {self.key[:12]})"
-
-
-def scoring_passes(pairs: Sequence[tuple[int, int]], max_scorers: int) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
-    """Split pairs into passes that each teacher-force at most `max_scorers` sequences.
-
-    Returns (scorer persona indices, pairs as local indices into them, positions in `pairs`) per
-    pass. Greedy in the given order: for pair-own pairs (g, o1), (g, o2), … every pass is g plus up
-    to max_scorers − 1 others. Deterministic: the same pairs always give the same passes.
-    """
-    if max_scorers < 2:
-        raise ValueError(f"max_scorers_per_pass must be ≥ 2 (a pair needs two scorers), got {max_scorers}")
-    passes: list[tuple[list[int], list[tuple[int, int]], list[int]]] = []
-    scorers: list[int] = []
-    members: list[int] = []
-    for position, (a, b) in enumerate(pairs):
-        needed = [s for s in dict.fromkeys((a, b)) if s not in scorers]
-        if members and len(scorers) + len(needed) > max_scorers:
-            passes.append(_finish_pass(scorers, pairs, members))
-            scorers, members = [], []
-            needed = list(dict.fromkeys((a, b)))
-        scorers.extend(needed)
-        members.append(position)
-    if members:
-        passes.append(_finish_pass(scorers, pairs, members))
-    return passes
-
-
-def _finish_pass(scorers: list[int], pairs: Sequence[tuple[int, int]], members: list[int]):
-    local = {s: k for k, s in enumerate(scorers)}
-    return list(scorers), [(local[pairs[m][0]], local[pairs[m][1]]) for m in members], list(members)
 
 
 @dataclass
@@ -324,23 +235,6 @@ def score_missing(
     return stats
 
 
-def batch_end(groups: Sequence[Any], start: int, size: int, whole_groups: bool) -> int:
-    """Where the batch of at most `size` jobs that starts at `start` ends (`groups`: each job's prompt group).
-
-    With `whole_groups` (the resource shares prefixes: each call computes its prompts' K/V once) a
-    batch that would split a group over two calls ends before that group instead, so no prompt is
-    computed twice; a group larger than `size` is split as before. On configs/demo.yaml (12 responses
-    per question, 16 per batch) that is 48 prompt forwards instead of 72.
-    """
-    end = min(start + size, len(groups))
-    if not whole_groups or end == len(groups) or groups[end] != groups[end - 1]:
-        return end
-    cut = end - 1
-    while cut > start and groups[cut - 1] == groups[cut]:
-        cut -= 1
-    return cut if cut > start else end
-
-
 def _prompt_group(job: ResponseJob) -> tuple[tuple[int, ...], ...]:
     """The scorers' prompts of a job, in a fixed order: equal for every response to one question."""
     return tuple(sorted(tuple(int(t) for t in prompt) for prompt in job.prompts.values()))
@@ -385,18 +279,6 @@ def _score_batch(
     for entry, key, values in new_values:
         entry["pairs"][key] = values
     return stats
-
-
-def shard_of(jobs: Sequence[ResponseJob], lengths: Sequence[int], shard: int, n_shards: int) -> list[ResponseJob]:
-    """The jobs of shard `shard` of `n_shards`: round-robin over jobs sorted by response length.
-
-    Depends only on the responses, never on the cache, so shards running at the same time agree
-    on who does what; the length order balances the shards' token counts.
-    """
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} outside 0..{n_shards - 1}")
-    order = sorted(range(len(jobs)), key=lambda i: (lengths[i], jobs[i].key))
-    return [jobs[i] for i in order[shard::n_shards]]
 
 
 def cached_rows(jobs: Sequence[ResponseJob], cache: DivergenceCache) -> list[list[dict[str, float]] | None]:

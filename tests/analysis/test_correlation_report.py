@@ -18,8 +18,8 @@ from persona_assets.analysis.matrices import (
     PAIR_OWN,
     AnalysisInputs,
     CosineSet,
-    inputs_from_legacy_dir,
 )
+from persona_assets.analysis.earlier_results import inputs_from_legacy_dir
 from persona_assets.runs.errors import InputError
 from persona_assets.stats.correlate import MRR, STEIGER, between_within_decomposition, dependent_correlation_test, sign_agreement
 from persona_assets.runs.storage import read_json, write_json

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from persona_assets.analysis import correlation_report as analyses
-from persona_assets.analysis.matrices import inputs_from_legacy_dir
+from persona_assets.analysis.earlier_results import inputs_from_legacy_dir
 from persona_assets.measure.noise_floor import (
     difference_stats,
     floor_evidence,
