@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make job    install (first time) and run the main job on the embedded model
 #   make test   install (first time) and run the tests
+#   make lint   ruff, the import contracts and the structure check
 # Also: make ui (dagster dev on 127.0.0.1:3000), make install.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ CONFIG ?= configs/demo.yaml
 # handed out in the order tests/conftest.py sorts them (those with slow tests first).
 TEST_WORKERS ?= 2
 
-.PHONY: install job test ui runs
+.PHONY: install job test lint ui runs
 
 $(BIN)/dagster: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,13 @@ job: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# ruff (line length 120, pyproject.toml), the import contracts (import-linter, pyproject.toml) and the
+# structure check: no module over 400 lines, no import cycle, no private name imported across modules.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python tests/structure.py . persona_assets resources
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)

@@ -5,7 +5,6 @@ float64 sum over V ≤ 2^18 vocabulary terms of magnitude ≤ ~50 is below 1e-9,
 are symmetrised by construction, so 1e-9 separates real violations from rounding.
 """
 
-import math
 
 import dagster as dg
 import numpy as np
@@ -14,11 +13,11 @@ from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
+from persona_assets.constants import LN2
 from persona_assets.inputs.response_quality import response_quality
 
 DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
 TOLERANCE = 1e-9
-from persona_assets.measure.units import LN2
 
 
 def _matrix(value: dict, key: str) -> np.ndarray:

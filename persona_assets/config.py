@@ -9,7 +9,6 @@ are rejected by Dagster when the run is launched.
 
 from __future__ import annotations
 
-import math
 
 import dagster as dg
 from pydantic import Field, field_validator
@@ -18,7 +17,7 @@ from persona_assets.measure.aggregate import AVERAGING_MODES
 from persona_assets.stats.permutation_tests import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
-from persona_assets.measure.units import LN2  # the largest JS divergence in nats
+from persona_assets.constants import LN2  # the largest JS divergence in nats
 
 
 class EvalSetConfig(dg.Config):

@@ -186,7 +186,7 @@ def report(w: Workload, p: Profile) -> str:
 
 def table(base: Workload, p: Profile, personas=(12, 111, 1000), gpus=(1, 2, 8)) -> str:
     rows = [
-        f"| N personas | responses | sequences | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus) + " | peak GPU memory | bound (1 GPU) |",
+        "| N personas | responses | sequences | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus) + " | peak GPU memory | bound (1 GPU) |",
         "|---:|---:|---:|" + "---:|" * len(gpus) + "---:|---|",
     ]
     for n in personas:

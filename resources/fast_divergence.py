@@ -41,7 +41,7 @@ import torch
 from persona_assets.measure.divergence import TokenDivergences, pair_index
 from persona_assets.measure.scoring_faults import raise_if_non_finite
 
-from persona_assets.measure.units import LN2  # noqa: E402
+from persona_assets.constants import LN2  # noqa: E402
 
 __all__ = ["fast_pair_divergences", "row_logsumexp", "to_device", "triton_available"]
 

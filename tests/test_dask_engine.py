@@ -22,12 +22,13 @@ from dask.distributed import Client, LocalCluster
 from persona_assets.dask_engine import MARKER_NAME, SharedStorageError, check_storage_marker, write_storage_marker
 from tests.dask_job import divergence_job, persona_job
 
-DIVERGENCES = divergence_job
 from persona_assets.checks import all_checks
 from persona_assets.definitions import all_assets
 from persona_assets.environment import storage_resources
 from resources.llm import CpuLLM
 from tests.test_graph import materialize, run_config, write_leakage
+
+DIVERGENCES = divergence_job
 
 WORKER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "protocol": "tcp",
           "dashboard_address": ":0", "resources": {"GPU": 1}}

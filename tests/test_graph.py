@@ -8,7 +8,6 @@ import math
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.generations import generations

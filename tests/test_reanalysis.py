@@ -154,12 +154,12 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()
     assert lines[0] == f"== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct ({REFERENCE_STUDY}) =="
-    assert lines[1].startswith("kill gate discrimination: KILLED") and any(l.startswith("kill gate redundancy: KILLED") for l in lines)
+    assert lines[1].startswith("kill gate discrimination: KILLED") and any(line.startswith("kill gate redundancy: KILLED") for line in lines)
     pair_own = leakage["by_averaging"]["pair_own"]
     rho = pair_own["js_vs_leakage"]["spearman_rho"]
     assert f"  JS vs leakage, pair_own (primary): Spearman ρ = {rho:+.2f}" in "\n".join(lines)
     perm = pair_own["js_vs_cosine_as_predictors"]["cosine_leakage_file"]["layer20"]["permutation_difference"]
-    assert any(l.startswith(f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}") for l in lines)
+    assert any(line.startswith(f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}") for line in lines)
     read_first = lines[lines.index("== read first ==") + 1:]
     assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
     cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from persona_assets.measure.units import LN2
+from persona_assets.constants import LN2
 
 
 def max_sample_std(b: float, n: int) -> float:

@@ -26,7 +26,7 @@ import pandas as pd
 from persona_assets.runs.errors import InputError
 from persona_assets.measure.noise_floor import UNKNOWN_FLOOR_NOTE, not_measured
 
-from persona_assets.measure.aggregate import ALL_RESPONSES, PAIR_OWN  # noqa: E402  (re-exported)
+from persona_assets.constants import ALL_RESPONSES, PAIR_OWN  # noqa: E402  (re-exported)
 RUN = "run"
 LEGACY = "legacy"
 

@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PAIR_OWN = "pair_own"
-ALL_RESPONSES = "all_responses"
-AVERAGING_MODES = (PAIR_OWN, ALL_RESPONSES)
+from persona_assets.constants import ALL_RESPONSES, AVERAGING_MODES, PAIR_OWN  # noqa: F401  (re-exported)
 VALUE_COLUMNS = ("js", "kl_ab", "kl_ba")
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from persona_assets.measure.units import LN2  # noqa: E402  (re-exported)
+from persona_assets.constants import LN2  # noqa: E402  (re-exported)
 
 __all__ = [
     "LN2",

@@ -17,7 +17,6 @@ JSON round trip where NaN does not.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +23,8 @@ SYMMETRY_TOL = 1e-6
 RANGE_TOL = 1e-6
 ZERO_TOL = 1e-8
 # One spelling of these, shared with the measurement: ln 2 bounds JS in nats; the averaging modes.
-from persona_assets.measure.aggregate import ALL_RESPONSES, PAIR_OWN  # noqa: E402, F401  (re-exported)
-from persona_assets.measure.units import LN2  # noqa: E402, F401  (re-exported)
+from persona_assets.constants import ALL_RESPONSES, PAIR_OWN  # noqa: E402, F401  (re-exported)
+from persona_assets.constants import LN2  # noqa: E402, F401  (re-exported)
 
 
 # --- shared validation helpers ---------------------------------------------------------------
