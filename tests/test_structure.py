@@ -33,3 +33,22 @@ def test_each_kind_of_problem_is_found(tmp_path):
     assert "pkg/c.py: imports private _hidden from pkg.b" in found
     assert "pkg/long.py: 401 lines (> 400)" in found
     assert len(found) == 3  # a package __init__ re-exporting its own module is not a cycle
+
+
+def test_each_subpackage_names_its_public_api_and_loads_it_lazily():
+    """Every name a subpackage's __init__ lists resolves to its module's object; the facade imports no module itself."""
+    import importlib
+    import subprocess
+    import sys
+
+    for package in ["measure", "stats", "analysis", "inputs", "runs"]:
+        facade = importlib.import_module(f"persona_assets.{package}")
+        assert facade.__all__, package
+        for name in facade.__all__:
+            module = importlib.import_module(f"persona_assets.{package}.{facade._EXPORTS[name]}")
+            assert getattr(facade, name) is getattr(module, name), (package, name)
+    # lazily: the analysis side loads without torch (the UI and the analysis steps need not import it)
+    code = ("import sys, persona_assets.measure, persona_assets.analysis.matrices, persona_assets.stats.correlate; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
