@@ -49,17 +49,14 @@ def settings(config_path: Path) -> dict:
 
 
 def generate(llm, evals, config, work: Path) -> dict:
+    from persona_assets.measure.responses import generate_into_cache, missing_items, response_records
     from persona_assets.runs.generation_cache import GenerationCache, generation_items
 
     cache = GenerationCache(work / "cache" / "generations")
     items = generation_items(llm, evals, config.max_new_tokens)
-    outputs = llm.generate([i["prompt_ids"] for i in items], max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
-    responses = []
-    for item, output in zip(items, outputs):
-        cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
-        responses.append({"persona": item["persona"], "question_index": item["question_index"], "question": item["question"],
-                          "token_ids": output.token_ids, "text": llm.decode(output.token_ids), "n_tokens": len(output.token_ids),
-                          "hit_max_new_tokens": output.hit_max_new_tokens, "cache_key": item["key"]})
+    generate_into_cache(llm, missing_items(items, cache), cache, max_new_tokens=config.max_new_tokens,
+                        batch_size=config.batch_size)
+    responses = response_records(items, cache, llm.decode)
     import pandas as pd
 
     from persona_assets.runs.storage import write_csv
@@ -70,15 +67,13 @@ def generate(llm, evals, config, work: Path) -> dict:
 
 
 def cosine(llm, evals, config) -> dict:
-    from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers
+    from persona_assets.measure.cosine import CENTRING_RUN_MEAN, cosine_by_layer, default_layers, persona_prompts
 
     layers = list(config.layers) or default_layers(llm.num_layers())
-    prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
-    states = llm.last_prompt_hidden_states(prompts, layers, batch_size=config.batch_size).numpy()
-    n_p, n_q = len(evals.personas), len(evals.questions)
-    centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)
+    states = llm.last_prompt_hidden_states(persona_prompts(llm, evals), layers, batch_size=config.batch_size).numpy()
+    matrices = cosine_by_layer(states, len(evals.personas), len(evals.questions), layers)
     return {"persona_names": evals.persona_names, "centring": CENTRING_RUN_MEAN, "layers": layers,
-            "cosine_matrices": {f"layer{layer}": centred_cosine(centroids[:, k, :]).tolist() for k, layer in enumerate(layers)}}
+            "cosine_matrices": {name: m.tolist() for name, m in matrices.items()}}
 
 
 def divergences(llm, evals, generations, config, work: Path):

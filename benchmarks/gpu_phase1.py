@@ -45,7 +45,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers  # noqa: E402
+from persona_assets.measure.cosine import CENTRING_RUN_MEAN, cosine_by_layer, default_layers  # noqa: E402
+from persona_assets.measure.responses import (  # noqa: E402
+    generate_into_cache,
+    missing_items,
+    pair_value_rows,
+    response_records,
+)
 from persona_assets.measure.divergence_store import (  # noqa: E402
     DivergenceCache,
     ResponseJob,
@@ -236,17 +242,10 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     lengths = [len(i["prompt_ids"]) for i in items]
     log(f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})")
     start = time.perf_counter()
-    outputs = llm.generate([i["prompt_ids"] for i in items], max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch)
+    generate_into_cache(llm, missing_items(items, cache), cache, max_new_tokens=args.max_new_tokens,
+                        batch_size=args.gen_batch)
     decode_s = time.perf_counter() - start
-    for item, output in zip(items, outputs):
-        cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
-    responses = []
-    for item in items:
-        cached = cache.get(item["key"])
-        responses.append({"persona": item["persona"], "question_index": item["question_index"], "question": item["question"],
-                          "token_ids": cached["token_ids"], "text": llm.decode(cached["token_ids"]),
-                          "n_tokens": len(cached["token_ids"]), "hit_max_new_tokens": cached["hit_max_new_tokens"],
-                          "cache_key": item["key"]})
+    responses = response_records(items, cache, llm.decode)
     if importlib.util.find_spec("pandas") is not None:
         import pandas as pd
 
@@ -270,8 +269,7 @@ def run_cosine(args, llm: EngineLLM, evals, prompts: dict) -> dict:
     ordered = [prompts[(p, q)] for p in range(len(evals.personas)) for q in range(len(evals.questions))]
     states = llm.last_prompt_hidden_states(ordered, layers, batch_size=args.cosine_batch).numpy()
     n_p, n_q = len(evals.personas), len(evals.questions)
-    centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)
-    matrices = {f"layer{layer}": centred_cosine(centroids[:, k, :]).tolist() for k, layer in enumerate(layers)}
+    matrices = {name: m.tolist() for name, m in cosine_by_layer(states, n_p, n_q, layers).items()}
     return {"model": llm.describe(), "layers": layers, "num_model_layers": num_layers, "centring": CENTRING_RUN_MEAN,
             "persona_names": evals.persona_names, "n_questions": n_q, "cosine_matrices": matrices}
 
@@ -325,14 +323,8 @@ def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: 
 
 
 def per_response_rows(generations: dict, jobs: list[ResponseJob], values: list) -> list[dict]:
-    names = generations["persona_names"]
-    rows = []
-    for response, job, found in zip(generations["responses"], jobs, values):
-        for (a, b), value in zip(job.pairs, found):
-            rows.append({"generator": response["persona"], "question_index": response["question_index"],
-                         "persona_a": names[a], "persona_b": names[b], "js": value["js"], "kl_ab": value["kl_ab"],
-                         "kl_ba": value["kl_ba"], "n_tokens": response["n_tokens"]})
-    return rows
+    """The divergence_per_response rows, by the function the divergence_matrices asset's table uses."""
+    return pair_value_rows(generations["responses"], jobs, values, generations["persona_names"])
 
 
 # -------------------------------------------------------------------------- CPU-side stages
@@ -488,7 +480,7 @@ def gpu_main(args) -> None:
             timer.run("(noise floor, first variant's path)", lambda: log_noise_floor(args, llm, jobs, generations, variants[0]))
     state = {"persona_names": evals.persona_names, "rows": per_response_rows(generations, jobs, results[0]),
              "model": llm.describe(), "persona_cosine": persona_cosine, "leakage": synthetic_leakage(evals.persona_names)}
-    del engine, model, llm
+    engine = model = llm = None  # drop the references: the GPU memory goes back before the analysis
     if args.defer_analysis:
         left = ["aggregation (--defer-analysis)", "analysis", "figures"]
     else:

@@ -8,7 +8,7 @@ from persona_assets.inputs.eval_set import EvalSet
 from persona_assets.runs.generation_cache import GenerationCache, generation_items
 from persona_assets.runs.progress import Heartbeat, ProgressReporter
 from persona_assets.inputs.response_quality import response_quality
-from persona_assets.measure.scoring_faults import halving_batch_on_out_of_memory
+from persona_assets.measure.responses import generate_into_cache, missing_items, response_records
 from persona_assets.run_config_validation import validate_run_config
 from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.runs.storage import write_csv
@@ -42,41 +42,16 @@ def generations(
     cache = GenerationCache(results.cache_path("generations"))
     items = generation_items(llm, evals, config.max_new_tokens)
 
-    missing = [item for item in items if cache.get(item["key"]) is None]
+    missing = missing_items(items, cache)
     context.log.info(f"generations: {len(items) - len(missing)} cached, {len(missing)} to generate")
-    if missing:
-        progress = ProgressReporter("generate", context.log.info, unit="responses")
-        # A batch reports only when it ends; the heartbeat keeps the run log alive meanwhile.
-        with Heartbeat("generate", context.log.info):
-            outputs = halving_batch_on_out_of_memory(
-                lambda batch_size: llm.generate(
-                    [item["prompt_ids"] for item in missing],
-                    max_new_tokens=config.max_new_tokens,
-                    batch_size=batch_size,
-                    progress=progress,
-                ),
-                config.batch_size,
-                what="generation",
-                warn=context.log.warning,
-            )
-        for item, output in zip(missing, outputs):
-            cache.put(item["key"], {"token_ids": output.token_ids, "hit_max_new_tokens": output.hit_max_new_tokens})
-
-    responses = []
-    for item in items:
-        cached = cache.get(item["key"])
-        responses.append(
-            {
-                "persona": item["persona"],
-                "question_index": item["question_index"],
-                "question": item["question"],
-                "token_ids": cached["token_ids"],
-                "text": llm.decode(cached["token_ids"]),
-                "n_tokens": len(cached["token_ids"]),
-                "hit_max_new_tokens": cached["hit_max_new_tokens"],
-                "cache_key": item["key"],
-            }
+    progress = ProgressReporter("generate", context.log.info, unit="responses")
+    # A batch reports only when it ends; the heartbeat keeps the run log alive meanwhile.
+    with Heartbeat("generate", context.log.info):
+        generate_into_cache(
+            llm, missing, cache, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+            progress=progress, warn=context.log.warning,
         )
+    responses = response_records(items, cache, llm.decode)
     table = pd.DataFrame(responses).drop(columns=["token_ids"])
     write_csv(results.run_side_file(context.run.run_id, context.asset_key, "generations.csv"), table)
     quality = response_quality(responses)

@@ -3,7 +3,13 @@ import numpy as np
 
 from persona_assets.assets.prompt_checks import refuse_unsafe_prompts, run_max_new_tokens
 from persona_assets.config import CosineConfig
-from persona_assets.measure.cosine import CENTRING_RUN_MEAN, centred_cosine, default_layers, first_non_finite
+from persona_assets.measure.cosine import (
+    CENTRING_RUN_MEAN,
+    cosine_by_layer,
+    default_layers,
+    first_non_finite,
+    persona_prompts,
+)
 from persona_assets.inputs.eval_set import EvalSet
 from persona_assets.runs.errors import InputError
 from persona_assets.runs.progress import Heartbeat, ProgressReporter
@@ -26,7 +32,7 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     layers = list(config.layers) or default_layers(num_layers)
     if (problem := cosine_layers_problem(layers, num_layers)) is not None:
         raise InputError(f"run config ops.{context.op_def.name}.config.layers: {problem}")
-    prompts = [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
+    prompts = persona_prompts(llm, evals)
     with Heartbeat("hidden states", context.log.info):
         states = llm.last_prompt_hidden_states(
             prompts, layers, batch_size=config.batch_size,
@@ -40,8 +46,7 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
             f"hidden state of persona {evals.persona_names[prompt // n_q]!r}, question {prompt % n_q}, "
             f"layer {layers[layer]} is not finite (NaN/inf): the model's output is broken (weights, dtype overflow?)"
         )
-    centroids = states.reshape(n_p, n_q, len(layers), -1).mean(axis=1)  # [N, layers, H]
-    matrices = {f"layer{layer}": centred_cosine(centroids[:, k, :]) for k, layer in enumerate(layers)}
+    matrices = cosine_by_layer(states, n_p, n_q, layers)
     off_diagonal = ~np.eye(n_p, dtype=bool)
     context.add_output_metadata(
         {f"mean_cosine_{name}": float(m[off_diagonal].mean()) for name, m in matrices.items()} | {"layers": str(layers)}

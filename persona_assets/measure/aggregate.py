@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from persona_assets.measure.responses import pair_value_rows
 from persona_assets.constants import ALL_RESPONSES, AVERAGING_MODES, PAIR_OWN  # noqa: F401  (re-exported)
 VALUE_COLUMNS = ("js", "kl_ab", "kl_ba")
 
@@ -126,20 +127,4 @@ def per_response_table(
     persona_names: list[str],
 ) -> pd.DataFrame:
     """The input rows above, from each response (generations' record), its job's pairs and their values."""
-    rows = []
-    for response, job, found in zip(responses, jobs, values):
-        for (a, b), value in zip(job.pairs, found):
-            rows.append(
-                {
-                    "generator": response["persona"],
-                    "question_index": response["question_index"],
-                    "persona_a": persona_names[a],
-                    "persona_b": persona_names[b],
-                    "js": value["js"],
-                    "kl_ab": value["kl_ab"],
-                    "kl_ba": value["kl_ba"],
-                    "n_tokens": response["n_tokens"],
-                    "n_scored_positions": len(job.response_ids),
-                }
-            )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(pair_value_rows(responses, jobs, values, persona_names))

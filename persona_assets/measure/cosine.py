@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 CENTRING_RUN_MEAN = "mean over the personas of this run"
@@ -35,3 +38,21 @@ def first_non_finite(states: np.ndarray) -> tuple[int, int] | None:
         return None
     prompt, layer = np.argwhere(~finite)[0]
     return int(prompt), int(layer)
+
+
+def persona_prompts(llm: Any, evals: Any) -> list[list[int]]:
+    """Every persona × question prompt (system = persona prompt, user = question), personas first: the order
+    `cosine_by_layer` reads the hidden states in. `llm` needs `chat_prompt_ids`; `evals` is an EvalSet."""
+    return [llm.chat_prompt_ids(p.prompt, q) for p in evals.personas for q in evals.questions]
+
+
+def cosine_by_layer(
+    states: np.ndarray, n_personas: int, n_questions: int, layers: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """Per layer ("layer<L>"), the centred cosine between persona centroids.
+
+    `states` [personas × questions, layers, H]: the last-prompt-token hidden states in `persona_prompts` order.
+    A persona's centroid is its states averaged over the questions (the persona_cosine asset's definition).
+    """
+    centroids = states.reshape(n_personas, n_questions, len(layers), -1).mean(axis=1)  # [N, layers, H]
+    return {f"layer{layer}": centred_cosine(centroids[:, k, :]) for k, layer in enumerate(layers)}

@@ -32,7 +32,9 @@ Faults
   any model work: a mean over zero tokens has no value.
 
 The keys live in `cache_keys`, the planning (jobs, passes, batches, shards) in `scoring_plan`; this
-module holds the cache and the scoring. No dagster import: usable from a notebook with any object that has `batch_response_divergences`
+module holds the cache and the scoring.
+
+No dagster import: usable from a notebook with any object that has `batch_response_divergences`
 (the LLM resources, `CpuLLM(model=...)`, work outside Dagster).
 """
 
