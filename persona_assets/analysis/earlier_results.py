@@ -150,7 +150,9 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
         if file_leakage is not None:
             merged = file_leakage.merge(leakage, on=["source", "target"], suffixes=("_file", "_marker"))
             if len(merged) and float((merged["rate_file"] - merged["rate_marker"]).abs().max()) > 1e-9:
-                notes.append("leakage in cosine_leakage_correlation.json differs from marker_eval/: marker_eval/ is used")
+                notes.append(
+                    "leakage in cosine_leakage_correlation.json differs from marker_eval/: marker_eval/ is used"
+                )
     elif file_leakage is not None:
         leakage = file_leakage.reset_index(drop=True)
         leakage_note = f"no marker_eval/ folder: directed leakage taken from {leakage_file}"

@@ -1,6 +1,6 @@
-"""The persona-pair tables the analyses and figures read: one row per unordered or directed pair, every predictor a column.
+"""The persona-pair tables the analyses and figures read: one row per unordered or directed pair.
 
-Column names come from `js_column` / `cosine_column`, so a table and the analysis reading it agree.
+Every predictor is a column; column names come from `js_column` / `cosine_column`, so a table and the analysis reading it agree.
 No dagster import.
 """
 

@@ -40,10 +40,15 @@ class ResponseJob:
 
     def describe(self) -> str:
         """E.g. "the response of 'villain' to question 2 (cache key 3fa9c2d1e0b4)"."""
-        return f"the response of {self.persona(self.generator)} to question {self.question_index} (cache key {self.key[:12]})"
+        return (
+            f"the response of {self.persona(self.generator)} to question {self.question_index} "
+            f"(cache key {self.key[:12]})"
+        )
 
 
-def scoring_passes(pairs: Sequence[tuple[int, int]], max_scorers: int) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
+def scoring_passes(
+    pairs: Sequence[tuple[int, int]], max_scorers: int
+) -> list[tuple[list[int], list[tuple[int, int]], list[int]]]:
     """Split pairs into passes that each teacher-force at most `max_scorers` sequences.
 
     Returns (scorer persona indices, pairs as local indices into them, positions in `pairs`) per

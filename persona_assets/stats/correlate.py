@@ -26,6 +26,15 @@ import pandas as pd
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
+
+# Re-exported (see __all__): the comparison and group statistics live in their own modules, which import only
+# stats.helpers, so importing them here makes no cycle.
+from persona_assets.stats.dependent_correlations import MRR, STEIGER, dependent_correlation_test, partial_correlation
+from persona_assets.stats.grouped_correlations import (
+    between_within_decomposition,
+    sign_agreement,
+    within_group_correlations,
+)
 from persona_assets.stats.helpers import ArrayLike
 from persona_assets.stats.helpers import json_float as _json_float
 from persona_assets.stats.helpers import paired as _paired
@@ -180,10 +189,6 @@ def correlate(
         n_clusters=n_clusters,
     )
 
-
-# Re-exported: the comparison and group statistics live in their own modules.
-from persona_assets.stats.dependent_correlations import MRR, STEIGER, dependent_correlation_test, partial_correlation  # noqa: E402
-from persona_assets.stats.grouped_correlations import between_within_decomposition, sign_agreement, within_group_correlations  # noqa: E402
 
 __all__ = [
     "Correlation", "correlate", "MRR", "STEIGER", "dependent_correlation_test", "partial_correlation",

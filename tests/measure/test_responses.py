@@ -27,7 +27,10 @@ def test_cosine_by_layer_averages_each_persona_over_its_questions_then_centres()
 
 
 def test_pair_value_rows_are_the_rows_of_the_per_response_table():
-    responses = [{"persona": "pirate", "question_index": 0, "n_tokens": 5}, {"persona": "judge", "question_index": 1, "n_tokens": 7}]
+    responses = [
+        {"persona": "pirate", "question_index": 0, "n_tokens": 5},
+        {"persona": "judge", "question_index": 1, "n_tokens": 7},
+    ]
     jobs = [ResponseJob("k0", [1], {0: [1], 1: [2]}, [(0, 1)]), ResponseJob("k1", [2], {0: [1], 1: [2]}, [(1, 0)])]
     values = [[{"js": 0.1, "kl_ab": 0.2, "kl_ba": 0.3}], [{"js": 0.4, "kl_ab": 0.5, "kl_ba": 0.6}]]
     rows = pair_value_rows(responses, jobs, values, ["pirate", "judge"])
@@ -47,7 +50,8 @@ def test_generation_fills_only_what_the_cache_lacks_and_records_read_it_back(tin
     generate_into_cache(llm, missing_items(items, cache), cache, max_new_tokens=4, batch_size=3)
     assert missing_items(items, cache) == [] and cache.get(items[0]["key"]) == first  # nothing generated twice
     records = response_records(items, cache, llm.decode)
-    assert [(r["persona"], r["question_index"]) for r in records] == [(p.name, q) for p in EVALS.personas for q in range(3)]
+    expected_order = [(p.name, q) for p in EVALS.personas for q in range(3)]
+    assert [(r["persona"], r["question_index"]) for r in records] == expected_order
     for record, item in zip(records, items):
         entry = cache.get(item["key"])
         assert record["token_ids"] == entry["token_ids"] and record["n_tokens"] == len(entry["token_ids"]) <= 4
