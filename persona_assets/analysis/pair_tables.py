@@ -1,7 +1,7 @@
 """The persona-pair tables the analyses and figures read: one row per unordered or directed pair.
 
-Every predictor is a column; column names come from `js_column` / `cosine_column`, so a table and the analysis reading it agree.
-No dagster import.
+Every predictor is a column; column names come from `js_column` / `cosine_column`, so a table and the
+analysis reading it agree. No dagster import.
 """
 
 from __future__ import annotations
