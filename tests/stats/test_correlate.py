@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from persona_assets.runs.errors import InputError
+from persona_assets.stats.helpers import rowwise_weighted_pearson, weighted_midranks
 from persona_assets.stats.correlate import (
     MRR,
     STEIGER,
     Correlation,
-    _rowwise_weighted_pearson,
-    _weighted_midranks,
     correlate,
     dependent_correlation_test,
     partial_correlation,
@@ -113,7 +112,7 @@ def test_weighted_midranks_equal_rankdata_of_expanded_sample() -> None:
     rng = np.random.default_rng(0)
     values = rng.integers(0, 6, size=15).astype(float)  # many ties
     weights = rng.integers(0, 4, size=(30, 15)).astype(float)
-    ranks = _weighted_midranks(values, weights)
+    ranks = weighted_midranks(values, weights)
     for b in range(weights.shape[0]):
         w = weights[b].astype(int)
         expanded = stats.rankdata(np.repeat(values, w))
@@ -127,7 +126,7 @@ def test_cluster_resample_spearman_equals_spearman_of_expanded_sample() -> None:
     codes = np.unique(labels, return_inverse=True)[1]
     counts = np.array([[2, 0, 1, 1, 1], [0, 0, 3, 1, 1]], dtype=float)
     w = counts[:, codes]
-    boot = _rowwise_weighted_pearson(_weighted_midranks(x, w), _weighted_midranks(y, w), w)
+    boot = rowwise_weighted_pearson(weighted_midranks(x, w), weighted_midranks(y, w), w)
     for b in range(2):
         reps = w[b].astype(int)
         expected = stats.spearmanr(np.repeat(x, reps), np.repeat(y, reps))[0]
