@@ -150,6 +150,9 @@ def test_quoting_a_bomb_is_bounded_and_says_what_it_cut():
 
 
 def test_a_huge_setting_is_quoted_cut_in_the_run_config_message():
-    problems = run_config_problems({"ops": {"eval_set": {"config": {"n_questions": "9" * 100_000}}}})
+    from persona_assets.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    problems = run_config_problems({"ops": {"eval_set": {"config": {"n_questions": "9" * 100_000}}}}, job)
     [problem] = [p for p in problems if p.startswith("ops.eval_set.config.n_questions")]
     assert "(100000 characters in all)" in problem and len(problem) < 1000
