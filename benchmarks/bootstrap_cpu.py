@@ -45,9 +45,10 @@ def main() -> None:
     args = parser.parse_args()
 
     x, y, labels = clustered_pairs(args.clusters, args.cluster_size)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, numpy {np.__version__}")
-    print(f"pairs {len(x)} in {args.clusters} clusters, {args.n_boot} resamples, {args.repeats} repeats (after a warm-up)")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"pairs {len(x)} in {args.clusters} clusters, {args.n_boot} resamples, {args.repeats} repeats (after a warm-up)"
+    )
     correlate(x, y, n_boot=10)  # imports and caches
     for label, clusters in (("rows", None), ("clusters", labels)):
         seconds = []
@@ -55,7 +56,9 @@ def main() -> None:
             start = time.perf_counter()
             correlate(x, y, clusters=clusters, n_boot=args.n_boot)
             seconds.append(time.perf_counter() - start)
-        print(f"bootstrap by {label:8s}: median {statistics.median(seconds):.3f} s  (min {min(seconds):.3f}, max {max(seconds):.3f})")
+        print(
+            f"bootstrap by {label:8s}: median {statistics.median(seconds):.3f} s  (min {min(seconds):.3f}, max {max(seconds):.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def ensure_generations(args, work: Path) -> None:
     ops = yaml.safe_load((REPO / args.config).read_text())["ops"]
     started = time.perf_counter()
     result = dg.materialize(
-        [eval_set, generations], resources=environment.resources(),
+        [eval_set, generations],
+        resources=environment.resources(),
         run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k in ("eval_set", "generations")}),
     )
     assert result.success
@@ -131,14 +132,16 @@ def run_step(args, work: Path, timers: PhaseTimers) -> tuple[dict, dict[str, flo
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [divergence_matrices, eval_set.to_source_asset(), generations.to_source_asset()],
-            resources=environment.resources(), instance=instance,
+            resources=environment.resources(),
+            instance=instance,
             run_config=dg.RunConfig(ops={k: v for k, v in ops.items() if k == "divergence_matrices"}),
             selection=list(divergence_matrices.keys),
         )
         assert result.success
         steps = step_seconds(instance, result.run_id)
     [materialization] = [
-        event.materialization for event in result.get_asset_materialization_events()
+        event.materialization
+        for event in result.get_asset_materialization_events()
         if event.materialization.asset_key == dg.AssetKey("divergence_matrices")
     ]
     meta = {k: v.value for k, v in materialization.metadata.items()}
@@ -151,13 +154,17 @@ def compare(table, reference_path: Path, floor: dict) -> None:
     reference = pd.read_csv(reference_path).set_index(KEYS).sort_index()
     table = table.set_index(KEYS).sort_index()
     assert table.index.equals(reference.index), "the two tables hold different responses or pairs"
-    log(f"\n== values against {reference_path.name} (the run's noise floor: JS {floor.get('js_abs_nats'):.3g} nats abs, "
-        f"{floor.get('js_rel'):.3g} relative)")
+    log(
+        f"\n== values against {reference_path.name} (the run's noise floor: JS {floor.get('js_abs_nats'):.3g} nats abs, "
+        f"{floor.get('js_rel'):.3g} relative)"
+    )
     for column in ("js", "kl_ab", "kl_ba"):
         a, b = table[column].to_numpy(), reference[column].to_numpy()
         rel = abs(a - b) / abs(b)
-        log(f"response-mean {column:5s}: max abs difference {abs(a - b).max():.2e} nats, max relative {rel.max():.2e}, "
-            f"bit-identical {int((a == b).sum())}/{len(a)} rows")
+        log(
+            f"response-mean {column:5s}: max abs difference {abs(a - b).max():.2e} nats, max relative {rel.max():.2e}, "
+            f"bit-identical {int((a == b).sum())}/{len(a)} rows"
+        )
 
 
 def main() -> None:
@@ -178,8 +185,10 @@ def main() -> None:
 
     log("== divergence step of configs/demo.yaml on the CPU")
     log(f"hardware: {hardware.describe()}")
-    log(f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}; "
-        f"niceness {os.nice(0)}; load average at start {load_average()}")
+    log(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}; "
+        f"niceness {os.nice(0)}; load average at start {load_average()}"
+    )
     log(f"config: {args.config}; work dir {work}")
     ensure_generations(args, work)
     timers = install_timers()
@@ -192,12 +201,16 @@ def main() -> None:
         step = sum(s for key, s in steps.items() if key.split(".")[-1].startswith(STEP))
         floor = meta["noise_floor"]
         log(f"\n-- round {round_}: load average before {load_before}, after {load_average()} (1, 5, 15 min)")
-        log(f"divergence step (score_divergence_shard + aggregate_divergences): {step:.1f} s; "
-            f"materialize wall {wall:.1f} s; CPU seconds of this process {used:.1f}")
+        log(
+            f"divergence step (score_divergence_shard + aggregate_divergences): {step:.1f} s; "
+            f"materialize wall {wall:.1f} s; CPU seconds of this process {used:.1f}"
+        )
         for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
             log(f"  step {key:44s} {seconds:7.1f} s")
-        log(f"teacher forcing {meta['teacher_forcing_seconds']:.1f} s for {meta['teacher_forced_sequences']} sequences, "
-            f"{meta['teacher_forced_tokens']} scored tokens; noise floor {meta['noise_floor_seconds']:.1f} s")
+        log(
+            f"teacher forcing {meta['teacher_forcing_seconds']:.1f} s for {meta['teacher_forced_sequences']} sequences, "
+            f"{meta['teacher_forced_tokens']} scored tokens; noise floor {meta['noise_floor_seconds']:.1f} s"
+        )
         log(f"run's noise floor: JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative")
         log("phases (inclusive wall seconds, calls):")
         for name, seconds in sorted(timers.seconds.items(), key=lambda kv: -kv[1]):

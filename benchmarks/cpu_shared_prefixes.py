@@ -73,11 +73,15 @@ def main() -> None:
     from persona_assets.io_manager import JsonIOManager
     from resources.llm import CpuLLM
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
     log("== hardware and versions")
-    log(f"cpu: {cpu}; {os.cpu_count()} logical cores; torch threads {torch.get_num_threads()}; "
-        f"niceness {os.nice(0)}; load average at start {load_average()}")
+    log(
+        f"cpu: {cpu}; {os.cpu_count()} logical cores; torch threads {torch.get_num_threads()}; "
+        f"niceness {os.nice(0)}; load average at start {load_average()}"
+    )
     log(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")
     ops = demo_ops(args)
     log(f"config: {args.config} -> {ops}")
@@ -87,13 +91,18 @@ def main() -> None:
         os.environ["PERSONA_FIGURES_DIR"] = str(Path(tmp) / "figures")
         upstream_ops = {k: ops[k] for k in ("eval_set", "generations") if k in ops}
         started = time.perf_counter()
-        upstream = dg.materialize([eval_set, generations], resources={"llm": CpuLLM(), "io_manager": JsonIOManager()},
-                                  run_config=dg.RunConfig(ops=upstream_ops))
+        upstream = dg.materialize(
+            [eval_set, generations],
+            resources={"llm": CpuLLM(), "io_manager": JsonIOManager()},
+            run_config=dg.RunConfig(ops=upstream_ops),
+        )
         assert upstream.success
         responses = upstream.output_for_node("generations")["responses"]
         n_tokens = [r["n_tokens"] for r in responses]
-        log(f"\nupstream (eval_set + generations): {time.perf_counter() - started:.1f} s; {len(responses)} responses, "
-            f"{sum(n_tokens)} tokens ({min(n_tokens)}..{max(n_tokens)} per response)")
+        log(
+            f"\nupstream (eval_set + generations): {time.perf_counter() - started:.1f} s; {len(responses)} responses, "
+            f"{sum(n_tokens)} tokens ({min(n_tokens)}..{max(n_tokens)} per response)"
+        )
 
         tables = {}
         for name in args.order.split(","):
@@ -110,14 +119,20 @@ def main() -> None:
             wall = time.perf_counter() - started
             used = cpu_seconds() - cpu_before
             assert result.success
-            meta = {k: v.value for k, v in result.asset_materializations_for_node("divergence_matrices")[0].metadata.items()}
+            meta = {
+                k: v.value for k, v in result.asset_materializations_for_node("divergence_matrices")[0].metadata.items()
+            }
             floor = meta["noise_floor"]
             tables[name] = pd.read_csv(Path(tmp) / "data" / "outputs" / "divergence_per_response.csv")
             log(f"\n== divergence step, {name} (CpuLLM.shared_prefixes={name == 'shared'})")
-            log(f"step wall time {wall:.1f} s (model load, scoring, aggregation, noise floor); "
-                f"scoring {meta['seconds']:.1f} s; CPU time of this process {used:.1f} s")
-            log(f"teacher-forced sequences {meta['teacher_forced_sequences']}, scored response tokens "
-                f"{meta['teacher_forced_tokens']}; noise floor {meta['noise_floor_seconds']:.1f} s")
+            log(
+                f"step wall time {wall:.1f} s (model load, scoring, aggregation, noise floor); "
+                f"scoring {meta['seconds']:.1f} s; CPU time of this process {used:.1f} s"
+            )
+            log(
+                f"teacher-forced sequences {meta['teacher_forced_sequences']}, scored response tokens "
+                f"{meta['teacher_forced_tokens']}; noise floor {meta['noise_floor_seconds']:.1f} s"
+            )
             log(f"run's noise floor: JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative")
             log(f"load average before {load_before}, after {load_average()} (1, 5, 15 min)")
 
@@ -131,8 +146,10 @@ def main() -> None:
                 for column in ("js", "kl_ab", "kl_ba"):
                     a, b = table[column].to_numpy(), base[column].to_numpy()
                     rel = abs(a - b) / abs(b)
-                    log(f"{other} vs {names[0]}: response-mean {column}: max abs difference {abs(a - b).max():.2e} nats, "
-                        f"max relative {rel.max():.2e}, bit-identical {int((a == b).sum())}/{len(a)} rows")
+                    log(
+                        f"{other} vs {names[0]}: response-mean {column}: max abs difference {abs(a - b).max():.2e} nats, "
+                        f"max relative {rel.max():.2e}, bit-identical {int((a == b).sum())}/{len(a)} rows"
+                    )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,12 @@ def run_once(args, root: Path, label: str, shards: int, execution: dict) -> dict
     (home / "dagster.yaml").write_text("")
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         launched = time.time()
-        with dg.execute_job(dg.reconstructable(slice_job), instance=instance, raise_on_error=False,
-                            run_config={"ops": ops, "execution": {"config": execution}}) as result:
+        with dg.execute_job(
+            dg.reconstructable(slice_job),
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": ops, "execution": {"config": execution}},
+        ) as result:
             wall = time.time() - launched
             if not result.success:
                 raise SystemExit(f"{label}: run failed")
@@ -66,25 +70,41 @@ def run_once(args, root: Path, label: str, shards: int, execution: dict) -> dict
                 starts[entry.step_key] = entry.timestamp
             elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                 ends[entry.step_key] = entry.timestamp
-    return {"label": label, "wall": wall, "launched": launched, "starts": starts, "ends": ends, "shards": shards_out, "cache": str(cache)}
+    return {
+        "label": label,
+        "wall": wall,
+        "launched": launched,
+        "starts": starts,
+        "ends": ends,
+        "shards": shards_out,
+        "cache": str(cache),
+    }
 
 
 def report(run: dict) -> None:
     starts, ends, shards = run["starts"], run["ends"], run["shards"]
     shard_keys = sorted(k for k in starts if k.startswith("score_slice_shard"))
     log(f"\n== {run['label']}")
-    log(f"  run wall from launch {run['wall']:.2f} s; time to first step {min(starts.values()) - run['launched']:.2f} s")
+    log(
+        f"  run wall from launch {run['wall']:.2f} s; time to first step {min(starts.values()) - run['launched']:.2f} s"
+    )
     for key, shard in zip(shard_keys, shards):
         step = ends[key] - starts[key]
         work = shard["end"] - shard["entered"]
-        log(f"  {key}: on {shard['device']}, {shard['responses']} responses, {shard['sequences']} sequences; step {step:.2f} s = "
+        log(
+            f"  {key}: on {shard['device']}, {shard['responses']} responses, {shard['sequences']} sequences; step {step:.2f} s = "
             f"model build + warm-up {shard['start'] - shard['entered']:.2f} s + scoring {shard['end'] - shard['start']:.2f} s "
-            f"+ overhead {step - work:.2f} s; dispatch gap {starts[key] - ends['plan_slice']:.2f} s")
-    log(f"  collect_slice: dispatch gap {starts['collect_slice'] - max(ends[k] for k in shard_keys):.2f} s, "
-        f"step {ends['collect_slice'] - starts['collect_slice']:.2f} s")
+            f"+ overhead {step - work:.2f} s; dispatch gap {starts[key] - ends['plan_slice']:.2f} s"
+        )
+    log(
+        f"  collect_slice: dispatch gap {starts['collect_slice'] - max(ends[k] for k in shard_keys):.2f} s, "
+        f"step {ends['collect_slice'] - starts['collect_slice']:.2f} s"
+    )
     run["scoring_wall"] = max(s["end"] for s in shards) - min(s["start"] for s in shards)
     tokens = sum(s["scored_tokens"] for s in shards)
-    log(f"  scoring wall {run['scoring_wall']:.2f} s; {tokens:,} scored tokens -> {tokens / run['scoring_wall']:,.0f} scored tokens/s")
+    log(
+        f"  scoring wall {run['scoring_wall']:.2f} s; {tokens:,} scored tokens -> {tokens / run['scoring_wall']:,.0f} scored tokens/s"
+    )
 
 
 def main() -> None:
@@ -108,8 +128,10 @@ def main() -> None:
     log(f"hardware: {hardware()}")
     if torch.cuda.is_available():
         log(f"devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}")
-    log(f"python {platform.python_version()}, torch {torch.__version__}, dagster {dg.__version__}, dagster-dask "
-        f"{dagster_dask.__version__}, distributed {distributed.__version__}")
+    log(
+        f"python {platform.python_version()}, torch {torch.__version__}, dagster {dg.__version__}, dagster-dask "
+        f"{dagster_dask.__version__}, distributed {distributed.__version__}"
+    )
     log(f"slice: {args.sources} sources x {args.questions} questions, {args.personas} personas; {vars(args)}")
     if not args.tiny and torch.cuda.is_available() and max(counts) > torch.cuda.device_count():
         raise SystemExit(f"asked for {max(counts)} GPUs, {torch.cuda.device_count()} visible")
@@ -119,9 +141,17 @@ def main() -> None:
     if not args.no_in_process:
         runs["in_process"] = run_once(args, root, "in_process, 1 shard", 1, {"in_process": {}})
     for n in counts:
-        local = {"n_workers": n, "threads_per_worker": 1, "processes": True, "resources": {"GPU": 1}, "memory_limit": 0,
-                 "dashboard_address": ":0"}
-        runs[n] = run_once(args, root, f"dask, {n} worker(s) = {n} shard(s)", n, {"dask": {"cluster": {"local": local}}})
+        local = {
+            "n_workers": n,
+            "threads_per_worker": 1,
+            "processes": True,
+            "resources": {"GPU": 1},
+            "memory_limit": 0,
+            "dashboard_address": ":0",
+        }
+        runs[n] = run_once(
+            args, root, f"dask, {n} worker(s) = {n} shard(s)", n, {"dask": {"cluster": {"local": local}}}
+        )
     for run in runs.values():
         report(run)
 
@@ -134,7 +164,9 @@ def main() -> None:
         log(line)
     for n in counts[1:]:
         entries, worst = compare(base["cache"], runs[n]["cache"])
-        log(f"cache entries {counts[0]} vs {n} workers: {entries} responses in both, max relative difference of a pair value {worst:.2e}")
+        log(
+            f"cache entries {counts[0]} vs {n} workers: {entries} responses in both, max relative difference of a pair value {worst:.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ The job uses the project's executor (persona_assets.executor), so `execution:` p
 or dask exactly as for the study.
 """
 
-
 import tempfile
 import time
 from pathlib import Path
@@ -62,25 +61,51 @@ def score_slice_shard(config: SliceConfig, shard: int) -> dict:
         model, model_config = build_model(config.tiny, device)
         engine = HFEngine.__new__(HFEngine)
         engine.model, engine.tokenizer, engine.source, engine.device = model, None, None, device
-        engine.dtype, engine.pad_id, engine.stop_ids = str(next(model.parameters()).dtype), 0, {model_config.vocab_size - 1}
+        engine.dtype, engine.pad_id, engine.stop_ids = (
+            str(next(model.parameters()).dtype),
+            0,
+            {model_config.vocab_size - 1},
+        )
         scorer = EngineScorer(engine, config.max_batch_tokens)
         jobs = make_jobs(args, model_config.vocab_size)
         mine = shard_of(jobs, [len(j.response_ids) for j in jobs], shard, config.shards)
         with tempfile.TemporaryDirectory() as warm_dir:  # kernels and cuBLAS warm, as in gpu_scale.py
-            warm = [type(mine[0])(mine[0].key, mine[0].response_ids, mine[0].prompts, mine[0].pairs[: config.max_scorers - 1])]
-            score_missing(scorer, warm, DivergenceCache(Path(warm_dir)), max_scorers_per_pass=config.max_scorers,
-                          responses_per_batch=config.responses_per_batch)
+            warm = [
+                type(mine[0])(
+                    mine[0].key, mine[0].response_ids, mine[0].prompts, mine[0].pairs[: config.max_scorers - 1]
+                )
+            ]
+            score_missing(
+                scorer,
+                warm,
+                DivergenceCache(Path(warm_dir)),
+                max_scorers_per_pass=config.max_scorers,
+                responses_per_batch=config.responses_per_batch,
+            )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.time()
-        stats = score_missing(scorer, mine, DivergenceCache(Path(config.cache_dir)), max_scorers_per_pass=config.max_scorers,
-                              responses_per_batch=config.responses_per_batch)
+        stats = score_missing(
+            scorer,
+            mine,
+            DivergenceCache(Path(config.cache_dir)),
+            max_scorers_per_pass=config.max_scorers,
+            responses_per_batch=config.responses_per_batch,
+        )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         end = time.time()
-    return {"shard": shard, "device": device, "entered": entered, "start": start, "end": end,
-            "responses": stats.responses_computed, "sequences": stats.teacher_forced_sequences,
-            "scored_tokens": stats.teacher_forced_tokens, "flops": _flops(model_config, mine, config.max_scorers)}
+    return {
+        "shard": shard,
+        "device": device,
+        "entered": entered,
+        "start": start,
+        "end": end,
+        "responses": stats.responses_computed,
+        "sequences": stats.teacher_forced_sequences,
+        "scored_tokens": stats.teacher_forced_tokens,
+        "flops": _flops(model_config, mine, config.max_scorers),
+    }
 
 
 @dg.op

@@ -54,16 +54,20 @@ def generate(llm, evals, config, work: Path) -> dict:
 
     cache = GenerationCache(work / "cache" / "generations")
     items = generation_items(llm, evals, config.max_new_tokens)
-    generate_into_cache(llm, missing_items(items, cache), cache, max_new_tokens=config.max_new_tokens,
-                        batch_size=config.batch_size)
+    generate_into_cache(
+        llm, missing_items(items, cache), cache, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size
+    )
     responses = response_records(items, cache, llm.decode)
     import pandas as pd
 
     from persona_assets.runs.storage import write_csv
 
     write_csv(work / "outputs" / "generations.csv", pd.DataFrame(responses).drop(columns=["token_ids"]))
-    return {"persona_names": evals.persona_names, "responses": responses,
-            "settings": {"max_new_tokens": config.max_new_tokens, "decoding": "greedy"}}
+    return {
+        "persona_names": evals.persona_names,
+        "responses": responses,
+        "settings": {"max_new_tokens": config.max_new_tokens, "decoding": "greedy"},
+    }
 
 
 def cosine(llm, evals, config) -> dict:
@@ -72,8 +76,12 @@ def cosine(llm, evals, config) -> dict:
     layers = list(config.layers) or default_layers(llm.num_layers())
     states = llm.last_prompt_hidden_states(persona_prompts(llm, evals), layers, batch_size=config.batch_size).numpy()
     matrices = cosine_by_layer(states, len(evals.personas), len(evals.questions), layers)
-    return {"persona_names": evals.persona_names, "centring": CENTRING_RUN_MEAN, "layers": layers,
-            "cosine_matrices": {name: m.tolist() for name, m in matrices.items()}}
+    return {
+        "persona_names": evals.persona_names,
+        "centring": CENTRING_RUN_MEAN,
+        "layers": layers,
+        "cosine_matrices": {name: m.tolist() for name, m in matrices.items()},
+    }
 
 
 def divergences(llm, evals, generations, config, work: Path):
@@ -82,12 +90,22 @@ def divergences(llm, evals, generations, config, work: Path):
     from resources.floor_rescoring import measure_noise_floor
 
     jobs = response_jobs(llm, evals.to_dict(), generations, config.averaging)
-    stats = score_missing(llm, jobs, DivergenceCache(work / "cache" / "divergences"), max_scorers_per_pass=config.max_scorers_per_pass,
-                          responses_per_batch=config.responses_per_batch, pair_chunk_size=config.pair_chunk_size)
-    floor = measure_noise_floor(llm, jobs, [{"generator": r["persona"], "question_index": r["question_index"]}
-                                            for r in generations["responses"]],
-                                samples=config.noise_floor_samples, max_scorers_per_pass=config.max_scorers_per_pass,
-                                pair_chunk_size=config.pair_chunk_size)
+    stats = score_missing(
+        llm,
+        jobs,
+        DivergenceCache(work / "cache" / "divergences"),
+        max_scorers_per_pass=config.max_scorers_per_pass,
+        responses_per_batch=config.responses_per_batch,
+        pair_chunk_size=config.pair_chunk_size,
+    )
+    floor = measure_noise_floor(
+        llm,
+        jobs,
+        [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]],
+        samples=config.noise_floor_samples,
+        max_scorers_per_pass=config.max_scorers_per_pass,
+        pair_chunk_size=config.pair_chunk_size,
+    )
     floor.pop("seconds", None)
     return jobs, stats, floor
 
@@ -117,8 +135,14 @@ def analyse(divergence_matrices, per_response, table, persona_cosine, configs) -
     pre, corr, gates = configs["cosine_precheck"], configs["leakage_correlations"], configs["kill_gate_verdicts"]
     analyses.cosine_precheck(inputs, n_boot=pre.n_bootstrap, seed=pre.seed)
     correlations, _, _ = analyses.leakage_correlations(inputs, n_boot=corr.n_bootstrap, seed=corr.seed)
-    analyses.kill_gate_verdicts(inputs, correlations, min_std=gates.min_js_std, min_ratio=gates.min_js_ratio,
-                                max_abs_rho=gates.max_abs_js_cosine_rho, min_relative_question_spread=gates.min_relative_question_spread)
+    analyses.kill_gate_verdicts(
+        inputs,
+        correlations,
+        min_std=gates.min_js_std,
+        min_ratio=gates.min_js_ratio,
+        max_abs_rho=gates.max_abs_js_cosine_rho,
+        min_relative_question_spread=gates.min_relative_question_spread,
+    )
     return inputs, correlations
 
 
@@ -142,23 +166,41 @@ def main() -> None:
     stages = Timer(llm.describe()["device"])
     imports_s = time.perf_counter() - started
     e = configs["eval_set"]
-    evals = stages.run("eval_set", lambda: build_eval_set(REPO / e.personas_file, REPO / e.questions_file,
-                                                          persona_subset=list(e.personas), n_questions=e.n_questions))
+    evals = stages.run(
+        "eval_set",
+        lambda: build_eval_set(
+            REPO / e.personas_file, REPO / e.questions_file, persona_subset=list(e.personas), n_questions=e.n_questions
+        ),
+    )
     stages.run("model load", llm.load_for_teacher_forcing)
     import torch
 
     with torch.inference_mode():
         gens = stages.run("generations", lambda: generate(llm, evals, configs["generations"], work))
         persona_cosine = stages.run("persona_cosine", lambda: cosine(llm, evals, configs["persona_cosine"]))
-        jobs, stats, floor = stages.run("divergences", lambda: divergences(llm, evals, gens, configs["divergence_matrices"], work))
-    value, per_response, table = stages.run("aggregation", lambda: aggregate(gens, jobs, configs["divergence_matrices"], floor, work))
+        jobs, stats, floor = stages.run(
+            "divergences", lambda: divergences(llm, evals, gens, configs["divergence_matrices"], work)
+        )
+    value, per_response, table = stages.run(
+        "aggregation", lambda: aggregate(gens, jobs, configs["divergence_matrices"], floor, work)
+    )
     inputs, correlations = stages.run("analysis", lambda: analyse(value, per_response, table, persona_cosine, configs))
     from benchmarks.gpu_phase1 import run_figures  # the figures asset's calls
 
     stages.run("figures", lambda: run_figures(inputs, correlations, work))
-    print(json.dumps({"stages": stages.stages, "imports_and_setup_s": imports_s, "device": llm.describe()["device"],
-                      "teacher_forced_tokens": stats.teacher_forced_tokens, "js_matrix": value["js_matrix"],
-                      "total_s": time.perf_counter() - started}), flush=True)
+    print(
+        json.dumps(
+            {
+                "stages": stages.stages,
+                "imports_and_setup_s": imports_s,
+                "device": llm.describe()["device"],
+                "teacher_forced_tokens": stats.teacher_forced_tokens,
+                "js_matrix": value["js_matrix"],
+                "total_s": time.perf_counter() - started,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ VARIANTS = {  # name -> (lean_generate arguments, SDPA restricted to the memory-
     "fixed + CUDA graph": ({"cache_impl": "fixed", "cuda_graph": True}, True),
 }
 
+
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -100,8 +101,11 @@ def generate_reference(engine, prompts, steps: int, device: str, efficient: bool
 
 def compare(got: list[list[int]], ref: list[list[int]]) -> str:
     same = sum(a == b for a, b in zip(got, ref))
-    first = sorted(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-                   for a, b in zip(got, ref) if a != b)
+    first = sorted(
+        next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        for a, b in zip(got, ref)
+        if a != b
+    )
     text = f"identical token sequences: {same}/{len(ref)}"
     if first:
         text += f"; first differing step of the others: min {first[0]}, median {first[len(first) // 2]}"
@@ -114,8 +118,10 @@ def versions(device: str) -> None:
     log("== hardware and versions")
     log(f"device: {torch.cuda.get_device_name() if device.startswith('cuda') else platform.processor() or 'cpu'}")
     cuda = torch.version.cuda if device.startswith("cuda") else "-"
-    log(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"cuda {cuda}")
+    log(
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"cuda {cuda}"
+    )
 
 
 def attention_check(engine, device: str, dtype: torch.dtype, backend: str) -> None:
@@ -148,19 +154,32 @@ def attention_check(engine, device: str, dtype: torch.dtype, backend: str) -> No
         fixed_k[:, :, width - 1] = 0  # the new token's column: written by the attention call
         fixed_v[:, :, width - 1] = 0
         lean_generation._active_buffers = SimpleNamespace(
-            keys=[fixed_k], values=[fixed_v], mask=wide_mask, index=torch.tensor([width - 1], device=device))
+            keys=[fixed_k], values=[fixed_v], mask=wide_mask, index=torch.tensor([width - 1], device=device)
+        )
         try:
             fixed, _ = lean_generation._fixed_width_attention(
-                module, q, k[:, :, -1:], v[:, :, -1:], None, scaling=dim**-0.5)
+                module, q, k[:, :, -1:], v[:, :, -1:], None, scaling=dim**-0.5
+            )
         finally:
             lean_generation._active_buffers = None
-        grouped = torch.nn.functional.scaled_dot_product_attention(
-            q.reshape(rows, kv_heads, heads // kv_heads, dim), k, v, attn_mask=mask, scale=dim**-0.5,
-        ).reshape(rows, heads, 1, dim).transpose(1, 2)
+        grouped = (
+            torch.nn.functional.scaled_dot_product_attention(
+                q.reshape(rows, kv_heads, heads // kv_heads, dim),
+                k,
+                v,
+                attn_mask=mask,
+                scale=dim**-0.5,
+            )
+            .reshape(rows, heads, 1, dim)
+            .transpose(1, 2)
+        )
         wide, _ = sdpa_attention_forward(module, q, padded(k), padded(v), wide_mask, scaling=dim**-0.5)
         parts = []
-        for name, out in (("grouped, fixed width", fixed), ("grouped, exact width", grouped),
-                          ("repeat_kv, fixed width", wide)):
+        for name, out in (
+            ("grouped, fixed width", fixed),
+            ("grouped, exact width", grouped),
+            ("repeat_kv, fixed width", wide),
+        ):
             diff = (out.float() - ref.float()).abs().max().item()
             parts.append(f"{name}: {'bit-identical' if torch.equal(out, ref) else f'max |diff| {diff:.2e}'}")
         log(f"cache width {width:4d} (fixed {total}): " + "; ".join(parts))
@@ -175,15 +194,19 @@ def prefill(engine, prompts, device: str):
     ids = torch.zeros((len(prompts), width), dtype=torch.long)
     attention = torch.zeros_like(ids)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.as_tensor(p)
-        attention[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.as_tensor(p)
+        attention[row, width - len(p) :] = 1
     ids, attention = ids.to(device), attention.to(device)
     positions = (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 0)
     # transformers renamed `past_key_values` to `cache`, as in lean_generate
-    cache = {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values":
-             DynamicCache(config=model.config)}
-    out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **cache)
+    cache = {
+        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": DynamicCache(
+            config=model.config
+        )
+    }
+    out = model(
+        input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1, **cache
+    )
     return attention, positions, cache, out
 
 
@@ -197,14 +220,22 @@ def kernel_summary(prof, steps: int, device: str) -> None:
             if e.device_type != torch.autograd.DeviceType.CUDA or not getattr(e, key):
                 continue
             name = e.key.lower()
-            kind = ("attention" if "fmha" in name or "attention" in name or "sdpa" in name else
-                    "GEMM" if any(w in name for w in ("gemm", "nvjet", "xmma", "cublas", "splitk")) else
-                    "other (norms, rotary, activations, copies, argmax)")
+            kind = (
+                "attention"
+                if "fmha" in name or "attention" in name or "sdpa" in name
+                else "GEMM"
+                if any(w in name for w in ("gemm", "nvjet", "xmma", "cublas", "splitk"))
+                else "other (norms, rotary, activations, copies, argmax)"
+            )
             kinds.setdefault(kind, [0.0, 0])
             kinds[kind][0] += getattr(e, key)
             kinds[kind][1] += e.count
-        log("kernel time per step: " + "; ".join(
-            f"{k} {t / 1e3 / steps:.2f} ms ({n / steps:.0f} kernels)" for k, (t, n) in sorted(kinds.items())))
+        log(
+            "kernel time per step: "
+            + "; ".join(
+                f"{k} {t / 1e3 / steps:.2f} ms ({n / steps:.0f} kernels)" for k, (t, n) in sorted(kinds.items())
+            )
+        )
     log(events.table(sort_by=key, row_limit=12, max_name_column_width=60))
 
 
@@ -226,14 +257,22 @@ def profile_dynamic(engine, prompts, steps: int, device: str) -> None:
             for step in range(steps):
                 token = out.logits[:, -1].argmax(-1)
                 position = position + 1
-                out = model(input_ids=token[:, None], attention_mask=mask[:, : width + step + 1], position_ids=position,
-                            use_cache=True, logits_to_keep=1, **cache)
+                out = model(
+                    input_ids=token[:, None],
+                    attention_mask=mask[:, : width + step + 1],
+                    position_ids=position,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **cache,
+                )
             sync(device)
         wall = (time.perf_counter() - start) / steps
     key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
     gpu_ms = sum(getattr(e, key) for e in prof.key_averages()) / 1e3 / steps
-    log(f"wall {wall * 1e3:.1f} ms/step under the profiler; {'GPU kernel' if device.startswith('cuda') else 'CPU op'} "
-        f"time {gpu_ms:.1f} ms/step (the rest: host-side Python/launch gaps and syncs)")
+    log(
+        f"wall {wall * 1e3:.1f} ms/step under the profiler; {'GPU kernel' if device.startswith('cuda') else 'CPU op'} "
+        f"time {gpu_ms:.1f} ms/step (the rest: host-side Python/launch gaps and syncs)"
+    )
     kernel_summary(prof, steps, device)
 
 
@@ -241,8 +280,10 @@ def profile_fixed(engine, prompts, steps: int, device: str, max_new_tokens: int)
     """The fixed-width step run eagerly under the profiler: the kernels its CUDA graph replays."""
     from torch.profiler import ProfilerActivity, profile
 
-    log(f"\n== what the fixed-width step's kernels cost ({len(prompts)} prompts, {steps} steps run eagerly; "
-        f"the CUDA graph replays these kernels)")
+    log(
+        f"\n== what the fixed-width step's kernels cost ({len(prompts)} prompts, {steps} steps run eagerly; "
+        f"the CUDA graph replays these kernels)"
+    )
     model = engine.model
     with torch.inference_mode(), width_invariant_attention(device):
         attention, positions, cache, out = prefill(engine, prompts, device)
@@ -291,14 +332,18 @@ def main() -> None:
     engine = BenchEngine(build_model(args, device, dtype), device)
     config = engine.model.config
     weights = torch.cuda.memory_allocated() if device == "cuda" else 0
-    log(f"\nmodel: Qwen2 hidden {config.hidden_size}, {config.num_hidden_layers} layers, heads "
+    log(
+        f"\nmodel: Qwen2 hidden {config.hidden_size}, {config.num_hidden_layers} layers, heads "
         f"{config.num_attention_heads}/{config.num_key_value_heads} (q/kv), vocab {config.vocab_size}, "
         f"{sum(p.numel() for p in engine.model.parameters()) / 1e9:.2f} B params, {dtype}, sdpa; "
-        f"built in {time.perf_counter() - start:.1f} s")
+        f"built in {time.perf_counter() - start:.1f} s"
+    )
     prompts = make_prompts(args, config.vocab_size)
     lengths = [len(p) for p in prompts]
-    log(f"prompts: {len(prompts)}, {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}), "
-        f"one batch, greedy, stop id {STOP_ID}")
+    log(
+        f"prompts: {len(prompts)}, {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f}), "
+        f"one batch, greedy, stop id {STOP_ID}"
+    )
 
     if "attention" not in skip:
         attention_check(engine, device, dtype, "torch's default kernel choice")
@@ -311,8 +356,10 @@ def main() -> None:
     summary = []
     if "short" not in skip:
         n = args.short_steps
-        log(f"\n== decode variants, {len(prompts)} prompts × {n} new tokens (prefill, capture included; "
-            f"prefill alone measured with 1 new token, after a warm-up call)")
+        log(
+            f"\n== decode variants, {len(prompts)} prompts × {n} new tokens (prefill, capture included; "
+            f"prefill alone measured with 1 new token, after a warm-up call)"
+        )
         run(engine, prompts, 1, device)
         _, prefill = run(engine, prompts, 1, device)
         log(f"prefill (1 new token): {prefill:.2f} s")
@@ -323,9 +370,11 @@ def main() -> None:
             tokens, seconds = run(engine, prompts, n, device, name)
             run_ms = (seconds - prefill) / (n - 1) * 1e3
             ref = ref or tokens
-            log(f"{name:24s} {seconds:6.2f} s, {run_ms:6.1f} ms/decode step -> {len(prompts)} × "
+            log(
+                f"{name:24s} {seconds:6.2f} s, {run_ms:6.1f} ms/decode step -> {len(prompts)} × "
                 f"{args.max_new_tokens} ≈ {prefill + run_ms * (args.max_new_tokens - 1) / 1e3:5.1f} s; "
-                f"vs dynamic: {compare(tokens, ref)}")
+                f"vs dynamic: {compare(tokens, ref)}"
+            )
 
     log(f"\n== full run: {len(prompts)} prompts × {args.max_new_tokens} new tokens")
     fast_name = "fixed + CUDA graph" if device == "cuda" else "fixed"
@@ -340,18 +389,22 @@ def main() -> None:
         peak = (torch.cuda.max_memory_allocated() - weights) / 2**30 if device == "cuda" else float("nan")
         hit = sum(len(t) == args.max_new_tokens for t in tokens)
         full[name] = (tokens, seconds)
-        log(f"{name:24s} {seconds:6.2f} s = {seconds / steps * 1e3:6.1f} ms/step over {steps} steps (prefill and "
+        log(
+            f"{name:24s} {seconds:6.2f} s = {seconds / steps * 1e3:6.1f} ms/step over {steps} steps (prefill and "
             f"capture included); {generated} tokens, {generated / seconds:,.0f} tokens/s; {hit}/{len(tokens)} hit "
-            f"max_new_tokens; peak GPU memory beyond the weights {peak:.1f} GiB")
+            f"max_new_tokens; peak GPU memory beyond the weights {peak:.1f} GiB"
+        )
         summary.append(f"{name}: {seconds:.2f} s for {len(tokens)} × {args.max_new_tokens}")
     for name in names[1:]:
         log(f"{fast_name} vs {name}, all {args.max_new_tokens} steps: {compare(full[fast_name][0], full[name][0])}")
     if "short" not in skip:
         _, short = run(engine, prompts, args.short_steps, device, fast_name)
         per_step = (full[fast_name][1] - short) / (args.max_new_tokens - args.short_steps) * 1e3
-        log(f"{fast_name}: one more decode step costs {per_step:.2f} ms ({args.max_new_tokens} vs "
+        log(
+            f"{fast_name}: one more decode step costs {per_step:.2f} ms ({args.max_new_tokens} vs "
             f"{args.short_steps} new tokens: {full[fast_name][1]:.2f} - {short:.2f} s); the rest of the full run is "
-            f"prefill, warm-up steps and capture")
+            f"prefill, warm-up steps and capture"
+        )
         summary.append(f"{fast_name}: {per_step:.2f} ms per replayed decode step")
 
     mismatch = False

@@ -82,7 +82,9 @@ def projections(m: int, repeats: int) -> None:
     s_down = timed(lambda: lin(act, w["down"]), repeats)
     fused = s_qkv + s_gu + s_o + s_down
     report("four GEMMs (fused layout), sum", fused, layer_flop)
-    print(f"  fused saves {(total_sep - fused) * 1e3:.3f} ms per layer per forward ({(1 - fused / total_sep) * 100:.1f} %)")
+    print(
+        f"  fused saves {(total_sep - fused) * 1e3:.3f} ms per layer per forward ({(1 - fused / total_sep) * 100:.1f} %)"
+    )
 
 
 def attention(rows: int, width: int, past: int, repeats: int) -> None:
@@ -100,11 +102,23 @@ def attention(rows: int, width: int, past: int, repeats: int) -> None:
     causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril_()
     mask = torch.cat([prefix, causal[None, None].expand(rows, 1, -1, -1)], dim=-1)
     flop = 4.0 * rows * HEADS * width * kv * HEAD_DIM
-    print(f"== attention: {rows} rows, {width} continuation tokens after {past} prefix columns, {HEADS} heads × {HEAD_DIM}")
-    report("boolean mask (the engine's shared-prefix call)", timed(lambda: sdpa(q, k, v, attn_mask=mask), repeats), flop)
-    report("lower-right causal, no mask", timed(lambda: sdpa(q, k, v, attn_mask=causal_lower_right(width, kv)), repeats), flop / 2)
+    print(
+        f"== attention: {rows} rows, {width} continuation tokens after {past} prefix columns, {HEADS} heads × {HEAD_DIM}"
+    )
+    report(
+        "boolean mask (the engine's shared-prefix call)", timed(lambda: sdpa(q, k, v, attn_mask=mask), repeats), flop
+    )
+    report(
+        "lower-right causal, no mask",
+        timed(lambda: sdpa(q, k, v, attn_mask=causal_lower_right(width, kv)), repeats),
+        flop / 2,
+    )
     whole = torch.randn(rows, HEADS, kv, HEAD_DIM, device=dev, dtype=dt)
-    report(f"whole sequences causal (unshared, length {kv})", timed(lambda: sdpa(whole, whole, whole, is_causal=True), repeats), 4.0 * rows * HEADS * kv * kv * HEAD_DIM / 2)
+    report(
+        f"whole sequences causal (unshared, length {kv})",
+        timed(lambda: sdpa(whole, whole, whole, is_causal=True), repeats),
+        4.0 * rows * HEADS * kv * kv * HEAD_DIM / 2,
+    )
 
 
 def lm_head(tokens: int, repeats: int) -> None:
@@ -114,7 +128,9 @@ def lm_head(tokens: int, repeats: int) -> None:
     h = torch.randn(tokens, HIDDEN, device=dev, dtype=dt)
     w = torch.randn(VOCAB, HIDDEN, device=dev, dtype=dt) * 0.02
     print(f"== LM head, {tokens} rows (one response under 12 scorers)")
-    report("float32-out GEMM (lm_head_logits)", timed(lambda: lm_head_logits(h, w), repeats), 2.0 * tokens * VOCAB * HIDDEN)
+    report(
+        "float32-out GEMM (lm_head_logits)", timed(lambda: lm_head_logits(h, w), repeats), 2.0 * tokens * VOCAB * HIDDEN
+    )
 
 
 def main() -> None:

@@ -65,8 +65,11 @@ from persona_assets.runs.generation_cache import GenerationCache, generation_ite
 REPO = Path(__file__).resolve().parents[1]
 # The goals of the issue "teacher forcing at 1.2 x the hardware floor" (generation: the earlier issue's).
 GOALS = {"generation": 15.0, "teacher forcing + divergences": 35.0, "phase-1 without model load": 48.0}
-ANALYSIS_PACKAGES = {"aggregation": ["pandas"], "analysis": ["pandas", "scipy"],
-                     "figures": ["pandas", "scipy", "altair", "vl_convert", "dagster"]}
+ANALYSIS_PACKAGES = {
+    "aggregation": ["pandas"],
+    "analysis": ["pandas", "scipy"],
+    "figures": ["pandas", "scipy", "altair", "vl_convert", "dagster"],
+}
 
 
 def log(msg: str = "") -> None:
@@ -116,9 +119,16 @@ class EngineLLM:
         self.scoring_dtype = engine.dtype  # GpuLLM.scoring_dtype (float32: upcast for teacher forcing)
 
     def describe(self) -> dict:
-        return {"model": "random-weights", "model_name": "Qwen2-7B-shaped (random)", "model_fingerprint": "bench-random",
-                "dtype": self.dtype, "scoring_dtype": self.scoring_dtype, "device": self.engine.device, "resource": "GpuLLM",
-                "generation_backend": "transformers"}
+        return {
+            "model": "random-weights",
+            "model_name": "Qwen2-7B-shaped (random)",
+            "model_fingerprint": "bench-random",
+            "dtype": self.dtype,
+            "scoring_dtype": self.scoring_dtype,
+            "device": self.engine.device,
+            "resource": "GpuLLM",
+            "generation_backend": "transformers",
+        }
 
     def chat_prompt_ids(self, system: str, user: str) -> list[int]:
         return self.engine.chat_prompt_ids(system, user)
@@ -131,8 +141,14 @@ class EngineLLM:
     def generate(self, prompts, *, max_new_tokens: int, batch_size: int, progress=None):
         from resources.lean_generation import lean_generate
 
-        return lean_generate(self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                             progress=progress, cache_impl=self.generation_cache)
+        return lean_generate(
+            self.model_engine(),
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+            cache_impl=self.generation_cache,
+        )
 
     def model_engine(self):
         return self.scoring_engine(self.dtype)  # the loaded dtype (generation, hidden states), as LLMResource
@@ -156,8 +172,14 @@ class EngineLLM:
                 from torch.nn.attention import sdpa_kernel
 
                 stack.enter_context(sdpa_kernel(self.sdpa_backend))
-            return batch_response_divergences(self.engine, items, max_batch_tokens=self.max_batch_tokens, progress=progress,
-                                              shared_prefixes=self.shared_prefixes, liger=self.liger)
+            return batch_response_divergences(
+                self.engine,
+                items,
+                max_batch_tokens=self.max_batch_tokens,
+                progress=progress,
+                shared_prefixes=self.shared_prefixes,
+                liger=self.liger,
+            )
 
     def last_prompt_hidden_states(self, prompts, layers, *, batch_size: int, progress=None):
         return self.model_engine().last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
@@ -197,8 +219,11 @@ def _sdpa_variants() -> dict:
         from torch.nn.attention import SDPBackend
     except ImportError:  # torch without the attention module: only eager / compiled
         return {}
-    return {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-            "cudnn": SDPBackend.CUDNN_ATTENTION}
+    return {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+    }
 
 
 SDPA_VARIANTS = _sdpa_variants()
@@ -240,10 +265,13 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     cache = GenerationCache(work / "cache" / "generations")
     items = generation_items(llm, evals, args.max_new_tokens)
     lengths = [len(i["prompt_ids"]) for i in items]
-    log(f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})")
+    log(
+        f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"
+    )
     start = time.perf_counter()
-    generate_into_cache(llm, missing_items(items, cache), cache, max_new_tokens=args.max_new_tokens,
-                        batch_size=args.gen_batch)
+    generate_into_cache(
+        llm, missing_items(items, cache), cache, max_new_tokens=args.max_new_tokens, batch_size=args.gen_batch
+    )
     decode_s = time.perf_counter() - start
     responses = response_records(items, cache, llm.decode)
     if importlib.util.find_spec("pandas") is not None:
@@ -254,12 +282,21 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
         write_csv(work / "outputs" / "generations.csv", pd.DataFrame(responses).drop(columns=["token_ids"]))
     n_tokens = [r["n_tokens"] for r in responses]
     steps = max(n_tokens)
-    log(f"generated {sum(n_tokens)} tokens, {sum(r['hit_max_new_tokens'] for r in responses)}/{len(responses)} hit "
+    log(
+        f"generated {sum(n_tokens)} tokens, {sum(r['hit_max_new_tokens'] for r in responses)}/{len(responses)} hit "
         f"max_new_tokens; decode loop {decode_s:.2f} s = {decode_s / steps * 1e3:.1f} ms/step over {steps} steps "
-        f"(prefill included)")
-    return {"persona_names": evals.persona_names, "n_questions": len(evals.questions), "responses": responses,
-            "prompts": {(p, q): items[p * len(evals.questions) + q]["prompt_ids"]
-                        for p in range(len(evals.personas)) for q in range(len(evals.questions))}}
+        f"(prefill included)"
+    )
+    return {
+        "persona_names": evals.persona_names,
+        "n_questions": len(evals.questions),
+        "responses": responses,
+        "prompts": {
+            (p, q): items[p * len(evals.questions) + q]["prompt_ids"]
+            for p in range(len(evals.personas))
+            for q in range(len(evals.questions))
+        },
+    }
 
 
 def run_cosine(args, llm: EngineLLM, evals, prompts: dict) -> dict:
@@ -270,8 +307,15 @@ def run_cosine(args, llm: EngineLLM, evals, prompts: dict) -> dict:
     states = llm.last_prompt_hidden_states(ordered, layers, batch_size=args.cosine_batch).numpy()
     n_p, n_q = len(evals.personas), len(evals.questions)
     matrices = {name: m.tolist() for name, m in cosine_by_layer(states, n_p, n_q, layers).items()}
-    return {"model": llm.describe(), "layers": layers, "num_model_layers": num_layers, "centring": CENTRING_RUN_MEAN,
-            "persona_names": evals.persona_names, "n_questions": n_q, "cosine_matrices": matrices}
+    return {
+        "model": llm.describe(),
+        "layers": layers,
+        "num_model_layers": num_layers,
+        "centring": CENTRING_RUN_MEAN,
+        "persona_names": evals.persona_names,
+        "n_questions": n_q,
+        "cosine_matrices": matrices,
+    }
 
 
 def divergence_jobs(llm: EngineLLM, generations: dict) -> list[ResponseJob]:
@@ -281,17 +325,27 @@ def divergence_jobs(llm: EngineLLM, generations: dict) -> list[ResponseJob]:
     jobs = []
     for r in generations["responses"]:
         g, q = names.index(r["persona"]), r["question_index"]
-        key = response_key(model_fingerprint=info["model_fingerprint"], dtype=info["scoring_dtype"],
-                           device_kind=info["device"].split(":")[0], generation_key=r["cache_key"],
-                           response_ids=r["token_ids"], generator_prompt_ids=generations["prompts"][(g, q)])
+        key = response_key(
+            model_fingerprint=info["model_fingerprint"],
+            dtype=info["scoring_dtype"],
+            device_kind=info["device"].split(":")[0],
+            generation_key=r["cache_key"],
+            response_ids=r["token_ids"],
+            generator_prompt_ids=generations["prompts"][(g, q)],
+        )
         pairs = [(g, other) for other in range(len(names)) if other != g]  # scorer_pairs(..., "pair_own")
-        jobs.append(ResponseJob(key, list(r["token_ids"]), {s: generations["prompts"][(s, q)] for s in range(len(names))}, pairs))
+        jobs.append(
+            ResponseJob(
+                key, list(r["token_ids"]), {s: generations["prompts"][(s, q)] for s in range(len(names))}, pairs
+            )
+        )
     return jobs
 
 
 def run_divergences(args, llm: EngineLLM, jobs: list[ResponseJob], cache_dir: Path):
-    stats = score_missing(llm, jobs, DivergenceCache(cache_dir), max_scorers_per_pass=12,
-                          responses_per_batch=args.responses_per_batch)
+    stats = score_missing(
+        llm, jobs, DivergenceCache(cache_dir), max_scorers_per_pass=12, responses_per_batch=args.responses_per_batch
+    )
     return stats, cached_rows(jobs, DivergenceCache(cache_dir))
 
 
@@ -303,8 +357,10 @@ def log_value_differences(label: str, reference: list, values: list) -> None:
         diffs = [abs(a - b) for a, b in zip(other, base)]
         rel = max(d / abs(b) for d, b in zip(diffs, base) if b)
         same = sum(a == b for a, b in zip(other, base))
-        log(f"{label}: response-mean {name} max abs difference {max(diffs):.2e} nats, max relative {rel:.2e} over "
-            f"{len(base)} pairs ({same} bit-identical)")
+        log(
+            f"{label}: response-mean {name} max abs difference {max(diffs):.2e} nats, max relative {rel:.2e} over "
+            f"{len(base)} pairs ({same} bit-identical)"
+        )
 
 
 def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: dict, variant: str) -> None:
@@ -314,12 +370,17 @@ def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: 
 
     parts = variant.split("+")
     llm.shared_prefixes, llm.liger = "shared" in parts, "liger" in parts
-    descriptions = [{"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]]
-    floor = measure_noise_floor(llm, jobs, descriptions, samples=args.noise_floor_samples, max_scorers_per_pass=12,
-                                pair_chunk_size=4)
+    descriptions = [
+        {"generator": r["persona"], "question_index": r["question_index"]} for r in generations["responses"]
+    ]
+    floor = measure_noise_floor(
+        llm, jobs, descriptions, samples=args.noise_floor_samples, max_scorers_per_pass=12, pair_chunk_size=4
+    )
     llm.shared_prefixes, llm.liger = False, False
-    log(f"noise floor ({variant}, {args.noise_floor_samples} responses re-scored in other batch compositions): "
-        f"JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative")
+    log(
+        f"noise floor ({variant}, {args.noise_floor_samples} responses re-scored in other batch compositions): "
+        f"JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative"
+    )
 
 
 def per_response_rows(generations: dict, jobs: list[ResponseJob], values: list) -> list[dict]:
@@ -341,9 +402,14 @@ def run_aggregation(state: dict, work: Path) -> dict:
     table = pair_question_table(per_response, names, "pair_own")
     write_csv(work / "outputs" / "divergence_per_response.csv", per_response)
     write_csv(work / "outputs" / "divergence_per_pair_question.csv", table)
-    return {"persona_names": names, "method": {"averaging": "pair_own"}, **matrices.to_dict(),
-            "per_pair_question": table.to_dict(orient="records"), "model": state.get("model"),
-            "per_response_csv": str(work / "outputs" / "divergence_per_response.csv")}
+    return {
+        "persona_names": names,
+        "method": {"averaging": "pair_own"},
+        **matrices.to_dict(),
+        "per_pair_question": table.to_dict(orient="records"),
+        "model": state.get("model"),
+        "per_response_csv": str(work / "outputs" / "divergence_per_response.csv"),
+    }
 
 
 def run_analysis(args, divergence_matrices: dict, persona_cosine: dict, leakage: dict) -> tuple:
@@ -357,10 +423,13 @@ def run_analysis(args, divergence_matrices: dict, persona_cosine: dict, leakage:
     inputs = inputs_from_run(divergence_matrices, persona_cosine, leakage, per_response)
     precheck = analyses.cosine_precheck(inputs, n_boot=args.n_bootstrap, seed=0)
     correlations, _, _ = analyses.leakage_correlations(inputs, n_boot=args.n_bootstrap, seed=0)
-    verdicts = analyses.kill_gate_verdicts(inputs, correlations, min_std=0.05, min_ratio=3.0, max_abs_rho=0.80,
-                                           min_relative_question_spread=0.5)
-    log(f"kill gates: discrimination {'KILLED' if verdicts['discrimination']['killed'] else 'passed'}, "
-        f"redundancy {'KILLED' if verdicts['redundancy']['killed'] else 'passed'}; precheck sets {list(precheck)}")
+    verdicts = analyses.kill_gate_verdicts(
+        inputs, correlations, min_std=0.05, min_ratio=3.0, max_abs_rho=0.80, min_relative_question_spread=0.5
+    )
+    log(
+        f"kill gates: discrimination {'KILLED' if verdicts['discrimination']['killed'] else 'passed'}, "
+        f"redundancy {'KILLED' if verdicts['redundancy']['killed'] else 'passed'}; precheck sets {list(precheck)}"
+    )
     return inputs, correlations
 
 
@@ -383,8 +452,9 @@ def run_cpu_stages(args, state: dict, work: Path, timer: Timer) -> list[str]:
     divergence_matrices = timer.run("aggregation", lambda: run_aggregation(state, work))
     if missing := missing_packages("analysis"):
         return [f"analysis ({', '.join(missing)} missing)", "figures"]
-    inputs, correlations = timer.run("analysis", lambda: run_analysis(args, divergence_matrices, state["persona_cosine"],
-                                                                       state["leakage"]))
+    inputs, correlations = timer.run(
+        "analysis", lambda: run_analysis(args, divergence_matrices, state["persona_cosine"], state["leakage"])
+    )
     if args.skip_figures:
         left.append("figures (--skip-figures)")
     elif missing := missing_packages("figures"):
@@ -406,12 +476,15 @@ def report(stages: dict[str, float], model_load: float, where: dict[str, str]) -
     log(f"{'phase-1 with model load':40s} {total + model_load:8.2f}")
     for name, seconds in stages.items():
         if name.startswith("(divergences, "):
-            variant = name[len("(divergences, "):-1]
+            variant = name[len("(divergences, ") : -1]
             swapped = total - stages["divergences"] + seconds
             log(f"{f'phase-1 without model load, {variant} teacher forcing':40s} {swapped:8.2f}")
     log("\n== goals (first variant; fused kernels and shared prefixes)")
-    measured = {"generation": stages.get("generations"), "teacher forcing + divergences": stages.get("divergences"),
-                "phase-1 without model load": total}
+    measured = {
+        "generation": stages.get("generations"),
+        "teacher forcing + divergences": stages.get("divergences"),
+        "phase-1 without model load": total,
+    }
     for goal, limit in GOALS.items():
         value = measured[goal]
         if value is None:
@@ -427,16 +500,30 @@ def gpu_main(args) -> None:
     device = "cpu" if args.tiny or not torch.cuda.is_available() else "cuda"
     log("== hardware and versions")
     log(f"device: {torch.cuda.get_device_name() if device == 'cuda' else platform.processor() or 'cpu'}")
-    log(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"cuda {torch.version.cuda}")
-    log("packages here: " + ", ".join(f"{n} {'yes' if importlib.util.find_spec(n) else 'NO'}"
-                                      for n in ("yaml", "pandas", "scipy", "altair", "vl_convert", "dagster", "triton")))
+    log(
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"cuda {torch.version.cuda}"
+    )
+    log(
+        "packages here: "
+        + ", ".join(
+            f"{n} {'yes' if importlib.util.find_spec(n) else 'NO'}"
+            for n in ("yaml", "pandas", "scipy", "altair", "vl_convert", "dagster", "triton")
+        )
+    )
     log(f"args: {vars(args)}")
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="phase1-"))
     timer = Timer(device)
 
-    evals = timer.run("eval_set", lambda: build_eval_set(REPO / "data" / "personas.yaml", REPO / "data" / "questions.yaml",
-                                                         persona_subset=args.personas, n_questions=args.n_questions))
+    evals = timer.run(
+        "eval_set",
+        lambda: build_eval_set(
+            REPO / "data" / "personas.yaml",
+            REPO / "data" / "questions.yaml",
+            persona_subset=args.personas,
+            n_questions=args.n_questions,
+        ),
+    )
     tokenizer = load_tokenizer(args)
     start = time.perf_counter()
     engine = build_engine(args, device, tokenizer)
@@ -444,9 +531,11 @@ def gpu_main(args) -> None:
         torch.cuda.synchronize()
     model_load = time.perf_counter() - start
     model = engine.model
-    log(f"model: Qwen2 hidden {model.config.hidden_size}, {model.config.num_hidden_layers} layers, vocab "
+    log(
+        f"model: Qwen2 hidden {model.config.hidden_size}, {model.config.num_hidden_layers} layers, vocab "
         f"{model.config.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {engine.dtype}; "
-        f"built in {model_load:.1f} s; tokenizer vocabulary {len(tokenizer)} (stop ids {sorted(engine.stop_ids)})")
+        f"built in {model_load:.1f} s; tokenizer vocabulary {len(tokenizer)} (stop ids {sorted(engine.stop_ids)})"
+    )
     llm = EngineLLM(engine, max_batch_tokens=args.max_batch_tokens, generation_cache=args.generation_cache)
 
     with torch.inference_mode():
@@ -463,12 +552,16 @@ def gpu_main(args) -> None:
             name = "divergences" if k == 0 else f"(divergences, {variant}, pass {k + 1})"
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            stats, values = timer.run(name, lambda: run_divergences(args, llm, jobs, work / "cache" / f"divergences-{k}-{variant}"))
+            stats, values = timer.run(
+                name, lambda: run_divergences(args, llm, jobs, work / "cache" / f"divergences-{k}-{variant}")
+            )
             results.append(values)
             peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-            log(f"{variant}: {stats.responses_computed} responses, {stats.teacher_forced_sequences} teacher-forced "
+            log(
+                f"{variant}: {stats.responses_computed} responses, {stats.teacher_forced_sequences} teacher-forced "
                 f"sequences, {stats.teacher_forced_tokens} scored tokens, {stats.teacher_forced_tokens / stats.seconds:,.0f} "
-                f"tokens/s; peak GPU memory {peak:.1f} GiB")
+                f"tokens/s; peak GPU memory {peak:.1f} GiB"
+            )
             if variant == "compiled":
                 from torch._dynamo.utils import counters
 
@@ -477,9 +570,17 @@ def gpu_main(args) -> None:
                 log_value_differences(f"{variant} vs {variants[0]}", results[0], values)
         llm.compile_layers, llm.sdpa_backend, llm.shared_prefixes, llm.liger = False, None, False, False
         if args.noise_floor_samples:
-            timer.run("(noise floor, first variant's path)", lambda: log_noise_floor(args, llm, jobs, generations, variants[0]))
-    state = {"persona_names": evals.persona_names, "rows": per_response_rows(generations, jobs, results[0]),
-             "model": llm.describe(), "persona_cosine": persona_cosine, "leakage": synthetic_leakage(evals.persona_names)}
+            timer.run(
+                "(noise floor, first variant's path)",
+                lambda: log_noise_floor(args, llm, jobs, generations, variants[0]),
+            )
+    state = {
+        "persona_names": evals.persona_names,
+        "rows": per_response_rows(generations, jobs, results[0]),
+        "model": llm.describe(),
+        "persona_cosine": persona_cosine,
+        "leakage": synthetic_leakage(evals.persona_names),
+    }
     engine = model = llm = None  # drop the references: the GPU memory goes back before the analysis
     if args.defer_analysis:
         left = ["aggregation (--defer-analysis)", "analysis", "figures"]
@@ -493,9 +594,17 @@ def gpu_main(args) -> None:
         save = Path(args.save_dir)
         save.mkdir(parents=True, exist_ok=True)
         (save / "phase1_state.json").write_text(json.dumps(state))
-        (save / "phase1_gpu_stages.json").write_text(json.dumps({"stages": stages, "model_load": model_load,
-                                                                  "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                                                                  "left": left, "args": vars(args)}))
+        (save / "phase1_gpu_stages.json").write_text(
+            json.dumps(
+                {
+                    "stages": stages,
+                    "model_load": model_load,
+                    "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                    "left": left,
+                    "args": vars(args),
+                }
+            )
+        )
         log(f"inputs of the stages not run here saved to {save} (run them with --analysis-from)")
     report(stages, model_load, where)
 
@@ -505,10 +614,14 @@ def analysis_main(args) -> None:
     folder = Path(args.analysis_from)
     saved = json.loads((folder / "phase1_gpu_stages.json").read_text())
     state = json.loads((folder / "phase1_state.json").read_text())
-    log(f"== stages not run on the GPU machine ({saved['device']}), on {platform.processor() or 'this CPU'}: "
-        f"{'; '.join(saved['left']) or 'none'}")
-    log(f"python {platform.python_version()}; same inputs: {len(state['rows'])} per-response pair rows, "
-        f"{len(state['persona_names'])} personas")
+    log(
+        f"== stages not run on the GPU machine ({saved['device']}), on {platform.processor() or 'this CPU'}: "
+        f"{'; '.join(saved['left']) or 'none'}"
+    )
+    log(
+        f"python {platform.python_version()}; same inputs: {len(state['rows'])} per-response pair rows, "
+        f"{len(state['persona_names'])} personas"
+    )
     args.skip_figures = args.skip_figures or saved["args"].get("skip_figures", False)
     args.n_bootstrap = saved["args"]["n_bootstrap"]
     timer = Timer("cpu")
@@ -530,28 +643,50 @@ def analysis_main(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, 4 personas × 2 questions (smoke test)")
-    parser.add_argument("--tokenizer", default="", help="tokenizer directory (default: the embedded SmolLM2 conversion)")
+    parser.add_argument(
+        "--tokenizer", default="", help="tokenizer directory (default: the embedded SmolLM2 conversion)"
+    )
     parser.add_argument("--n-questions", type=int, default=20)
     parser.add_argument("--personas", default="", help="comma list of persona names (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--gen-batch", type=int, default=240, help="prompts per generation batch (configs/full_12x20.yaml)")
+    parser.add_argument(
+        "--gen-batch", type=int, default=240, help="prompts per generation batch (configs/full_12x20.yaml)"
+    )
     parser.add_argument("--cosine-batch", type=int, default=16, help="CosineConfig.batch_size default")
     parser.add_argument("--responses-per-batch", type=int, default=16, help="DivergenceConfig default")
-    parser.add_argument("--max-batch-tokens", type=int, default=16384, help="GpuLLM.teacher_forcing_batch_tokens default")
+    parser.add_argument(
+        "--max-batch-tokens", type=int, default=16384, help="GpuLLM.teacher_forcing_batch_tokens default"
+    )
     parser.add_argument("--n-bootstrap", type=int, default=2000, help="AnalysisConfig default")
-    parser.add_argument("--tf-variants", default="eager",
-                        help="comma list of teacher-forcing variants (eager, compiled, flash, efficient, cudnn: eager "
-                             "under that SDPA kernel; shared: shared prefixes; liger: Liger's fused kernels; combine "
-                             "with '+', e.g. shared+liger); the first feeds the analysis")
-    parser.add_argument("--noise-floor-samples", type=int, default=0,
-                        help="after the variants, measure the run's noise floor on the first variant's path "
-                             "(DivergenceConfig.noise_floor_samples: 2); 0 = off")
-    parser.add_argument("--generation-cache", default="fixed", choices=["fixed", "dynamic", "static"],
-                        help="lean_generate's cache_impl (GpuLLM.generation_cache default: fixed)")
+    parser.add_argument(
+        "--tf-variants",
+        default="eager",
+        help="comma list of teacher-forcing variants (eager, compiled, flash, efficient, cudnn: eager "
+        "under that SDPA kernel; shared: shared prefixes; liger: Liger's fused kernels; combine "
+        "with '+', e.g. shared+liger); the first feeds the analysis",
+    )
+    parser.add_argument(
+        "--noise-floor-samples",
+        type=int,
+        default=0,
+        help="after the variants, measure the run's noise floor on the first variant's path "
+        "(DivergenceConfig.noise_floor_samples: 2); 0 = off",
+    )
+    parser.add_argument(
+        "--generation-cache",
+        default="fixed",
+        choices=["fixed", "dynamic", "static"],
+        help="lean_generate's cache_impl (GpuLLM.generation_cache default: fixed)",
+    )
     parser.add_argument("--skip-figures", action="store_true")
-    parser.add_argument("--defer-analysis", action="store_true",
-                        help="run no CPU stage here, as if pandas were missing (with --save-dir)")
-    parser.add_argument("--work-dir", default="", help="where caches, CSVs and figures go (default: a temporary folder)")
+    parser.add_argument(
+        "--defer-analysis",
+        action="store_true",
+        help="run no CPU stage here, as if pandas were missing (with --save-dir)",
+    )
+    parser.add_argument(
+        "--work-dir", default="", help="where caches, CSVs and figures go (default: a temporary folder)"
+    )
     parser.add_argument("--save-dir", default="", help="write the inputs of stages not run here (for --analysis-from)")
     parser.add_argument("--analysis-from", default="", help="run the saved stages here and print the combined report")
     args = parser.parse_args()

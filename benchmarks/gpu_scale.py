@@ -56,7 +56,9 @@ def make_jobs(args, vocab: int):
     def ids(n: int) -> list[int]:
         return torch.randint(10, vocab - 10, (n,), generator=gen).tolist()
 
-    systems = [ids(int(torch.randint(args.system_min, args.system_max + 1, (1,), generator=gen))) for _ in range(args.personas)]
+    systems = [
+        ids(int(torch.randint(args.system_min, args.system_max + 1, (1,), generator=gen))) for _ in range(args.personas)
+    ]
     jobs = []
     for q in range(args.questions):
         question = ids(int(torch.randint(10, 30, (1,), generator=gen)))
@@ -99,25 +101,49 @@ def worker(rank: int, n_gpus: int, args_dict: dict, cache_dir: str, barrier, que
         mine = shard_of(jobs, [len(j.response_ids) for j in jobs], rank, n_gpus)
         # warm-up: one response's first pass (kernels, cuBLAS), into a throwaway cache
         with tempfile.TemporaryDirectory() as warm_dir:
-            warm = [type(mine[0])(mine[0].key, mine[0].response_ids, mine[0].prompts, mine[0].pairs[: args.max_scorers - 1])]
-            score_missing(scorer, warm, DivergenceCache(Path(warm_dir)), max_scorers_per_pass=args.max_scorers,
-                          responses_per_batch=args.responses_per_batch)
+            warm = [
+                type(mine[0])(mine[0].key, mine[0].response_ids, mine[0].prompts, mine[0].pairs[: args.max_scorers - 1])
+            ]
+            score_missing(
+                scorer,
+                warm,
+                DivergenceCache(Path(warm_dir)),
+                max_scorers_per_pass=args.max_scorers,
+                responses_per_batch=args.responses_per_batch,
+            )
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         if device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         barrier.wait()
         start = time.time()
-        stats = score_missing(scorer, mine, DivergenceCache(Path(cache_dir)), max_scorers_per_pass=args.max_scorers,
-                              responses_per_batch=args.responses_per_batch)
+        stats = score_missing(
+            scorer,
+            mine,
+            DivergenceCache(Path(cache_dir)),
+            max_scorers_per_pass=args.max_scorers,
+            responses_per_batch=args.responses_per_batch,
+        )
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         end = time.time()
         peak = (torch.cuda.max_memory_allocated() - weights) if device.startswith("cuda") else float("nan")
-        queue.put({"rank": rank, "start": start, "end": end, "responses": stats.responses_computed,
-                   "sequences": stats.teacher_forced_sequences, "scored_tokens": stats.teacher_forced_tokens,
-                   "forward_tokens": sum(len(j.prompts[s]) + len(j.response_ids) - 1 for j in mine for s in _scorers(j, args.max_scorers)),
-                   "flops": _flops(config, mine, args.max_scorers), "peak_beyond_weights": peak, "weights": weights})
+        queue.put(
+            {
+                "rank": rank,
+                "start": start,
+                "end": end,
+                "responses": stats.responses_computed,
+                "sequences": stats.teacher_forced_sequences,
+                "scored_tokens": stats.teacher_forced_tokens,
+                "forward_tokens": sum(
+                    len(j.prompts[s]) + len(j.response_ids) - 1 for j in mine for s in _scorers(j, args.max_scorers)
+                ),
+                "flops": _flops(config, mine, args.max_scorers),
+                "peak_beyond_weights": peak,
+                "weights": weights,
+            }
+        )
 
 
 def _scorers(job, max_scorers: int) -> list[int]:
@@ -152,7 +178,9 @@ def run(n_gpus: int, args, cache_dir: str) -> dict:
         if p.exitcode != 0:
             raise RuntimeError(f"worker exited with {p.exitcode}")
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
-    total = {k: sum(r[k] for r in results) for k in ("responses", "sequences", "scored_tokens", "forward_tokens", "flops")}
+    total = {
+        k: sum(r[k] for r in results) for k in ("responses", "sequences", "scored_tokens", "forward_tokens", "flops")
+    }
     return {"wall": wall, "per_gpu": sorted(results, key=lambda r: r["rank"]), **total}
 
 
@@ -209,16 +237,24 @@ def main() -> None:
 
     cuda = torch.cuda.is_available() and not args.tiny
     log("== hardware and versions")
-    log(f"devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else platform.processor() or 'cpu'}")
-    log(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}")
+    log(
+        f"devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else platform.processor() or 'cpu'}"
+    )
+    log(
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}"
+    )
     log(f"args: {vars(args)}")
     if cuda and max(counts) > torch.cuda.device_count():
         raise SystemExit(f"asked for {max(counts)} GPUs, {torch.cuda.device_count()} visible")
     peak = matmul_peak("cuda:0") if cuda else float("nan")
     if cuda:
-        log(f"measured bf16 matmul peak (8192^3, GPU 0): {peak / 1e12:.1f} TFLOP/s; datasheet {DATASHEET_BF16 / 1e12:.1f}")
-    log(f"slice: {args.sources} source personas x {args.questions} questions = {args.sources * args.questions} responses, "
-        f"each scored against {args.personas - 1} other personas, <= {args.max_scorers} scorers per pass")
+        log(
+            f"measured bf16 matmul peak (8192^3, GPU 0): {peak / 1e12:.1f} TFLOP/s; datasheet {DATASHEET_BF16 / 1e12:.1f}"
+        )
+    log(
+        f"slice: {args.sources} source personas x {args.questions} questions = {args.sources * args.questions} responses, "
+        f"each scored against {args.personas - 1} other personas, <= {args.max_scorers} scorers per pass"
+    )
 
     results, dirs = {}, {}
     with tempfile.TemporaryDirectory() as root:
@@ -227,19 +263,29 @@ def main() -> None:
             r = results[n] = run(n, args, dirs[n])
             log(f"\n== {n} GPU(s)")
             for g in r["per_gpu"]:
-                log(f"  GPU {g['rank']}: {g['responses']} responses, {g['sequences']} sequences, "
+                log(
+                    f"  GPU {g['rank']}: {g['responses']} responses, {g['sequences']} sequences, "
                     f"{g['end'] - g['start']:.2f} s, peak memory beyond weights {g['peak_beyond_weights'] / 2**30:.2f} GiB "
-                    f"(weights {g['weights'] / 2**30:.1f} GiB)")
-            log(f"  wall {r['wall']:.2f} s; responses {r['responses']}, sequences {r['sequences']} "
-                f"({r['sequences'] / r['responses']:.0f} per response)")
-            log(f"  forward tokens {r['forward_tokens']:,} -> {r['forward_tokens'] / r['wall']:,.0f} tokens/s; "
-                f"scored tokens {r['scored_tokens']:,} -> {r['scored_tokens'] / r['wall']:,.0f} scored tokens/s")
+                    f"(weights {g['weights'] / 2**30:.1f} GiB)"
+                )
+            log(
+                f"  wall {r['wall']:.2f} s; responses {r['responses']}, sequences {r['sequences']} "
+                f"({r['sequences'] / r['responses']:.0f} per response)"
+            )
+            log(
+                f"  forward tokens {r['forward_tokens']:,} -> {r['forward_tokens'] / r['wall']:,.0f} tokens/s; "
+                f"scored tokens {r['scored_tokens']:,} -> {r['scored_tokens'] / r['wall']:,.0f} scored tokens/s"
+            )
             if cuda:
                 tflops = r["flops"] / r["wall"]
-                log(f"  useful {r['flops']:.3e} FLOP -> {tflops / 1e12:.1f} TFLOP/s; MFU {tflops / n / peak:.1%} of measured "
-                    f"peak per GPU, {tflops / n / DATASHEET_BF16:.1%} of datasheet")
-            log(f"  per response {r['wall'] / r['responses'] * n:.3f} GPU-s; "
-                f"s per forward token per GPU {r['wall'] * n / r['forward_tokens'] * 1e6:.2f} us")
+                log(
+                    f"  useful {r['flops']:.3e} FLOP -> {tflops / 1e12:.1f} TFLOP/s; MFU {tflops / n / peak:.1%} of measured "
+                    f"peak per GPU, {tflops / n / DATASHEET_BF16:.1%} of datasheet"
+                )
+            log(
+                f"  per response {r['wall'] / r['responses'] * n:.3f} GPU-s; "
+                f"s per forward token per GPU {r['wall'] * n / r['forward_tokens'] * 1e6:.2f} us"
+            )
         log("\n== summary")
         base = results[counts[0]]
         for n in counts:
@@ -253,11 +299,15 @@ def main() -> None:
             log(line)
         for n in counts[1:]:
             entries, worst = compare(dirs[counts[0]], dirs[n])
-            log(f"cache entries {counts[0]} GPU vs {n} GPUs: {entries} responses in both, max relative difference of a "
-                f"pair value {worst:.2e} (different packed batches; bf16 noise floor ~6e-5)")
+            log(
+                f"cache entries {counts[0]} GPU vs {n} GPUs: {entries} responses in both, max relative difference of a "
+                f"pair value {worst:.2e} (different packed batches; bf16 noise floor ~6e-5)"
+            )
         per_response_gpu_s = base["wall"] * counts[0] / base["responses"]
-        log(f"extrapolated N = 111 x 20 questions (2,220 responses) on 1 GPU at this rate: "
-            f"{per_response_gpu_s * 2220 / 60:.1f} min teacher forcing")
+        log(
+            f"extrapolated N = 111 x 20 questions (2,220 responses) on 1 GPU at this rate: "
+            f"{per_response_gpu_s * 2220 / 60:.1f} min teacher forcing"
+        )
 
 
 if __name__ == "__main__":

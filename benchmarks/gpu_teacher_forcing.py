@@ -93,10 +93,13 @@ def build_model(args, device: str):
 
 def make_workload(args, vocab: int, gen: torch.Generator):
     """12 prompts per question (system prompts of different lengths) and responses of ~L tokens."""
+
     def ids(n: int) -> list[int]:
         return torch.randint(10, vocab - 10, (n,), generator=gen).tolist()
 
-    systems = [ids(int(torch.randint(args.system_min, args.system_max + 1, (1,), generator=gen))) for _ in range(N_PERSONAS)]
+    systems = [
+        ids(int(torch.randint(args.system_min, args.system_max + 1, (1,), generator=gen))) for _ in range(N_PERSONAS)
+    ]
     items = []
     for r in range(args.responses):
         question = ids(int(torch.randint(10, 30, (1,), generator=gen)))
@@ -199,7 +202,9 @@ def main() -> None:
     parser.add_argument("--init-std", type=float, default=0.02)
     parser.add_argument("--repeat", type=int, default=1, help="timed passes of the fast path (first one reported)")
     parser.add_argument("--batch-sweep", default="", help="comma list of max_batch_tokens to time the forward at")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: naive,current,gen,noise,breakdown,fp32")
+    parser.add_argument(
+        "--skip", default="", help="comma list of sections to skip: naive,current,gen,noise,breakdown,fp32"
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if args.tiny:
@@ -217,8 +222,10 @@ def main() -> None:
 
     log("== hardware and versions")
     log(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else platform.processor() or 'cpu'}")
-    log(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"cuda {torch.version.cuda}, triton available: {triton_available()}")
+    log(
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"cuda {torch.version.cuda}, triton available: {triton_available()}"
+    )
     if triton_available():
         import triton
 
@@ -230,12 +237,16 @@ def main() -> None:
 
     (model, config), build_s = timed(lambda: build_model(args, device), device)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    log(f"model: Qwen2 hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {weights / 2**30:.1f} GiB; built in {build_s:.1f} s")
+    log(
+        f"model: Qwen2 hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {weights / 2**30:.1f} GiB; built in {build_s:.1f} s"
+    )
     engine = BenchEngine(model, device, stop_id=config.vocab_size - 1)
     gen = torch.Generator().manual_seed(1)
     items = make_workload(args, config.vocab_size, gen)
-    warm = make_workload(argparse.Namespace(**{**vars(args), "responses": 1}), config.vocab_size, torch.Generator().manual_seed(7))
+    warm = make_workload(
+        argparse.Namespace(**{**vars(args), "responses": 1}), config.vocab_size, torch.Generator().manual_seed(7)
+    )
 
     summary: list[tuple[str, str]] = []
 
@@ -245,10 +256,14 @@ def main() -> None:
     log(f"warm-up (compilation, cuBLAS) {warm_s:.2f} s")
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    fast, fast_s = timed(lambda: batch_response_divergences(engine, items, max_batch_tokens=args.max_batch_tokens), device)
+    fast, fast_s = timed(
+        lambda: batch_response_divergences(engine, items, max_batch_tokens=args.max_batch_tokens), device
+    )
     passes = [fast_s]
     for _ in range(args.repeat - 1):
-        passes.append(timed(lambda: batch_response_divergences(engine, items, max_batch_tokens=args.max_batch_tokens), device)[1])
+        passes.append(
+            timed(lambda: batch_response_divergences(engine, items, max_batch_tokens=args.max_batch_tokens), device)[1]
+        )
     if len(passes) > 1:
         log(f"passes over the same responses: {', '.join(f'{p:.3f}' for p in passes)} s (the first is reported below)")
     peak_mem = torch.cuda.max_memory_allocated() - weights if device == "cuda" else float("nan")
@@ -258,16 +273,22 @@ def main() -> None:
     floor_flops = 2 * 7.6e9 * scored * FULL_RESPONSES / len(items) if not args.tiny else float("nan")
     log(f"responses {len(items)}, sequences {len(items) * N_PERSONAS}, real tokens {tokens}, scored tokens {scored}")
     log(f"time {fast_s:.3f} s -> {per_resp:.4f} s/response, {tokens / fast_s:,.0f} tokens/s")
-    log(f"useful FLOP {flops:.3e} -> {flops / fast_s / 1e12:.1f} TFLOP/s = {flops / fast_s / peak:.1%} of measured peak")
+    log(
+        f"useful FLOP {flops:.3e} -> {flops / fast_s / 1e12:.1f} TFLOP/s = {flops / fast_s / peak:.1%} of measured peak"
+    )
     log(f"padding share (batches of <= {args.max_batch_tokens} rows x width): {pad:.1%}")
     log(f"peak memory beyond weights: {peak_mem / 2**30:.2f} GiB")
     full = per_resp * FULL_RESPONSES
     log(f"extrapolated full run (240 responses = 2,880 sequences): {full:.1f} s")
     if not args.tiny:
         log(f"issue's floor for that run, 2*7.6e9*scored tokens at measured peak: {floor_flops / peak:.1f} s")
-    summary += [("fast s/response", f"{per_resp:.4f}"), ("fast full run (s)", f"{full:.1f}"),
-                ("fast TFLOP/s (share of peak)", f"{flops / fast_s / 1e12:.1f} ({flops / fast_s / peak:.1%})"),
-                ("peak memory beyond weights (GiB)", f"{peak_mem / 2**30:.2f}"), ("padding share", f"{pad:.1%}")]
+    summary += [
+        ("fast s/response", f"{per_resp:.4f}"),
+        ("fast full run (s)", f"{full:.1f}"),
+        ("fast TFLOP/s (share of peak)", f"{flops / fast_s / 1e12:.1f} ({flops / fast_s / peak:.1%})"),
+        ("peak memory beyond weights (GiB)", f"{peak_mem / 2**30:.2f}"),
+        ("padding share", f"{pad:.1%}"),
+    ]
 
     # time split: forward only (hidden states) vs divergences, on the same batches
     from resources.fast_engine import packed_hidden_states
@@ -279,8 +300,10 @@ def main() -> None:
             packed_hidden_states(engine, seqs, [(0, 0, 1)])
 
     _, fwd_s = timed(forward_only, device)
-    log(f"decoder forward alone: {fwd_s:.3f} s ({fwd_s / fast_s:.0%} of the fast path); "
-        f"LM head + divergences: {fast_s - fwd_s:.3f} s ({(fast_s - fwd_s) / len(items) * 1e3:.1f} ms/response)")
+    log(
+        f"decoder forward alone: {fwd_s:.3f} s ({fwd_s / fast_s:.0%} of the fast path); "
+        f"LM head + divergences: {fast_s - fwd_s:.3f} s ({(fast_s - fwd_s) / len(items) * 1e3:.1f} ms/response)"
+    )
     summary.append(("forward share of fast path", f"{fwd_s / fast_s:.0%}"))
     if args.batch_sweep:
         for budget in [int(b) for b in args.batch_sweep.split(",")]:
@@ -289,9 +312,11 @@ def main() -> None:
             forward_only()
             _, sweep_s = timed(forward_only, device)
             args.max_batch_tokens = saved
-            log(f"decoder forward alone, batches of <= {budget} rows x width: {sweep_s:.3f} s "
+            log(
+                f"decoder forward alone, batches of <= {budget} rows x width: {sweep_s:.3f} s "
                 f"({(flops - 2 * config.hidden_size * config.vocab_size * scored) / sweep_s / 1e12:.1f} TFLOP/s), "
-                f"padding share {padding_share(items, budget):.1%}")
+                f"padding share {padding_share(items, budget):.1%}"
+            )
 
     # ------------------------------------------------------------- accuracy
     log("\n== accuracy of the divergence kernel vs the float64 reference (same logits)")
@@ -305,7 +330,9 @@ def main() -> None:
     ref = pair_divergences(torch.log_softmax(sub.double(), dim=-1), pairs)
     for backend in ["torch"] + (["triton"] if device == "cuda" and triton_available() else []):
         out = fast_pair_divergences(sub, pairs, backend=backend)
-        log(f"{backend}: max relative error {rel_err(out, ref)} (JS range {float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})")
+        log(
+            f"{backend}: max relative error {rel_err(out, ref)} (JS range {float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})"
+        )
     # near-identical distributions: the same logits plus tiny perturbations
     g = torch.Generator(device=sub.device).manual_seed(3)
     base = sub[:1].float()
@@ -315,8 +342,10 @@ def main() -> None:
     ref = pair_divergences(torch.log_softmax(near.double(), dim=-1), near_pairs)
     for backend in ["torch"] + (["triton"] if device == "cuda" and triton_available() else []):
         out = fast_pair_divergences(near, near_pairs, backend=backend)
-        log(f"{backend} near-identical: max relative error {rel_err(out, ref)} "
-            f"(JS range {float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})")
+        log(
+            f"{backend} near-identical: max relative error {rel_err(out, ref)} "
+            f"(JS range {float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})"
+        )
     del logits, sub, near
 
     # ------------------------------------------------------- naive and current
@@ -325,16 +354,20 @@ def main() -> None:
         naive_response(engine, warm[0])
         _, naive_s = timed(lambda: [naive_response(engine, it) for it in naive_items], device)
         naive_per = naive_s / len(naive_items)
-        log(f"\n== naive (one sequence per forward, full logits, fp32 softmax, float64 pairs in a loop): "
-            f"{naive_per:.3f} s/response -> full run {naive_per * FULL_RESPONSES:.1f} s; fast path is {naive_per / per_resp:.1f}x faster")
+        log(
+            f"\n== naive (one sequence per forward, full logits, fp32 softmax, float64 pairs in a loop): "
+            f"{naive_per:.3f} s/response -> full run {naive_per * FULL_RESPONSES:.1f} s; fast path is {naive_per / per_resp:.1f}x faster"
+        )
         summary.append(("naive full run (s)", f"{naive_per * FULL_RESPONSES:.1f}"))
     if "current" not in skip and args.current_responses:
         cur_items = items[: args.current_responses]
         current_response(engine, warm[0])
         _, cur_s = timed(lambda: [current_response(engine, it) for it in cur_items], device)
         cur_per = cur_s / len(cur_items)
-        log(f"== previous path (12 per batch, sliced LM head, float64 chunked pairs): {cur_per:.3f} s/response "
-            f"-> full run {cur_per * FULL_RESPONSES:.1f} s; fast path is {cur_per / per_resp:.1f}x faster")
+        log(
+            f"== previous path (12 per batch, sliced LM head, float64 chunked pairs): {cur_per:.3f} s/response "
+            f"-> full run {cur_per * FULL_RESPONSES:.1f} s; fast path is {cur_per / per_resp:.1f}x faster"
+        )
         summary.append(("previous path full run (s)", f"{cur_per * FULL_RESPONSES:.1f}"))
 
     # ------------------------------------------------------------- noise floor
@@ -354,18 +387,27 @@ def main() -> None:
         log(f"padded batch of 12 vs alone: {diff_stats(padded12, alone)}")
         log(f"packed with other responses vs alone: {diff_stats(packed, alone)}")
         log(f"packed vs padded batch of 12: {diff_stats(packed, padded12)}")
-        summary.append(("noise: max rel d mean JS packed vs alone",
-                        f"{float(((packed.js.mean(1) - alone.js.mean(1)).abs() / alone.js.mean(1)).max()):.2e}"))
+        summary.append(
+            (
+                "noise: max rel d mean JS packed vs alone",
+                f"{float(((packed.js.mean(1) - alone.js.mean(1)).abs() / alone.js.mean(1)).max()):.2e}",
+            )
+        )
 
     # ------------------------------------------------------------- generation
     if "gen" not in skip:
-        log(f"\n== generation: {args.gen_batch} prompts in one batch, greedy; decode ms/step = (t[K steps] - t[1 step]) / (K - 1), K = {args.gen_steps}")
+        log(
+            f"\n== generation: {args.gen_batch} prompts in one batch, greedy; decode ms/step = (t[K steps] - t[1 step]) / (K - 1), K = {args.gen_steps}"
+        )
         gen_prompts = [items[i % len(items)][0][i % N_PERSONAS] for i in range(args.gen_batch)]
         variants = {
             "generate()": lambda k: engine.generate(gen_prompts, max_new_tokens=k, batch_size=args.gen_batch),
-            "lean, dynamic cache": lambda k: lean_generate(engine, gen_prompts, max_new_tokens=k, batch_size=args.gen_batch),
+            "lean, dynamic cache": lambda k: lean_generate(
+                engine, gen_prompts, max_new_tokens=k, batch_size=args.gen_batch
+            ),
             "lean, static cache": lambda k: lean_generate(
-                engine, gen_prompts, max_new_tokens=k, batch_size=args.gen_batch, cache_impl="static"),
+                engine, gen_prompts, max_new_tokens=k, batch_size=args.gen_batch, cache_impl="static"
+            ),
         }
         outputs, per_step = {}, {}
         for name, fn in variants.items():
@@ -373,13 +415,17 @@ def main() -> None:
             _, one = timed(lambda: fn(1), device)
             outputs[name], many = timed(lambda: fn(args.gen_steps), device)
             per_step[name] = (many - one) / (args.gen_steps - 1)
-            log(f"{name:22s} prefill+1 step {one * 1e3:8.1f} ms; decode {per_step[name] * 1e3:6.2f} ms/step; "
-                f"240 x 512 tokens: {(one + per_step[name] * 511) * math.ceil(240 / args.gen_batch):6.1f} s")
+            log(
+                f"{name:22s} prefill+1 step {one * 1e3:8.1f} ms; decode {per_step[name] * 1e3:6.2f} ms/step; "
+                f"240 x 512 tokens: {(one + per_step[name] * 511) * math.ceil(240 / args.gen_batch):6.1f} s"
+            )
         ref_tokens = [g.token_ids for g in outputs["generate()"]]
         for name in list(variants)[1:]:
             same = sum(a.token_ids == b for a, b in zip(outputs[name], ref_tokens))
             log(f"{name}: identical token sequences to generate(): {same}/{len(ref_tokens)}")
-            summary.append((f"gen {name} ms/step (identical)", f"{per_step[name] * 1e3:.2f} ({same}/{len(ref_tokens)})"))
+            summary.append(
+                (f"gen {name} ms/step (identical)", f"{per_step[name] * 1e3:.2f} ({same}/{len(ref_tokens)})")
+            )
         summary.append(("gen generate() ms/step", f"{per_step['generate()'] * 1e3:.2f}"))
 
     # ----------------------------------------------------- divergence breakdown
@@ -387,7 +433,9 @@ def main() -> None:
         log("\n== LM head + divergence breakdown for one response (median of 5, ms)")
         prompts, response, pairs = items[0]
         seqs = [list(p) + list(response)[:-1] for p in prompts]
-        picked = torch.stack(packed_hidden_states(engine, seqs, [(k, len(p) - 1, len(response)) for k, p in enumerate(prompts)]))
+        picked = torch.stack(
+            packed_hidden_states(engine, seqs, [(k, len(p) - 1, len(response)) for k, p in enumerate(prompts)])
+        )
 
         def bench(fn, reps=5):
             fn()
@@ -414,9 +462,11 @@ def main() -> None:
                 for warps in (4, 8):
                     for lane in (False, True):
                         lines[f"pairs (triton, block {block}, {warps} warps, lane_acc {lane})"] = bench(
-                            lambda: _pairs_triton(logits32, lse, index, block, lane, warps))
+                            lambda: _pairs_triton(logits32, lse, index, block, lane, warps)
+                        )
             lines["pairs (triton, default, bf16 logits)"] = bench(
-                lambda: _pairs_triton(logits32.bfloat16(), lse, index, 2048))
+                lambda: _pairs_triton(logits32.bfloat16(), lse, index, 2048)
+            )
             _ = fd
         for name, ms in lines.items():
             log(f"{name:40s} {ms:9.2f}")
@@ -433,8 +483,12 @@ def main() -> None:
         model.to(torch.float32)
         high = batch_response_divergences(engine, [(prompts, response, pairs)])[0]
         log(f"bf16 vs fp32: {diff_stats(low, high)}")
-        summary.append(("noise: max rel d mean JS bf16 vs fp32",
-                        f"{float(((low.js.mean(1) - high.js.mean(1)).abs() / high.js.mean(1)).max()):.2e}"))
+        summary.append(
+            (
+                "noise: max rel d mean JS bf16 vs fp32",
+                f"{float(((low.js.mean(1) - high.js.mean(1)).abs() / high.js.mean(1)).max()):.2e}",
+            )
+        )
 
     log("\n== summary")
     for key, value in summary:

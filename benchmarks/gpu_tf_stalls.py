@@ -41,7 +41,9 @@ def log(msg: str = "") -> None:
 
 
 # ----------------------------------------------------------------------- trace arithmetic
-def merged_busy(intervals: list[tuple[float, float, str]]) -> tuple[list[tuple[float, float]], list[tuple[float, str, str]]]:
+def merged_busy(
+    intervals: list[tuple[float, float, str]],
+) -> tuple[list[tuple[float, float]], list[tuple[float, str, str]]]:
     """Union of (start, end, name) intervals, and the gaps between them as (length, before, after).
 
     `before` names the interval that ended last before the gap, `after` the one that starts it.
@@ -109,11 +111,21 @@ def build_jobs(args, llm, evals, vocab: int):
     from benchmarks.gpu_phase1 import divergence_jobs
 
     rng = random.Random(0)
-    prompts = {(p, q): llm.chat_prompt_ids(persona.prompt, question)
-               for p, persona in enumerate(evals.personas) for q, question in enumerate(evals.questions)}
-    responses = [{"persona": persona.name, "question_index": q, "cache_key": f"bench-{p}-{q}",
-                  "token_ids": [rng.randrange(vocab) for _ in range(args.response_tokens)]}
-                 for p, persona in enumerate(evals.personas) for q in range(len(evals.questions))]
+    prompts = {
+        (p, q): llm.chat_prompt_ids(persona.prompt, question)
+        for p, persona in enumerate(evals.personas)
+        for q, question in enumerate(evals.questions)
+    }
+    responses = [
+        {
+            "persona": persona.name,
+            "question_index": q,
+            "cache_key": f"bench-{p}-{q}",
+            "token_ids": [rng.randrange(vocab) for _ in range(args.response_tokens)],
+        }
+        for p, persona in enumerate(evals.personas)
+        for q in range(len(evals.questions))
+    ]
     return divergence_jobs(llm, {"persona_names": evals.persona_names, "responses": responses, "prompts": prompts})
 
 
@@ -160,44 +172,62 @@ def profiled_pass(args, llm, jobs, cache_dir: Path, trace_path: Path) -> None:
     to_trace = lambda host: origin + (host - t0) * 1e6  # noqa: E731
     inside_wall = calls.seconds
     inside_busy = sum(busy_within(busy, to_trace(a), to_trace(b)) for a, b in calls.windows) / 1e6
-    log(f"profiled pass: wall {wall:.3f} s, GPU busy {busy_s:.3f} s ({busy_s / wall:.1%}), idle {wall - busy_s:.3f} s "
-        f"({1 - busy_s / wall:.1%}); {len(intervals)} kernels/copies")
-    log(f"  inside the {len(calls.windows)} engine calls: {inside_wall:.3f} s wall, idle {inside_wall - inside_busy:.3f} s; "
+    log(
+        f"profiled pass: wall {wall:.3f} s, GPU busy {busy_s:.3f} s ({busy_s / wall:.1%}), idle {wall - busy_s:.3f} s "
+        f"({1 - busy_s / wall:.1%}); {len(intervals)} kernels/copies"
+    )
+    log(
+        f"  inside the {len(calls.windows)} engine calls: {inside_wall:.3f} s wall, idle {inside_wall - inside_busy:.3f} s; "
         f"between them (results to the host, cache writes, the next call's set-up): idle "
-        f"{(wall - inside_wall) - (busy_s - inside_busy):.3f} s")
+        f"{(wall - inside_wall) - (busy_s - inside_busy):.3f} s"
+    )
     by_kernel: dict[str, list[float]] = {}
     for start, end, name in intervals:
         by_kernel.setdefault(short_name(name), []).append(end - start)
-    log(f"  GPU time by kernel (name without template arguments), of {sum(e - s for s, e, _ in intervals) / 1e6:.3f} s:")
-    for name, lengths in sorted(by_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top_kernels]:
+    log(
+        f"  GPU time by kernel (name without template arguments), of {sum(e - s for s, e, _ in intervals) / 1e6:.3f} s:"
+    )
+    for name, lengths in sorted(by_kernel.items(), key=lambda kv: -sum(kv[1]))[: args.top_kernels]:
         log(f"    {sum(lengths) / 1e6:8.3f} s  {len(lengths):6d} ×  {name}")
     big = [g for g in gaps if g[0] >= args.gap_us]
-    log(f"  idle gaps ≥ {args.gap_us:.0f} µs: {len(big)}, {sum(g[0] for g in big) / 1e6:.3f} s; "
-        f"all {len(gaps)} gaps: {sum(g[0] for g in gaps) / 1e6:.3f} s")
+    log(
+        f"  idle gaps ≥ {args.gap_us:.0f} µs: {len(big)}, {sum(g[0] for g in big) / 1e6:.3f} s; "
+        f"all {len(gaps)} gaps: {sum(g[0] for g in gaps) / 1e6:.3f} s"
+    )
     classes: dict[tuple[str, str], list[float]] = {}
     for length, before, after in big:
         classes.setdefault((short_name(before), short_name(after)), []).append(length)
     log(f"  largest gap classes (≥ {args.gap_us:.0f} µs), by the kernels either side:")
     for (before, after), lengths in sorted(classes.items(), key=lambda kv: -sum(kv[1]))[:10]:
-        log(f"    {sum(lengths) / 1e3:8.1f} ms  {len(lengths):5d} × (median {sorted(lengths)[len(lengths) // 2]:7.0f} µs)  "
-            f"{before} → {after}")
+        log(
+            f"    {sum(lengths) / 1e3:8.1f} ms  {len(lengths):5d} × (median {sorted(lengths)[len(lengths) // 2]:7.0f} µs)  "
+            f"{before} → {after}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, 4 personas × 2 questions, no profile")
-    parser.add_argument("--tokenizer", default="", help="tokenizer directory (default: the embedded SmolLM2 conversion)")
+    parser.add_argument(
+        "--tokenizer", default="", help="tokenizer directory (default: the embedded SmolLM2 conversion)"
+    )
     parser.add_argument("--questions", type=int, default=4, help="questions (× 12 personas = responses)")
     parser.add_argument("--response-tokens", type=int, default=512)
     parser.add_argument("--responses-per-batch", type=int, default=16, help="DivergenceConfig default")
-    parser.add_argument("--max-batch-tokens", type=int, default=16384, help="GpuLLM.teacher_forcing_batch_tokens default")
+    parser.add_argument(
+        "--max-batch-tokens", type=int, default=16384, help="GpuLLM.teacher_forcing_batch_tokens default"
+    )
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--gap-us", type=float, default=50.0, help="gaps listed by class from this length on")
     parser.add_argument("--top-kernels", type=int, default=14, help="kernels listed by GPU time")
     parser.add_argument("--code", default="", help="import resources/ and persona_assets/ from this directory")
     parser.add_argument("--values-out", default="", help="write the last timed pass's response-mean values here")
-    parser.add_argument("--variant", default="eager", choices=["eager", "shared", "liger", "shared+liger"],
-                        help="GpuLLM.shared_prefixes and/or GpuLLM.liger_teacher_forcing (as gpu_phase1.py --tf-variants)")
+    parser.add_argument(
+        "--variant",
+        default="eager",
+        choices=["eager", "shared", "liger", "shared+liger"],
+        help="GpuLLM.shared_prefixes and/or GpuLLM.liger_teacher_forcing (as gpu_phase1.py --tf-variants)",
+    )
     args = parser.parse_args()
     if args.code:
         sys.path.insert(0, str(Path(args.code).resolve()))
@@ -215,21 +245,31 @@ def main() -> None:
     device = "cpu" if args.tiny or not torch.cuda.is_available() else "cuda"
     if args.tiny:
         args.questions, args.response_tokens = min(args.questions, 2), min(args.response_tokens, 8)
-    log(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; torch {torch.__version__}, "
-        f"transformers {transformers.__version__}")
-    log(f"code: {Path(resources.__file__).parent.parent} (resources), {Path(persona_assets.__file__).parent.parent} (persona_assets)")
+    log(
+        f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}; torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
+    log(
+        f"code: {Path(resources.__file__).parent.parent} (resources), {Path(persona_assets.__file__).parent.parent} (persona_assets)"
+    )
     log(f"args: {vars(args)}")
     personas = ["software_engineer", "kindergarten_teacher", "villain", "assistant"] if args.tiny else []
-    evals = build_eval_set(REPO / "data" / "personas.yaml", REPO / "data" / "questions.yaml",
-                           persona_subset=personas, n_questions=args.questions)
+    evals = build_eval_set(
+        REPO / "data" / "personas.yaml",
+        REPO / "data" / "questions.yaml",
+        persona_subset=personas,
+        n_questions=args.questions,
+    )
     tokenizer = load_tokenizer(argparse.Namespace(tokenizer=args.tokenizer))
     engine = build_engine(argparse.Namespace(tiny=args.tiny), device, tokenizer)
     llm = EngineLLM(engine, max_batch_tokens=args.max_batch_tokens)
     llm.shared_prefixes, llm.liger = "shared" in args.variant, "liger" in args.variant
     jobs = build_jobs(args, llm, evals, engine.model.config.vocab_size)
     sequences = sum(len({s for pair in job.pairs for s in pair}) for job in jobs)
-    log(f"{len(jobs)} responses of {args.response_tokens} tokens, {sequences} teacher-forced sequences, "
-        f"{args.responses_per_batch} responses per engine call")
+    log(
+        f"{len(jobs)} responses of {args.response_tokens} tokens, {sequences} teacher-forced sequences, "
+        f"{args.responses_per_batch} responses per engine call"
+    )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     work = Path(tempfile.mkdtemp(prefix="tf-stalls-"))
 
@@ -238,9 +278,11 @@ def main() -> None:
         log(f"warm-up pass: {wall:.3f} s")
         for k in range(args.passes):
             wall, calls, puts = scoring_pass(args, llm, jobs, work / f"pass{k}", sync)
-            log(f"timed pass {k + 1}: {wall:.3f} s = {wall / len(jobs) * 1e3:.1f} ms/response "
+            log(
+                f"timed pass {k + 1}: {wall:.3f} s = {wall / len(jobs) * 1e3:.1f} ms/response "
                 f"(≈ {wall / len(jobs) * 240:.1f} s for 240); inside {len(calls.windows)} engine calls {calls.seconds:.3f} s, "
-                f"outside {wall - calls.seconds:.3f} s, of which {len(puts.windows)} cache writes {puts.seconds * 1e3:.1f} ms")
+                f"outside {wall - calls.seconds:.3f} s, of which {len(puts.windows)} cache writes {puts.seconds * 1e3:.1f} ms"
+            )
         if args.values_out:
             values = cached_rows(jobs, DivergenceCache(work / f"pass{args.passes - 1}"))
             Path(args.values_out).write_text(json.dumps([[v for v in row] for row in values]))

@@ -20,8 +20,12 @@ def cpu_model() -> str:
 
 def gpu_names() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "none"
     return "; ".join(out.stdout.strip().splitlines()) if out.returncode == 0 and out.stdout.strip() else "none"

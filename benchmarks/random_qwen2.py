@@ -11,9 +11,16 @@ import torch
 
 # Qwen2.5-7B-Instruct's config.json, the fields that set the cost.
 QWEN25_7B_SHAPES = dict(
-    vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-    num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
-    rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=32768,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
 )
 
 
@@ -22,9 +29,17 @@ def qwen2_config(*, tiny: bool, init_std: float = 0.02, tiny_vocab: int = 1024, 
     from transformers import Qwen2Config
 
     if tiny:
-        config = Qwen2Config(vocab_size=tiny_vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=tiny_layers,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                             initializer_range=0.2, tie_word_embeddings=False)
+        config = Qwen2Config(
+            vocab_size=tiny_vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=tiny_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            initializer_range=0.2,
+            tie_word_embeddings=False,
+        )
     else:
         config = Qwen2Config(**QWEN25_7B_SHAPES, initializer_range=init_std)
     config._attn_implementation = "sdpa"

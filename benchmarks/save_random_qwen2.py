@@ -32,13 +32,19 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     start = time.perf_counter()
     config = qwen2_config(tiny=args.tiny, tiny_vocab=len(tokenizer))
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
     model = build_random_qwen2(config, dtype=torch.float32 if args.tiny else torch.bfloat16, device=device)
     built = time.perf_counter() - start
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     size = sum(p.stat().st_size for p in Path(args.out).glob("*.safetensors")) / 2**30
-    print(f"built in {built:.1f} s on {device}, saved {size:.1f} GiB to {args.out} in {time.perf_counter() - start - built:.1f} s")
+    print(
+        f"built in {built:.1f} s on {device}, saved {size:.1f} GiB to {args.out} in {time.perf_counter() - start - built:.1f} s"
+    )
 
 
 if __name__ == "__main__":

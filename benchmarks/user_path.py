@@ -41,8 +41,18 @@ def log(msg: str = "") -> None:
 
 
 def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
-    command = [sys.executable, str(REPO / "benchmarks" / "engine_path.py"), "--config", args.config,
-               "--model", args.model, "--resources", args.resources, "--work-dir", str(work)]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "engine_path.py"),
+        "--config",
+        args.config,
+        "--model",
+        args.model,
+        "--resources",
+        args.resources,
+        "--work-dir",
+        str(work),
+    ]
     start = time.perf_counter()
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -57,10 +67,27 @@ def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
 def run_dagster(args, env: dict, work: Path) -> tuple[float, float, str]:
     home = work / "dagster_home"
     home.mkdir(parents=True)
-    env = {**env, "DAGSTER_HOME": str(home), "PERSONA_DATA_DIR": str(work / "data"), "PERSONA_FIGURES_DIR": str(work / "figures"),
-           "PERSONA_RESOURCES": args.resources, "PERSONA_MODEL": args.model}
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "persona_assets.definitions",
-               "--select", SELECTION, "-c", args.config]
+    env = {
+        **env,
+        "DAGSTER_HOME": str(home),
+        "PERSONA_DATA_DIR": str(work / "data"),
+        "PERSONA_FIGURES_DIR": str(work / "figures"),
+        "PERSONA_RESOURCES": args.resources,
+        "PERSONA_MODEL": args.model,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "persona_assets.definitions",
+        "--select",
+        SELECTION,
+        "-c",
+        args.config,
+    ]
     launched = time.time()
     start = time.perf_counter()
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -110,7 +137,9 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--resources", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--work-dir", default="")
-    parser.add_argument("--rounds", type=int, default=1, help="engine then dagster, this many times (the last round is reported)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="engine then dagster, this many times (the last round is reported)"
+    )
     args = parser.parse_args()
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="user-path-"))
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -135,7 +164,9 @@ def main() -> None:
     js_engine, js_dagster = np.array(engine["js_matrix"]), dagster_js(root / f"dagster-{args.rounds}")
     log("\n== side by side (same call, same machine)")
     log(f"{'engine path: wall from launch (imports + one model load + stages)':70s} {engine_wall:8.2f} s")
-    log(f"{'   of which stages (model load ' + format(engine['stages']['model load'], '.2f') + ' s)':70s} {stage_sum:8.2f} s")
+    log(
+        f"{'   of which stages (model load ' + format(engine['stages']['model load'], '.2f') + ' s)':70s} {stage_sum:8.2f} s"
+    )
     log(f"{'dagster asset materialize: wall from launch to exit':70s} {dagster_wall:8.2f} s")
     log(f"{'   executor':70s} {executor}")
     log(f"{'   inside the steps (sum over ' + str(len(steps)) + ' steps)':70s} {in_steps:8.2f} s")

@@ -5,7 +5,6 @@ float64 sum over V ≤ 2^18 vocabulary terms of magnitude ≤ ~50 is below 1e-9,
 are symmetrised by construction, so 1e-9 separates real violations from rounding.
 """
 
-
 import dagster as dg
 import numpy as np
 
@@ -37,7 +36,9 @@ def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
 @dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="Every matrix entry is finite.")
 def divergences_finite(divergence_matrices: dict) -> dg.AssetCheckResult:
     bad = {key: int((~np.isfinite(_matrix(divergence_matrices, key))).sum()) for key in ("js_matrix", "kl_matrix")}
-    return _result(sum(bad.values()) == 0, "non-finite entries per matrix", **{f"non_finite_{k}": v for k, v in bad.items()})
+    return _result(
+        sum(bad.values()) == 0, "non-finite entries per matrix", **{f"non_finite_{k}": v for k, v in bad.items()}
+    )
 
 
 @dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description=f"JS is symmetric within {TOLERANCE}.")
@@ -59,7 +60,9 @@ def js_bounded_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
 def kl_nonnegative_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     kl = _matrix(divergence_matrices, "kl_matrix")
     low, diagonal = float(np.nanmin(kl)), float(np.nanmax(np.abs(np.diag(kl))))
-    return _result(low >= -TOLERANCE and diagonal <= TOLERANCE, "min KL and diagonal", kl_min=low, max_abs_diagonal=diagonal)
+    return _result(
+        low >= -TOLERANCE and diagonal <= TOLERANCE, "min KL and diagonal", kl_min=low, max_abs_diagonal=diagonal
+    )
 
 
 @dg.asset_check(asset=generations, blocking=True, description="No response is empty (no tokens or blank text).")
@@ -94,10 +97,14 @@ def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts)
     def _check(kill_gate_verdicts: dict) -> dg.AssetCheckResult:
         if not kill_gate_verdicts.get(AVAILABLE, True):
             return dg.AssetCheckResult(
-                passed=True, severity=dg.AssetCheckSeverity.WARN, description=f"not judged: {kill_gate_verdicts.get('note')}"
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"not judged: {kill_gate_verdicts.get('note')}",
             )
         verdict = kill_gate_verdicts[criterion]
-        evidence = {k: v for k, v in verdict["evidence"].items() if isinstance(v, (int, float, str, bool)) and v is not None}
+        evidence = {
+            k: v for k, v in verdict["evidence"].items() if isinstance(v, (int, float, str, bool)) and v is not None
+        }
         return dg.AssetCheckResult(
             passed=not verdict["killed"],
             severity=dg.AssetCheckSeverity.WARN,
@@ -108,8 +115,17 @@ def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts)
     return _check
 
 
-invariant_checks = [divergences_finite, js_symmetric, js_bounded_zero_diagonal, kl_nonnegative_zero_diagonal, no_empty_responses]
+invariant_checks = [
+    divergences_finite,
+    js_symmetric,
+    js_bounded_zero_diagonal,
+    kl_nonnegative_zero_diagonal,
+    no_empty_responses,
+]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
 all_checks = invariant_checks + kill_checks
 # The same kill criteria on re-analysed earlier results (legacy/kill_gate_verdicts).
-legacy_checks = [_kill_check("discrimination", legacy_kill_gate_verdicts), _kill_check("redundancy", legacy_kill_gate_verdicts)]
+legacy_checks = [
+    _kill_check("discrimination", legacy_kill_gate_verdicts),
+    _kill_check("redundancy", legacy_kill_gate_verdicts),
+]

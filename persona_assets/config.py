@@ -108,6 +108,7 @@ class DivergenceConfig(dg.Config):
             raise ValueError(f"averaging must be one of {list(AVERAGING_MODES)}")
         return averaging
 
+
 class LeakageConfig(dg.Config):
     leakage_path: str = Field(
         "",
@@ -117,7 +118,9 @@ class LeakageConfig(dg.Config):
 
 class AnalysisConfig(dg.Config):
     n_bootstrap: int = Field(
-        2000, ge=1, description="bootstrap resamples for 95% CIs: pairs, clusters, crossed sources × targets, questions (≥ 1)"
+        2000,
+        ge=1,
+        description="bootstrap resamples for 95% CIs: pairs, clusters, crossed sources × targets, questions (≥ 1)",
     )
     n_permutations: int = Field(
         DEFAULT_N_PERMUTATIONS,

@@ -127,7 +127,7 @@ def predict(w: Workload, p: Profile) -> Prediction:
     sequences = responses * per_response
     forward_tokens = sequences * (w.prompt_tokens + w.tokens)
     forward_s = forward_tokens / (p.forward_tokens_per_s / size)
-    head_div_s = sequences * w.tokens * p.head_div_us_per_scored_token * 1e-6 * (w.vocab / p.vocab) * size ** 0.5
+    head_div_s = sequences * w.tokens * p.head_div_us_per_scored_token * 1e-6 * (w.vocab / p.vocab) * size**0.5
     shard_responses = math.ceil(responses / w.gpus)
     teacher_forcing_s = (forward_s + head_div_s) * shard_responses / responses
     batches = math.ceil(responses / p.gen_batch)
@@ -150,8 +150,21 @@ def predict(w: Workload, p: Profile) -> Prediction:
         bound = f"GPU memory: {peak:.0f} GiB > {p.memory_gib:.0f} GiB (lower max_scorers / generation batch)"
     cache_mib = responses * (others * 110 + 200) / 2**20  # JSON entry: ~110 bytes per pair
     return Prediction(
-        responses, sequences, forward_tokens, generation_s, forward_s, head_div_s, teacher_forcing_s, total,
-        weights, tf_peak, gen_peak, peak, fits, bound, cache_mib,
+        responses,
+        sequences,
+        forward_tokens,
+        generation_s,
+        forward_s,
+        head_div_s,
+        teacher_forcing_s,
+        total,
+        weights,
+        tf_peak,
+        gen_peak,
+        peak,
+        fits,
+        bound,
+        cache_mib,
     )
 
 
@@ -186,7 +199,9 @@ def report(w: Workload, p: Profile) -> str:
 
 def table(base: Workload, p: Profile, personas=(12, 111, 1000), gpus=(1, 2, 8)) -> str:
     rows = [
-        "| N personas | responses | sequences | " + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus) + " | peak GPU memory | bound (1 GPU) |",
+        "| N personas | responses | sequences | "
+        + " | ".join(f"{g} GPU{'s' if g > 1 else ''}" for g in gpus)
+        + " | peak GPU memory | bound (1 GPU) |",
         "|---:|---:|---:|" + "---:|" * len(gpus) + "---:|---|",
     ]
     for n in personas:
@@ -206,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=512, help="response length in tokens")
     parser.add_argument("--model-params", type=float, default=7.62e9)
     parser.add_argument("--gpus", type=int, default=1)
-    parser.add_argument("--sources", type=int, default=0, help="score only these many personas' responses (a slice); 0 = all")
+    parser.add_argument(
+        "--sources", type=int, default=0, help="score only these many personas' responses (a slice); 0 = all"
+    )
     parser.add_argument("--prompt-tokens", type=int, default=60)
     parser.add_argument("--max-scorers", type=int, default=12, help="max_scorers_per_pass")
     parser.add_argument("--vocab", type=int, default=152_064)
@@ -215,13 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     profile = PROFILES[args.gpu]
     workload = Workload(
-        personas=args.personas, questions=args.questions, tokens=args.tokens, model_params=args.model_params,
-        gpus=args.gpus, prompt_tokens=args.prompt_tokens, max_scorers=args.max_scorers, vocab=args.vocab,
+        personas=args.personas,
+        questions=args.questions,
+        tokens=args.tokens,
+        model_params=args.model_params,
+        gpus=args.gpus,
+        prompt_tokens=args.prompt_tokens,
+        max_scorers=args.max_scorers,
+        vocab=args.vocab,
         sources=args.sources,
     )
     if args.table:
-        print(f"{profile.name}, {args.questions} questions, {args.tokens}-token responses, {args.model_params:.2g} params "
-              f"(per-token costs: {profile.source})\n")
+        print(
+            f"{profile.name}, {args.questions} questions, {args.tokens}-token responses, {args.model_params:.2g} params "
+            f"(per-token costs: {profile.source})\n"
+        )
         print(table(workload, profile))
     else:
         print(report(workload, profile))

@@ -75,7 +75,9 @@ def write_storage_marker(data_dir: str, run_id: str) -> Path:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"run_id": run_id, "host": socket.gethostname()}))
     except OSError as exc:
-        raise SharedStorageError(f"data directory {data_dir!r} is not reachable from the run on {socket.gethostname()}: {exc}") from exc
+        raise SharedStorageError(
+            f"data directory {data_dir!r} is not reachable from the run on {socket.gethostname()}: {exc}"
+        ) from exc
     return marker
 
 
@@ -124,12 +126,16 @@ class PersonaDaskExecutor(DaskExecutor):
         if self.cluster_type == "existing":
             return self.cluster_configuration["address"], None
         if self.cluster_type not in CLUSTER_CLASSES:
-            raise ValueError(f"dask cluster type must be one of existing, {', '.join(CLUSTER_CLASSES)}; got {self.cluster_type!r}")
+            raise ValueError(
+                f"dask cluster type must be one of existing, {', '.join(CLUSTER_CLASSES)}; got {self.cluster_type!r}"
+            )
         module, name = CLUSTER_CLASSES[self.cluster_type]
         try:
             cluster_class = getattr(__import__(module, fromlist=[name]), name)
         except ImportError as exc:
-            raise ImportError(f"cluster: {self.cluster_type} needs the package {module.replace('_', '-')} ({exc})") from exc
+            raise ImportError(
+                f"cluster: {self.cluster_type} needs the package {module.replace('_', '-')} ({exc})"
+            ) from exc
         cluster = cluster_class(**self.build_dict(job_name))
         return cluster, cluster
 
@@ -149,12 +155,14 @@ class PersonaDaskExecutor(DaskExecutor):
             yield DagsterEvent.engine_event(
                 plan_context,
                 f"Dask cluster {client.scheduler.address} ({self.cluster_type}): {len(workers)} workers connected",
-                EngineEventData(metadata={
-                    "scheduler": client.scheduler.address,
-                    "workers": json.dumps({a: w.get("resources", {}) for a, w in workers.items()}),
-                    "data_dir": str(data_dir),
-                    "seconds_to_connect": time.monotonic() - started,
-                }),
+                EngineEventData(
+                    metadata={
+                        "scheduler": client.scheduler.address,
+                        "workers": json.dumps({a: w.get("resources", {}) for a, w in workers.items()}),
+                        "data_dir": str(data_dir),
+                        "seconds_to_connect": time.monotonic() - started,
+                    }
+                ),
             )
             active = stack.enter_context(ActiveExecution(execution_plan, retry_mode=self.retries))
             yield from self._drive(plan_context, active, client, marker)
@@ -170,9 +178,19 @@ class PersonaDaskExecutor(DaskExecutor):
                 active.mark_interrupted()
                 raise DagsterExecutionInterruptedError()
             for step in active.get_steps_to_execute():
-                args = (plan_context.reconstructable_job, plan_context.dagster_run, run_config, [step.key], instance_ref, active.get_known_state())
+                args = (
+                    plan_context.reconstructable_job,
+                    plan_context.dagster_run,
+                    run_config,
+                    [step.key],
+                    instance_ref,
+                    active.get_known_state(),
+                )
                 running[step.key] = client.submit(
-                    run_step_on_worker, marker or "", plan_context.run_id, *args,
+                    run_step_on_worker,
+                    marker or "",
+                    plan_context.run_id,
+                    *args,
                     key=f"{plan_context.job_name}.{step.key}.{plan_context.run_id[:8]}",
                     resources=get_dask_resource_requirements(step.tags),
                     pure=False,
@@ -195,12 +213,20 @@ class PersonaDaskExecutor(DaskExecutor):
             events = deserialize_value(serialized, as_type=list)
         except Exception:  # the task raised on its worker (storage check), or its worker died too often
             error = serializable_error_info_from_exc_info(sys.exc_info())
-            yield DagsterEvent.engine_event(step_context, f"Dask task for step {key} failed: {error.message.strip()}", EngineEventData.engine_error(error))
+            yield DagsterEvent.engine_event(
+                step_context,
+                f"Dask task for step {key} failed: {error.message.strip()}",
+                EngineEventData.engine_error(error),
+            )
             failure = self.log_failure_or_retry_event_after_error(step_context, error, active.get_known_state())
             active.handle_event(failure)
             yield failure
         else:
-            yield DagsterEvent.engine_event(step_context, f"step {key} ran on Dask worker {worker}", EngineEventData(metadata={"dask_worker": worker}))
+            yield DagsterEvent.engine_event(
+                step_context,
+                f"step {key} ran on Dask worker {worker}",
+                EngineEventData(metadata={"dask_worker": worker}),
+            )
             for event in events:
                 yield event
                 active.handle_event(event)

@@ -44,12 +44,23 @@ def llm_resource(env: Mapping[str, str] | None = None) -> LLMResource:
     kind = env.get("PERSONA_RESOURCES", "cpu").strip() or "cpu"
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"PERSONA_RESOURCES must be 'cpu' or 'gpu', got {kind!r}")
-    config = _from_env(env, {"model": "PERSONA_MODEL", "dtype": "PERSONA_DTYPE", "scoring_dtype": "PERSONA_SCORING_DTYPE", "model_cache_dir": "PERSONA_MODEL_CACHE", "model_fingerprint": "PERSONA_MODEL_FINGERPRINT"})
+    config = _from_env(
+        env,
+        {
+            "model": "PERSONA_MODEL",
+            "dtype": "PERSONA_DTYPE",
+            "scoring_dtype": "PERSONA_SCORING_DTYPE",
+            "model_cache_dir": "PERSONA_MODEL_CACHE",
+            "model_fingerprint": "PERSONA_MODEL_FINGERPRINT",
+        },
+    )
     return (GpuLLM if kind == "gpu" else CpuLLM)(**config)
 
 
 def results_store(env: Mapping[str, str] | None = None) -> ResultsStore:
-    return ResultsStore(**_from_env(_environ(env), {"data_dir": "PERSONA_DATA_DIR", "figures_dir": "PERSONA_FIGURES_DIR"}))
+    return ResultsStore(
+        **_from_env(_environ(env), {"data_dir": "PERSONA_DATA_DIR", "figures_dir": "PERSONA_FIGURES_DIR"})
+    )
 
 
 ALERT_NUMBERS = {

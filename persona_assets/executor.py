@@ -36,6 +36,7 @@ GPU_TASK_TAG = {
 MODEL_STEP_TAG = {"device": "gpu", **GPU_TASK_TAG}
 SHARD_STEP_TAG = {"device": "gpu_shard", **GPU_TASK_TAG}
 from persona_assets.environment import EXECUTOR_MODES as MODES  # noqa: E402  (one list of the modes)
+
 MAX_PARALLEL_SHARDS = 64  # concurrency cap for shard steps; each shard picks its GPU by index
 
 
@@ -78,7 +79,9 @@ def _create(init_context: dg.InitExecutorContext) -> dg.Executor:
     inner = dg.multi_or_in_process_executor
     config = _processed(inner, _to_dagster_config({mode: given}))
     return inner.executor_creation_fn(
-        dg.InitExecutorContext(job=init_context.job, executor_def=inner, executor_config=config, instance=init_context.instance)
+        dg.InitExecutorContext(
+            job=init_context.job, executor_def=inner, executor_config=config, instance=init_context.instance
+        )
     )
 
 

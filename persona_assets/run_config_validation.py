@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from persona_assets import config as run_configs
 from persona_assets.runs.errors import InputError, quoted
 
+
 def _config_class_of_op(op_def: dg.OpDefinition) -> type[dg.Config] | None:
     """The dg.Config class an op's function takes (Dagster builds it from run config at step start)."""
     compute_fn = getattr(op_def, "compute_fn", None)

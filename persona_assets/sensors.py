@@ -50,7 +50,9 @@ def check_evaluations_of_run(instance: dg.DagsterInstance, run_id: str) -> list[
                 "check": f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",
                 "passed": evaluation.passed,
                 "signature": outcome_signature(
-                    passed=evaluation.passed, severity=evaluation.severity.value, description=evaluation.description,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity.value,
+                    description=evaluation.description,
                     metadata=metadata,
                 ),
                 "run_id": run_id,
@@ -103,7 +105,9 @@ def failed_check_alerts(context: dg.SensorEvaluationContext, alerts: AlertSinks)
         results = deliver(alert, jsonl_path=alerts.jsonl_path, webhook_url=alerts.webhook_url, policy=policy)
         for result in results:
             if not result.delivered:
-                context.log.warning(f"alert for {alert['check']} not delivered to {result.sink} after {result.attempts} tries: {result.error}")
+                context.log.warning(
+                    f"alert for {alert['check']} not delivered to {result.sink} after {result.attempts} tries: {result.error}"
+                )
         if recorded_somewhere(results):
             sent.append(alert)
         else:

@@ -37,7 +37,9 @@ def _rho(stats: dict[str, Any], *, interval: bool = False) -> str:
     """
     perm = stats.get("persona_permutation") or {}
     p = perm.get("spearman_p")
-    text = f"Spearman ρ = {stats['spearman_rho']:+.2f}, permutation p = " + (f"{p:.2g}" if p is not None else "undefined")
+    text = f"Spearman ρ = {stats['spearman_rho']:+.2f}, permutation p = " + (
+        f"{p:.2g}" if p is not None else "undefined"
+    )
     if interval:
         ci = (stats.get("crossed_bootstrap") or {}).get("spearman_ci95")
         text += f", persona-bootstrap 95% CI {_interval_text(ci)} ({PERSONA_CI_LABEL})"
@@ -50,7 +52,9 @@ def _evidence(name: str, evidence: dict[str, Any]) -> str:
     if evidence.get("max_abs_rho") is None:
         return "no cosine to compare with"
     over = evidence.get("layers_over_threshold") or []
-    return f"max |ρ(JS, cosine)| {evidence['max_abs_rho']:.2f}" + (f", over the threshold at {', '.join(over)}" if over else "")
+    return f"max |ρ(JS, cosine)| {evidence['max_abs_rho']:.2f}" + (
+        f", over the threshold at {', '.join(over)}" if over else ""
+    )
 
 
 def _state(verdict: dict[str, Any]) -> str:
@@ -104,9 +108,13 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
     main = sections.get(leakage.get("averaging"), leakage)
     for set_name, layers in main.get("cosine_vs_leakage_same_pairs", {}).items():
         lines.append(f"  cosine vs leakage, same pairs, {set_name} (centred by {layers.get('centring', '?')}):")
-        lines.extend(f"      {layer}: {_rho(stats, interval=True)}" for layer, stats in layers.items() if isinstance(stats, dict))
-    lines.append("  JS vs cosine as leakage predictors (difference of Spearman ρ, > 0: JS predicts more strongly; "
-                 "p: permutation respecting the sources × targets design; Steiger p assumes independent pairs):")
+        lines.extend(
+            f"      {layer}: {_rho(stats, interval=True)}" for layer, stats in layers.items() if isinstance(stats, dict)
+        )
+    lines.append(
+        "  JS vs cosine as leakage predictors (difference of Spearman ρ, > 0: JS predicts more strongly; "
+        "p: permutation respecting the sources × targets design; Steiger p assumes independent pairs):"
+    )
     for set_name, layers in main.get("js_vs_cosine_as_predictors", {}).items():
         for layer, test in layers.items():
             if not isinstance(test, dict):
@@ -114,8 +122,10 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
             perm = test.get("permutation_difference") or {}
             steiger = test.get("steiger") or {}
             if perm.get("difference") is not None:
-                lines.append(f"      {set_name}/{layer}: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}"
-                             + (f" (Steiger p = {steiger['p_two_sided']:.3g})" if steiger.get("p_two_sided") is not None else ""))
+                lines.append(
+                    f"      {set_name}/{layer}: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}"
+                    + (f" (Steiger p = {steiger['p_two_sided']:.3g})" if steiger.get("p_two_sided") is not None else "")
+                )
     return lines
 
 
@@ -153,7 +163,9 @@ def headline_verdicts(verdicts: dict[str, Any] | None, label: str) -> list[str]:
         return []
     evidence = verdicts["discrimination"]["evidence"]
     redundancy = verdicts["redundancy"]["evidence"]
-    rho = f", max |ρ(JS, cosine)| = {redundancy['max_abs_rho']:.2f}" if redundancy.get("max_abs_rho") is not None else ""
+    rho = (
+        f", max |ρ(JS, cosine)| = {redundancy['max_abs_rho']:.2f}" if redundancy.get("max_abs_rho") is not None else ""
+    )
     gates = ", ".join(f"{n} {_state(verdicts[n])}" for n in ("discrimination", "redundancy"))
     return [
         f"{label}: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats (std {evidence['js_std']:.3g}){rho}; "
@@ -192,7 +204,10 @@ def study_lines(outputs: Path) -> list[str]:
     if results is None:
         return []
     if not results.get("available", True) or verdicts is None:
-        return ["== earlier results (legacy) ==", f"not available: {results.get('note', 'the legacy group did not finish')}"]
+        return [
+            "== earlier results (legacy) ==",
+            f"not available: {results.get('note', 'the legacy group did not finish')}",
+        ]
     folder = results.get("provenance", {}).get("folder", "?")
     lines = [f"== earlier results re-analysed: {verdicts.get('model', '?')} ({folder}) =="]
     lines.extend(verdict_lines(verdicts))
@@ -208,7 +223,10 @@ def first_numbers(outputs: Path, figures: Path) -> list[str]:
     lines += headline_leakage(_read(outputs / "leakage_correlations.json"), "this run")
     lines += headline_verdicts(_read(outputs / f"{LEGACY_PREFIX}kill_gate_verdicts.json"), "study")
     lines += headline_verdicts(_read(outputs / "kill_gate_verdicts.json"), "this run")
-    for label, path in (("this run's JS heatmap", figures / "js_heatmap.png"), ("study's hero figure", figures / "legacy" / "js_vs_leakage.png")):
+    for label, path in (
+        ("this run's JS heatmap", figures / "js_heatmap.png"),
+        ("study's hero figure", figures / "legacy" / "js_vs_leakage.png"),
+    ):
         lines.append(f"{label}: {path}" if path.is_file() else f"{label}: not drawn ({path} is absent)")
     return lines
 
@@ -217,8 +235,16 @@ def summary_lines(outputs: Path, figures: Path) -> list[str]:
     run, study = run_lines(outputs), study_lines(outputs)
     if not run and not study:
         return []
-    return [*run, *([""] if run else []), *study, *([""] if study else []), f"results (JSON/CSV): {outputs}",
-            f"figures (PNG/HTML): {figures}", "", *first_numbers(outputs, figures)]
+    return [
+        *run,
+        *([""] if run else []),
+        *study,
+        *([""] if study else []),
+        f"results (JSON/CSV): {outputs}",
+        f"figures (PNG/HTML): {figures}",
+        "",
+        *first_numbers(outputs, figures),
+    ]
 
 
 def main() -> int:

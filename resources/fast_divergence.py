@@ -182,9 +182,18 @@ def _triton_kernels() -> dict[str, object]:
     # divisibility class of them would recompile mid-run.
     @triton.jit(do_not_specialize=["T", "P", "stride_s"])
     def _pair_kernel(
-        x_ptr, lse_ptr, ia_ptr, ib_ptr, out_ptr,
-        V, T, P, stride_s, stride_t,
-        BLOCK: tl.constexpr, LANE_ACC: tl.constexpr,
+        x_ptr,
+        lse_ptr,
+        ia_ptr,
+        ib_ptr,
+        out_ptr,
+        V,
+        T,
+        P,
+        stride_s,
+        stride_t,
+        BLOCK: tl.constexpr,
+        LANE_ACC: tl.constexpr,
     ):
         pid = tl.program_id(0)
         t_pos = pid // P
@@ -289,8 +298,19 @@ def _pairs_triton(
         ib = index[:, 1].contiguous().to(torch.int32)
         grid = (positions * num_pairs,)
         _triton_kernels()["pair"][grid](
-            logits, lse.contiguous(), ia, ib, out, vocab, positions, num_pairs,
-            logits.stride(0), logits.stride(1), BLOCK=block, LANE_ACC=lane_acc, num_warps=num_warps,
+            logits,
+            lse.contiguous(),
+            ia,
+            ib,
+            out,
+            vocab,
+            positions,
+            num_pairs,
+            logits.stride(0),
+            logits.stride(1),
+            BLOCK=block,
+            LANE_ACC=lane_acc,
+            num_warps=num_warps,
         )
     return out[0], out[1], out[2]
 

@@ -74,7 +74,9 @@ def _scored_alone(llm: Any, item: tuple, pair_chunk_size: int, packs: bool) -> A
     return pair_divergences(logits, pairs, chunk_size=pair_chunk_size)
 
 
-def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[str, np.ndarray]], pair_chunk_size: int) -> dict[str, Any]:
+def measure_scoring_precision(
+    llm: Any, items: Sequence[tuple], run: list[dict[str, np.ndarray]], pair_chunk_size: int
+) -> dict[str, Any]:
     """The run's scoring of `items` (`run`) against their float32 re-scoring by the same call."""
     dtype = llm.describe()["scoring_dtype"]
     if dtype == REFERENCE:
@@ -86,11 +88,18 @@ def measure_scoring_precision(llm: Any, items: Sequence[tuple], run: list[dict[s
     started = time.monotonic()
     try:
         with engine_in_dtype(llm.engine, REFERENCE):
-            reference = [_arrays(r) for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size, dtype=REFERENCE)]
+            reference = [
+                _arrays(r)
+                for r in llm.batch_response_divergences(items, pair_chunk_size=pair_chunk_size, dtype=REFERENCE)
+            ]
     except torch.OutOfMemoryError as error:
-        return scoring_precision(dtype, reason=f"not measured: the float32 upcast of the weights ran out of memory ({error})")
+        return scoring_precision(
+            dtype, reason=f"not measured: the float32 upcast of the weights ran out of memory ({error})"
+        )
     by_value = difference_stats(reference, run)
-    return scoring_precision(dtype, by_value, largest_differences({REFERENCE: by_value}), seconds=time.monotonic() - started)
+    return scoring_precision(
+        dtype, by_value, largest_differences({REFERENCE: by_value}), seconds=time.monotonic() - started
+    )
 
 
 def noise_floor_sample(
@@ -103,7 +112,12 @@ def noise_floor_sample(
         scorers, local_pairs, _ = scoring_passes(job.pairs, max_scorers_per_pass)[0]
         items.append(([job.prompts[s] for s in scorers], job.response_ids, local_pairs))
         sampled.append(
-            {**descriptions[position], "n_tokens": len(job.response_ids), "n_scorers": len(scorers), "n_pairs": len(local_pairs)}
+            {
+                **descriptions[position],
+                "n_tokens": len(job.response_ids),
+                "n_scorers": len(scorers),
+                "n_pairs": len(local_pairs),
+            }
         )
     return items, sampled
 
@@ -147,7 +161,9 @@ def measure_noise_floor(
     say(f"noise floor: {ALONE} composition scored ({time.monotonic() - started:.1f} s)")
     if packs:
         compositions[OWN_BATCH] = "each response in a call of its own: its scorers padded together, no other response"
-        scored[OWN_BATCH] = [_arrays(llm.batch_response_divergences([item], pair_chunk_size=pair_chunk_size)[0]) for item in items]
+        scored[OWN_BATCH] = [
+            _arrays(llm.batch_response_divergences([item], pair_chunk_size=pair_chunk_size)[0]) for item in items
+        ]
     model = llm.describe()
     record = noise_floor_summary(
         {name: difference_stats(run, other) for name, other in scored.items()},

@@ -66,13 +66,20 @@ def template_closing_ids(tokenizer: Any, system_prompt: str, user_message: str) 
     from persona_assets.measure.scoring_rule import template_closing_ids as closing
 
     content = "Rock and dust."  # any plain text: the closing ids do not depend on it
-    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message},
-                {"role": "assistant", "content": content}]
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": user_message},
+        {"role": "assistant", "content": content},
+    ]
     rendered = tokenizer.apply_chat_template(messages, tokenize=True)
     rendered = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     if rendered and isinstance(rendered[0], list):
         rendered = rendered[0]
-    return closing(rendered, chat_prompt_ids(tokenizer, system_prompt, user_message), tokenizer.encode(content, add_special_tokens=False))
+    return closing(
+        rendered,
+        chat_prompt_ids(tokenizer, system_prompt, user_message),
+        tokenizer.encode(content, add_special_tokens=False),
+    )
 
 
 def original_template_rendering(
@@ -85,8 +92,11 @@ def original_template_rendering(
     tokenised whole, as that study's script did.
     """
     text = tokenizer.decode(list(response_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user_message},
-                {"role": "assistant", "content": text}]
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": user_message},
+        {"role": "assistant", "content": text},
+    ]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     return [int(i) for i in tokenizer.encode(rendered, add_special_tokens=False)]
 

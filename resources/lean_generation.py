@@ -159,8 +159,13 @@ def _greedy_(logits: torch.Tensor, unfinished: torch.Tensor, stop: torch.Tensor,
 
 
 def _fixed_width_step(
-    model: Any, buffers: _DecodeBuffers, token: torch.Tensor, position: torch.Tensor,
-    unfinished: torch.Tensor, stop: torch.Tensor, pad_id: int,
+    model: Any,
+    buffers: _DecodeBuffers,
+    token: torch.Tensor,
+    position: torch.Tensor,
+    unfinished: torch.Tensor,
+    stop: torch.Tensor,
+    pad_id: int,
 ) -> Callable[[], None]:
     """One greedy step at fixed shapes: reads the last tokens from `token`, writes the next ones
     there. It only updates tensors in place (token, position, unfinished, buffers), so the same
@@ -228,8 +233,12 @@ def _lean_generate(engine, prompts, max_new_tokens, batch_size, progress, sync_e
             kv = DynamicCache(config=model.config)
         cache = {cache_arg: kv}
         out = model(
-            input_ids=input_ids, attention_mask=attention, position_ids=positions,
-            use_cache=True, logits_to_keep=1, **cache,
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **cache,
         )
         unfinished = torch.ones(len(batch), dtype=torch.bool, device=engine.device)
         steps = [_greedy_(out.logits[:, -1], unfinished, stop, engine.pad_id)]
@@ -242,7 +251,9 @@ def _lean_generate(engine, prompts, max_new_tokens, batch_size, progress, sync_e
                 del out, kv, cache  # the prefill cache now lives in the buffers
                 scope.enter_context(_fixed_width_decoding(model, buffers))
                 token = steps[0].clone()  # the step reads the last tokens here and writes the next ones
-                advance = _fixed_width_step(model, buffers, token, positions[:, -1:] + 1, unfinished, stop, engine.pad_id)
+                advance = _fixed_width_step(
+                    model, buffers, token, positions[:, -1:] + 1, unfinished, stop, engine.pad_id
+                )
                 if cuda_graph and token.is_cuda:
                     advance = _CapturedStep(advance)
             else:
@@ -258,8 +269,12 @@ def _lean_generate(engine, prompts, max_new_tokens, batch_size, progress, sync_e
                     continue
                 position = position + 1
                 out = model(
-                    input_ids=steps[-1][:, None], attention_mask=full_mask[:, : width + step], position_ids=position,
-                    use_cache=True, logits_to_keep=1, **cache,
+                    input_ids=steps[-1][:, None],
+                    attention_mask=full_mask[:, : width + step],
+                    position_ids=position,
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **cache,
                 )
                 steps.append(_greedy_(out.logits[:, -1], unfinished, stop, engine.pad_id))
         generated = torch.stack(steps, dim=1).tolist()

@@ -196,7 +196,9 @@ class LLMResource(dg.ConfigurableResource, ABC):
     def generate(
         self, prompts: Sequence[list[int]], *, max_new_tokens: int, batch_size: int, progress: ProgressFn | None = None
     ) -> list[Any]:
-        return self.model_engine().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+        return self.model_engine().generate(
+            prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        )
 
     def response_divergences(
         self,
@@ -256,7 +258,11 @@ class LLMResource(dg.ConfigurableResource, ABC):
             try:
                 results.append(
                     self.response_divergences(
-                        prompts, response_ids, pairs, pair_chunk_size=pair_chunk_size, workspace=workspace,
+                        prompts,
+                        response_ids,
+                        pairs,
+                        pair_chunk_size=pair_chunk_size,
+                        workspace=workspace,
                         prefixes=prefixes,
                     )
                 )
@@ -268,7 +274,12 @@ class LLMResource(dg.ConfigurableResource, ABC):
         return results
 
     def last_prompt_hidden_states(
-        self, prompts: Sequence[list[int]], layers: Sequence[int], *, batch_size: int, progress: ProgressFn | None = None
+        self,
+        prompts: Sequence[list[int]],
+        layers: Sequence[int],
+        *,
+        batch_size: int,
+        progress: ProgressFn | None = None,
     ) -> Any:
         return self.model_engine().last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
 
@@ -367,7 +378,11 @@ class GpuLLM(LLMResource):
                 from resources.lean_generation import lean_generate
 
                 return lean_generate(
-                    self.model_engine(), prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                    self.model_engine(),
+                    prompts,
+                    max_new_tokens=max_new_tokens,
+                    batch_size=batch_size,
+                    progress=progress,
                     cache_impl=self.generation_cache,
                 )
             return super().generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
@@ -395,8 +410,12 @@ class GpuLLM(LLMResource):
         from resources.fast_engine import batch_response_divergences
 
         return batch_response_divergences(
-            self.scoring_engine(dtype), items, max_batch_tokens=self.teacher_forcing_batch_tokens, progress=progress,
-            shared_prefixes=self.shared_prefixes, liger=self.liger_teacher_forcing,
+            self.scoring_engine(dtype),
+            items,
+            max_batch_tokens=self.teacher_forcing_batch_tokens,
+            progress=progress,
+            shared_prefixes=self.shared_prefixes,
+            liger=self.liger_teacher_forcing,
         )
 
 

@@ -26,7 +26,12 @@ from persona_assets.runs.errors import InputError
 FINGERPRINT_MODES = ("stat", "content")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # The names transformers' from_pretrained looks for, in its order (modeling_utils): the first present is loaded.
-LOADED_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+LOADED_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 MAX_NAMED = 10  # a long list of missing shards is cut: the message stays one readable line
 CHUNK_BYTES = 1 << 22
 

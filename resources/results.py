@@ -30,8 +30,12 @@ from persona_assets.runs.storage import read_json, write_csv, write_json
 class ResultsStore(dg.ConfigurableResource):
     """The data directory and the figures directory of the runs."""
 
-    data_dir: str = Field("data", description="runs/, outputs/, cache/ and alerts live here (relative = to the working directory)")
-    figures_dir: str = Field("figures", description="the figures of the latest complete run (relative = to the working directory)")
+    data_dir: str = Field(
+        "data", description="runs/, outputs/, cache/ and alerts live here (relative = to the working directory)"
+    )
+    figures_dir: str = Field(
+        "figures", description="the figures of the latest complete run (relative = to the working directory)"
+    )
 
     @property
     def data_path(self) -> Path:
@@ -100,7 +104,9 @@ class ResultsStore(dg.ConfigurableResource):
             self.data_path, run_id, complete=complete, failed_steps=failed, figures_dir=self.figures_path()
         )
         if status == result_sets.COMPLETE and context.log and not decided_before:
-            context.log.info(f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})")
+            context.log.info(
+                f"results of run {run_id} published: {self.outputs_path} (kept in {self.run_path(run_id)})"
+            )
             for asset, why in sorted(result_sets.withdrawn_from_view(self.data_path, run_id).items()):
                 context.log.warning(
                     f"{', '.join(why['files'])} (run {why['run_id']}) withdrawn from {self.outputs_path}: "
@@ -147,7 +153,8 @@ def run_outcome(
     if torn_down_in is not None and not complete and not _inside_a_dask_task():
         pids = {e.dagster_event_type: e.dagster_event.pid for e in records if e.dagster_event is not None}
         started_here = {
-            e.step_key for e in records
+            e.step_key
+            for e in records
             if e.dagster_event_type == dg.DagsterEventType.STEP_START and e.dagster_event.pid == torn_down_in
         }
         failed |= started_here - {e.step_key for e in ended}

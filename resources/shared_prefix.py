@@ -293,7 +293,10 @@ def continuation_hidden_states(
     mask = _attention_mask(pool, rows, past, width, device, config._attn_implementation, pool.last_hidden.dtype)
     decoder = engine._decoder()
     out = decoder(
-        input_ids=to_device(input_ids, device), attention_mask=mask, position_ids=positions, use_cache=True,
+        input_ids=to_device(input_ids, device),
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
         **{cache_argument(decoder): cache},
     )
     return out.last_hidden_state

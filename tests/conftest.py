@@ -96,9 +96,16 @@ def tiny_leakage_run(tiny_model_dir, tmp_path_factory):
     from tests.test_graph import PERSONAS, materialize, run_config, write_leakage
 
     run_dir = tmp_path_factory.mktemp("tiny-leakage-run")
-    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    rows = [
+        (s, t, round(0.05 * (i + 1) + 0.01 * j, 3))
+        for i, s in enumerate(PERSONAS)
+        for j, t in enumerate(PERSONAS)
+        if s != t
+    ]
     leakage = write_leakage(run_dir / "leak.csv", rows)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PERSONA_DATA_DIR", str(run_dir / "data"))
         env.setenv("PERSONA_FIGURES_DIR", str(run_dir / "figures"))
-        return materialize(tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})), run_dir
+        return materialize(
+            tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})
+        ), run_dir

@@ -25,7 +25,10 @@ def _definitions() -> dg.Definitions:
         resources={"llm": CpuLLM(model=os.environ["PERSONA_TEST_MODEL"]), **storage_resources()},
         jobs=[
             dg.define_asset_job("persona_graph", selection=dg.AssetSelection.all()),
-            dg.define_asset_job("persona_divergences", selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream()),
+            dg.define_asset_job(
+                "persona_divergences",
+                selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream(),
+            ),
         ],
         executor=persona_executor(),
     )

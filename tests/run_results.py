@@ -7,7 +7,9 @@ import dagster as dg
 
 def materializations(result, asset: str) -> list[dg.AssetMaterialization]:
     key = dg.AssetKey(asset.split("/"))
-    return [e.event_specific_data.materialization for e in result.get_asset_materialization_events() if e.asset_key == key]
+    return [
+        e.event_specific_data.materialization for e in result.get_asset_materialization_events() if e.asset_key == key
+    ]
 
 
 def metadata(result, asset: str) -> dict:

@@ -48,11 +48,14 @@ def _failed_before_the_model(tmp_path: Path, result) -> str:
 
 
 def test_two_personas_differing_only_by_trailing_whitespace_are_refused_naming_both(tiny_model_dir, tmp_path):
-    personas = _personas_file(tmp_path, [
-        {"name": "pirate", "prompt": "You are a pirate."},
-        {"name": "pirate_again", "prompt": "You are a pirate.  \n"},
-        {"name": "librarian", "prompt": "You are a librarian."},
-    ])
+    personas = _personas_file(
+        tmp_path,
+        [
+            {"name": "pirate", "prompt": "You are a pirate."},
+            {"name": "pirate_again", "prompt": "You are a pirate.  \n"},
+            {"name": "librarian", "prompt": "You are a librarian."},
+        ],
+    )
     config = run_config(tmp_path, eval_set={"config": {"personas_file": personas, "n_questions": 1}})
     message = _failed_before_the_model(tmp_path, materialize(tiny_model_dir, config))
     assert "personas 'pirate' and 'pirate_again' have the same prompt once leading and trailing whitespace" in message
@@ -81,7 +84,8 @@ def alias_bomb_personas(path: Path) -> Path:
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     levels += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
     path.write_text(
-        "bomb:\n" + "".join(f"  {line}\n" for line in levels)
+        "bomb:\n"
+        + "".join(f"  {line}\n" for line in levels)
         + "personas:\n  - {name: *i, prompt: You are a pirate.}\n  - {name: librarian, prompt: You are a librarian.}\n"
     )
     return path
@@ -139,9 +143,14 @@ def test_a_utf16_leakage_table_is_read_by_the_first_steps(tmp_path):
     assert [(r["source"], r["target"], r["rate"]) for r in result.output_for_node("leakage_rates")["rows"]] == rows
 
 
-@pytest.mark.parametrize(("failing", "unrecordable", "status"), [
-    (None, False, "complete"), ("downstream", False, "failed"), ("downstream", True, "failed"),
-])
+@pytest.mark.parametrize(
+    ("failing", "unrecordable", "status"),
+    [
+        (None, False, "complete"),
+        ("downstream", False, "failed"),
+        ("downstream", True, "failed"),
+    ],
+)
 def test_the_run_record_ends_with_the_run_under_the_multiprocess_executor(
     tmp_path, monkeypatch, failing, unrecordable, status
 ):

@@ -35,7 +35,9 @@ def test_readers_during_writes_of_different_content_see_only_whole_files(tmp_pat
     shared, stop = tmp_path / "shared", tmp_path / "stop"
     versions, size = 12, 1_500_000
     barrier = SPAWN.Barrier(4)
-    writers = [SPAWN.Process(target=workers.write_versions, args=(str(shared), w, versions, size, barrier)) for w in range(2)]
+    writers = [
+        SPAWN.Process(target=workers.write_versions, args=(str(shared), w, versions, size, barrier)) for w in range(2)
+    ]
     reports = [tmp_path / f"reader_{r}.json" for r in range(2)]
     readers = [SPAWN.Process(target=workers.poll, args=(str(shared), str(stop), str(rep), barrier)) for rep in reports]
     for p in writers + readers:
@@ -55,7 +57,9 @@ def test_readers_during_writes_of_different_content_see_only_whole_files(tmp_pat
     for k in range(workers.N_PATHS):
         writer, version = workers.check((shared / f"value_{k}.json").read_bytes())
         assert writer in (0, 1) and version == versions - 1  # the last version of whoever wrote last
-    assert sorted(p.name for p in shared.iterdir()) == [f"value_{k}.json" for k in range(workers.N_PATHS)]  # no temp files
+    assert sorted(p.name for p in shared.iterdir()) == [
+        f"value_{k}.json" for k in range(workers.N_PATHS)
+    ]  # no temp files
 
 
 def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
@@ -75,7 +79,12 @@ def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path: Path
         assert writer.exitcode == -9
         assert workers.check(path.read_bytes()) in expected, f"round {round_}"
     # What a kill may leave: the writer's temporary files beside it, never under the file's name.
-    assert all(p.name == "value.json" or (p.name.startswith(".value.json.") and p.name.endswith(".tmp")) or p.name.startswith("started_") for p in tmp_path.iterdir())
+    assert all(
+        p.name == "value.json"
+        or (p.name.startswith(".value.json.") and p.name.endswith(".tmp"))
+        or p.name.startswith("started_")
+        for p in tmp_path.iterdir()
+    )
 
 
 def test_concurrent_runs_adding_pairs_to_one_cache_entry_lose_none(tmp_path: Path) -> None:

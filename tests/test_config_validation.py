@@ -1,6 +1,5 @@
 """Bad run config fails with the op and field named, before any model step, and loses nothing computed."""
 
-
 import math
 import os
 import subprocess
@@ -36,8 +35,6 @@ def _step_failures(result) -> dict[str, str]:
     }
 
 
-
-
 # ------------------------------------------------------------------ unknown keys (Dagster, at launch)
 def test_unknown_key_is_rejected_at_launch_naming_it():
     with pytest.raises(dg.DagsterInvalidConfigError) as raised:
@@ -52,9 +49,24 @@ def test_unknown_key_fails_the_cli_naming_it(tmp_path):
     bad.write_text("ops:\n  eval_set:\n    config:\n      n_question: 2\n")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "persona_assets.definitions",
-         "--select", "eval_set", "-c", str(bad)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "persona_assets.definitions",
+            "--select",
+            "eval_set",
+            "-c",
+            str(bad),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode != 0
@@ -94,7 +106,9 @@ def test_out_of_range_setting_is_named(op, field, value):
     problems = run_config_problems(_ops(op, **{field: value}), JOB)
     assert len(problems) == 1
     assert problems[0].startswith(f"ops.{op}.config.{field}: ")
-    assert f"(got {value!r}) [" in problems[0] and problems[0].endswith("]")  # the value, then the field's allowed range
+    assert f"(got {value!r}) [" in problems[0] and problems[0].endswith(
+        "]"
+    )  # the value, then the field's allowed range
 
 
 def test_an_unknown_averaging_names_the_allowed_modes():
@@ -121,11 +135,18 @@ def test_boundary_values_are_accepted(op, field, value):
 
 
 def test_every_problem_is_listed_at_once():
-    config = {"ops": {"generations": {"config": {"max_new_tokens": 0}}, "kill_gate_verdicts": {"config": {"min_js_ratio": 0.1}}}}
+    config = {
+        "ops": {
+            "generations": {"config": {"max_new_tokens": 0}},
+            "kill_gate_verdicts": {"config": {"min_js_ratio": 0.1}},
+        }
+    }
     with pytest.raises(InputError) as raised:
         validate_run_config(config, JOB)
     message = str(raised.value)
-    assert "ops.generations.config.max_new_tokens" in message and "ops.kill_gate_verdicts.config.min_js_ratio" in message
+    assert (
+        "ops.generations.config.max_new_tokens" in message and "ops.kill_gate_verdicts.config.min_js_ratio" in message
+    )
     assert "≥ 1" in message  # the field's description, with its range
 
 
@@ -144,7 +165,9 @@ def test_config_classes_are_read_from_every_configurable_asset_of_the_job():
     classes = config_classes(JOB)
     assert classes["divergence_matrices"] is run_configs.DivergenceConfig  # a graph asset, configured as one
     assert classes["legacy__kill_gate_verdicts"] is run_configs.KillGateConfig
-    declared = {c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config}
+    declared = {
+        c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config
+    }
     assert set(classes.values()) == declared  # no config class of config.py is left unchecked
 
 
@@ -165,7 +188,9 @@ def test_a_new_asset_with_settings_is_validated_without_being_listed():
 
 def test_an_asset_run_alone_names_its_bad_field():
     """Dagster applies the constraints itself when the step builds its config object."""
-    result = dg.materialize([eval_set], resources={"llm": CpuLLM()}, run_config=_ops("eval_set", n_questions=0), raise_on_error=False)
+    result = dg.materialize(
+        [eval_set], resources={"llm": CpuLLM()}, run_config=_ops("eval_set", n_questions=0), raise_on_error=False
+    )
     assert not result.success
     assert "n_questions" in _step_failures(result)["eval_set"]
 
@@ -187,7 +212,9 @@ def test_layer_beyond_the_model_fails_before_the_weights_load(tiny_model_dir, tm
 
     loads = []
     real_load = model_loading.load_model_and_tokenizer
-    monkeypatch.setattr(model_loading, "load_model_and_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(
+        model_loading, "load_model_and_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k)
+    )
     result = materialize(tiny_model_dir, run_config(tmp_path, persona_cosine={"config": {"layers": [1, 7]}}))
     assert not result.success
     assert loads == []  # no step loaded the weights
@@ -209,13 +236,19 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def test_a_bad_config_leaves_existing_outputs_untouched(tiny_model_dir, tmp_path):
-    small = {"eval_set": {"config": {"personas": PERSONAS[:3], "n_questions": 2}}, "generations": {"config": {"max_new_tokens": 4}}}
+    small = {
+        "eval_set": {"config": {"personas": PERSONAS[:3], "n_questions": 2}},
+        "generations": {"config": {"max_new_tokens": 4}},
+    }
     assert materialize(tiny_model_dir, run_config(tmp_path, **small)).success
     data = tmp_path / "data" / "outputs"  # the published set (each run's own files are kept under runs/)
     before = _snapshot(data)
     assert "eval_set.json" in before
 
     # Caught in eval_set (a range), then in the model steps (a layer beyond the model's depth).
-    for bad_ops in ({"divergence_matrices": {"config": {"responses_per_batch": 0}}}, {"persona_cosine": {"config": {"layers": [1, 9]}}}):
+    for bad_ops in (
+        {"divergence_matrices": {"config": {"responses_per_batch": 0}}},
+        {"persona_cosine": {"config": {"layers": [1, 9]}}},
+    ):
         assert not materialize(tiny_model_dir, run_config(tmp_path, **small, **bad_ops)).success
         assert _snapshot(data) == before, bad_ops

@@ -38,13 +38,21 @@ def test_runs_starting_together_on_an_initialised_home_all_succeed(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    subprocess.run([sys.executable, "-m", "dagster", *INIT.split()[1:]], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "dagster", *INIT.split()[1:]], env=env, check=True, capture_output=True, timeout=300
+    )
     assert {"history/runs.db", "history/runs/index.db", "schedules/schedules.db"} <= {
         p.relative_to(home).as_posix() for p in home.rglob("*.db")
     }
     start = time.time() + 20  # time enough for three interpreters to import dagster on a busy machine
     runs = [
-        subprocess.Popen([sys.executable, "-c", RUN_AT, str(start)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RUN_AT, str(start)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(3)
     ]
     outputs = [run.communicate(timeout=300)[0] for run in runs]

@@ -30,21 +30,36 @@ from tests.test_graph import materialize, run_config, write_leakage
 
 DIVERGENCES = divergence_job
 
-WORKER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1", "protocol": "tcp",
-          "dashboard_address": ":0", "resources": {"GPU": 1}}
+WORKER = {
+    "n_workers": 2,
+    "threads_per_worker": 1,
+    "processes": True,
+    "host": "127.0.0.1",
+    "protocol": "tcp",
+    "dashboard_address": ":0",
+    "resources": {"GPU": 1},
+}
 OUTPUTS = ("divergence_matrices.json", "divergence_per_response.csv", "divergence_per_pair_question.csv")
 
 
 def _leakage(tmp_path: Path) -> str:
     from tests.test_graph import PERSONAS
 
-    rows = [(s, t, round(0.05 * (i + 1) + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    rows = [
+        (s, t, round(0.05 * (i + 1) + 0.01 * j, 3))
+        for i, s in enumerate(PERSONAS)
+        for j, t in enumerate(PERSONAS)
+        if s != t
+    ]
     return write_leakage(tmp_path / "leak.csv", rows)
 
 
 def _ops(tmp_path: Path, shards: int, **divergence) -> dict:
-    config = run_config(tmp_path, leakage_rates={"config": {"leakage_path": _leakage(tmp_path)}},
-                        divergence_matrices={"config": {"shards": shards, **divergence}})
+    config = run_config(
+        tmp_path,
+        leakage_rates={"config": {"leakage_path": _leakage(tmp_path)}},
+        divergence_matrices={"config": {"shards": shards, **divergence}},
+    )
     return config.ops
 
 
@@ -57,7 +72,9 @@ def _use_data_dir(monkeypatch, root: Path) -> Path:
 DIVERGENCE_OPS = ("eval_set", "generations", "divergence_matrices")
 
 
-def _reference(tiny_model_dir, tmp_path, monkeypatch, only_divergences: bool = False, **divergence) -> tuple[Path, set[str]]:
+def _reference(
+    tiny_model_dir, tmp_path, monkeypatch, only_divergences: bool = False, **divergence
+) -> tuple[Path, set[str]]:
     """The single-process run (one shard): its output files and the checks it evaluated.
 
     Dask starts its workers with one BLAS/OpenMP thread (distributed.nanny.pre-spawn-environ); the
@@ -72,7 +89,8 @@ def _reference(tiny_model_dir, tmp_path, monkeypatch, only_divergences: bool = F
         ops = _ops(tmp_path, 1, **divergence)
         if only_divergences:
             result = dg.materialize(
-                [*all_assets, *all_checks], selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream(),
+                [*all_assets, *all_checks],
+                selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream(),
                 resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
                 run_config=dg.RunConfig(ops={name: ops[name] for name in DIVERGENCE_OPS}),
             )
@@ -101,7 +119,10 @@ def _run_on_dask(instance, tmp_path, cluster: dict, shards: int = 2, job=persona
 
 
 def _engine_messages(instance, run_id: str) -> list[dg.EventLogEntry]:
-    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records]
+    return [
+        r.event_log_entry
+        for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    ]
 
 
 def _assert_same_outputs(reference: Path, outputs: Path) -> None:
@@ -124,8 +145,11 @@ def test_graph_on_local_dask_cluster_equals_one_process(tiny_model_dir, tmp_path
 
     connected = [m for m in messages if "Dask cluster tcp://127.0.0.1:" in (m.dagster_event.message or "")]
     assert connected and "2 workers connected" in connected[0].dagster_event.message
-    ran_on = {m.step_key: m.dagster_event.event_specific_data.metadata["dask_worker"].value for m in messages
-              if m.step_key and "dask_worker" in m.dagster_event.event_specific_data.metadata}
+    ran_on = {
+        m.step_key: m.dagster_event.event_specific_data.metadata["dask_worker"].value
+        for m in messages
+        if m.step_key and "dask_worker" in m.dagster_event.event_specific_data.metadata
+    }
     shards = {key: worker for key, worker in ran_on.items() if "score_divergence_shard[" in key}
     assert sorted(key.rsplit("[", 1)[1] for key in shards) == ["shard_0]", "shard_1]"]
     assert len(set(ran_on.values())) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in ran_on.values())
@@ -138,7 +162,9 @@ def _kill_a_shard_worker(client: Client, cache: Path, killed: list[int], stop: t
     while not stop.is_set():
         if cache.is_dir() and any(cache.glob("*/*.json")):
             processing = client.processing()
-            shard_workers = [w for w, keys in processing.items() if any("score_divergence_shard" in str(k) for k in keys)]
+            shard_workers = [
+                w for w, keys in processing.items() if any("score_divergence_shard" in str(k) for k in keys)
+            ]
             if shard_workers:
                 os.kill(pids[shard_workers[0]], signal.SIGKILL)
                 killed.append(len(list(cache.glob("*/*.json"))))
@@ -167,7 +193,10 @@ def test_worker_killed_mid_run_loses_no_finished_work(tiny_model_dir, tmp_path, 
         assert killed, "no shard was running while its worker could be killed"
         assert not first.success
         failures = [e for e in first.all_events if e.is_step_failure]
-        assert any("score_divergence_shard" in e.step_key and "KilledWorker" in str(e.step_failure_data.error) for e in failures)
+        assert any(
+            "score_divergence_shard" in e.step_key and "KilledWorker" in str(e.step_failure_data.error)
+            for e in failures
+        )
         rerun = _run_on_dask(instance, tmp_path, existing, job=DIVERGENCES, **slow)
         assert rerun.success
         scored = rerun.asset_materializations_for_node("divergence_matrices")[0].metadata
@@ -185,7 +214,10 @@ def test_relative_data_dir_refused_before_any_step(tiny_model_dir, tmp_path, mon
     with _instance(tmp_path) as instance:
         result = _run_on_dask(instance, tmp_path, {"local": {**WORKER, "n_workers": 1}})
         assert not result.success
-        failure = [r.event_log_entry for r in instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records]
+        failure = [
+            r.event_log_entry
+            for r in instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        ]
         assert "is relative" in str(failure[0].dagster_event.event_specific_data.error)
         assert not instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.STEP_START).records
     assert not (tmp_path / "relative").exists()
@@ -216,7 +248,11 @@ def test_model_steps_and_shards_ask_dask_for_one_gpu(tiny_model_dir, monkeypatch
     assert {name for name, need in needs.items() if need} == model_steps
     assert all(needs[name] == {"GPU": 1} for name in model_steps)
     assert not needs["eval_set"] and not needs["figures"] and not needs["plan_teacher_forcing"]
-    pods = {op.name: json.loads(op.tags["dagster-k8s/config"]) for op in persona_job().graph.iterate_op_defs() if "dagster-k8s/config" in op.tags}
+    pods = {
+        op.name: json.loads(op.tags["dagster-k8s/config"])
+        for op in persona_job().graph.iterate_op_defs()
+        if "dagster-k8s/config" in op.tags
+    }
     assert set(pods) == model_steps
     assert all(pod["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"} for pod in pods.values())
 
@@ -240,7 +276,10 @@ def test_dask_executor_config_is_dagster_dasks():
     assert default_cluster_config(given) == given
     existing = {"cluster": {"existing": {"address": "tcp://10.0.0.1:8786"}}}
     assert _processed(dask_executor, default_cluster_config(existing)) == existing
-    assert _processed(dask_executor, {"cluster": {"slurm": {"cores": 8, "memory": "64GB"}}})["cluster"]["slurm"]["cores"] == 8
+    assert (
+        _processed(dask_executor, {"cluster": {"slurm": {"cores": 8, "memory": "64GB"}}})["cluster"]["slurm"]["cores"]
+        == 8
+    )
     with pytest.raises(dg.DagsterInvalidConfigError, match="nonsense"):
         _processed(dask_executor, {"cluster": {"nonsense": {}}})
 
@@ -259,7 +298,9 @@ def test_sample_cluster_configs_are_valid(name):
     scenario = yaml.safe_load((repo / "configs" / "full_12x20.yaml").read_text())
     merged = {**scenario, **sample, "ops": {**scenario["ops"], **sample["ops"]}}
     assert dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), merged)
-    ((cluster_type, cluster),) = _processed(dask_executor, default_cluster_config(sample["execution"]["config"]["dask"]))["cluster"].items()
+    ((cluster_type, cluster),) = _processed(
+        dask_executor, default_cluster_config(sample["execution"]["config"]["dask"])
+    )["cluster"].items()
     assert sample["ops"]["divergence_matrices"]["config"]["shards"] == cluster.get("n_workers", 2)
     if cluster_type == "slurm":  # the job script dask-jobqueue would submit (nothing is submitted: n_workers 0)
         from dask_jobqueue import SLURMCluster
@@ -282,13 +323,22 @@ def test_each_mode_builds_its_executor(mode, tiny_model_dir, monkeypatch, tmp_pa
     executor_def = persona_executor()
     given = {"dask": {"cluster": {"existing": {"address": "tcp://127.0.0.1:8786"}}}}.get(mode, {})
     with _instance(tmp_path) as instance:
-        context = dg.InitExecutorContext(job=dg.reconstructable(persona_job), executor_def=executor_def,
-                                         executor_config={mode: given}, instance=instance)
+        context = dg.InitExecutorContext(
+            job=dg.reconstructable(persona_job),
+            executor_def=executor_def,
+            executor_config={mode: given},
+            instance=instance,
+        )
         executor = executor_def.executor_creation_fn(context)
     kind = {"in_process": InProcessExecutor, "multiprocess": MultiprocessExecutor, "dask": PersonaDaskExecutor}[mode]
     assert type(executor) is kind
     assert bool(executor_def.get_requirements({mode: given})) == (mode != "in_process")
     if mode == "multiprocess":  # our limits: model steps one at a time, shards side by side
-        assert {(limit["value"], limit["limit"]) for limit in executor._tag_concurrency_limits} == {("gpu", 1), ("gpu_shard", 64)}
+        assert {(limit["value"], limit["limit"]) for limit in executor._tag_concurrency_limits} == {
+            ("gpu", 1),
+            ("gpu_shard", 64),
+        }
     if mode == "dask":
-        assert executor.cluster_type == "existing" and executor.cluster_configuration == {"address": "tcp://127.0.0.1:8786"}
+        assert executor.cluster_type == "existing" and executor.cluster_configuration == {
+            "address": "tcp://127.0.0.1:8786"
+        }

@@ -71,7 +71,13 @@ def test_cache_ignores_torn_entries(tmp_path):
 
 # ------------------------------------------------------------------------- through Dagster
 def run(tiny_model_dir, personas, n_questions=2, n_shards=1, divergence=None):
-    config = {"averaging": "pair_own", "max_scorers_per_pass": 3, "responses_per_batch": 2, "shards": n_shards, **(divergence or {})}
+    config = {
+        "averaging": "pair_own",
+        "max_scorers_per_pass": 3,
+        "responses_per_batch": 2,
+        "shards": n_shards,
+        **(divergence or {}),
+    }
     ops = {
         "eval_set": {"config": {"personas": personas, "n_questions": n_questions}},
         "generations": {"config": {"max_new_tokens": 6}},
@@ -167,7 +173,10 @@ def test_shards_are_run_config_and_never_change_the_asset_keys():
     from persona_assets.executor import default_multiprocess_config
 
     assert default_gpu_shards({}) == 1 and default_gpu_shards({"PERSONA_GPU_SHARDS": "4"}) == 4
-    assert default_executor_mode({}) == "in_process" and default_executor_mode({"PERSONA_GPU_SHARDS": "2"}) == "multiprocess"
+    assert (
+        default_executor_mode({}) == "in_process"
+        and default_executor_mode({"PERSONA_GPU_SHARDS": "2"}) == "multiprocess"
+    )
     assert default_executor_mode({"PERSONA_GPU_SHARDS": "2", "PERSONA_EXECUTOR": "in_process"}) == "in_process"
     with pytest.raises(ValueError, match="PERSONA_GPU_SHARDS"):
         default_gpu_shards({"PERSONA_GPU_SHARDS": "0"})
@@ -216,8 +225,14 @@ def test_killed_run_resumes_to_the_uninterrupted_matrices(tiny_model_dir, tmp_pa
     script = tmp_path / "slow_run.py"
     script.write_text(SLOW_RUN % json.dumps(ops))
     env = {**os.environ, "PERSONA_DATA_DIR": str(killed_dir), "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, str(script), str(tiny_model_dir)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tiny_model_dir)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     cache = DivergenceCache(killed_dir / "cache" / "divergences")
     try:
         deadline = time.monotonic() + 300
@@ -234,17 +249,21 @@ def test_killed_run_resumes_to_the_uninterrupted_matrices(tiny_model_dir, tmp_pa
 
     restart_ops = dg.RunConfig(ops=ops)
     monkeypatch.setenv("PERSONA_DATA_DIR", str(killed_dir))
-    resumed = dg.materialize([eval_set, generations, divergence_matrices],
-                             resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
-                             run_config=restart_ops)
+    resumed = dg.materialize(
+        [eval_set, generations, divergence_matrices],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+        run_config=restart_ops,
+    )
     assert resumed.success
     m = meta(resumed)
     assert m["responses_complete_in_cache"] == done_at_kill and m["responses_scored_now"] == 12 - done_at_kill
 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "uninterrupted"))
-    whole = dg.materialize([eval_set, generations, divergence_matrices],
-                           resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
-                           run_config=restart_ops)
+    whole = dg.materialize(
+        [eval_set, generations, divergence_matrices],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+        run_config=restart_ops,
+    )
     assert whole.success and meta(whole)["responses_scored_now"] == 12
     # Equal up to float32 rounding: with shared prefixes, responses scored in other calls (the
     # resumed run's) share forwards with other rows, which moves values by ~1e-9 relative.

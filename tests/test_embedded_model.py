@@ -54,8 +54,15 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     command = [
-        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
-        "-m", "persona_assets.definitions", "--select", "*", "-c", "configs/ci.yaml",
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "persona_assets.definitions",
+        "--select",
+        "*",
+        "-c",
+        "configs/ci.yaml",
     ]
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -63,7 +70,9 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
     verdicts = json.loads((outputs / "kill_gate_verdicts.json").read_text())
     assert {"discrimination", "redundancy"} <= set(verdicts)
     assert (tmp_path / "figures" / "js_heatmap.png").stat().st_size > 1000
-    summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
+    summary = subprocess.run(
+        [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert summary.returncode == 0 and "kill gate discrimination" in summary.stdout
     # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
     assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout

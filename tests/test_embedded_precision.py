@@ -29,7 +29,12 @@ def _generate(llm) -> list[tuple[int, int, list[int]]]:
 
 def _jobs(llm, responses) -> list[ResponseJob]:
     return [
-        ResponseJob(f"{g}-{q}", ids, {s: llm.chat_prompt_ids(SYSTEMS[s], QUESTIONS[q]) for s in range(3)}, [(g, o) for o in range(3) if o != g])
+        ResponseJob(
+            f"{g}-{q}",
+            ids,
+            {s: llm.chat_prompt_ids(SYSTEMS[s], QUESTIONS[q]) for s in range(3)},
+            [(g, o) for o in range(3) if o != g],
+        )
         for g, q, ids in responses
     ]
 
@@ -48,7 +53,11 @@ def _means(results) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models():
-    return CpuLLM(model="embedded", dtype="bfloat16"), CpuLLM(model="embedded", dtype="bfloat16", scoring_dtype="float32"), CpuLLM(model="embedded")
+    return (
+        CpuLLM(model="embedded", dtype="bfloat16"),
+        CpuLLM(model="embedded", dtype="bfloat16", scoring_dtype="float32"),
+        CpuLLM(model="embedded"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +68,28 @@ def bf16_responses(models):
 def test_scoring_precision_of_the_embedded_model_is_measured_by_the_run(models, bf16_responses):
     bf16, upcast, _ = models
     jobs = _jobs(bf16, bf16_responses)
-    record = measure_noise_floor(bf16, jobs, [{"response": j.key} for j in jobs], samples=2, max_scorers_per_pass=3, pair_chunk_size=2)
+    record = measure_noise_floor(
+        bf16, jobs, [{"response": j.key} for j in jobs], samples=2, max_scorers_per_pass=3, pair_chunk_size=2
+    )
     scoring = record["precision"]["scoring"]
     # (a) on real weights: bf16 moves a response-mean JS by a fraction of its value (the demo workload
     # measured up to 11 %, benchmarks/results/precision_embedded_cpu_2core.txt); on this CPU the bf16
     # batch-composition floor is of the same order (padding changes bf16 blocking), unlike the H200's.
     assert scoring["measured"] and scoring["js_abs_nats"] > 0
     assert 1e-3 < scoring["js_rel"] < 0.5
-    print(f"bf16 vs float32 scoring: {scoring['js_abs_nats']:.2e} nats ({scoring['js_rel']:.2%}); composition floor {record['js_abs_nats']:.2e}")
+    print(
+        f"bf16 vs float32 scoring: {scoring['js_abs_nats']:.2e} nats ({scoring['js_rel']:.2%}); composition floor {record['js_abs_nats']:.2e}"
+    )
     # The record's float32 side is what `scoring_dtype: float32` computes: the same numbers from another resource.
     items = [_items(jobs)[k] for k in sample_positions(len(jobs), 2)]  # the record's sample, scored together
-    by_upcast = [{n: getattr(r, n).double().numpy() for n in ("js", "kl_ab", "kl_ba")} for r in upcast.batch_response_divergences(items, pair_chunk_size=2)]
-    by_bf16 = [{n: getattr(r, n).double().numpy() for n in ("js", "kl_ab", "kl_ba")} for r in bf16.batch_response_divergences(items, pair_chunk_size=2)]
+    by_upcast = [
+        {n: getattr(r, n).double().numpy() for n in ("js", "kl_ab", "kl_ba")}
+        for r in upcast.batch_response_divergences(items, pair_chunk_size=2)
+    ]
+    by_bf16 = [
+        {n: getattr(r, n).double().numpy() for n in ("js", "kl_ab", "kl_ba")}
+        for r in bf16.batch_response_divergences(items, pair_chunk_size=2)
+    ]
     assert difference_stats(by_upcast, by_bf16) == scoring["by_value"]
 
 

@@ -23,8 +23,13 @@ def test_unset_variables_leave_the_resource_defaults():
 
 
 def test_set_variables_become_env_vars_read_when_the_run_starts(monkeypatch, tmp_path):
-    env = {"PERSONA_RESOURCES": "gpu", "PERSONA_MODEL": "/models/x", "PERSONA_DTYPE": "float16", "PERSONA_SCORING_DTYPE": "float32",
-           "PERSONA_DATA_DIR": str(tmp_path)}
+    env = {
+        "PERSONA_RESOURCES": "gpu",
+        "PERSONA_MODEL": "/models/x",
+        "PERSONA_DTYPE": "float16",
+        "PERSONA_SCORING_DTYPE": "float32",
+        "PERSONA_DATA_DIR": str(tmp_path),
+    }
     llm = environment.llm_resource(env)
     assert isinstance(llm, GpuLLM)
     assert llm.model == dg.EnvVar("PERSONA_MODEL")  # the UI shows where the value comes from
@@ -65,10 +70,14 @@ def test_bad_alert_setting_names_the_variable(name, raw):
         environment.alert_sinks({name: raw})
 
 
-@pytest.mark.parametrize("name, raw", [("PERSONA_RESOURCES", "tpu"), ("PERSONA_GPU_SHARDS", "two"), ("PERSONA_EXECUTOR", "threads")])
+@pytest.mark.parametrize(
+    "name, raw", [("PERSONA_RESOURCES", "tpu"), ("PERSONA_GPU_SHARDS", "two"), ("PERSONA_EXECUTOR", "threads")]
+)
 def test_bad_choice_names_the_variable(name, raw):
     with pytest.raises(ValueError, match=name):
-        environment.llm_resource({name: raw}) if name == "PERSONA_RESOURCES" else environment.default_executor_mode({name: raw})
+        environment.llm_resource({name: raw}) if name == "PERSONA_RESOURCES" else environment.default_executor_mode(
+            {name: raw}
+        )
 
 
 def test_a_scoring_dtype_that_would_round_the_weights_is_refused(monkeypatch):

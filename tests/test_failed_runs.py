@@ -44,7 +44,11 @@ def test_leakage_of_other_personas_fails_the_first_step_naming_both_sets(tiny_mo
 
 def test_leakage_rates_alone_fails_naming_both_sets(tmp_path):
     leakage = write_leakage(tmp_path / "other.csv", [("pirate", "librarian", 0.2)])
-    eval_set = {"personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS], "questions": ["Hi?"], "sources": {}}
+    eval_set = {
+        "personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS],
+        "questions": ["Hi?"],
+        "sources": {},
+    }
     with dg.build_asset_context() as context, pytest.raises(dg.Failure, match="do not overlap") as raised:
         leakage_rates(context, LeakageConfig(leakage_path=leakage), eval_set)
     assert leakage in str(raised.value)
@@ -52,7 +56,11 @@ def test_leakage_rates_alone_fails_naming_both_sets(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(None, "no such file"), ("{not json", "not valid JSON"), ('{"layer20": {"aggregate": {}}}', "lacks _per_source_detail")],
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ('{"layer20": {"aggregate": {}}}', "lacks _per_source_detail"),
+    ],
 )
 def test_unusable_cosine_leakage_file_fails_the_first_step(tiny_model_dir, tmp_path, content, fragment):
     path = tmp_path / "cosine_leakage_correlation.json"
@@ -69,8 +77,14 @@ def test_unusable_cosine_leakage_file_fails_the_first_step(tiny_model_dir, tmp_p
 
 
 def test_partial_overlap_proceeds_and_reports_the_dropped_pairs(tmp_path):
-    leakage = write_leakage(tmp_path / "leak.csv", [("villain", "comedian", 0.2), ("villain", "pirate", 0.4), ("parrot", "assistant", 0.1)])
-    eval_set = {"personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS], "questions": ["Hi?"], "sources": {}}
+    leakage = write_leakage(
+        tmp_path / "leak.csv", [("villain", "comedian", 0.2), ("villain", "pirate", 0.4), ("parrot", "assistant", 0.1)]
+    )
+    eval_set = {
+        "personas": [{"name": n, "prompt": f"You are a {n}."} for n in PERSONAS],
+        "questions": ["Hi?"],
+        "sources": {},
+    }
     with dg.build_asset_context() as context:
         value = leakage_rates(context, LeakageConfig(leakage_path=leakage), eval_set)
     assert value["rows"] == [{"source": "villain", "target": "comedian", "rate": 0.2}]
@@ -83,12 +97,20 @@ def test_partial_overlap_proceeds_and_reports_the_dropped_pairs(tmp_path):
 
 
 def test_a_failed_run_leaves_the_earlier_results_untouched(tiny_model_dir, tmp_path):
-    rows = [(s, t, round(0.1 + 0.05 * i + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t]
+    rows = [
+        (s, t, round(0.1 + 0.05 * i + 0.01 * j, 3))
+        for i, s in enumerate(PERSONAS)
+        for j, t in enumerate(PERSONAS)
+        if s != t
+    ]
     # A partial overlap: the pirate's rows are dropped, the run proceeds and says so.
     good_rows = [*rows, ("pirate", "villain", 0.5), ("villain", "pirate", 0.6)]
     good = materialize(tiny_model_dir, _leakage_run(tmp_path, write_leakage(tmp_path / "good.csv", good_rows)))
     assert good.success
-    assert good.output_for_node("leakage_rates")["dropped"]["dropped_pairs"] == ["pirate -> villain", "villain -> pirate"]
+    assert good.output_for_node("leakage_rates")["dropped"]["dropped_pairs"] == [
+        "pirate -> villain",
+        "villain -> pirate",
+    ]
     leakage = good.output_for_node("leakage_correlations")["leakage"]
     assert leakage["n_directed_pairs"] == len(rows)
     assert "2 pair(s) of the file dropped, personas not in this run: pirate" in leakage["source_of_rates"]

@@ -8,6 +8,7 @@ import math
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 from persona_assets.assets.eval_set import eval_set
 from persona_assets.assets.generations import generations
@@ -62,7 +63,13 @@ def test_full_graph_on_tiny_model(tiny_leakage_run):
     assert result.success
 
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    invariants = ["divergences_finite", "js_symmetric", "js_bounded_zero_diagonal", "kl_nonnegative_zero_diagonal", "no_empty_responses"]
+    invariants = [
+        "divergences_finite",
+        "js_symmetric",
+        "js_bounded_zero_diagonal",
+        "kl_nonnegative_zero_diagonal",
+        "no_empty_responses",
+    ]
     for name in invariants:
         assert evaluations[name].passed, name
     assert {"kill_discrimination", "kill_redundancy"} <= set(evaluations)
@@ -152,7 +159,9 @@ def test_all_responses_averaging_is_recorded(tiny_model_dir, tmp_path):
 def test_kill_criteria_fail_without_failing_the_run(tiny_model_dir, tmp_path):
     """Non-blocking kill checks: the run stays green, the evaluation records the failure."""
     # The strictest thresholds the config allows: std ≥ ln 2 is unreachable, any |ρ| > 0 is redundant.
-    config = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": math.log(2), "max_abs_js_cosine_rho": 0.0}})
+    config = run_config(
+        tmp_path, kill_gate_verdicts={"config": {"min_js_std": math.log(2), "max_abs_js_cosine_rho": 0.0}}
+    )
     result = materialize(tiny_model_dir, config)
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -176,7 +185,9 @@ def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, 
     """6-token responses hit max_new_tokens: the original rule also scores the template's closing
     tokens the model never produced, so its matrices differ; the rule is recorded in the output."""
     ours, _ = default_run  # written into its own directory, apart from this test's tmp_path
-    original = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"scoring_rule": "original_template"}}))
+    original = materialize(
+        tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"scoring_rule": "original_template"}})
+    )
     assert ours.success and original.success
     a = ours.output_for_node("divergence_matrices", "divergence_matrices")
     b = original.output_for_node("divergence_matrices", "divergence_matrices")
@@ -196,14 +207,20 @@ def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, 
     closing = tokenizer.encode("<|im_end|>\n", add_special_tokens=False)
     expected_positions, expected_changed = {}, []
     for r in responses:
-        messages = [{"role": "system", "content": prompt_of[r["persona"]]},
-                    {"role": "user", "content": evals["questions"][r["question_index"]]}]
+        messages = [
+            {"role": "system", "content": prompt_of[r["persona"]]},
+            {"role": "user", "content": evals["questions"][r["question_index"]]},
+        ]
         text = tokenizer.decode(r["token_ids"], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        full = tokenizer.encode(tokenizer.apply_chat_template(
-            [*messages, {"role": "assistant", "content": text}], tokenize=False), add_special_tokens=False)
-        prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-                                  add_special_tokens=False)
-        scored = full[len(prompt):]
+        full = tokenizer.encode(
+            tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": text}], tokenize=False),
+            add_special_tokens=False,
+        )
+        prompt = tokenizer.encode(
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+            add_special_tokens=False,
+        )
+        scored = full[len(prompt) :]
         expected_positions[(r["persona"], r["question_index"])] = len(scored)
         content = r["token_ids"][:-1] if r["token_ids"][-1] == closing[0] else r["token_ids"]
         if full[: len(prompt)] != prompt or scored != content + closing:

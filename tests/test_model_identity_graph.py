@@ -88,7 +88,9 @@ def test_a_missing_shard_fails_the_first_step_once_before_any_weights_load(tiny_
     shards[-1].unlink()
     loads = []
     real_load = model_loading.load_model_and_tokenizer
-    monkeypatch.setattr(model_loading, "load_model_and_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(
+        model_loading, "load_model_and_tokenizer", lambda *a, **k: loads.append(a) or real_load(*a, **k)
+    )
 
     result = materialize(model_dir, _ci_like(tmp_path))
     assert not result.success
@@ -97,7 +99,10 @@ def test_a_missing_shard_fails_the_first_step_once_before_any_weights_load(tiny_
     error = failures["eval_set"]
     assert error.cls_name == "Failure"  # the message alone, no traceback of transformers
     assert error.message.strip().count("\n") == 0  # one line (Dagster ends it with a newline)
-    assert f"model '{model_dir}': model.safetensors.index.json names {len(shards)} shard file(s), 1 missing" in error.message
+    assert (
+        f"model '{model_dir}': model.safetensors.index.json names {len(shards)} shard file(s), 1 missing"
+        in error.message
+    )
     assert shards[-1].name in error.message
     assert loads == []
     assert not started_steps(result) & {"generations", "persona_cosine", "divergence_matrices"}

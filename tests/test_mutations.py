@@ -22,7 +22,9 @@ def test_every_mutation_targets_text_that_occurs_once(mutation, tmp_path):
 def test_a_mutation_whose_target_is_gone_fails_loudly(tmp_path):
     mutation = run_mutations.MUTATIONS[0]
     (tmp_path / mutation.file).parent.mkdir(parents=True)
-    (tmp_path / mutation.file).write_text("def atomic_write_bytes(path, data):\n    path.write_bytes(data)\n", encoding="utf-8")
+    (tmp_path / mutation.file).write_text(
+        "def atomic_write_bytes(path, data):\n    path.write_bytes(data)\n", encoding="utf-8"
+    )
     with pytest.raises(run_mutations.MutationTargetMissing, match="occurs 0 times"):
         run_mutations.apply(mutation, tmp_path)
 

@@ -37,7 +37,9 @@ def _materialize(tiny_model_dir, tmp_path, keep, llm=None, **divergence_config):
 
 
 def _divergences_only(tiny_model_dir, tmp_path, **divergence_config):
-    return _materialize(tiny_model_dir, tmp_path, ("eval_set", "generations", "divergence_matrices"), **divergence_config)
+    return _materialize(
+        tiny_model_dir, tmp_path, ("eval_set", "generations", "divergence_matrices"), **divergence_config
+    )
 
 
 def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_dir, tmp_path):
@@ -95,7 +97,10 @@ def test_floor_is_read_back_when_nothing_it_depends_on_changed_and_can_be_disabl
     entries[0].write_text('{"js_abs_nats": ')
     torn = _divergences_only(tiny_model_dir, tmp_path)
     assert materializations(torn, "divergence_matrices")[0].metadata["noise_floor_from_cache"].value is False
-    assert torn.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]["by_composition"] == floor["by_composition"]
+    assert (
+        torn.output_for_node("divergence_matrices", "divergence_matrices")["noise_floor"]["by_composition"]
+        == floor["by_composition"]
+    )
     chunked = _divergences_only(tiny_model_dir, tmp_path, pair_chunk_size=1)
     assert materializations(chunked, "divergence_matrices")[0].metadata["noise_floor_from_cache"].value is False
     assert len(list((tmp_path / "data" / "cache" / "noise_floor").glob("*.json"))) == 2
@@ -119,9 +124,14 @@ def test_a_bfloat16_run_measures_its_scoring_precision_and_counts_it_against_fin
     assert [u.split(":")[0] for u in evidence["uncertainties"]["not_covered"]] == ["numeric precision of generation"]
     js = np.array(value["js_matrix"])[np.triu_indices(4, k=1)]
     differences = np.abs(js[:, None] - js[None, :])[np.triu_indices(6, k=1)]
-    assert evidence["n_pair_js_differences_below_scoring_precision"] == int((differences < 2 * scoring["js_abs_nats"]).sum())
+    assert evidence["n_pair_js_differences_below_scoring_precision"] == int(
+        (differences < 2 * scoring["js_abs_nats"]).sum()
+    )
     qb = result.output_for_node("leakage_correlations")["question_bootstrap"]["pair_own"]["pair_differences"]
-    assert qb["n_below_scoring_precision"] is not None and qb["n_findings"] <= qb["n_pair_differences"] - qb["n_below_scoring_precision"]
+    assert (
+        qb["n_below_scoring_precision"] is not None
+        and qb["n_findings"] <= qb["n_pair_differences"] - qb["n_below_scoring_precision"]
+    )
 
 
 def test_float32_scoring_of_bfloat16_responses_is_recorded_and_cached_apart(tiny_model_dir, tmp_path):
@@ -140,4 +150,6 @@ def test_float32_scoring_of_bfloat16_responses_is_recorded_and_cached_apart(tiny
     gap = np.abs(np.array(fp32["js_matrix"]) - np.array(bf16["js_matrix"])).max()
     assert gap > 0
     # For reading: how the pair values moved against the probe of two responses.
-    print(f"pair JS moved up to {gap:.2e} nats; the probe bound is {bf16['noise_floor']['precision']['scoring']['js_abs_nats']:.2e}")
+    print(
+        f"pair JS moved up to {gap:.2e} nats; the probe bound is {bf16['noise_floor']['precision']['scoring']['js_abs_nats']:.2e}"
+    )

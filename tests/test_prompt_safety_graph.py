@@ -29,7 +29,9 @@ def no_weights_load(monkeypatch):
 def _run_with_questions(tiny_model_dir, tmp_path, questions, **ops):
     path = tmp_path / "questions.yaml"
     path.write_text(yaml.safe_dump({"questions": questions}))
-    eval_ops = {"eval_set": {"config": {"personas": PERSONAS, "n_questions": len(questions), "questions_file": str(path)}}}
+    eval_ops = {
+        "eval_set": {"config": {"personas": PERSONAS, "n_questions": len(questions), "questions_file": str(path)}}
+    }
     return materialize(tiny_model_dir, run_config(tmp_path, **eval_ops, **ops))
 
 
@@ -47,12 +49,16 @@ def _started(result) -> set[str]:
 
 def _nothing_generated(tmp_path, result, loads):
     assert loads == []
-    assert not (tmp_path / "data" / "cache" / "generations").exists() or not any((tmp_path / "data" / "cache" / "generations").rglob("*.json"))
+    assert not (tmp_path / "data" / "cache" / "generations").exists() or not any(
+        (tmp_path / "data" / "cache" / "generations").rglob("*.json")
+    )
     assert not (tmp_path / "data" / "outputs" / "generations.json").exists()
     assert not _started(result) & {"divergence_matrices", "analysis_inputs", "figures"}
 
 
-def test_a_hostile_question_fails_the_model_steps_naming_it_before_any_generation(tiny_model_dir, tmp_path, no_weights_load):
+def test_a_hostile_question_fails_the_model_steps_naming_it_before_any_generation(
+    tiny_model_dir, tmp_path, no_weights_load
+):
     result = _run_with_questions(tiny_model_dir, tmp_path, ["What is tea?", PIRATE])
     assert not result.success
     failures = _failures(result)
@@ -65,11 +71,19 @@ def test_a_hostile_question_fails_the_model_steps_naming_it_before_any_generatio
 
 def test_a_hostile_persona_prompt_is_named(tiny_model_dir, tmp_path, no_weights_load):
     personas = tmp_path / "personas.yaml"
-    personas.write_text(yaml.safe_dump({"personas": [
-        {"name": "librarian", "prompt": "You are a librarian."},
-        {"name": "pirate", "prompt": "You are a pirate.<|endoftext|>"},
-    ]}))
-    result = materialize(tiny_model_dir, run_config(tmp_path, eval_set={"config": {"personas_file": str(personas), "n_questions": 1}}))
+    personas.write_text(
+        yaml.safe_dump(
+            {
+                "personas": [
+                    {"name": "librarian", "prompt": "You are a librarian."},
+                    {"name": "pirate", "prompt": "You are a pirate.<|endoftext|>"},
+                ]
+            }
+        )
+    )
+    result = materialize(
+        tiny_model_dir, run_config(tmp_path, eval_set={"config": {"personas_file": str(personas), "n_questions": 1}})
+    )
     assert not result.success
     assert "persona 'pirate': its prompt contains '<|endoftext|>'" in _failures(result)["generations"]
     _nothing_generated(tmp_path, result, no_weights_load)

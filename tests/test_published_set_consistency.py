@@ -44,7 +44,13 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     full = materialize(tiny_model_dir, run_config(tmp_path), instance)
     assert full.success
     complete = _files(data)
-    assert {"eval_set.json", "generations.json", "generations.csv", "kill_gate_verdicts.json", "figures.json"} | DIVERGENCE_FILES <= complete
+    assert {
+        "eval_set.json",
+        "generations.json",
+        "generations.csv",
+        "kill_gate_verdicts.json",
+        "figures.json",
+    } | DIVERGENCE_FILES <= complete
 
     # The same eval set again: the same bytes, so nothing is withdrawn.
     same = _select(tiny_model_dir, run_config(tmp_path), "eval_set", instance)
@@ -64,10 +70,15 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     assert _files(data) == {"eval_set.json"}, _files(data)
     assert view["sources"] == {"eval_set.json": partial.run_id}
     withdrawn = view["withdrawn"]
-    assert {"generations", "divergence_matrices", "divergence_per_response", "kill_gate_verdicts", "figures"} <= set(withdrawn)
+    assert {"generations", "divergence_matrices", "divergence_per_response", "kill_gate_verdicts", "figures"} <= set(
+        withdrawn
+    )
     assert withdrawn["generations"]["reason"].startswith("computed from eval_set (sha256 ")
     assert f"holds eval_set.json of run {partial.run_id}" in withdrawn["generations"]["reason"]
-    assert "computed from generations" in withdrawn["persona_cosine"]["reason"] or "eval_set" in withdrawn["persona_cosine"]["reason"]
+    assert (
+        "computed from generations" in withdrawn["persona_cosine"]["reason"]
+        or "eval_set" in withdrawn["persona_cosine"]["reason"]
+    )
     assert set(withdrawn["generations"]["files"]) == {"generations.json", "generations.csv"}
     assert all(w["run_id"] == full.run_id and w["withdrawn_by_run"] == partial.run_id for w in withdrawn.values())
     # Withdrawn from the view, not deleted: the full run's own files are all still there.
@@ -77,7 +88,10 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     assert (data / "runs" / full.run_id / "figures" / "js_heatmap.png").stat().st_size > 1000
     # The run said so in its log, file by file.
     warnings = [r.user_message for r in instance.all_logs(partial.run_id) if r.level >= 30]
-    assert any(m.startswith("generations.json, generations.csv (run ") and "materialize generations again" in m for m in warnings), warnings
+    assert any(
+        m.startswith("generations.json, generations.csv (run ") and "materialize generations again" in m
+        for m in warnings
+    ), warnings
 
     # A later step that needs a withdrawn input fails naming why, instead of reading the other experiment.
     verdicts_only = _select(tiny_model_dir, two, "kill_gate_verdicts", instance)
@@ -88,7 +102,9 @@ def test_a_run_with_other_personas_withdraws_the_old_experiments_files(tiny_mode
     assert _files(data) == {"eval_set.json"}
 
 
-def test_re_materializing_one_divergence_table_with_other_settings_withdraws_its_siblings_and_what_follows(tiny_model_dir, tmp_path):
+def test_re_materializing_one_divergence_table_with_other_settings_withdraws_its_siblings_and_what_follows(
+    tiny_model_dir, tmp_path
+):
     data = tmp_path / "data"
     full = materialize(tiny_model_dir, run_config(tmp_path))
     assert full.success
@@ -108,10 +124,20 @@ def test_re_materializing_one_divergence_table_with_other_settings_withdraws_its
     assert matrices.success
     view = _published(data)
     assert view["sources"]["divergence_matrices.json"] == matrices.run_id
-    assert json.loads((data / "outputs" / "divergence_matrices.json").read_text())["method"]["averaging"] == "all_responses"
-    assert {"divergence_per_response", "divergence_per_pair_question", "leakage_correlations", "kill_gate_verdicts"} <= set(view["withdrawn"])
+    assert (
+        json.loads((data / "outputs" / "divergence_matrices.json").read_text())["method"]["averaging"]
+        == "all_responses"
+    )
+    assert {
+        "divergence_per_response",
+        "divergence_per_pair_question",
+        "leakage_correlations",
+        "kill_gate_verdicts",
+    } <= set(view["withdrawn"])
     reason = view["withdrawn"]["divergence_per_pair_question"]["reason"]
-    assert reason.startswith(f"run {matrices.run_id} computed divergence_matrices next to divergence_per_pair_question"), reason
+    assert reason.startswith(
+        f"run {matrices.run_id} computed divergence_matrices next to divergence_per_pair_question"
+    ), reason
     # The tables it computed but did not write are kept with the run, as they would have been published.
     assert (data / "runs" / matrices.run_id / "lineage" / "computed" / "divergence_per_pair_question.csv").is_file()
     assert {"eval_set.json", "generations.json", "persona_cosine.json"} <= _files(data)

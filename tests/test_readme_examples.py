@@ -36,7 +36,12 @@ def readme_blocks() -> list[str]:
 
 
 def materialize_lines() -> list[str]:
-    return [line.split("#")[0].strip() for block in readme_blocks() for line in block.splitlines() if line.strip().startswith(MATERIALIZE)]
+    return [
+        line.split("#")[0].strip()
+        for block in readme_blocks()
+        for line in block.splitlines()
+        if line.strip().startswith(MATERIALIZE)
+    ]
 
 
 def parse(line: str) -> tuple[str, tuple[str, ...]]:
@@ -50,7 +55,9 @@ def parse(line: str) -> tuple[str, tuple[str, ...]]:
 
 def readme_reanalysis_command() -> list[str]:
     """The README's one-file re-analysis command (run by tests/test_reanalysis.py)."""
-    [line] = [line for line in materialize_lines() if parse(line) == ("group:legacy", ("configs/reanalyze_legacy.yaml",))]
+    [line] = [
+        line for line in materialize_lines() if parse(line) == ("group:legacy", ("configs/reanalyze_legacy.yaml",))
+    ]
     return shlex.split(line)
 
 
@@ -127,7 +134,9 @@ def test_a_later_config_file_wins_as_the_readme_says(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(REFERENCE_STUDY, results)
     (results / "divergence_matrices.json").unlink()
-    script = block.replace("/path/to/results", str(results)).replace("dagster asset materialize", f"{shlex.quote(str(Path(sys.executable).parent / 'dagster'))} asset materialize")
+    script = block.replace("/path/to/results", str(results)).replace(
+        "dagster asset materialize", f"{shlex.quote(str(Path(sys.executable).parent / 'dagster'))} asset materialize"
+    )
     work = tmp_path / "work"
     shutil.copytree(REPO / "configs", work / "configs")
     home = tmp_path / "dagster_home"
@@ -140,12 +149,12 @@ def test_a_later_config_file_wins_as_the_readme_says(tmp_path):
     assert 'Started execution of step "legacy__cosine_precheck"' not in output
 
     # The merge this file's validation uses agrees with the CLI: the later file's value.
-    assert merged([work / "configs" / "reanalyze_legacy.yaml", work / "my_dir.yaml"])["ops"]["legacy_results"]["config"] == {
-        "legacy_dir": str(results)
-    }
-    assert merged([work / "my_dir.yaml", work / "configs" / "reanalyze_legacy.yaml"])["ops"]["legacy_results"]["config"] == {
-        "legacy_dir": "data/reference_study"
-    }
+    assert merged([work / "configs" / "reanalyze_legacy.yaml", work / "my_dir.yaml"])["ops"]["legacy_results"][
+        "config"
+    ] == {"legacy_dir": str(results)}
+    assert merged([work / "my_dir.yaml", work / "configs" / "reanalyze_legacy.yaml"])["ops"]["legacy_results"][
+        "config"
+    ] == {"legacy_dir": "data/reference_study"}
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
@@ -190,7 +199,17 @@ def test_every_readme_selection_runs_on_the_ci_config(tiny_model_dir, tmp_path):
     data = Path(env["PERSONA_DATA_DIR"])
     run_ids = {}
     for selection in sorted(selections, key=lambda s: s != "*"):
-        command = [dagster, "asset", "materialize", "-m", "persona_assets.definitions", "--select", selection, "-c", "configs/ci.yaml"]
+        command = [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "persona_assets.definitions",
+            "--select",
+            selection,
+            "-c",
+            "configs/ci.yaml",
+        ]
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0 and "DagsterInvalidSubsetError" not in output, (selection, output[-4000:])

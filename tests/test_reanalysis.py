@@ -61,7 +61,10 @@ def test_the_bundled_study_is_the_default_and_is_not_ignored_by_git():
     for digest, name in listed:
         assert hashlib.sha256((REFERENCE_STUDY / name).read_bytes()).hexdigest() == digest, name
     ignored = subprocess.run(
-        ["git", "check-ignore", "--no-index", *[f"data/reference_study/{f}" for f in files]], cwd=REPO, capture_output=True, text=True
+        ["git", "check-ignore", "--no-index", *[f"data/reference_study/{f}" for f in files]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert ignored.returncode == 1 and not ignored.stdout, ignored.stdout + ignored.stderr  # 1 = none ignored
 
@@ -91,7 +94,13 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     steps = set(re.findall(r'Started execution of step "([^"]+)"', run.stderr + run.stdout))
-    assert {"legacy_results", "legacy__cosine_precheck", "legacy__leakage_correlations", "legacy__kill_gate_verdicts", "legacy__figures"} <= steps
+    assert {
+        "legacy_results",
+        "legacy__cosine_precheck",
+        "legacy__leakage_correlations",
+        "legacy__kill_gate_verdicts",
+        "legacy__figures",
+    } <= steps
     assert not {s for s in steps if s.split("__")[-1] in MODEL_ASSETS}
 
     outputs = tmp_path / "data" / "outputs"
@@ -110,7 +119,10 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     for averaging in ("pair_own", "all_responses"):
         section = leakage["by_averaging"][averaging]
         assert section["js_vs_leakage"]["spearman_rho"] < 0 and section["js_vs_leakage"]["spearman_ci95"]
-        assert section["js_vs_cosine_as_predictors"]["cosine_matrix"]["layer20"]["meng_rosenthal_rubin"]["p_two_sided"] is not None
+        assert (
+            section["js_vs_cosine_as_predictors"]["cosine_matrix"]["layer20"]["meng_rosenthal_rubin"]["p_two_sided"]
+            is not None
+        )
         assert correlations["by_averaging"][averaging]["js_vs_cosine"]["cosine_matrix"]["layer20"]["n"] == 55
     assert correlations["by_averaging"]["pair_own"]["js_vs_cosine"]["cosine_leakage_file"]["layer20"]["n"] == 40
     assert leakage["kl_asymmetry"]["signed"]["n"] == 10 and leakage["kl_asymmetry"]["absolute"]["n"] == 10
@@ -119,7 +131,11 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
 
     # The design-respecting tests next to every correlation, with their unit and resample counts.
     mantel = correlations["by_averaging"]["pair_own"]["js_vs_cosine"]["cosine_matrix"]["layer20"]["mantel"]
-    assert mantel["n"] == 55 and mantel["n_permutations"] == 2000 and mantel["resampling_unit"].startswith("persona labels")
+    assert (
+        mantel["n"] == 55
+        and mantel["n_permutations"] == 2000
+        and mantel["resampling_unit"].startswith("persona labels")
+    )
     assert 0 < mantel["spearman_p"] < 0.01  # strong even against persona-label permutations
     js_leak = leakage["js_vs_leakage"]
     assert js_leak["persona_permutation"]["strata"] == {"source=True,target=True": 5, "source=False,target=True": 6}
@@ -140,7 +156,9 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     uncertainties = verdicts["noise_floor"]["uncertainties"]
     assert uncertainties["floor"] is None and uncertainties["covered_elsewhere"][0].startswith("which questions")
     assert [u.split(":")[0] for u in uncertainties["not_covered"]] == [
-        "batch composition", "numeric precision of scoring", "numeric precision of generation"
+        "batch composition",
+        "numeric precision of scoring",
+        "numeric precision of generation",
     ]
     assert (tmp_path / "figures" / "legacy" / "pair_js_uncertainty.png").stat().st_size > 10_000
     assert any("unreachable" in note for note in verdicts["discrimination"]["notes"])
@@ -150,21 +168,34 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
 
     # The README's next line: the summary prints the study's verdicts and correlations, then the
     # numbers to read first, ending with the hero figure (no embedded run here: its heatmap is absent).
-    summary = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True)
+    summary = subprocess.run(
+        [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
+    )
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()
     assert lines[0] == f"== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct ({REFERENCE_STUDY}) =="
-    assert lines[1].startswith("kill gate discrimination: KILLED") and any(line.startswith("kill gate redundancy: KILLED") for line in lines)
+    assert lines[1].startswith("kill gate discrimination: KILLED") and any(
+        line.startswith("kill gate redundancy: KILLED") for line in lines
+    )
     pair_own = leakage["by_averaging"]["pair_own"]
     rho = pair_own["js_vs_leakage"]["spearman_rho"]
     assert f"  JS vs leakage, pair_own (primary): Spearman ρ = {rho:+.2f}" in "\n".join(lines)
     perm = pair_own["js_vs_cosine_as_predictors"]["cosine_leakage_file"]["layer20"]["permutation_difference"]
-    assert any(line.startswith(f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}") for line in lines)
-    read_first = lines[lines.index("== read first ==") + 1:]
+    assert any(
+        line.startswith(
+            f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}"
+        )
+        for line in lines
+    )
+    read_first = lines[lines.index("== read first ==") + 1 :]
     assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
     cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
-    assert read_first[1].startswith(f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}")
-    assert read_first[2].startswith(f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.2g}")
+    assert read_first[1].startswith(
+        f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}"
+    )
+    assert read_first[2].startswith(
+        f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.2g}"
+    )
     # Headlines carry the design-respecting inference only: the permutation p and the persona-bootstrap CI,
     # never the source-cluster CI; the large p of the difference comes with the test's power.
     js_leak = pair_own["js_vs_leakage"]
@@ -174,12 +205,18 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     )
     assert not any("CI" in line for line in read_first[:3])
     crossed = js_leak["crossed_bootstrap"]["spearman_ci95"]
-    assert any(line.startswith("  JS vs leakage, pair_own (primary): ") and f"persona-bootstrap 95% CI [{crossed[0]:+.2f}, "
-               f"{crossed[1]:+.2f}] (liberal" in line for line in lines)
+    assert any(
+        line.startswith("  JS vs leakage, pair_own (primary): ")
+        and f"persona-bootstrap 95% CI [{crossed[0]:+.2f}, {crossed[1]:+.2f}] (liberal" in line
+        for line in lines
+    )
     source_ci = js_leak["spearman_ci95"]
     assert f"[{source_ci[0]:.2f}, {source_ci[1]:.2f}]" not in summary.stdout
     power = leakage["difference_power"]
     assert power["cosine"] == "cosine_leakage_file/layer20" and len(power["by_mix"]) == 11
     assert "differences of ρ detectable with 80% power at this design" in read_first[2]
-    assert read_first[3].startswith("study: pair JS ") and f"discrimination KILLED ({verdicts['discrimination']['call']})" in read_first[3]
+    assert (
+        read_first[3].startswith("study: pair JS ")
+        and f"discrimination KILLED ({verdicts['discrimination']['call']})" in read_first[3]
+    )
     assert read_first[-1] == f"study's hero figure: {tmp_path / 'figures' / 'legacy' / 'js_vs_leakage.png'}"

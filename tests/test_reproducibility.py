@@ -65,8 +65,20 @@ def _in_subprocess(
         "PYTHONHASHSEED": hash_seed,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.graph_runner", str(tiny_model_dir), leakage, part, *([str(n_bootstrap)] if n_bootstrap else [])],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.graph_runner",
+            str(tiny_model_dir),
+            leakage,
+            part,
+            *([str(n_bootstrap)] if n_bootstrap else []),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -80,13 +92,25 @@ def first_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, str, dict[str, by
     base = tmp_path_factory.mktemp("repro")
     leakage = write_leakage(
         base / "leak.csv",
-        [(s, t, round(0.1 + 0.05 * i + 0.01 * j, 3)) for i, s in enumerate(PERSONAS) for j, t in enumerate(PERSONAS) if s != t],
+        [
+            (s, t, round(0.1 + 0.05 * i + 0.01 * j, 3))
+            for i, s in enumerate(PERSONAS)
+            for j, t in enumerate(PERSONAS)
+            if s != t
+        ],
     )
     run_dir = base / "first"
     with _dirs(run_dir):
-        assert materialize(tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})).success
+        assert materialize(
+            tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})
+        ).success
     files = _results(run_dir)
-    assert {"outputs/figures.json", "outputs/divergence_per_response.csv", "figures/js_vs_leakage.png", "figures/js_vs_leakage.html"} <= set(files)
+    assert {
+        "outputs/figures.json",
+        "outputs/divergence_per_response.csv",
+        "figures/js_vs_leakage.png",
+        "figures/js_vs_leakage.html",
+    } <= set(files)
     return run_dir, leakage, files
 
 
@@ -108,7 +132,9 @@ def test_a_fresh_directory_in_another_process_gives_the_same_bytes(first_run, ti
 def test_rematerializing_into_the_same_directory_gives_the_same_bytes(first_run, tiny_model_dir):
     run_dir, leakage, first = first_run
     with _dirs(run_dir):  # caches now hit; every file is written again
-        assert materialize(tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})).success
+        assert materialize(
+            tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})
+        ).success
     assert _differing(first, _results(run_dir)) == []
 
 
@@ -127,7 +153,9 @@ def _poll_json_until(stop: threading.Event, root: Path, torn: list[str]) -> int:
     return reads
 
 
-def test_two_concurrent_analysis_runs_with_different_settings_leave_each_file_whole_and_one_runs(first_run, tiny_model_dir):
+def test_two_concurrent_analysis_runs_with_different_settings_leave_each_file_whole_and_one_runs(
+    first_run, tiny_model_dir
+):
     run_dir, leakage, first = first_run
     # What the other run writes on its own: the same analysis with another bootstrap size, in a
     # copy of the directory, so its outputs differ from the first run's.

@@ -55,7 +55,9 @@ def nan_embedding(model) -> None:
     model.model.embed_tokens.weight[BAD_TOKEN] = float("nan")
 
 
-def jobs_for(llm: CpuLLM, responses: dict[tuple[int, int], list[int]], system_prompts=SYSTEM_PROMPTS) -> list[ResponseJob]:
+def jobs_for(
+    llm: CpuLLM, responses: dict[tuple[int, int], list[int]], system_prompts=SYSTEM_PROMPTS
+) -> list[ResponseJob]:
     """Pair-own jobs for (generator, question) → response ids."""
     jobs = []
     for (g, q), ids in responses.items():
@@ -100,7 +102,9 @@ def test_an_all_minus_inf_row_is_broken_too():
         ("system prompt", [101, 102, 103], "under persona 'accountant' at response token position 0"),
     ],
 )
-def test_nan_logits_stop_scoring_with_names_and_keep_the_cache_clean(tiny_model_dir, tmp_path, case, response, expected):
+def test_nan_logits_stop_scoring_with_names_and_keep_the_cache_clean(
+    tiny_model_dir, tmp_path, case, response, expected
+):
     llm = CpuLLM(model=str(faulty_copy(tiny_model_dir, tmp_path / "nan-model", nan_embedding)))
     prompts = list(SYSTEM_PROMPTS)
     if case == "system prompt":
@@ -184,7 +188,9 @@ def test_graph_with_nan_weights_names_the_persona_in_divergences_and_cosine(tiny
     assert not result.success
     message = _failure_message(result, "divergence_matrices.score_divergence_shard[shard_0]")
     # Which response is scored first depends on the grouping by prompts; whichever it is, it is named.
-    named = re.search(r"the response of '(\w+)' to question 0 .*under persona '(\w+)' at response token position \d+", message)
+    named = re.search(
+        r"the response of '(\w+)' to question 0 .*under persona '(\w+)' at response token position \d+", message
+    )
     assert "non-finite logits" in message and named, message
     assert {named.group(1), named.group(2)} <= {"villain", "comedian"}
     assert "persona 'villain', question 0, layer 1 is not finite" in _failure_message(result, "persona_cosine")
@@ -233,8 +239,14 @@ def test_an_empty_response_stops_scoring_before_the_model_loads(tiny_model_dir):
     jobs = jobs_for(llm, {(0, 0): [101, 102], (1, 1): []})
     loaded = []
     with pytest.raises(TeacherForcingError, match=r"empty responses .*the response of 'accountant' to question 1"):
-        score_missing(llm, jobs, DivergenceCache(Path("unused")), max_scorers_per_pass=12,
-                      responses_per_batch=4, prepare=lambda: loaded.append(1))
+        score_missing(
+            llm,
+            jobs,
+            DivergenceCache(Path("unused")),
+            max_scorers_per_pass=12,
+            responses_per_batch=4,
+            prepare=lambda: loaded.append(1),
+        )
     assert not loaded
 
 
@@ -301,9 +313,17 @@ def test_out_of_memory_halves_the_responses_per_packed_forward(tiny_model_dir, t
     score_missing(scorer, jobs, faulted, max_scorers_per_pass=12, responses_per_batch=4, warn=warnings.append)
     assert cache_texts(faulted.directory) == cache_texts(reference.directory)
     assert [w.split(";")[0] for w in warnings] == [
-        f"teacher forcing: out of accelerator memory with {n} responses per batch, passes of up to 3 scorers" for n in (4, 2)
+        f"teacher forcing: out of accelerator memory with {n} responses per batch, passes of up to 3 scorers"
+        for n in (4, 2)
     ]
-    assert np.isfinite([v for t in cache_texts(faulted.directory).values() for p in json.loads(t)["pairs"].values() for v in p.values()]).all()
+    assert np.isfinite(
+        [
+            v
+            for t in cache_texts(faulted.directory).values()
+            for p in json.loads(t)["pairs"].values()
+            for v in p.values()
+        ]
+    ).all()
 
 
 def test_generation_out_of_memory_halves_the_batch_and_matches_that_setting(tiny_model_dir):
@@ -315,10 +335,15 @@ def test_generation_out_of_memory_halves_the_batch_and_matches_that_setting(tiny
     fail_above(llm.engine.model, 2, lambda ids: ids.shape[0])  # at most two prompts per forward
     warnings = []
     got = halving_batch_on_out_of_memory(
-        lambda batch_size: llm.generate(prompts, max_new_tokens=4, batch_size=batch_size), 8, what="generation", warn=warnings.append
+        lambda batch_size: llm.generate(prompts, max_new_tokens=4, batch_size=batch_size),
+        8,
+        what="generation",
+        warn=warnings.append,
     )
     assert got == reference
-    assert warnings == [f"generation: out of accelerator memory; halved the batch, retrying with batch_size {n}" for n in (4, 2)]
+    assert warnings == [
+        f"generation: out of accelerator memory; halved the batch, retrying with batch_size {n}" for n in (4, 2)
+    ]
     fail_above(llm.engine.model, 0, lambda ids: ids.shape[0])  # nothing fits
     with pytest.raises(RuntimeError, match="generation: out of accelerator memory even with a batch of one"):
         halving_batch_on_out_of_memory(
@@ -336,8 +361,10 @@ def test_the_generations_step_halves_its_batch_on_out_of_memory(tiny_model_dir, 
     from persona_assets.assets.generations import generations
 
     def ops(batch_size):
-        return {"eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 2}},
-                "generations": {"config": {"max_new_tokens": 4, "batch_size": batch_size}}}
+        return {
+            "eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 2}},
+            "generations": {"config": {"max_new_tokens": 4, "batch_size": batch_size}},
+        }
 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "reference"))
     reference = _materialize([eval_set, generations], tiny_model_dir, ops(2))
@@ -353,8 +380,11 @@ def test_the_generations_step_halves_its_batch_on_out_of_memory(tiny_model_dir, 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "faulted"))
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [eval_set, generations], resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
-        run_config=dg.RunConfig(ops=ops(8)), instance=instance, raise_on_error=False,
+        [eval_set, generations],
+        resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
+        run_config=dg.RunConfig(ops=ops(8)),
+        instance=instance,
+        raise_on_error=False,
     )
     assert result.success
     warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]

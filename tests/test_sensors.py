@@ -40,7 +40,9 @@ def webhook():
 
 def _tick(instance, cursor):
     # The sinks as the definitions build them, from the environment the test has set.
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": environment.alert_sinks()}) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"alerts": environment.alert_sinks()}
+    ) as context:
         result = failed_check_alerts(context)
         return context.cursor, result
 
@@ -50,7 +52,9 @@ def _alert_lines(path):
 
 
 def _failed_checks(result) -> list[str]:
-    return sorted(f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed)
+    return sorted(
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed
+    )
 
 
 def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monkeypatch, webhook):
@@ -78,7 +82,10 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
         assert "no new failed checks" in result.skip_message
         assert materialize(tiny_model_dir, config, instance=instance).success
         cursor, result = _tick(instance, cursor)
-        assert result.skip_message == "no new failed checks; 1 known failure(s) seen again with the same evidence, not re-alerted"
+        assert (
+            result.skip_message
+            == "no new failed checks; 1 known failure(s) seen again with the same evidence, not re-alerted"
+        )
         # A run that fails on a bad setting evaluates nothing, so it alerts nothing.
         bad = run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}})
         assert not materialize(tiny_model_dir, bad, instance=instance).success
@@ -87,12 +94,19 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
         assert len(_alert_lines(tmp_path / "data" / "alerts.jsonl")) == len(received) == 1
 
         # The check passes again (thresholds any result meets): one alert saying so.
-        passing = run_config(tmp_path, kill_gate_verdicts={"config": {"min_js_std": 0.0, "min_js_ratio": 1.0, "max_abs_js_cosine_rho": 1.0}})
+        passing = run_config(
+            tmp_path,
+            kill_gate_verdicts={"config": {"min_js_std": 0.0, "min_js_ratio": 1.0, "max_abs_js_cosine_rho": 1.0}},
+        )
         assert materialize(tiny_model_dir, passing, instance=instance).success
         cursor, result = _tick(instance, cursor)
         assert result.skip_message.startswith(f"ALERTS SENT: 1 alert(s) sent ({KILL_DISCRIMINATION} PASSED)")
         again = _alert_lines(tmp_path / "data" / "alerts.jsonl")[-1]
-        assert again["status"] == "PASSED" and again["check"] == KILL_DISCRIMINATION and lines[0]["run_id"] in again["reason"]
+        assert (
+            again["status"] == "PASSED"
+            and again["check"] == KILL_DISCRIMINATION
+            and lines[0]["run_id"] in again["reason"]
+        )
 
 
 def test_unreachable_webhook_is_recorded_not_raised(tiny_model_dir, tmp_path, monkeypatch):
@@ -109,7 +123,9 @@ def test_unreachable_webhook_is_recorded_not_raised(tiny_model_dir, tmp_path, mo
         [line] = _alert_lines(tmp_path / "data" / "alerts.jsonl")
         assert line["check"] == "kill_gate_verdicts:kill_redundancy"
         assert line["delivery"]["webhook"]["delivered"] is False
-        assert line["delivery"]["webhook"]["attempts"] == 2 and "refused" in line["delivery"]["webhook"]["error"].lower()
+        assert (
+            line["delivery"]["webhook"]["attempts"] == 2 and "refused" in line["delivery"]["webhook"]["error"].lower()
+        )
         # Recorded as undelivered in the file: not retried on the next tick.
         _, result = _tick(instance, cursor)
         assert "no new failed checks" in result.skip_message
@@ -143,8 +159,15 @@ def test_blocking_failure_alerts_once_per_failed_run(nan_model_dir, tmp_path, mo
         second = materialize(nan_model_dir, run_config(tmp_path), instance=instance)
         assert not second.success and _failed_checks(second) == failed
         cursor, result = _tick(instance, cursor)
-        assert result.skip_message == f"no new failed checks; {len(failed)} known failure(s) seen again with the same evidence, not re-alerted"
-        assert [line["run_id"] for line in _alert_lines(alerts)] == [first.run_id] * len(failed) == [r["run_id"] for r in received]
+        assert (
+            result.skip_message
+            == f"no new failed checks; {len(failed)} known failure(s) seen again with the same evidence, not re-alerted"
+        )
+        assert (
+            [line["run_id"] for line in _alert_lines(alerts)]
+            == [first.run_id] * len(failed)
+            == [r["run_id"] for r in received]
+        )
 
 
 def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model_dir, tmp_path, monkeypatch, webhook):
@@ -233,12 +256,16 @@ def test_check_of_a_run_in_progress_is_alerted_once_it_has_failed(nan_model_dir,
     with dg.instance_for_test() as instance:
         finished = {}
         worker = threading.Thread(
-            target=lambda: finished.setdefault("result", materialize(nan_model_dir, run_config(tmp_path), instance=instance))
+            target=lambda: finished.setdefault(
+                "result", materialize(nan_model_dir, run_config(tmp_path), instance=instance)
+            )
         )
         worker.start()
         # Once the run has started, every check it will evaluate has its PLANNED row.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()):
+        while time.monotonic() < deadline and not any(
+            r.status == dg.DagsterRunStatus.STARTED for r in instance.get_runs()
+        ):
             time.sleep(0.01)
         cursor, result = _tick(instance, None)
         assert not instance.get_runs()[0].is_finished, "the run ended before the tick: nothing in progress was seen"

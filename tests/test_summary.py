@@ -28,18 +28,26 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
         assert any(line.startswith(f"kill gate {name}: {state} ({call}) — {verdicts[name]['rule']}") for line in lines)
     assert not any(line.startswith("== earlier results") for line in lines)  # the legacy group did not run
 
-    read_first = lines[lines.index("== read first ==") + 1:]
+    read_first = lines[lines.index("== read first ==") + 1 :]
     js = correlations["js_vs_leakage"]
     assert read_first[0].startswith(
         f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = {js['persona_permutation']['spearman_p']:.2g} (n = "
     )
     assert not any("CI" in line for line in read_first[:3])  # no uncalibrated interval in a headline
     # The rival named is the cosine layer with the strongest |ρ| against leakage on the same pairs.
-    same_pairs = {f"in_graph/{k}": v for k, v in correlations["cosine_vs_leakage_same_pairs"]["in_graph"].items() if isinstance(v, dict)}
+    same_pairs = {
+        f"in_graph/{k}": v
+        for k, v in correlations["cosine_vs_leakage_same_pairs"]["in_graph"].items()
+        if isinstance(v, dict)
+    }
     best = max(same_pairs, key=lambda k: abs(same_pairs[k]["spearman_rho"]))
-    assert read_first[1].startswith(f"this run: best cosine vs leakage, same pairs ({best}) Spearman ρ = {same_pairs[best]['spearman_rho']:+.2f}")
+    assert read_first[1].startswith(
+        f"this run: best cosine vs leakage, same pairs ({best}) Spearman ρ = {same_pairs[best]['spearman_rho']:+.2f}"
+    )
     perm = correlations["js_vs_cosine_as_predictors"]["in_graph"][best.split("/")[1]]["permutation_difference"]
-    assert read_first[2].startswith(f"this run: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = ")
+    assert read_first[2].startswith(
+        f"this run: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = "
+    )
     evidence = verdicts["discrimination"]["evidence"]
     assert read_first[3].startswith(f"this run: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats")
     assert read_first[-2:] == [

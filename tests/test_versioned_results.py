@@ -49,7 +49,9 @@ def test_each_complete_run_is_kept_and_its_metadata_points_at_its_own_files(tiny
         [materialization] = materializations(run, "kill_gate_verdicts")
         path = Path(materialization.metadata["path"].value)
         assert path == data / "runs" / run.run_id / "outputs" / "kill_gate_verdicts.json"
-        assert json.loads(path.read_text())["discrimination"]["thresholds"]["min_ratio"] == (3.0 if run is first else 1.5)
+        assert json.loads(path.read_text())["discrimination"]["thresholds"]["min_ratio"] == (
+            3.0 if run is first else 1.5
+        )
     published = json.loads((data / "outputs" / "kill_gate_verdicts.json").read_text())
     assert published["discrimination"]["thresholds"]["min_ratio"] == 1.5
     assert (data / "outputs").resolve() == data / "views" / second.run_id / "outputs"

@@ -118,10 +118,14 @@ def _per_question_table(rng: np.random.Generator, true: np.ndarray, d: QuestionD
     q = rng.normal(scale=d.question_noise, size=d.n_questions) - d.question_noise**2 / 2
     e = rng.normal(scale=d.pair_noise, size=(true.size, d.n_questions)) - d.pair_noise**2 / 2
     values = true[:, None] * np.exp(q[None, :] + e)
-    return pd.DataFrame({
-        "persona_a": np.repeat(np.arange(true.size), d.n_questions), "persona_b": 0,
-        "question_index": np.tile(np.arange(d.n_questions), true.size), "js": values.ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "persona_a": np.repeat(np.arange(true.size), d.n_questions),
+            "persona_b": 0,
+            "question_index": np.tile(np.arange(d.n_questions), true.size),
+            "js": values.ravel(),
+        }
+    )
 
 
 def _missed(ci, truth: float) -> bool:
@@ -140,8 +144,14 @@ def _wrong_side_by_ci_alone(call: dict, truth_fails: bool) -> bool:
 
 
 def question_trial(
-    rng: np.random.Generator, d: QuestionDesign, true: np.ndarray, cosine: np.ndarray,
-    *, min_std: float, min_ratio: float, max_abs_rho: float,
+    rng: np.random.Generator,
+    d: QuestionDesign,
+    true: np.ndarray,
+    cosine: np.ndarray,
+    *,
+    min_std: float,
+    min_ratio: float,
+    max_abs_rho: float,
 ) -> dict[str, bool]:
     """One simulated run: which intervals miss the truth, which criteria are decided on the wrong side."""
     qb = question_bootstrap(_per_question_table(rng, true, d), "js", n_boot=d.n_boot, seed=int(rng.integers(2**31)))

@@ -13,7 +13,9 @@ import pandas as pd
 from persona_assets.runs.storage import atomic_write_bytes, atomic_write_text
 
 
-def heatmap(matrix: np.ndarray, persona_names: list[str], *, title: str, value_label: str, diverging: bool = False) -> alt.Chart:
+def heatmap(
+    matrix: np.ndarray, persona_names: list[str], *, title: str, value_label: str, diverging: bool = False
+) -> alt.Chart:
     n = len(persona_names)
     frame = pd.DataFrame(
         {
@@ -40,7 +42,9 @@ def heatmap(matrix: np.ndarray, persona_names: list[str], *, title: str, value_l
     )
 
 
-def scatter(frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | None = None, tooltip: list[str] | None = None) -> alt.Chart:
+def scatter(
+    frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | None = None, tooltip: list[str] | None = None
+) -> alt.Chart:
     encoding = {
         "x": alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),
         "y": alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
@@ -48,29 +52,55 @@ def scatter(frame: pd.DataFrame, *, x: str, y: str, title: str, color: str | Non
     }
     if color:
         encoding["color"] = alt.Color(f"{color}:N")
-    return alt.Chart(frame, title=title).mark_circle(size=60, opacity=0.8).encode(**encoding).properties(width=260, height=220)
+    return (
+        alt.Chart(frame, title=title)
+        .mark_circle(size=60, opacity=0.8)
+        .encode(**encoding)
+        .properties(width=260, height=220)
+    )
 
 
 def scatter_with_x_intervals(
-    frame: pd.DataFrame, *, x: str, lo: str, hi: str, y: str, title: str, color: str | None = None,
-    tooltip: list[str] | None = None, subtitle: str | list[str] | None = None,
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    lo: str,
+    hi: str,
+    y: str,
+    title: str,
+    color: str | None = None,
+    tooltip: list[str] | None = None,
+    subtitle: str | list[str] | None = None,
 ) -> alt.LayerChart:
     """`scatter` of (x, y) with a horizontal error bar [lo, hi] on every point (e.g. a 95% CI of x)."""
     base = alt.Chart(frame, title=alt.Title(title, subtitle=subtitle) if subtitle else title)
     color_enc = {"color": alt.Color(f"{color}:N")} if color else {}
     bars = base.mark_rule(opacity=0.5).encode(
-        x=alt.X(f"{lo}:Q", scale=alt.Scale(zero=False), title=x), x2=f"{hi}:Q", y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)), **color_enc
+        x=alt.X(f"{lo}:Q", scale=alt.Scale(zero=False), title=x),
+        x2=f"{hi}:Q",
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
+        **color_enc,
     )
     points = base.mark_circle(size=60, opacity=0.85).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)), y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
-        tooltip=tooltip or list(frame.columns), **color_enc,
+        x=alt.X(f"{x}:Q", scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(zero=False)),
+        tooltip=tooltip or list(frame.columns),
+        **color_enc,
     )
     return alt.layer(bars, points).properties(width=260, height=220)
 
 
 def ranked_intervals(
-    frame: pd.DataFrame, *, label: str, value: str, lo: str, hi: str, title: str, subtitle: str | list[str] | None = None,
-    reference: float | None = None, reference_label: str = "",
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    value: str,
+    lo: str,
+    hi: str,
+    title: str,
+    subtitle: str | list[str] | None = None,
+    reference: float | None = None,
+    reference_label: str = "",
 ) -> alt.LayerChart:
     """One row per item, sorted by value: the point and its [lo, hi] interval; optional vertical reference line."""
     order = frame.sort_values(value)[label].tolist()
@@ -78,7 +108,14 @@ def ranked_intervals(
     y = alt.Y(f"{label}:N", sort=order, title=None, axis=alt.Axis(labelFontSize=8))
     bars = base.mark_rule().encode(x=alt.X(f"{lo}:Q", title=value), x2=f"{hi}:Q", y=y)
     points = base.mark_point(filled=True, size=30).encode(
-        x=f"{value}:Q", y=y, tooltip=[label, alt.Tooltip(f"{value}:Q", format=".4g"), alt.Tooltip(f"{lo}:Q", format=".4g"), alt.Tooltip(f"{hi}:Q", format=".4g")]
+        x=f"{value}:Q",
+        y=y,
+        tooltip=[
+            label,
+            alt.Tooltip(f"{value}:Q", format=".4g"),
+            alt.Tooltip(f"{lo}:Q", format=".4g"),
+            alt.Tooltip(f"{hi}:Q", format=".4g"),
+        ],
     )
     layers = [bars, points]
     if reference is not None:

@@ -41,7 +41,6 @@ from persona_assets.stats.correlate import (
 MIN_PAIRS = 3
 
 
-
 def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str, Any]:
     expected = inputs.expected_layers
     return {
@@ -61,7 +60,9 @@ def _cosine_set_summary(inputs: AnalysisInputs, pairs: pd.DataFrame) -> dict[str
 # --- pre-check ---------------------------------------------------------------------------------
 
 
-def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS) -> dict[str, Any]:
+def cosine_precheck(
+    inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+) -> dict[str, Any]:
     """Cosine vs leakage per layer, per cosine set, and whether it rises towards the output."""
     directed = directed_pair_table(inputs)
     leakage = inference.leakage_matrix(inputs)
@@ -82,8 +83,20 @@ def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: i
         else:
             by_layer = {
                 layer: inference.with_leakage_tests(
-                    correlate(directed[cosine_column(label, layer)], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
-                    cs.matrices[layer], leakage, directed, cosine_column(label, layer), n_perm=n_perm, n_boot=n_boot, seed=seed,
+                    correlate(
+                        directed[cosine_column(label, layer)],
+                        directed["rate"],
+                        clusters=directed["source"],
+                        n_boot=n_boot,
+                        seed=seed,
+                    ).to_dict(),
+                    cs.matrices[layer],
+                    leakage,
+                    directed,
+                    cosine_column(label, layer),
+                    n_perm=n_perm,
+                    n_boot=n_boot,
+                    seed=seed,
                 )
                 for layer in cs.layers
             }
@@ -91,13 +104,24 @@ def cosine_precheck(inputs: AnalysisInputs, *, n_boot: int, seed: int, n_perm: i
         out[label] = entry
     if inputs.precheck_detail is not None:
         out["from_file"] = precheck_from_detail(
-            inputs.precheck_detail, inputs.persona_names, inputs.precheck_centring, n_boot=n_boot, seed=seed, n_perm=n_perm
+            inputs.precheck_detail,
+            inputs.persona_names,
+            inputs.precheck_centring,
+            n_boot=n_boot,
+            seed=seed,
+            n_perm=n_perm,
         )
     return out
 
 
 def precheck_from_detail(
-    detail: pd.DataFrame, core_personas: list[str], centring: str, *, n_boot: int, seed: int, n_perm: int = DEFAULT_N_PERMUTATIONS
+    detail: pd.DataFrame,
+    core_personas: list[str],
+    centring: str,
+    *,
+    n_boot: int,
+    seed: int,
+    n_perm: int = DEFAULT_N_PERMUTATIONS,
 ) -> dict[str, Any]:
     """The pre-check on a cosine-vs-leakage file: all its pairs, and only pairs among the core personas."""
     wide = detail.pivot_table(index=["source", "target"], columns="layer", values="cosine").reset_index()
@@ -113,12 +137,23 @@ def precheck_from_detail(
             continue
         by_layer = {
             f"layer{v}": inference.with_directed_table_tests(
-                correlate(frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed).to_dict(),
-                frame, f"layer{v}", n_perm=n_perm, n_boot=n_boot, seed=seed,
+                correlate(
+                    frame[f"layer{v}"], frame["rate"], clusters=frame["source"], n_boot=n_boot, seed=seed
+                ).to_dict(),
+                frame,
+                f"layer{v}",
+                n_perm=n_perm,
+                n_boot=n_boot,
+                seed=seed,
             )
             for v in layers
         }
-        result[name] = {"n_pairs": int(len(frame)), "n_sources": int(frame["source"].nunique()), "by_layer": by_layer, **corr.rise_summary(by_layer)}
+        result[name] = {
+            "n_pairs": int(len(frame)),
+            "n_sources": int(frame["source"].nunique()),
+            "by_layer": by_layer,
+            **corr.rise_summary(by_layer),
+        }
     result["core_pairs"]["definition"] = "pairs whose source and target are both personas of the divergence matrices"
     if core.empty:
         # The all-pairs pre-check stands on its own, but a file sharing no pair with the matrices is
@@ -190,14 +225,19 @@ def _kl_asymmetry(directed: pd.DataFrame, persona_names: list[str], *, n_boot: i
     }
 
 
-def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int, n_perm: int) -> dict[str, Any]:
+def _leakage_section(
+    directed: pd.DataFrame, inputs: AnalysisInputs, averaging: str, *, n_boot: int, seed: int, n_perm: int
+) -> dict[str, Any]:
     js = directed[js_column(averaging)]
     rate, source = directed["rate"], directed["source"]
     leakage, js_matrix = inference.leakage_matrix(inputs), inputs.js[averaging]
     tests = {"leakage": leakage, "directed": directed, "n_perm": n_perm, "n_boot": n_boot, "seed": seed}
     section: dict[str, Any] = {
         "js_vs_leakage": inference.with_leakage_tests(
-            correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), js_matrix, column=js_column(averaging), **tests
+            correlate(js, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(),
+            js_matrix,
+            column=js_column(averaging),
+            **tests,
         ),
         "cosine_vs_leakage_same_pairs": {},
         "js_vs_cosine_as_predictors": {},
@@ -211,10 +251,23 @@ def _leakage_section(directed: pd.DataFrame, inputs: AnalysisInputs, averaging: 
             cos_col = cosine_column(label, layer)
             cos = directed[cos_col]
             section["cosine_vs_leakage_same_pairs"][label][layer] = inference.with_leakage_tests(
-                correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(), cs.matrices[layer], column=cos_col, **tests
+                correlate(cos, rate, clusters=source, n_boot=n_boot, seed=seed).to_dict(),
+                cs.matrices[layer],
+                column=cos_col,
+                **tests,
             )
-            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(js, cos, rate) | inference.predictor_difference_tests(
-                js_matrix, cs.matrices[layer], leakage, directed, js_column(averaging), cos_col, n_perm=n_perm, n_boot=n_boot, seed=seed
+            section["js_vs_cosine_as_predictors"][label][layer] = _predictor_comparison(
+                js, cos, rate
+            ) | inference.predictor_difference_tests(
+                js_matrix,
+                cs.matrices[layer],
+                leakage,
+                directed,
+                js_column(averaging),
+                cos_col,
+                n_perm=n_perm,
+                n_boot=n_boot,
+                seed=seed,
             )
             section["within_source"]["cosine"][label][layer] = _within_source(cos, rate, source)
     return section
@@ -226,12 +279,20 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
         return {"available": False, "note": inputs.length_note}
     per = inputs.per_response
     response_id = per["generator"].astype(str) + "/q" + per["question_index"].astype(str)
-    by_response = per.groupby(["generator", "question_index"]).agg(js=("js", "mean"), n_tokens=("n_tokens", "first")).reset_index()
+    by_response = (
+        per.groupby(["generator", "question_index"])
+        .agg(js=("js", "mean"), n_tokens=("n_tokens", "first"))
+        .reset_index()
+    )
     out: dict[str, Any] = {
         "available": True,
         "note": inputs.length_note,
-        "per_response_mean_js_vs_tokens": correlate(by_response["js"], by_response["n_tokens"], n_boot=n_boot, seed=seed).to_dict(),
-        "per_response_pair_js_vs_tokens": correlate(per["js"], per["n_tokens"], clusters=response_id, n_boot=n_boot, seed=seed, cluster_unit="response-cluster").to_dict(),
+        "per_response_mean_js_vs_tokens": correlate(
+            by_response["js"], by_response["n_tokens"], n_boot=n_boot, seed=seed
+        ).to_dict(),
+        "per_response_pair_js_vs_tokens": correlate(
+            per["js"], per["n_tokens"], clusters=response_id, n_boot=n_boot, seed=seed, cluster_unit="response-cluster"
+        ).to_dict(),
         "definitions": {
             "per_response_mean_js_vs_tokens": "one row per response: its JS averaged over the pairs it was scored for, vs its length",
             "per_response_pair_js_vs_tokens": "one row per (response, pair); bootstrap clustered by response",
@@ -245,8 +306,12 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
     js = directed[js_column(averaging)]
     controlled: dict[str, Any] = {
         "averaging": averaging,
-        "uncontrolled": correlate(js, directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
-        "length_vs_leakage": correlate(directed["pair_mean_tokens"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
+        "uncontrolled": correlate(
+            js, directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed
+        ).to_dict(),
+        "length_vs_leakage": correlate(
+            directed["pair_mean_tokens"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed
+        ).to_dict(),
         "js_vs_length": correlate(js, directed["pair_mean_tokens"], n_boot=n_boot, seed=seed).to_dict(),
     }
     if directed["pair_mean_tokens"].nunique() < 2:
@@ -256,8 +321,12 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
             + ": length cannot confound the comparison between pairs; partial correlation not computed"
         )
     else:
-        controlled["partial_spearman"] = partial_correlation(js, directed["rate"], directed["pair_mean_tokens"], method="spearman")
-        controlled["partial_pearson"] = partial_correlation(js, directed["rate"], directed["pair_mean_tokens"], method="pearson")
+        controlled["partial_spearman"] = partial_correlation(
+            js, directed["rate"], directed["pair_mean_tokens"], method="spearman"
+        )
+        controlled["partial_pearson"] = partial_correlation(
+            js, directed["rate"], directed["pair_mean_tokens"], method="pearson"
+        )
     out["js_leakage_length_controlled"] = controlled
     return out
 
@@ -297,8 +366,13 @@ def leakage_correlations(
                 label: {"centring": cs.centring}
                 | {
                     layer: inference.with_mantel(
-                        correlate(pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
-                        inputs.js[averaging], cs.matrices[layer], n_perm=n_perm, seed=seed,
+                        correlate(
+                            pairs[js_column(averaging)], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed
+                        ).to_dict(),
+                        inputs.js[averaging],
+                        cs.matrices[layer],
+                        n_perm=n_perm,
+                        seed=seed,
                     )
                     for layer in cs.layers
                 }
@@ -306,7 +380,9 @@ def leakage_correlations(
             }
         }
     result["js_averagings_agree"] = (
-        correlate(pairs[js_column(inputs.averagings[0])], pairs[js_column(inputs.averagings[1])], n_boot=n_boot, seed=seed).to_dict()
+        correlate(
+            pairs[js_column(inputs.averagings[0])], pairs[js_column(inputs.averagings[1])], n_boot=n_boot, seed=seed
+        ).to_dict()
         if len(inputs.averagings) > 1
         else None
     )
@@ -315,7 +391,10 @@ def leakage_correlations(
         | {
             layer: inference.with_mantel(
                 correlate(pairs["kl_sym"], pairs[cosine_column(label, layer)], n_boot=n_boot, seed=seed).to_dict(),
-                inference.kl_sym_matrix(inputs), cs.matrices[layer], n_perm=n_perm, seed=seed,
+                inference.kl_sym_matrix(inputs),
+                cs.matrices[layer],
+                n_perm=n_perm,
+                seed=seed,
             )
             for layer in cs.layers
         }
@@ -331,7 +410,9 @@ def leakage_correlations(
             "note": f"only {len(directed)} directed pairs among these personas have leakage rates (need ≥ 3); {inputs.leakage_note}",
         }
     else:
-        by_averaging = {a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed, n_perm=n_perm) for a in inputs.averagings}
+        by_averaging = {
+            a: _leakage_section(directed, inputs, a, n_boot=n_boot, seed=seed, n_perm=n_perm) for a in inputs.averagings
+        }
         result["leakage"] = {
             "available": True,
             "source_of_rates": inputs.leakage_note,
@@ -346,14 +427,28 @@ def leakage_correlations(
             "by_averaging": by_averaging,
             "kl_averaging": inputs.kl_averaging,
             "kl_source_target_vs_leakage": inference.with_leakage_tests(
-                correlate(directed["kl_source_target"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict(),
-                inputs.kl, inference.leakage_matrix(inputs), directed, "kl_source_target", n_perm=n_perm, n_boot=n_boot, seed=seed,
+                correlate(
+                    directed["kl_source_target"],
+                    directed["rate"],
+                    clusters=directed["source"],
+                    n_boot=n_boot,
+                    seed=seed,
+                ).to_dict(),
+                inputs.kl,
+                inference.leakage_matrix(inputs),
+                directed,
+                "kl_source_target",
+                n_perm=n_perm,
+                n_boot=n_boot,
+                seed=seed,
             ),
             "kl_asymmetry": _kl_asymmetry(directed, inputs.persona_names, n_boot=n_boot, seed=seed),
             "difference_power": inference.headline_difference_power(inputs, by_averaging, seed=seed),
         }
     result["length_confound"] = length_confound(inputs, directed, n_boot=n_boot, seed=seed)
-    result["question_bootstrap"] = {a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings}
+    result["question_bootstrap"] = {
+        a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings
+    }
     result["n_permutations"] = int(n_perm)
     return result, pairs, directed
 

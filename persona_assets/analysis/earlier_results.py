@@ -38,8 +38,14 @@ ROUNDED_COSINE_TOL = 1.5e-4
 def _per_question_from_per_prompt(per_prompt: pd.DataFrame, averaging: str) -> pd.DataFrame:
     frame = per_prompt
     if averaging == PAIR_OWN:
-        frame = frame[(frame["response_persona"] == frame["persona_a"]) | (frame["response_persona"] == frame["persona_b"])]
-    return frame.groupby(["persona_a", "persona_b", "question_index"], sort=False)["js"].mean().reset_index()[PER_QUESTION_COLUMNS]
+        frame = frame[
+            (frame["response_persona"] == frame["persona_a"]) | (frame["response_persona"] == frame["persona_b"])
+        ]
+    return (
+        frame.groupby(["persona_a", "persona_b", "question_index"], sort=False)["js"]
+        .mean()
+        .reset_index()[PER_QUESTION_COLUMNS]
+    )
 
 
 def _cosines_from_leakage_file(detail: pd.DataFrame, names: list[str], path: Path) -> dict[str, np.ndarray]:
@@ -123,7 +129,9 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
         layers[label] = loaded.matrix[np.ix_(order, order)]
     for k, (centring, layers) in enumerate(by_centring.items()):
         label = LEGACY_MATRIX_COSINE if k == 0 else f"{LEGACY_MATRIX_COSINE}_{k + 1}"
-        cosine_sets[label] = CosineSet(label, centring, dict(sorted(layers.items(), key=lambda kv: layer_number(kv[0]))), "cosine_*_l*.json")
+        cosine_sets[label] = CosineSet(
+            label, centring, dict(sorted(layers.items(), key=lambda kv: layer_number(kv[0]))), "cosine_*_l*.json"
+        )
     provenance["cosine_matrix_files"] = [str(p) for p in matrix_files]
 
     precheck_detail = None
@@ -135,9 +143,14 @@ def inputs_from_legacy_dir(folder: Path) -> AnalysisInputs:
         precheck_detail = loaded_file.detail.rename(columns={"leakage": "rate"})
         precheck_centring = loaded_file.centring
         cosine_sets[LEGACY_FILE_COSINE] = CosineSet(
-            LEGACY_FILE_COSINE, loaded_file.centring, _cosines_from_leakage_file(loaded_file.detail, names, leakage_file), str(leakage_file)
+            LEGACY_FILE_COSINE,
+            loaded_file.centring,
+            _cosines_from_leakage_file(loaded_file.detail, names, leakage_file),
+            str(leakage_file),
         )
-        file_leakage = loaded_file.detail.drop_duplicates(["source", "target"]).rename(columns={"leakage": "rate"})[LEAKAGE_COLUMNS]
+        file_leakage = loaded_file.detail.drop_duplicates(["source", "target"]).rename(columns={"leakage": "rate"})[
+            LEAKAGE_COLUMNS
+        ]
         provenance["cosine_leakage_file"] = str(leakage_file)
     else:
         notes.append("no cosine_leakage_correlation.json: the per-layer pre-check over all its personas is skipped")

@@ -75,8 +75,15 @@ def with_mantel(correlation: dict[str, Any], x: np.ndarray, y: np.ndarray, *, n_
 
 
 def with_leakage_tests(
-    correlation: dict[str, Any], predictor: np.ndarray, leakage: np.ndarray, directed: pd.DataFrame, column: str,
-    *, n_perm: int, n_boot: int, seed: int,
+    correlation: dict[str, Any],
+    predictor: np.ndarray,
+    leakage: np.ndarray,
+    directed: pd.DataFrame,
+    column: str,
+    *,
+    n_perm: int,
+    n_boot: int,
+    seed: int,
 ) -> dict[str, Any]:
     """A predictor-vs-leakage correlation dict with the permutation test and the crossed bootstrap added."""
     return correlation | {
@@ -104,23 +111,40 @@ def directed_matrices(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.
     return predictor, leakage
 
 
-def with_directed_table_tests(correlation: dict[str, Any], frame: pd.DataFrame, column: str, *, n_perm: int, n_boot: int, seed: int) -> dict[str, Any]:
+def with_directed_table_tests(
+    correlation: dict[str, Any], frame: pd.DataFrame, column: str, *, n_perm: int, n_boot: int, seed: int
+) -> dict[str, Any]:
     """`with_leakage_tests` for a directed table that is not tied to the N×N matrices (a cosine-vs-leakage file)."""
     predictor, leakage = directed_matrices(frame, column)
     return with_leakage_tests(correlation, predictor, leakage, frame, column, n_perm=n_perm, n_boot=n_boot, seed=seed)
 
 
 def predictor_difference_tests(
-    js: np.ndarray, cosine: np.ndarray, leakage: np.ndarray, directed: pd.DataFrame, js_col: str, cos_col: str,
-    *, n_perm: int, n_boot: int, seed: int,
+    js: np.ndarray,
+    cosine: np.ndarray,
+    leakage: np.ndarray,
+    directed: pd.DataFrame,
+    js_col: str,
+    cos_col: str,
+    *,
+    n_perm: int,
+    n_boot: int,
+    seed: int,
 ) -> dict[str, Any]:
     """ρ_S(−JS, leakage) − ρ_S(cosine, leakage): permutation test and crossed-bootstrap CI."""
     permutation = difference_permutation_test(-js, cosine, leakage, n_perm=n_perm, seed=seed)
     boot = crossed_bootstrap(
-        -directed[js_col], directed["rate"], directed["source"], directed["target"], n_boot=n_boot, seed=seed, z=directed[cos_col]
+        -directed[js_col],
+        directed["rate"],
+        directed["source"],
+        directed["target"],
+        n_boot=n_boot,
+        seed=seed,
+        z=directed[cos_col],
     )
     return {
-        "permutation_difference": permutation | {"definition": "difference = ρ_S(−JS, leakage) − ρ_S(cosine, leakage); > 0: JS predicts better"},
+        "permutation_difference": permutation
+        | {"definition": "difference = ρ_S(−JS, leakage) − ρ_S(cosine, leakage); > 0: JS predicts better"},
         "crossed_bootstrap_difference": {
             "difference": permutation.get("difference"),
             "spearman_difference_ci95": boot.get("spearman_difference_ci95"),
@@ -140,7 +164,9 @@ def headline_difference_power(inputs: AnalysisInputs, by_averaging: dict[str, An
     if rival is None:
         return {"available": False, "note": "no cosine correlates with leakage on these pairs"}
     label, layer = rival
-    power = difference_power(inputs.js[averaging], inputs.cosine_sets[label].matrices[layer], leakage_matrix(inputs), seed=seed)
+    power = difference_power(
+        inputs.js[averaging], inputs.cosine_sets[label].matrices[layer], leakage_matrix(inputs), seed=seed
+    )
     return {"available": True, "averaging": averaging, "cosine": f"{label}/{layer}", **power}
 
 
@@ -159,7 +185,8 @@ def question_uncertainty(inputs: AnalysisInputs, averaging: str, *, n_boot: int,
     matrix_values = _pair_vector(qb.pairs, names, inputs.js[averaging])
     gap = float(np.nanmax(np.abs(matrix_values - qb.values))) if qb.values.size else 0.0
     cosines = {
-        label: {layer: _pair_vector(qb.pairs, names, m) for layer, m in cs.matrices.items()} for label, cs in inputs.cosine_sets.items()
+        label: {layer: _pair_vector(qb.pairs, names, m) for layer, m in cs.matrices.items()}
+        for label, cs in inputs.cosine_sets.items()
     }
     out: dict[str, Any] = {
         "available": True,

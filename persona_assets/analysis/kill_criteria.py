@@ -150,12 +150,19 @@ def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None)
     if not intervals:
         verdict["question_bootstrap"] = None
         verdict["call"] = None
-        verdict["notes"].append("no question bootstrap (no per-question pair JS): whether the data decide the verdict is unknown")
+        verdict["notes"].append(
+            "no question bootstrap (no per-question pair JS): whether the data decide the verdict is unknown"
+        )
         return verdict
     thresholds = {"js_std": verdict["thresholds"]["min_std"], "max_min_ratio": verdict["thresholds"]["min_ratio"]}
     calls = _calls(intervals, thresholds)
-    killing = {"js_std": verdict["evidence"]["std_below_threshold"], "max_min_ratio": verdict["evidence"]["ratio_below_threshold"]}
-    verdict["question_bootstrap"] = calls | {"coefficient_of_variation": dict(intervals.get("coefficient_of_variation", {}))}
+    killing = {
+        "js_std": verdict["evidence"]["std_below_threshold"],
+        "max_min_ratio": verdict["evidence"]["ratio_below_threshold"],
+    }
+    verdict["question_bootstrap"] = calls | {
+        "coefficient_of_variation": dict(intervals.get("coefficient_of_variation", {}))
+    }
     verdict["call"] = overall_call(verdict["killed"], calls, killing)
     noise = intervals.get("fitted_noise") or {}
     level, limit = noise.get("pair_by_question_log_sd"), noise.get("calibrated_up_to_pair_by_question_log_sd")
@@ -208,14 +215,23 @@ def label_redundancy(verdict: dict, intervals_by_layer: Mapping[str, Mapping] | 
             # missed the true ρ in 16–62% of simulated runs (benchmarks/calibration.py), mostly on the
             # side of 0, so only a kill (|ρ| clear above the limit) is decided.
             call = DECIDED if side == point == FAILING else TOO_CLOSE
-        calls[layer] = {"estimate": estimate, "ci95": ci, "interval": interval.get("interval"), "threshold": [-limit, limit],
-                        "ci_side": side, "call": call}
+        calls[layer] = {
+            "estimate": estimate,
+            "ci95": ci,
+            "interval": interval.get("interval"),
+            "threshold": [-limit, limit],
+            "ci_side": side,
+            "call": call,
+        }
     offending = set(verdict["evidence"]["layers_over_threshold"])
     verdict["question_bootstrap"] = calls
     verdict["call"] = overall_call(verdict["killed"], calls, {layer: layer in offending for layer in calls})
     verdict["notes"].append(RHO_PASS_NOTE)
-    close = [f"{layer} ρ {_point_text(c['estimate'])}, 95% CI {_ci_text(c['ci95'])}" for layer, c in calls.items()
-             if c["call"] != DECIDED and c["ci95"] is not None]
+    close = [
+        f"{layer} ρ {_point_text(c['estimate'])}, 95% CI {_ci_text(c['ci95'])}"
+        for layer, c in calls.items()
+        if c["call"] != DECIDED and c["ci95"] is not None
+    ]
     if close:
         verdict["notes"].append(f"{TOO_CLOSE} against ±{limit} at: " + "; ".join(close))
     return verdict

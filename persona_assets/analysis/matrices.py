@@ -27,6 +27,7 @@ from persona_assets.runs.errors import InputError
 from persona_assets.measure.noise_floor import UNKNOWN_FLOOR_NOTE, not_measured
 
 from persona_assets.constants import ALL_RESPONSES, PAIR_OWN  # noqa: E402  (re-exported)
+
 RUN = "run"
 LEGACY = "legacy"
 
@@ -170,7 +171,9 @@ class AnalysisInputs:
             provenance=data.get("provenance", {}),
             notes=list(data.get("notes", [])),
             noise_floor=data.get("noise_floor") or not_measured(UNKNOWN_FLOOR_NOTE),
-            per_question_kl={k: frame(v, PER_QUESTION_KL_COLUMNS) for k, v in (data.get("per_question_kl") or {}).items()},
+            per_question_kl={
+                k: frame(v, PER_QUESTION_KL_COLUMNS) for k, v in (data.get("per_question_kl") or {}).items()
+            },
         )
 
 
@@ -202,7 +205,11 @@ def inputs_from_run(
         # Every response was scored under every pair, so the method's own averaging is recoverable.
         js[PAIR_OWN] = pair_matrices(per_response, names, PAIR_OWN).js
         notes.append("pair_own JS recomputed from the per-response table of this all_responses run")
-    table = per_pair_question if per_pair_question is not None else pd.DataFrame(divergence_matrices.get("per_pair_question") or [])
+    table = (
+        per_pair_question
+        if per_pair_question is not None
+        else pd.DataFrame(divergence_matrices.get("per_pair_question") or [])
+    )
     per_question = {}
     per_question_kl = {}
     if not table.empty:
@@ -252,8 +259,8 @@ def inputs_from_run(
         provenance={"model": divergence_matrices.get("model"), "layers": persona_cosine.get("layers")},
         notes=notes,
         noise_floor=divergence_matrices.get("noise_floor")
-        or not_measured("divergence_matrices predates the noise-floor measurement: re-materialize it to measure the floor"),
+        or not_measured(
+            "divergence_matrices predates the noise-floor measurement: re-materialize it to measure the floor"
+        ),
         per_question_kl=per_question_kl,
     )
-
-

@@ -15,7 +15,12 @@ import pandas as pd
 
 from persona_assets.analysis.matrices import AnalysisInputs
 from persona_assets.analysis.inference import noise_floor_section
-from persona_assets.analysis.kill_criteria import discrimination_verdict, label_discrimination, label_redundancy, redundancy_verdict
+from persona_assets.analysis.kill_criteria import (
+    discrimination_verdict,
+    label_discrimination,
+    label_redundancy,
+    redundancy_verdict,
+)
 from persona_assets.measure.noise_floor import floor_evidence
 
 MIN_PAIRS = 3
@@ -83,7 +88,9 @@ def kill_gate_verdicts(
     min_relative_question_spread: float,
 ) -> dict[str, Any]:
     upper = np.triu_indices(len(inputs.persona_names), k=1)
-    by_averaging = {a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()}
+    by_averaging = {
+        a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()
+    }
     question_bootstrap = correlations.get("question_bootstrap") or {}
     for averaging, verdict in by_averaging.items():
         evidence = floor_evidence(inputs.js[averaging][upper], inputs.noise_floor)
@@ -103,7 +110,12 @@ def kill_gate_verdicts(
     rho_intervals = (question_bootstrap.get(primary) or {}).get("js_vs_cosine") or {}
     label_redundancy(
         redundancy,
-        {f"{label}/{layer}": c for label, block in rho_intervals.items() for layer, c in block.items() if layer != "centring"},
+        {
+            f"{label}/{layer}": c
+            for label, block in rho_intervals.items()
+            for layer, c in block.items()
+            if layer != "centring"
+        },
     )
     redundancy["evidence"]["centrings"] = {label: cs.centring for label, cs in inputs.cosine_sets.items()}
     discrimination = dict(by_averaging[primary])

@@ -26,6 +26,7 @@ from persona_assets.runs.storage import write_csv
 from persona_assets.ui_metadata import VERDICT_TAG, rounded, tag_run_with_verdict, verdict_line
 from resources.results import ResultsStore
 
+
 @dg.asset(group_name="analysis", kinds={"pandas"}, code_version="3")
 def analysis_inputs(
     context: dg.AssetExecutionContext,
@@ -83,15 +84,21 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         if (missing := _unavailable(inputs)) is not None:
             return missing
         loaded = _inputs(inputs)
-        result = analyses.cosine_precheck(loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations)
+        result = analyses.cosine_precheck(
+            loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
+        )
         if config.cosine_leakage_file:
             from persona_assets.inputs.formats import load_cosine_leakage_file
 
             try:
                 file = load_cosine_leakage_file(Path(config.cosine_leakage_file))
                 from_file = analyses.precheck_from_detail(
-                    file.detail.rename(columns={"leakage": "rate"}), loaded.persona_names, file.centring,
-                    n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations,
+                    file.detail.rename(columns={"leakage": "rate"}),
+                    loaded.persona_names,
+                    file.centring,
+                    n_boot=config.n_bootstrap,
+                    seed=config.seed,
+                    n_perm=config.n_permutations,
                 )
             except InputError as exc:
                 raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from exc
@@ -105,7 +112,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
                 metadata[f"spearman_{label}_{layer}"] = rounded(c["spearman_rho"])
         notes = [result[label]["note"] for label in loaded.cosine_sets if result[label].get("note")]
         metadata["headline"] = (
-            f"no leakage data: {notes[0]}" if notes and not any(k.startswith("spearman_") for k in metadata)
+            f"no leakage data: {notes[0]}"
+            if notes and not any(k.startswith("spearman_") for k in metadata)
             else f"cosine vs leakage at {sum(k.startswith('spearman_') for k in metadata)} layer(s)"
         )
         context.add_output_metadata(metadata)
@@ -143,13 +151,17 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         if len(directed):
             directed_name = f"{stem}directed_leakage_pairs.csv"
             write_csv(results.run_side_file(context.run.run_id, context.asset_key, directed_name), directed)
-        metadata = {f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()}
+        metadata = {
+            f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()
+        }
         metadata["leakage_available"] = result["leakage"]["available"]
         metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]
         if result["leakage"]["available"]:
             rho = result["leakage"]["js_vs_leakage"]["spearman_rho"]
             metadata["spearman_js_leakage"] = rounded(rho)
-            metadata["headline"] = f"JS vs leakage: Spearman ρ = {rounded(rho, 3)} (n = {result['leakage']['js_vs_leakage']['n']})"
+            metadata["headline"] = (
+                f"JS vs leakage: Spearman ρ = {rounded(rho, 3)} (n = {result['leakage']['js_vs_leakage']['n']})"
+            )
         else:
             metadata["headline"] = "no leakage data: only JS vs cosine was computed"
         metadata["pairs_csv"] = dg.MetadataValue.path(str(results.run_outputs(context.run.run_id) / f"{stem}pairs.csv"))
@@ -171,7 +183,9 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         verdict has a `call`: "decided by the data" when the question-bootstrap 95% CIs of the
         deciding statistics lie clear of their thresholds, else "too close to call"."""),
     )
-    def kill_gate_verdicts(context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict) -> dict:
+    def kill_gate_verdicts(
+        context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict
+    ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         verdicts = analyses.kill_gate_verdicts(

@@ -13,7 +13,6 @@ In one process (the default executor) the shards run one after another on the on
 under the multiprocess executor they run side by side, shard k on GPU (cuda_device + k).
 """
 
-
 import time
 from typing import Any
 
@@ -54,12 +53,16 @@ def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: Divergenc
         raise dg.Failure(str(exc)) from exc
 
 
-def _score(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
+def _score(
+    context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str
+) -> ScoreStats:
     with Heartbeat(label, context.log.info):
         return _score_missing(context, llm, results, jobs, config, label)
 
 
-def _score_missing(context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str) -> ScoreStats:
+def _score_missing(
+    context, llm: LLMResource, results: ResultsStore, jobs: list[ResponseJob], config: DivergenceConfig, label: str
+) -> ScoreStats:
     return score_missing(
         llm,
         jobs,
@@ -83,7 +86,9 @@ def _stats_metadata(stats: ScoreStats, elapsed: float) -> dict[str, Any]:
         "pairs_from_cache": stats.pairs_from_cache,
         "teacher_forced_sequences": stats.teacher_forced_sequences,
         "teacher_forced_tokens": stats.teacher_forced_tokens,
-        "tokens_per_second": stats.teacher_forced_tokens / stats.seconds if stats.seconds > 0 and stats.teacher_forced_tokens else None,
+        "tokens_per_second": stats.teacher_forced_tokens / stats.seconds
+        if stats.seconds > 0 and stats.teacher_forced_tokens
+        else None,
         "seconds": stats.seconds,
         "seconds_with_model_load": elapsed,
     }
@@ -93,12 +98,17 @@ def _stats_metadata(stats: ScoreStats, elapsed: float) -> dict[str, Any]:
 def plan_teacher_forcing(context: dg.OpExecutionContext, config: DivergenceConfig, generations: dict):
     # Takes the generations only so that it runs after them: nothing of this asset starts earlier.
     if config.shards > 1:
-        context.log.info(f"teacher forcing in {config.shards} shards (side by side only under the multiprocess executor)")
+        context.log.info(
+            f"teacher forcing in {config.shards} shards (side by side only under the multiprocess executor)"
+        )
     for shard in range(config.shards):
         yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard}")
 
 
-@dg.op(tags=SHARD_STEP_TAG, description="Scores one shard's responses into the divergence cache; shard 0 also measures the noise floor.")
+@dg.op(
+    tags=SHARD_STEP_TAG,
+    description="Scores one shard's responses into the divergence cache; shard 0 also measures the noise floor.",
+)
 def score_divergence_shard(
     context: dg.OpExecutionContext,
     config: DivergenceConfig,
@@ -128,8 +138,15 @@ def score_divergence_shard(
                 pair_chunk_size=config.pair_chunk_size,
                 log=context.log.info,
             )
-    metadata = {"shard": shard, "n_shards": config.shards, "device": llm.describe()["device"], **_stats_metadata(stats, time.monotonic() - started)}
-    context.log.info(f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache")
+    metadata = {
+        "shard": shard,
+        "n_shards": config.shards,
+        "device": llm.describe()["device"],
+        **_stats_metadata(stats, time.monotonic() - started),
+    }
+    context.log.info(
+        f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache"
+    )
     return {**metadata, "noise_floor": noise_floor, "noise_floor_from_cache": noise_floor_from_cache}
 
 
@@ -192,8 +209,11 @@ def aggregate_divergences(
         changed = not_round_tripping(responses, jobs)
         rule_metadata["responses_not_round_tripping"] = len(changed)
         if changed:
-            listed = ", ".join(f"{c['persona']} q{c['question_index']} ({c['generated_tokens']} generated, "
-                               f"{c['scored_positions']} scored)" for c in changed[:20])
+            listed = ", ".join(
+                f"{c['persona']} q{c['question_index']} ({c['generated_tokens']} generated, "
+                f"{c['scored_positions']} scored)"
+                for c in changed[:20]
+            )
             rule_metadata["not_round_tripping"] = listed
             context.log.warning(
                 f"{len(changed)} of {len(responses)} responses do not round-trip through decode and re-tokenisation: "
@@ -229,17 +249,26 @@ def aggregate_divergences(
     value = {
         "model": model,
         "method": method_record(
-            model["device"], model["scoring_dtype"], resource=model["resource"], averaging=config.averaging,
+            model["device"],
+            model["scoring_dtype"],
+            resource=model["resource"],
+            averaging=config.averaging,
             generation_dtype=model["dtype"],
-            max_scorers_per_pass=config.max_scorers_per_pass, divergence_code_version=DIVERGENCE_CODE_VERSION,
-            scoring_rule=config.scoring_rule, not_round_tripping=changed,
+            max_scorers_per_pass=config.max_scorers_per_pass,
+            divergence_code_version=DIVERGENCE_CODE_VERSION,
+            scoring_rule=config.scoring_rule,
+            not_round_tripping=changed,
         ),
         "generation_settings": generations["settings"],
         "n_questions": len(EvalSet.from_dict(eval_set).questions),
         **matrices.to_dict(),
         "response_token_counts": [
-            {"persona": r["persona"], "question_index": r["question_index"], "n_tokens": r["n_tokens"],
-             "n_scored_positions": len(job.response_ids)}
+            {
+                "persona": r["persona"],
+                "question_index": r["question_index"],
+                "n_tokens": r["n_tokens"],
+                "n_scored_positions": len(job.response_ids),
+            }
             for r, job in zip(responses, jobs)
         ],
         "noise_floor": noise_floor,
@@ -247,7 +276,9 @@ def aggregate_divergences(
     # All three come from the same cached values at no extra cost; only the selected ones are emitted,
     # so a selection naming one of them (e.g. `divergence_matrices*`) runs and leaves the others as they were.
     values = {
-        "divergence_matrices": value, "divergence_per_response": per_response, "divergence_per_pair_question": table
+        "divergence_matrices": value,
+        "divergence_per_response": per_response,
+        "divergence_per_pair_question": table,
     }
     unselected = sorted(set(values) - set(selected))
     if unselected:
@@ -257,17 +288,24 @@ def aggregate_divergences(
     for name in sorted(set(values) & set(selected)):
         yield dg.Output(values[name], output_name=name, metadata=metadata if name == "divergence_matrices" else None)
 
+
 def _headline(upper: np.ndarray, floor_nats: float | None, n_personas: int) -> str:
     """One line: the pair JS range and how many pairs clear the noise floor."""
     line = f"{n_personas} personas: pair JS {rounded(float(upper.min()))}–{rounded(float(upper.max()))} nats"
     line += f" (mean {rounded(float(upper.mean()))})"
     if floor_nats is None:
         return line + "; noise floor not measured"
-    return line + f"; {int((upper > floor_nats).sum())}/{upper.size} pairs above the noise floor {rounded(floor_nats)} nats"
+    return (
+        line
+        + f"; {int((upper > floor_nats).sum())}/{upper.size} pairs above the noise floor {rounded(floor_nats)} nats"
+    )
 
 
 def _settings_for_each_op(settings: dict) -> dict:
-    return {name: {"config": settings} for name in ("plan_teacher_forcing", "score_divergence_shard", "aggregate_divergences")}
+    return {
+        name: {"config": settings}
+        for name in ("plan_teacher_forcing", "score_divergence_shard", "aggregate_divergences")
+    }
 
 
 # One set of settings for the whole graph asset (`ops.divergence_matrices.config`), handed to each

@@ -55,7 +55,15 @@ def _pair_intervals(correlations: dict, averaging: str) -> pd.DataFrame | None:
     qb = (correlations.get("question_bootstrap") or {}).get(averaging) or {}
     if not qb.get("available"):
         return None
-    rows = [{"pair_key": frozenset((r["persona_a"], r["persona_b"])), "js_lo": r["ci95"][0], "js_hi": r["ci95"][1], "js_se": r["se"]} for r in qb["pairs"]]
+    rows = [
+        {
+            "pair_key": frozenset((r["persona_a"], r["persona_b"])),
+            "js_lo": r["ci95"][0],
+            "js_hi": r["ci95"][1],
+            "js_se": r["se"],
+        }
+        for r in qb["pairs"]
+    ]
     return pd.DataFrame(rows)
 
 
@@ -66,7 +74,15 @@ def pair_js_uncertainty_figure(inputs: AnalysisInputs, correlations: dict) -> al
     if not qb.get("available"):
         return None
     frame = pd.DataFrame(
-        [{"pair": f"{r['persona_a']} / {r['persona_b']}", "js": r["js"], "ci_lo": r["ci95"][0], "ci_hi": r["ci95"][1]} for r in qb["pairs"]]
+        [
+            {
+                "pair": f"{r['persona_a']} / {r['persona_b']}",
+                "js": r["js"],
+                "ci_lo": r["ci95"][0],
+                "ci_hi": r["ci95"][1],
+            }
+            for r in qb["pairs"]
+        ]
     )
     diffs = qb["pair_differences"]
     floor = correlations.get("noise_floor", {}).get("noise_floor_js_nats")
@@ -80,8 +96,15 @@ def pair_js_uncertainty_figure(inputs: AnalysisInputs, correlations: dict) -> al
         + f"; {diffs['n_findings']} are findings",
     ]
     return charts.ranked_intervals(
-        frame, label="pair", value="js", lo="ci_lo", hi="ci_hi", title=f"Pair JS ({averaging}) with question-level uncertainty",
-        subtitle=subtitle, reference=floor, reference_label="noise floor",
+        frame,
+        label="pair",
+        value="js",
+        lo="ci_lo",
+        hi="ci_hi",
+        title=f"Pair JS ({averaging}) with question-level uncertainty",
+        subtitle=subtitle,
+        reference=floor,
+        reference_label="noise floor",
     )
 
 
@@ -104,13 +127,25 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
         frame["pair_key"] = [frozenset(p) for p in zip(frame["source"], frame["target"])]
         frame = frame.merge(intervals, on="pair_key", how="left").drop(columns="pair_key")
         js_panel = charts.scatter_with_x_intervals(
-            frame, x="js", lo="js_lo", hi="js_hi", y="rate", color="source", title=js_title,
-            subtitle="bars: 95% CI of the pair's JS over questions", tooltip=["source", "target", "js", "js_lo", "js_hi", "rate"],
+            frame,
+            x="js",
+            lo="js_lo",
+            hi="js_hi",
+            y="rate",
+            color="source",
+            title=js_title,
+            subtitle="bars: 95% CI of the pair's JS over questions",
+            tooltip=["source", "target", "js", "js_lo", "js_hi", "rate"],
         )
     else:
-        js_panel = charts.scatter(frame, x="js", y="rate", color="source", title=js_title, tooltip=["source", "target", "js", "rate"])
+        js_panel = charts.scatter(
+            frame, x="js", y="rate", color="source", title=js_title, tooltip=["source", "target", "js", "rate"]
+        )
     cos_panel = charts.scatter(
-        frame, x="cosine", y="rate", color="source",
+        frame,
+        x="cosine",
+        y="rate",
+        color="source",
         title=_design_title(f"cosine ({layer}) vs leakage", leakage["cosine_vs_leakage_same_pairs"][cosine_set][layer]),
         tooltip=["source", "target", "cosine", "rate"],
     )
@@ -155,11 +190,14 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
         ci = (comparison.get("crossed_bootstrap_difference") or {}).get("spearman_difference_ci95")
         subtitle.append(
             f"JS vs cosine as predictors: ρ(−JS) − ρ(cosine) = {difference['difference']:+.2f}, permutation p = "
-            f"{_p(difference['p_two_sided'])}" + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+            f"{_p(difference['p_two_sided'])}"
+            + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
             + f" ({difference['n_permutations']} permutations of persona labels)"
         )
-    return alt.hconcat(js_panel, cos_panel, within_panel).resolve_scale(color="independent", shape="independent").properties(
-        title=alt.Title("Same directed pairs: JS and cosine as leakage predictors", subtitle=subtitle)
+    return (
+        alt.hconcat(js_panel, cos_panel, within_panel)
+        .resolve_scale(color="independent", shape="independent")
+        .properties(title=alt.Title("Same directed pairs: JS and cosine as leakage predictors", subtitle=subtitle))
     )
 
 
@@ -169,8 +207,12 @@ def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.C
     built: dict[str, alt.Chart] = {}
     for averaging, js in inputs.js.items():
         stem = "js_heatmap" if averaging == inputs.primary_averaging else f"js_heatmap_{averaging}"
-        built[stem] = charts.heatmap(js, names, title=f"Jensen-Shannon divergence (nats, {averaging})", value_label="JS")
-    built["kl_heatmap"] = charts.heatmap(kl, names, title=f"KL(row ‖ column) (nats, {inputs.kl_averaging})", value_label="KL")
+        built[stem] = charts.heatmap(
+            js, names, title=f"Jensen-Shannon divergence (nats, {averaging})", value_label="JS"
+        )
+    built["kl_heatmap"] = charts.heatmap(
+        kl, names, title=f"KL(row ‖ column) (nats, {inputs.kl_averaging})", value_label="KL"
+    )
     built["kl_asymmetry_heatmap"] = charts.heatmap(
         kl - kl.T, names, title="KL(row→col) − KL(col→row) (nats)", value_label="KL_signed_asym", diverging=True
     )
@@ -184,9 +226,19 @@ def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.C
             column = analyses.cosine_column(label, layer)
             frame = pairs[["pair", js_col, column]].dropna().rename(columns={js_col: "js", column: "cosine"})
             prefix = f"{layer}" if len(inputs.cosine_sets) == 1 else f"{label} {layer}"
-            panels.append(charts.scatter(frame, x="cosine", y="js", title=_design_title(prefix, block[layer]), tooltip=["pair", "js", "cosine"]))
+            panels.append(
+                charts.scatter(
+                    frame,
+                    x="cosine",
+                    y="js",
+                    title=_design_title(prefix, block[layer]),
+                    tooltip=["pair", "js", "cosine"],
+                )
+            )
     if panels:
-        built["js_vs_cosine"] = alt.hconcat(*panels).properties(title=f"JS ({inputs.primary_averaging}) vs hidden-state cosine, per layer")
+        built["js_vs_cosine"] = alt.hconcat(*panels).properties(
+            title=f"JS ({inputs.primary_averaging}) vs hidden-state cosine, per layer"
+        )
     uncertainty = pair_js_uncertainty_figure(inputs, correlations)
     if uncertainty is not None:
         built["pair_js_uncertainty"] = uncertainty
@@ -218,11 +270,15 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
             within-source panel and the permutation test of JS vs cosine as predictors.
             pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-            PNG and interactive HTML under {'/'.join(['figures', *prefix])}/ (the results resource's figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."""
+            PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."""
         ),
     )
     def figures(
-        context: dg.AssetExecutionContext, results: ResultsStore, inputs: dict, leakage_correlations: dict, kill_gate_verdicts: dict
+        context: dg.AssetExecutionContext,
+        results: ResultsStore,
+        inputs: dict,
+        leakage_correlations: dict,
+        kill_gate_verdicts: dict,
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
@@ -230,7 +286,10 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         directory = results.run_figures(context.run.run_id, *prefix, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
-        files = {stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()} for stem, chart in built.items()}
+        files = {
+            stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()}
+            for stem, chart in built.items()
+        }
         metadata = {
             "verdict": verdict_line(kill_gate_verdicts),
             "figures_dir": dg.MetadataValue.path(str(directory)),

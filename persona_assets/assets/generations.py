@@ -48,8 +48,13 @@ def generations(
     # A batch reports only when it ends; the heartbeat keeps the run log alive meanwhile.
     with Heartbeat("generate", context.log.info):
         generate_into_cache(
-            llm, missing, cache, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-            progress=progress, warn=context.log.warning,
+            llm,
+            missing,
+            cache,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            progress=progress,
+            warn=context.log.warning,
         )
     responses = response_records(items, cache, llm.decode)
     table = pd.DataFrame(responses).drop(columns=["token_ids"])

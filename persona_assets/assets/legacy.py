@@ -37,7 +37,9 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
 
     folder = Path(config.legacy_dir)
     if not folder.exists() and config.legacy_dir == DEFAULT_LEGACY_DIR:
-        note = f"no folder {folder.resolve()} of earlier results (legacy_dir left at its default): nothing to re-analyse"
+        note = (
+            f"no folder {folder.resolve()} of earlier results (legacy_dir left at its default): nothing to re-analyse"
+        )
         context.log.warning(note)
         context.add_output_metadata({"available": False})
         return {AVAILABLE: False, "note": note}
@@ -53,7 +55,9 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
             "legacy_dir": dg.MetadataValue.path(str(folder.resolve())),
             "personas": len(inputs.persona_names),
             "averagings": ", ".join(inputs.averagings),
-            "cosine_sets": ", ".join(f"{k} ({cs.centring}: {', '.join(cs.layers)})" for k, cs in inputs.cosine_sets.items()),
+            "cosine_sets": ", ".join(
+                f"{k} ({cs.centring}: {', '.join(cs.layers)})" for k, cs in inputs.cosine_sets.items()
+            ),
             "n_leakage_rows": len(inputs.leakage),
         }
     )
@@ -65,4 +69,10 @@ legacy_cosine_precheck, legacy_leakage_correlations, legacy_kill_gate_verdicts =
 )
 legacy_figures = build_figures_asset(legacy_results.key, prefix=LEGACY_PREFIX, group=LEGACY_GROUP)
 
-legacy_assets = [legacy_results, legacy_cosine_precheck, legacy_leakage_correlations, legacy_kill_gate_verdicts, legacy_figures]
+legacy_assets = [
+    legacy_results,
+    legacy_cosine_precheck,
+    legacy_leakage_correlations,
+    legacy_kill_gate_verdicts,
+    legacy_figures,
+]

@@ -35,7 +35,9 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     prompts = persona_prompts(llm, evals)
     with Heartbeat("hidden states", context.log.info):
         states = llm.last_prompt_hidden_states(
-            prompts, layers, batch_size=config.batch_size,
+            prompts,
+            layers,
+            batch_size=config.batch_size,
             progress=ProgressReporter("hidden states", context.log.info, unit="prompts"),
         ).numpy()
     n_p, n_q = len(evals.personas), len(evals.questions)

@@ -87,9 +87,7 @@ def _rows_from_json(data: Any, path: Path) -> list[dict[str, Any]]:
             rows.append(item)
         return rows
     if isinstance(data, dict):
-        if data and all(
-            isinstance(v, dict) and "rate" in v and "total" in v for v in data.values()
-        ):
+        if data and all(isinstance(v, dict) and "rate" in v and "total" in v for v in data.values()):
             raise InputError(
                 f"{path}: looks like a single marker-eval file ({{target: {{rate, total, ...}}}}); "
                 "pass the folder that holds it, so the source is taken from the file name"
@@ -129,8 +127,7 @@ def _validate(frame: pd.DataFrame, path: Path, where: Sequence[str] | None = Non
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise InputError(
-                f"{path}: {where[i]}: {col} must be a non-empty persona name, "
-                f"got {quoted(frame[col].iloc[i])}"
+                f"{path}: {where[i]}: {col} must be a non-empty persona name, got {quoted(frame[col].iloc[i])}"
             )
     rates = []
     for i, value in enumerate(frame["rate"]):
@@ -144,9 +141,7 @@ def _validate(frame: pd.DataFrame, path: Path, where: Sequence[str] | None = Non
                 f"{path}: {where[i]} ({_pair(frame, i)}): rate must be a number, got {quoted(frame['rate'].iloc[i])}"
             )
         if not 0.0 <= value <= 1.0:
-            raise InputError(
-                f"{path}: {where[i]} ({_pair(frame, i)}): rate {value} outside [0, 1]"
-            )
+            raise InputError(f"{path}: {where[i]} ({_pair(frame, i)}): rate {value} outside [0, 1]")
         rates.append(float(value))
     frame = frame.assign(rate=rates)
     self_pairs = frame[frame["source"] == frame["target"]]
@@ -217,9 +212,7 @@ def load_marker_eval_dir(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: not a folder of marker-eval <source>.json files")
-    files = sorted(
-        p for p in path.glob("*.json") if p.is_file() and not p.name.endswith("_summary.json")
-    )
+    files = sorted(p for p in path.glob("*.json") if p.is_file() and not p.name.endswith("_summary.json"))
     if not files:
         raise InputError(f"{path}: no <source>.json marker-eval files (only *_summary.json?)")
     rows: list[dict[str, Any]] = []
@@ -242,8 +235,7 @@ def load_marker_eval_dir(path: Path) -> pd.DataFrame:
             if _is_rate_number(found) and _is_rate_number(total) and total > 0:
                 if abs(rate - found / total) > RATE_ROUNDING_TOLERANCE:
                     raise InputError(
-                        f"{file}: entry {target!r}: rate {rate} disagrees with "
-                        f"found/total = {found}/{total}"
+                        f"{file}: entry {target!r}: rate {rate} disagrees with found/total = {found}/{total}"
                     )
             row = {"source": source, "target": target, "rate": rate}
             if "category" in entry:

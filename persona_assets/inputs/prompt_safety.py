@@ -69,7 +69,7 @@ def tokens_in_text(tokenizer: Any, text: str, controls: dict[int, str]) -> list[
         content = controls.get(int(token_id))
         if content is None or content in literal:
             continue
-        spelling = f" (from {text[spans[index][0]:spans[index][1]]!r})" if spans else ""
+        spelling = f" (from {text[spans[index][0] : spans[index][1]]!r})" if spans else ""
         if (entry := f"{content!r}{spelling}") not in found:
             found.append(entry)
     return found
@@ -170,15 +170,23 @@ def check_prompts(
             )
         )
 
-    too_long = [] if window is None else [
-        f"persona {name!r} + {_question_label(index, questions[index])}: prompt {n} tokens + max_new_tokens "
-        f"{max_new_tokens} = {n + max_new_tokens} > context window {window.tokens} tokens ({window.source})"
-        for n, name, index in lengths
-        if n + max_new_tokens > window.tokens
-    ]
+    too_long = (
+        []
+        if window is None
+        else [
+            f"persona {name!r} + {_question_label(index, questions[index])}: prompt {n} tokens + max_new_tokens "
+            f"{max_new_tokens} = {n + max_new_tokens} > context window {window.tokens} tokens ({window.source})"
+            for n, name, index in lengths
+            if n + max_new_tokens > window.tokens
+        ]
+    )
     if too_long:
         raise PromptSafetyError(
-            _message(too_long, "prompts that do not fit the model's context window", "shorten them or lower ops.generations.config.max_new_tokens")
+            _message(
+                too_long,
+                "prompts that do not fit the model's context window",
+                "shorten them or lower ops.generations.config.max_new_tokens",
+            )
         )
     longest = max(lengths) if lengths else (0, "", 0)
     return {

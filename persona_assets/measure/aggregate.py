@@ -26,6 +26,7 @@ import pandas as pd
 
 from persona_assets.measure.responses import pair_value_rows
 from persona_assets.constants import ALL_RESPONSES, AVERAGING_MODES, PAIR_OWN  # noqa: F401  (re-exported)
+
 VALUE_COLUMNS = ("js", "kl_ab", "kl_ba")
 
 

@@ -77,11 +77,18 @@ class DivergenceWorkspace:
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def take(self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    def take(
+        self, name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device | None = None
+    ) -> torch.Tensor:
         """A contiguous tensor of `shape` backed by buffer `name` (contents undefined)."""
         numel = math.prod(shape)
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype or (device is not None and buffer.device != torch.device(device)):
+        if (
+            buffer is None
+            or buffer.numel() < numel
+            or buffer.dtype != dtype
+            or (device is not None and buffer.device != torch.device(device))
+        ):
             self._buffers.pop(name, None)  # free the old buffer before allocating its successor
             buffer = torch.empty(numel, dtype=dtype, device=device)
             self._buffers[name] = buffer
@@ -145,9 +152,7 @@ def token_divergences(
     # Leading axes may broadcast, the vocabulary may not: a size-1 "vocabulary" stretched to V
     # would not be a distribution.
     if logp_a.shape[-1] != logp_b.shape[-1]:
-        raise ValueError(
-            f"vocabulary axes differ: {tuple(logp_a.shape)} vs {tuple(logp_b.shape)}"
-        )
+        raise ValueError(f"vocabulary axes differ: {tuple(logp_a.shape)} vs {tuple(logp_b.shape)}")
 
     take = workspace.take if workspace is not None else _fresh
     la, pa, a_zero = _renormalised(logp_a, dtype, take, "a")
@@ -168,7 +173,9 @@ def _renormalised(
     then the identity and is skipped, which leaves the results bit for bit the same.
     """
     device = logp.device
-    lp = torch.log_softmax(_cast(logp, dtype, take, f"p{name}"), dim=-1, out=take(f"l{name}", logp.shape, dtype, device))
+    lp = torch.log_softmax(
+        _cast(logp, dtype, take, f"p{name}"), dim=-1, out=take(f"l{name}", logp.shape, dtype, device)
+    )
     # Whether any entry is −inf, from the minimum (a third of the cost of a full mask); a NaN
     # minimum (an all −inf row) says nothing about the other rows, so the mask is then built.
     lowest = float(lp.amin()) if lp.numel() else 0.0
@@ -248,9 +255,7 @@ def _divergences(
     return TokenDivergences(js=js, kl_ab=kl_ab, kl_ba=kl_ba)
 
 
-def pair_index(
-    pairs: Sequence[tuple[int, int]] | torch.Tensor, num_seqs: int, device: torch.device
-) -> torch.Tensor:
+def pair_index(pairs: Sequence[tuple[int, int]] | torch.Tensor, num_seqs: int, device: torch.device) -> torch.Tensor:
     """Validate `pairs` and return them as a LongTensor [P, 2] on `device`."""
     if isinstance(pairs, torch.Tensor):
         if pairs.dtype.is_floating_point or pairs.dtype.is_complex or pairs.dtype == torch.bool:

@@ -106,12 +106,16 @@ def difference_stats(reference: Sequence[Scoring], other: Sequence[Scoring]) -> 
     return out
 
 
-def _largest(by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]], names: Sequence[str], key: str) -> float | None:
+def _largest(
+    by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]], names: Sequence[str], key: str
+) -> float | None:
     found = [s[name][key] for s in by_composition.values() for name in names if s[name][key] is not None]
     return max(found) if found else None
 
 
-def largest_differences(by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> dict[str, float | None]:
+def largest_differences(
+    by_composition: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+) -> dict[str, float | None]:
     """The headline numbers of `difference_stats` results: the largest differences over them all.
 
     `js_abs_nats` is the largest |Δ response-mean JS|, `js_rel` the same relative, then the largest
@@ -182,7 +186,10 @@ def uncertainty_coverage(noise_floor: Mapping[str, Any] | None) -> dict[str, Any
     return {
         "floor": FLOOR_COVERS if measured else None,
         "covered_elsewhere": [QUESTIONS_COVERED_BY, *covered],
-        "not_covered": ([] if measured else [f"batch composition: {(noise_floor or {}).get('note') or UNKNOWN_FLOOR_NOTE}"]) + missing,
+        "not_covered": (
+            [] if measured else [f"batch composition: {(noise_floor or {}).get('note') or UNKNOWN_FLOOR_NOTE}"]
+        )
+        + missing,
         "not_applicable": not_applicable,
     }
 
@@ -208,7 +215,9 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
     precision = scoring_precision_nats(noise_floor)
     out["scoring_precision_js_nats"] = precision
     # Each of the two pair values may move by up to the bound, so their difference by up to twice it.
-    out["n_pair_js_differences_below_scoring_precision"] = None if precision is None else int((differences < 2 * precision).sum())
+    out["n_pair_js_differences_below_scoring_precision"] = (
+        None if precision is None else int((differences < 2 * precision).sum())
+    )
     if floor is None:
         out |= {
             "n_pair_js_differences_below_floor": None,

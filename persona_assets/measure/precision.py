@@ -72,7 +72,12 @@ def generation_precision(generation_dtype: str) -> dict[str, Any]:
     """The generation-precision record (never measured in a run)."""
     if generation_dtype == REFERENCE:
         return {"applies": False, "measured": False, "note": "generated in float32, the reference precision"}
-    return {"applies": True, "measured": False, "run_dtype": generation_dtype, "note": GENERATION_NOTE.format(dtype=generation_dtype)}
+    return {
+        "applies": True,
+        "measured": False,
+        "run_dtype": generation_dtype,
+        "note": GENERATION_NOTE.format(dtype=generation_dtype),
+    }
 
 
 def scoring_precision_nats(noise_floor: Mapping[str, Any] | None) -> float | None:

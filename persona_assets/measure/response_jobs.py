@@ -20,8 +20,12 @@ def scorer_pairs(generator: int, n_personas: int, averaging: str) -> list[tuple[
 
 
 def original_template_scoring(
-    llm: Any, evals: EvalSet, response: Mapping[str, Any], scorers: Sequence[int],
-    prompts: Mapping[tuple[int, int], list[int]], closing: Sequence[int],
+    llm: Any,
+    evals: EvalSet,
+    response: Mapping[str, Any],
+    scorers: Sequence[int],
+    prompts: Mapping[tuple[int, int], list[int]],
+    closing: Sequence[int],
 ) -> tuple[list[int], dict[int, list[int]], bool]:
     """What the earlier study teacher-forced for one response: (scored ids, each scorer's context, round-trips).
 
@@ -45,8 +49,12 @@ def original_template_scoring(
         raise InputError(f"the response of {evals.persona_names[g]!r} to question {q} has no scorer")
     same = all(
         round_trips(
-            response["token_ids"], hit_max_new_tokens=response["hit_max_new_tokens"], closing_ids=closing,
-            context_ids=contexts[s], prompt_ids=prompts[(s, q)], scored_ids=scored,
+            response["token_ids"],
+            hit_max_new_tokens=response["hit_max_new_tokens"],
+            closing_ids=closing,
+            context_ids=contexts[s],
+            prompt_ids=prompts[(s, q)],
+            scored_ids=scored,
         )
         for s in scorers
     )
@@ -96,8 +104,14 @@ def response_jobs(
         )
         jobs.append(
             ResponseJob(
-                key, ids, scorer_prompts, pairs,
-                names={s: names[s] for s in {g, *used}}, generator=g, question_index=q, round_trips=same,
+                key,
+                ids,
+                scorer_prompts,
+                pairs,
+                names={s: names[s] for s in {g, *used}},
+                generator=g,
+                question_index=q,
+                round_trips=same,
             )
         )
     return jobs

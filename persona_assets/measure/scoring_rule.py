@@ -45,7 +45,9 @@ class ScoredResponse:
         return self.generated.count(False)
 
 
-def template_closing_ids(rendered_ids: Sequence[int], prompt_ids: Sequence[int], content_ids: Sequence[int]) -> list[int]:
+def template_closing_ids(
+    rendered_ids: Sequence[int], prompt_ids: Sequence[int], content_ids: Sequence[int]
+) -> list[int]:
     """The ids a chat template puts after an assistant message's content.
 
     ``rendered_ids``: the template applied to the conversation with the assistant message
@@ -56,7 +58,9 @@ def template_closing_ids(rendered_ids: Sequence[int], prompt_ids: Sequence[int],
     if rendered[: len(prompt)] != prompt:
         raise InputError("the rendered conversation does not start with the prompt ids: not the same template")
     if rendered[len(prompt) : len(prompt) + len(content)] != content:
-        raise InputError("the assistant content's ids differ inside the rendered conversation (re-tokenisation merged them)")
+        raise InputError(
+            "the assistant content's ids differ inside the rendered conversation (re-tokenisation merged them)"
+        )
     return rendered[len(prompt) + len(content) :]
 
 
@@ -112,8 +116,13 @@ def original_template_split(rendered_ids: Sequence[int], prompt_ids: Sequence[in
 
 
 def round_trips(
-    response_ids: Sequence[int], *, hit_max_new_tokens: bool, closing_ids: Sequence[int],
-    context_ids: Sequence[int], prompt_ids: Sequence[int], scored_ids: Sequence[int],
+    response_ids: Sequence[int],
+    *,
+    hit_max_new_tokens: bool,
+    closing_ids: Sequence[int],
+    context_ids: Sequence[int],
+    prompt_ids: Sequence[int],
+    scored_ids: Sequence[int],
 ) -> bool:
     """Whether the original's split (context, scored) is the prompt and the generated ids + closing ids."""
     if [int(t) for t in context_ids] != [int(t) for t in prompt_ids]:

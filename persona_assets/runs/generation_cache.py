@@ -15,7 +15,9 @@ from typing import Any
 from persona_assets.runs.storage import atomic_write_text
 
 
-def generation_key(*, model_fingerprint: str, dtype: str, device_kind: str, backend: str, max_new_tokens: int, prompt_ids: list[int]) -> str:
+def generation_key(
+    *, model_fingerprint: str, dtype: str, device_kind: str, backend: str, max_new_tokens: int, prompt_ids: list[int]
+) -> str:
     payload = json.dumps(
         {
             "model": model_fingerprint,
@@ -48,7 +50,15 @@ def generation_items(llm: Any, evals: Any, max_new_tokens: int) -> list[dict[str
                 max_new_tokens=max_new_tokens,
                 prompt_ids=prompt_ids,
             )
-            items.append({"persona": persona.name, "question_index": q_index, "question": question, "prompt_ids": prompt_ids, "key": key})
+            items.append(
+                {
+                    "persona": persona.name,
+                    "question_index": q_index,
+                    "question": question,
+                    "prompt_ids": prompt_ids,
+                    "key": key,
+                }
+            )
     return items
 
 

@@ -159,7 +159,9 @@ def withdrawn_from_view(data_dir: Path, run_id: str | None = None) -> dict[str, 
     return {a: w for a, w in withdrawn.items() if run_id is None or w.get("withdrawn_by_run") == run_id}
 
 
-def finish_run(data_dir: Path, run_id: str, *, complete: bool, failed_steps: list[str], figures_dir: Path) -> str | None:
+def finish_run(
+    data_dir: Path, run_id: str, *, complete: bool, failed_steps: list[str], figures_dir: Path
+) -> str | None:
     """Record how the run ended; publish it when complete. Returns the new status (None: still running)."""
     manifest_path = run_dir(data_dir, run_id) / MANIFEST
     with exclusive_lock(run_dir(data_dir, run_id)):
@@ -211,6 +213,7 @@ def describe(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started"])) if r.get("started") else "?"
         status = r.get("status", "unknown")
-        lines.append(f"{r['run_id']:38s} {status:9s} {started:20s} {r['size_bytes'] / 1e6:8.1f}M  {'yes' if r['published'] else ''}")
+        lines.append(
+            f"{r['run_id']:38s} {status:9s} {started:20s} {r['size_bytes'] / 1e6:8.1f}M  {'yes' if r['published'] else ''}"
+        )
     return "\n".join(lines)
-

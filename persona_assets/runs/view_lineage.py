@@ -112,8 +112,12 @@ class Entry:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Entry:
         return cls(
-            asset=data["asset"], run_id=data["run_id"], files=tuple(data["files"]), digest=data["digest"],
-            inputs=dict(data.get("inputs", {})), step=data.get("step", UNKNOWN_STEP),
+            asset=data["asset"],
+            run_id=data["run_id"],
+            files=tuple(data["files"]),
+            digest=data["digest"],
+            inputs=dict(data.get("inputs", {})),
+            step=data.get("step", UNKNOWN_STEP),
         )
 
 

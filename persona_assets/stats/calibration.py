@@ -178,7 +178,9 @@ def question_trial(rng: np.random.Generator, s: Settings, n_questions: int = 20)
 Trial = Callable[[np.random.Generator], dict[str, bool]]
 
 
-def scenarios(s: Settings, *, beta_matrix: float = 1.0, beta_leak: float = 1.0, beta_difference: float = 1.5) -> dict[str, tuple[str, Trial]]:
+def scenarios(
+    s: Settings, *, beta_matrix: float = 1.0, beta_leak: float = 1.0, beta_difference: float = 1.5
+) -> dict[str, tuple[str, Trial]]:
     """name -> (what a rejection rate means there: 'size' under a null, 'power' when planted, trial)."""
     return {
         "js_vs_cosine: null, persona effects": ("size", lambda r: unordered_trial(r, s, 0.0)),
@@ -187,8 +189,14 @@ def scenarios(s: Settings, *, beta_matrix: float = 1.0, beta_leak: float = 1.0, 
         "js_vs_leakage: null, target effects": ("size", lambda r: directed_trial(r, s, 0.0, source_effects=False)),
         "js_vs_leakage: null, source + target effects": ("size", lambda r: directed_trial(r, s, 0.0)),
         "js_vs_leakage: planted relation": ("power", lambda r: directed_trial(r, s, beta_leak)),
-        "difference: null, equal predictors (no leakage signal)": ("size", lambda r: difference_trial(r, s, 0.0, planted=False)),
-        "difference: null, equal predictors (signal, ρ ≈ 0.45)": ("size", lambda r: difference_trial(r, s, beta_difference, planted=False)),
+        "difference: null, equal predictors (no leakage signal)": (
+            "size",
+            lambda r: difference_trial(r, s, 0.0, planted=False),
+        ),
+        "difference: null, equal predictors (signal, ρ ≈ 0.45)": (
+            "size",
+            lambda r: difference_trial(r, s, beta_difference, planted=False),
+        ),
         "difference: planted, JS only": ("power", lambda r: difference_trial(r, s, beta_difference, planted=True)),
         "question bootstrap: pair-JS CI": ("size", lambda r: question_trial(r, s)),
     }

@@ -106,9 +106,7 @@ def correlate(
     if clusters is not None:
         cl = pd.Series(list(clusters) if not isinstance(clusters, pd.Series) else clusters)
         if len(cl) != xa.size:
-            raise InputError(
-                f"clusters has {len(cl)} labels but x and y have {xa.size} values"
-            )
+            raise InputError(f"clusters has {len(cl)} labels but x and y have {xa.size} values")
         if cl.isna().any():
             raise InputError("clusters: contains missing labels")
         labels = cl.to_numpy()[keep]
@@ -133,9 +131,7 @@ def correlate(
             bx, by = xa[idx], ya[idx]
             boot_r = _rowwise_pearson(bx, by)
             # Rank each resample once, all resamples at a time: Spearman = Pearson of ranks.
-            boot_rho = _rowwise_pearson(
-                stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
-            )
+            boot_rho = _rowwise_pearson(stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1))
         else:
             codes, uniques = pd.factorize(labels)
             n_clusters = int(len(uniques))
@@ -145,26 +141,20 @@ def correlate(
             else:
                 draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
                 offsets = (np.arange(n_boot) * n_clusters)[:, None]
-                counts = np.bincount(
-                    (draws + offsets).ravel(), minlength=n_boot * n_clusters
-                ).reshape(n_boot, n_clusters)
+                counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_clusters).reshape(
+                    n_boot, n_clusters
+                )
                 # A cluster drawn k times contributes each of its pairs k times.
                 w = counts[:, codes].astype(float)
                 tiled_x = np.broadcast_to(xa, w.shape)
                 tiled_y = np.broadcast_to(ya, w.shape)
                 boot_r = _rowwise_weighted_pearson(tiled_x, tiled_y, w)
-                boot_rho = _rowwise_weighted_pearson(
-                    _weighted_midranks(xa, w), _weighted_midranks(ya, w), w
-                )
+                boot_rho = _rowwise_weighted_pearson(_weighted_midranks(xa, w), _weighted_midranks(ya, w), w)
                 if n_clusters < FEW_CLUSTERS:
-                    notes.append(
-                        f"only {n_clusters} clusters: the cluster-bootstrap CI is coarse"
-                    )
+                    notes.append(f"only {n_clusters} clusters: the cluster-bootstrap CI is coarse")
         degenerate = int(np.isnan(boot_rho).sum())
         if 0 < degenerate < n_boot:
-            notes.append(
-                f"{degenerate} of {n_boot} resamples were constant and were skipped"
-            )
+            notes.append(f"{degenerate} of {n_boot} resamples were constant and were skipped")
         rho_ci = _percentile_ci(boot_rho)
         r_ci = _percentile_ci(boot_r)
     elif labels is not None:
@@ -191,6 +181,13 @@ def correlate(
 
 
 __all__ = [
-    "Correlation", "correlate", "MRR", "STEIGER", "dependent_correlation_test", "partial_correlation",
-    "within_group_correlations", "between_within_decomposition", "sign_agreement",
+    "Correlation",
+    "correlate",
+    "MRR",
+    "STEIGER",
+    "dependent_correlation_test",
+    "partial_correlation",
+    "within_group_correlations",
+    "between_within_decomposition",
+    "sign_agreement",
 ]

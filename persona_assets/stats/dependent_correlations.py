@@ -17,9 +17,7 @@ MRR = "meng-rosenthal-rubin-1992"
 STEIGER = "steiger-1980"
 
 
-def dependent_correlation_test(
-    r_xy: float, r_xz: float, r_yz: float, n: int, *, method: str = MRR
-) -> dict[str, Any]:
+def dependent_correlation_test(r_xy: float, r_xz: float, r_yz: float, n: int, *, method: str = MRR) -> dict[str, Any]:
     """Test H0: corr(x, y) == corr(x, z) when both are measured on the same n cases.
 
     Here x = leakage, y = JS divergence, z = cosine similarity. The two correlations share x and
@@ -97,16 +95,19 @@ def partial_correlation(
     if za.ndim == 1:
         za = za[:, None]
     if za.ndim != 2 or za.shape[0] != xa.size:
-        raise InputError(
-            f"z_covariates must have {xa.size} rows (one per x value), got shape {za.shape}"
-        )
+        raise InputError(f"z_covariates must have {xa.size} rows (one per x value), got shape {za.shape}")
     if np.isinf(za).any():
         raise InputError("z_covariates: contains infinite values")
     keep &= ~np.isnan(za).any(axis=1)
     xa, ya, za = xa[keep], ya[keep], za[keep]
     n, k = int(xa.size), int(za.shape[1])
     result: dict[str, Any] = {
-        "r": None, "p": None, "n": n, "method": method, "n_covariates": k, "note": None,
+        "r": None,
+        "p": None,
+        "n": n,
+        "method": method,
+        "n_covariates": k,
+        "note": None,
     }
     df = n - 2 - k
     if df < 1:
@@ -121,9 +122,7 @@ def partial_correlation(
     scale_x = max(np.abs(xa).max(), 1.0)
     scale_y = max(np.abs(ya).max(), 1.0)
     if np.abs(rx).max() <= 1e-10 * scale_x or np.abs(ry).max() <= 1e-10 * scale_y:
-        result["note"] = (
-            "x or y is fully explained by the covariates: partial correlation undefined"
-        )
+        result["note"] = "x or y is fully explained by the covariates: partial correlation undefined"
         return result
     r = float(np.clip(np.corrcoef(rx, ry)[0, 1], -1.0, 1.0))
     if abs(r) == 1.0:

@@ -39,7 +39,11 @@ def difference_power(
     measured = np.isfinite(leakage) & np.isfinite(js) & np.isfinite(cosine) & ~np.eye(leakage.shape[0], dtype=bool)
     s, t = np.nonzero(measured)
     out: dict[str, Any] = {
-        "target_power": TARGET_POWER, "alpha": ALPHA, "n_sims_per_mix": n_sims, "n_permutations": n_perm, "seed": seed,
+        "target_power": TARGET_POWER,
+        "alpha": ALPHA,
+        "n_sims_per_mix": n_sims,
+        "n_permutations": n_perm,
+        "seed": seed,
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
     }
     if s.size < 6:
@@ -73,8 +77,10 @@ def difference_power(
             power = rejections / len(differences)
             rows.append({"js_weight": theta, "true_difference": float(np.mean(differences)), "power": power})
     out["by_mix"] = rows
-    detectable = {"js_better": [r for r in rows if r["true_difference"] > 0 and r["power"] >= TARGET_POWER],
-                  "cosine_better": [r for r in rows if r["true_difference"] < 0 and r["power"] >= TARGET_POWER]}
+    detectable = {
+        "js_better": [r for r in rows if r["true_difference"] > 0 and r["power"] >= TARGET_POWER],
+        "cosine_better": [r for r in rows if r["true_difference"] < 0 and r["power"] >= TARGET_POWER],
+    }
     out["minimal_detectable_difference"] = {
         side: (min((abs(r["true_difference"]) for r in found), default=None)) for side, found in detectable.items()
     }

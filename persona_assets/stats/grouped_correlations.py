@@ -31,19 +31,19 @@ def within_group_correlations(
     for label, sub in frame.groupby("g", sort=False):
         rho, p_rho, r, p_r, note = point_estimates(sub["x"].to_numpy(), sub["y"].to_numpy())
         per_group[str(label)] = {
-            "n": int(len(sub)), "spearman_rho": rho, "spearman_p": p_rho,
-            "pearson_r": r, "pearson_p": p_r, "note": note,
+            "n": int(len(sub)),
+            "spearman_rho": rho,
+            "spearman_p": p_rho,
+            "pearson_r": r,
+            "pearson_p": p_r,
+            "note": note,
         }
 
-    pooled_rho, _, pooled_r, _, pooled_note = point_estimates(
-        frame["x"].to_numpy(), frame["y"].to_numpy()
-    )
+    pooled_rho, _, pooled_r, _, pooled_note = point_estimates(frame["x"].to_numpy(), frame["y"].to_numpy())
     within_rho = [v["spearman_rho"] for v in per_group.values() if v["spearman_rho"] is not None]
     within_r = [v["pearson_r"] for v in per_group.values() if v["pearson_r"] is not None]
     means = frame.groupby("g", sort=False)[["x", "y"]].mean()
-    between_rho, _, between_r, _, between_note = point_estimates(
-        means["x"].to_numpy(), means["y"].to_numpy()
-    )
+    between_rho, _, between_r, _, between_note = point_estimates(means["x"].to_numpy(), means["y"].to_numpy())
     mean_within_rho = float(np.mean(within_rho)) if within_rho else None
     mean_within_r = float(np.mean(within_r)) if within_r else None
 
@@ -99,8 +99,15 @@ def between_within_decomposition(
     xa, ya, labels = xa[keep], ya[keep], labels[keep]
     n = int(xa.size)
     result: dict[str, Any] = {
-        "method": method, "n": n, "n_groups": int(len(pd.unique(labels))), "pooled_r": None,
-        "within_part": None, "between_part": None, "between_share": None, "within_r": None, "note": None,
+        "method": method,
+        "n": n,
+        "n_groups": int(len(pd.unique(labels))),
+        "pooled_r": None,
+        "within_part": None,
+        "between_part": None,
+        "between_share": None,
+        "within_r": None,
+        "note": None,
     }
     if n < 3 or is_constant(xa) or is_constant(ya):
         result["note"] = "n < 3 or constant input: decomposition undefined"
@@ -144,6 +151,12 @@ def sign_agreement(a: ArrayLike, b: ArrayLike) -> dict[str, Any]:
     n = int(directed.sum())
     agree = int((np.sign(xa[directed]) == np.sign(ya[directed])).sum())
     if n == 0:
-        return {"n": 0, "n_agree": 0, "share_agree": None, "binomial_p": None, "note": "no pair with both signs defined"}
+        return {
+            "n": 0,
+            "n_agree": 0,
+            "share_agree": None,
+            "binomial_p": None,
+            "note": "no pair with both signs defined",
+        }
     p = float(stats.binomtest(agree, n, 0.5).pvalue)
     return {"n": n, "n_agree": agree, "share_agree": agree / n, "binomial_p": p, "note": None}

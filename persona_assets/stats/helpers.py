@@ -44,9 +44,7 @@ def paired(x: ArrayLike, y: ArrayLike, names: tuple[str, str] = ("x", "y")):
     xa = as_1d_float(x, names[0])
     ya = as_1d_float(y, names[1])
     if xa.shape != ya.shape:
-        raise InputError(
-            f"{names[0]} and {names[1]} differ in length ({xa.size} vs {ya.size})"
-        )
+        raise InputError(f"{names[0]} and {names[1]} differ in length ({xa.size} vs {ya.size})")
     keep = ~(np.isnan(xa) | np.isnan(ya))
     return xa, ya, keep
 
@@ -66,9 +64,9 @@ def is_constant(a: np.ndarray) -> bool:
     return a.size == 0 or bool(np.all(a == a[0]))
 
 
-def point_estimates(x: np.ndarray, y: np.ndarray) -> tuple[
-    float | None, float | None, float | None, float | None, str | None
-]:
+def point_estimates(
+    x: np.ndarray, y: np.ndarray
+) -> tuple[float | None, float | None, float | None, float | None, str | None]:
     """(rho, p_rho, r, p_r, note) for NaN-free x, y; ``None`` where undefined."""
     n = x.size
     if n < 3:

@@ -47,7 +47,9 @@ def directed_leakage_pairs(
     KL-asymmetry test), else NaN.
     """
     index = {name: k for k, name in enumerate(persona_names)}
-    known = leakage[leakage["source"].isin(index) & leakage["target"].isin(index) & (leakage["source"] != leakage["target"])]
+    known = leakage[
+        leakage["source"].isin(index) & leakage["target"].isin(index) & (leakage["source"] != leakage["target"])
+    ]
     rates = {(s, t): r for s, t, r in zip(known["source"], known["target"], known["rate"])}
     rows = []
     for (source, target), rate in rates.items():
@@ -70,7 +72,8 @@ def directed_leakage_pairs(
 def js_cosine_correlations(pairs: pd.DataFrame, layers: list[str], *, n_boot: int, seed: int) -> dict:
     return {
         "js_vs_cosine": {
-            layer: correlate(pairs["js"], pairs[f"cosine_{layer}"], n_boot=n_boot, seed=seed).to_dict() for layer in layers
+            layer: correlate(pairs["js"], pairs[f"cosine_{layer}"], n_boot=n_boot, seed=seed).to_dict()
+            for layer in layers
         },
         "kl_sym_vs_cosine": {
             layer: correlate(pairs["kl_sym"], pairs[f"cosine_{layer}"], n_boot=n_boot, seed=seed).to_dict()
@@ -87,12 +90,16 @@ def leakage_correlations(directed: pd.DataFrame, layers: list[str], *, n_boot: i
         "n_directed_pairs": int(len(directed)),
         "n_sources": int(directed["source"].nunique()),
         "unit": "directed (source, target) pairs; bootstrap clustered by source",
-        "js_vs_leakage": correlate(directed["js"], directed["rate"], clusters=clusters, n_boot=n_boot, seed=seed).to_dict(),
+        "js_vs_leakage": correlate(
+            directed["js"], directed["rate"], clusters=clusters, n_boot=n_boot, seed=seed
+        ).to_dict(),
         "kl_source_target_vs_leakage": correlate(
             directed["kl_source_target"], directed["rate"], clusters=clusters, n_boot=n_boot, seed=seed
         ).to_dict(),
         "cosine_vs_leakage_same_pairs": {
-            layer: correlate(directed[f"cosine_{layer}"], directed["rate"], clusters=clusters, n_boot=n_boot, seed=seed).to_dict()
+            layer: correlate(
+                directed[f"cosine_{layer}"], directed["rate"], clusters=clusters, n_boot=n_boot, seed=seed
+            ).to_dict()
             for layer in layers
         },
     }
@@ -101,7 +108,9 @@ def leakage_correlations(directed: pd.DataFrame, layers: list[str], *, n_boot: i
     signed_leak = both["rate"] - both["rate_reverse"]
     out["kl_asymmetry"] = {
         "signed": correlate(signed_kl, signed_leak, clusters=both["source"], n_boot=n_boot, seed=seed).to_dict(),
-        "absolute": correlate(signed_kl.abs(), signed_leak.abs(), clusters=both["source"], n_boot=n_boot, seed=seed).to_dict(),
+        "absolute": correlate(
+            signed_kl.abs(), signed_leak.abs(), clusters=both["source"], n_boot=n_boot, seed=seed
+        ).to_dict(),
         "definition": "signed: KL(s→t) − KL(t→s) vs leak(s→t) − leak(t→s), over pairs with leakage in both directions",
         "n_pairs_with_both_directions": int(len(both)),
     }
@@ -111,7 +120,9 @@ def leakage_correlations(directed: pd.DataFrame, layers: list[str], *, n_boot: i
 def cosine_leakage_by_layer(directed: pd.DataFrame, layers: list[str], *, n_boot: int, seed: int) -> dict:
     """Pre-check: cosine vs leakage at each layer and whether it rises from the first to the last."""
     by_layer = {
-        layer: correlate(directed[f"cosine_{layer}"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed).to_dict()
+        layer: correlate(
+            directed[f"cosine_{layer}"], directed["rate"], clusters=directed["source"], n_boot=n_boot, seed=seed
+        ).to_dict()
         for layer in layers
     }
     return {"by_layer": by_layer, **rise_summary(by_layer)}

@@ -128,7 +128,9 @@ def _row_stats(permuted: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.
     return rho, r
 
 
-def _result(rho: np.ndarray, r: np.ndarray, *, n: int, exact: bool, n_perm: int, seed: int, unit: str, **extra: Any) -> dict[str, Any]:
+def _result(
+    rho: np.ndarray, r: np.ndarray, *, n: int, exact: bool, n_perm: int, seed: int, unit: str, **extra: Any
+) -> dict[str, Any]:
     return {
         "n": n,
         "spearman_rho": _json_float(rho[0]),
@@ -166,14 +168,34 @@ def mantel_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int) -> dict
     i, j = i[keep], j[keep]
     note = None if complete else "both matrices have missing entries: each permutation uses the pairs it leaves finite"
     if i.size < 3 or np.ptp(xa[i, j]) == 0 or np.ptp(ya[i, j]) == 0:
-        return {"n": int(i.size), "spearman_rho": None, "spearman_p": None, "pearson_r": None, "pearson_p": None,
-                "resampling_unit": MANTEL_UNIT, "n_permutations": 0, "exact": False, "seed": int(seed),
-                "permuted_matrix": which, "note": "fewer than 3 pairs or a constant matrix: test undefined"}
+        return {
+            "n": int(i.size),
+            "spearman_rho": None,
+            "spearman_p": None,
+            "pearson_r": None,
+            "pearson_p": None,
+            "resampling_unit": MANTEL_UNIT,
+            "n_permutations": 0,
+            "exact": False,
+            "seed": int(seed),
+            "permuted_matrix": which,
+            "note": "fewer than 3 pairs or a constant matrix: test undefined",
+        }
     perms, exact = persona_permutations([0] * n_personas, n_perm, np.random.default_rng(seed))
     values = permuted[perms[:, i], perms[:, j]]
     rho, r = _row_stats(values, fixed[i, j])
-    return _result(rho, r, n=int(i.size), exact=exact, n_perm=n_perm, seed=seed, unit=MANTEL_UNIT,
-                   n_personas=int(n_personas), permuted_matrix=which, note=note)
+    return _result(
+        rho,
+        r,
+        n=int(i.size),
+        exact=exact,
+        n_perm=n_perm,
+        seed=seed,
+        unit=MANTEL_UNIT,
+        n_personas=int(n_personas),
+        permuted_matrix=which,
+        note=note,
+    )
 
 
 def leakage_roles(leakage: np.ndarray) -> list[str]:
@@ -215,12 +237,30 @@ def leakage_permutation_test(predictor: np.ndarray, leakage: np.ndarray, *, n_pe
     """
     (pred,), s, t, values, exact, roles, note = _leakage_setup(leakage, [predictor], n_perm, seed)
     if s.size < 3 or np.ptp(pred[s, t]) == 0 or np.ptp(values[0]) == 0:
-        return {"n": int(s.size), "spearman_rho": None, "spearman_p": None, "pearson_r": None, "pearson_p": None,
-                "resampling_unit": LEAKAGE_UNIT, "n_permutations": 0, "exact": False, "seed": int(seed),
-                "note": "fewer than 3 measured pairs or constant input: test undefined"}
+        return {
+            "n": int(s.size),
+            "spearman_rho": None,
+            "spearman_p": None,
+            "pearson_r": None,
+            "pearson_p": None,
+            "resampling_unit": LEAKAGE_UNIT,
+            "n_permutations": 0,
+            "exact": False,
+            "seed": int(seed),
+            "note": "fewer than 3 measured pairs or constant input: test undefined",
+        }
     rho, r = _row_stats(values, pred[s, t])
-    return _result(rho, r, n=int(s.size), exact=exact, n_perm=n_perm, seed=seed, unit=LEAKAGE_UNIT,
-                   strata=_strata_summary(roles), note=note)
+    return _result(
+        rho,
+        r,
+        n=int(s.size),
+        exact=exact,
+        n_perm=n_perm,
+        seed=seed,
+        unit=LEAKAGE_UNIT,
+        strata=_strata_summary(roles),
+        note=note,
+    )
 
 
 def difference_permutation_test(
@@ -236,10 +276,20 @@ def difference_permutation_test(
     (e.g. −JS and cosine).
     """
     (a, b), s, t, values, exact, roles, note = _leakage_setup(leakage, [predictor_a, predictor_b], n_perm, seed)
-    out: dict[str, Any] = {"n": int(s.size), "resampling_unit": LEAKAGE_UNIT, "seed": int(seed), "coefficient": "spearman"}
+    out: dict[str, Any] = {
+        "n": int(s.size),
+        "resampling_unit": LEAKAGE_UNIT,
+        "seed": int(seed),
+        "coefficient": "spearman",
+    }
     if s.size < 4 or np.ptp(a[s, t]) == 0 or np.ptp(b[s, t]) == 0 or np.ptp(values[0]) == 0:
-        return out | {"difference": None, "p_two_sided": None, "n_permutations": 0, "exact": False,
-                      "note": "fewer than 4 measured pairs or constant input: test undefined"}
+        return out | {
+            "difference": None,
+            "p_two_sided": None,
+            "n_permutations": 0,
+            "exact": False,
+            "note": "fewer than 4 measured pairs or constant input: test undefined",
+        }
     rho_a, _ = _row_stats(values, a[s, t])
     rho_b, _ = _row_stats(values, b[s, t])
     diff = rho_a - rho_b
@@ -256,7 +306,9 @@ def difference_permutation_test(
     }
 
 
-def _crossed_weights(sources: np.ndarray, targets: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+def _crossed_weights(
+    sources: np.ndarray, targets: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int, int]:
     """Resample weights [n_boot, pairs]: a pair (s, t) enters as often as s was drawn times as often as t was drawn.
 
     A persona is one unit whatever its roles: it is drawn once per resample and that one count
@@ -268,7 +320,9 @@ def _crossed_weights(sources: np.ndarray, targets: np.ndarray, n_boot: int, rng:
     Returns (weights, number of sources, number of targets).
     """
     n = len(sources)
-    codes, personas = pd.factorize(np.concatenate([np.asarray(sources, dtype=object), np.asarray(targets, dtype=object)]))
+    codes, personas = pd.factorize(
+        np.concatenate([np.asarray(sources, dtype=object), np.asarray(targets, dtype=object)])
+    )
     s_codes, t_codes = codes[:n], codes[n:]
     n_p = len(personas)
     role = np.zeros(n_p, dtype=int)
@@ -319,7 +373,12 @@ def crossed_bootstrap(
     boot_rho = _weighted_spearman(xa, ya, w)
     with np.errstate(invalid="ignore", divide="ignore"):
         boot_r = _rowwise_weighted_pearson(np.broadcast_to(xa, w.shape), np.broadcast_to(ya, w.shape), w)
-    out |= {"n_sources": n_s, "n_targets": n_t, "spearman_ci95": _percentile_ci(boot_rho), "pearson_ci95": _percentile_ci(boot_r)}
+    out |= {
+        "n_sources": n_s,
+        "n_targets": n_t,
+        "spearman_ci95": _percentile_ci(boot_rho),
+        "pearson_ci95": _percentile_ci(boot_r),
+    }
     if za is not None:
         diff = boot_rho - _weighted_spearman(za, ya, w)
         out["spearman_difference_ci95"] = _percentile_ci(diff)

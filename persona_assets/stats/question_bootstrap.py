@@ -66,8 +66,13 @@ class QuestionBootstrap:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "resampling_unit": UNIT, "n_questions": self.n_questions, "n_boot": self.n_boot, "seed": self.seed, "value": self.value,
-            "pair_ci_rule": PAIR_CI_RULE, "pair_ci_calibration": PAIR_CI_CALIBRATION,
+            "resampling_unit": UNIT,
+            "n_questions": self.n_questions,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "value": self.value,
+            "pair_ci_rule": PAIR_CI_RULE,
+            "pair_ci_calibration": PAIR_CI_CALIBRATION,
         }
 
 
@@ -82,7 +87,9 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
         raise InputError(f"per-question table lacks column(s) {', '.join(sorted(missing))}")
     if n_boot < 1:
         raise InputError(f"n_boot must be >= 1, got {n_boot}")
-    wide = per_question.pivot_table(index=["persona_a", "persona_b"], columns="question_index", values=value, sort=False)
+    wide = per_question.pivot_table(
+        index=["persona_a", "persona_b"], columns="question_index", values=value, sort=False
+    )
     matrix = wide.to_numpy(dtype=float)  # [pairs, questions], NaN where a pair lacks a question
     present = np.isfinite(matrix)
     filled = np.where(present, matrix, 0.0)
@@ -180,12 +187,17 @@ def pair_intervals(qb: QuestionBootstrap) -> list[dict[str, Any]]:
     half = t_multiplier(qb.n_questions) * se
     rows = []
     for k, (a, b, v) in enumerate(zip(qb.pairs["persona_a"], qb.pairs["persona_b"], qb.values)):
-        rows.append({
-            "persona_a": a, "persona_b": b, qb.value: float(v), "se": _json_float(se[k]),
-            "relative_se": _json_float(se[k] / v) if v > 0 else None,
-            "ci95": [_json_float(v - half[k]), _json_float(v + half[k])],
-            "ci95_percentile": [float(lo[k]), float(hi[k])],
-        })
+        rows.append(
+            {
+                "persona_a": a,
+                "persona_b": b,
+                qb.value: float(v),
+                "se": _json_float(se[k]),
+                "relative_se": _json_float(se[k] / v) if v > 0 else None,
+                "ci95": [_json_float(v - half[k]), _json_float(v + half[k])],
+                "ci95_percentile": [float(lo[k]), float(hi[k])],
+            }
+        )
     return rows
 
 
@@ -226,7 +238,13 @@ def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> 
         other = np.asarray(other, dtype=float)
         keep = np.isfinite(other) & np.isfinite(qb.values)
         if keep.sum() < 3 or np.ptp(other[keep]) == 0:
-            out[name] = {"estimate": None, "se": None, "ci95": None, "n": int(keep.sum()), "note": "fewer than 3 pairs or constant"}
+            out[name] = {
+                "estimate": None,
+                "se": None,
+                "ci95": None,
+                "n": int(keep.sum()),
+                "note": "fewer than 3 pairs or constant",
+            }
             continue
         point = float(stats.spearmanr(qb.values[keep], other[keep])[0])
         ranks_other = np.broadcast_to(stats.rankdata(other[keep]), (qb.n_boot, int(keep.sum())))
@@ -262,7 +280,9 @@ def differences_against_uncertainty(
         "n_within_question_uncertainty": int(unresolved.sum()),
         "share_within_question_uncertainty": float(unresolved.mean()) if diffs.size else None,
         "median_pair_se": float(np.median(pair_se)) if n else None,
-        "median_relative_pair_se": float(np.median(pair_se[values > 0] / values[values > 0])) if (values > 0).any() else None,
+        "median_relative_pair_se": float(np.median(pair_se[values > 0] / values[values > 0]))
+        if (values > 0).any()
+        else None,
         "median_gap_between_neighbouring_pair_values": float(np.median(gaps)) if gaps.size else None,
         "rule": (
             f"a difference is within the question uncertainty when |difference| < {multiplier:.3f} × its question-bootstrap SE "
@@ -285,8 +305,7 @@ def differences_against_uncertainty(
     out["note"] = (
         f"{out['n_findings']} of {diffs.size} differences between pair values are findings; "
         f"{out['n_within_question_uncertainty']} lie within the question-level uncertainty (they could reverse with "
-        "another draw of questions)"
-        + ("" if floor_nats is not None else "; the noise floor is unknown")
+        "another draw of questions)" + ("" if floor_nats is not None else "; the noise floor is unknown")
     )
     return out
 

@@ -21,7 +21,13 @@ from persona_assets.analysis.matrices import (
 )
 from persona_assets.analysis.earlier_results import inputs_from_legacy_dir
 from persona_assets.runs.errors import InputError
-from persona_assets.stats.correlate import MRR, STEIGER, between_within_decomposition, dependent_correlation_test, sign_agreement
+from persona_assets.stats.correlate import (
+    MRR,
+    STEIGER,
+    between_within_decomposition,
+    dependent_correlation_test,
+    sign_agreement,
+)
 from persona_assets.runs.storage import read_json, write_json
 
 NAMES = ["a", "b", "c", "d"]
@@ -74,17 +80,34 @@ def _inputs(lengths: dict[str, float] | None = None) -> AnalysisInputs:
     cos = (cos + cos.T) / 2
     np.fill_diagonal(cos, 1.0)
     leakage = pd.DataFrame(
-        [(s, t, float(0.9 - 3 * js[i, j] + 0.01 * i)) for i, s in enumerate(NAMES[:3]) for j, t in enumerate(NAMES) if s != t],
+        [
+            (s, t, float(0.9 - 3 * js[i, j] + 0.01 * i))
+            for i, s in enumerate(NAMES[:3])
+            for j, t in enumerate(NAMES)
+            if s != t
+        ],
         columns=["source", "target", "rate"],
     )
     per_question = pd.DataFrame(
-        [(NAMES[i], NAMES[j], q, js[i, j] * (1 + 0.1 * q)) for i in range(n) for j in range(i + 1, n) for q in range(3)],
+        [
+            (NAMES[i], NAMES[j], q, js[i, j] * (1 + 0.1 * q))
+            for i in range(n)
+            for j in range(i + 1, n)
+            for q in range(3)
+        ],
         columns=["persona_a", "persona_b", "question_index", "js"],
     )
     per_response = None
     if lengths is not None:
         per_response = pd.DataFrame(
-            [(g, q, NAMES[i], NAMES[j], js[i, j], lengths[g]) for g in NAMES for q in range(2) for i in range(n) for j in range(i + 1, n) if g in (NAMES[i], NAMES[j])],
+            [
+                (g, q, NAMES[i], NAMES[j], js[i, j], lengths[g])
+                for g in NAMES
+                for q in range(2)
+                for i in range(n)
+                for j in range(i + 1, n)
+                if g in (NAMES[i], NAMES[j])
+            ],
             columns=["generator", "question_index", "persona_a", "persona_b", "js", "n_tokens"],
         )
     return AnalysisInputs(
@@ -94,7 +117,11 @@ def _inputs(lengths: dict[str, float] | None = None) -> AnalysisInputs:
         primary_averaging=PAIR_OWN,
         kl=kl,
         kl_averaging=PAIR_OWN,
-        cosine_sets={"in_graph": CosineSet("in_graph", "mean over the personas of this run", {"layer2": cos, "layer10": cos}, "test")},
+        cosine_sets={
+            "in_graph": CosineSet(
+                "in_graph", "mean over the personas of this run", {"layer2": cos, "layer10": cos}, "test"
+            )
+        },
         leakage=leakage,
         leakage_note="test",
         per_question_js={PAIR_OWN: per_question},
@@ -118,7 +145,9 @@ def test_predictor_comparison_uses_the_same_pairs_and_both_tests() -> None:
     assert comparison["n"] == 9
     assert comparison["spearman_js_leakage"] == pytest.approx(result["leakage"]["js_vs_leakage"]["spearman_rho"])
     # The two tests on exactly the three Spearman correlations reported beside them (JS enters as −JS).
-    r_js, r_cos, r_js_cos = (comparison[k] for k in ("spearman_js_leakage", "spearman_cosine_leakage", "spearman_js_cosine"))
+    r_js, r_cos, r_js_cos = (
+        comparison[k] for k in ("spearman_js_leakage", "spearman_cosine_leakage", "spearman_js_cosine")
+    )
     for key, method in (("meng_rosenthal_rubin", MRR), ("steiger", STEIGER)):
         expected = dependent_correlation_test(-r_js, r_cos, -r_js_cos, 9, method=method)
         assert comparison[key]["z"] == pytest.approx(expected["z"], rel=1e-12)
@@ -142,7 +171,9 @@ def test_question_informativeness_flags_a_flat_question() -> None:
     pairs = [("a", "b"), ("a", "c"), ("b", "c"), ("a", "d")]
     for k, (x, y) in enumerate(pairs):
         rows += [(x, y, 0, 0.01 * (k + 1)), (x, y, 1, 0.012 * (k + 1)), (x, y, 2, 0.02 + 1e-4 * k)]
-    result = analyses.question_informativeness(pd.DataFrame(rows, columns=["persona_a", "persona_b", "question_index", "js"]), min_relative_spread=0.5)
+    result = analyses.question_informativeness(
+        pd.DataFrame(rows, columns=["persona_a", "persona_b", "question_index", "js"]), min_relative_spread=0.5
+    )
     assert result["flagged_questions"] == [2]
     q0 = result["per_question"][0]
     assert q0["js_std"] == pytest.approx(np.std([0.01, 0.02, 0.03, 0.04], ddof=1))
@@ -151,7 +182,9 @@ def test_question_informativeness_flags_a_flat_question() -> None:
 
 def test_precheck_reports_present_and_missing_layers() -> None:
     inputs = _inputs()
-    inputs.cosine_sets["other"] = CosineSet("other", "another centring", {"layer2": inputs.cosine_sets["in_graph"].matrices["layer2"]}, "test")
+    inputs.cosine_sets["other"] = CosineSet(
+        "other", "another centring", {"layer2": inputs.cosine_sets["in_graph"].matrices["layer2"]}, "test"
+    )
     result = analyses.cosine_precheck(inputs, n_boot=50, seed=0)
     assert result["other"]["layers_missing"] == ["layer10"] and result["in_graph"]["layers_missing"] == []
     assert result["in_graph"]["rises"] is not None and result["other"]["rises"] is None
@@ -176,7 +209,9 @@ def _legacy_folder(tmp_path: Path, *, cosine_names: list[str] | None = None) -> 
     pair_keys = ["x__y", "x__z", "y__z"]
     for k in range(6):  # 3 responders × 2 questions
         per_prompt[str(k)] = {key: 0.01 * (1 + k % 3) + 0.001 * i for i, key in enumerate(pair_keys)}
-    frame = pd.DataFrame([(k, key, v) for k, d in per_prompt.items() for key, v in d.items()], columns=["k", "pair", "js"])
+    frame = pd.DataFrame(
+        [(k, key, v) for k, d in per_prompt.items() for key, v in d.items()], columns=["k", "pair", "js"]
+    )
     means = frame.groupby("pair")["js"].mean()
     js = np.zeros((3, 3))
     for key, v in means.items():
@@ -185,14 +220,25 @@ def _legacy_folder(tmp_path: Path, *, cosine_names: list[str] | None = None) -> 
     kl = js * 2 + np.array([[0, 0.01, 0.02], [0.0, 0, 0.01], [0.03, 0.0, 0]])
     folder = tmp_path / "legacy"
     folder.mkdir()
-    (folder / "divergence_matrices.json").write_text(json.dumps({
-        "js_matrix": js.tolist(), "kl_matrix": kl.tolist(), "kl_sym_matrix": ((kl + kl.T) / 2).tolist(),
-        "kl_asym_matrix": np.abs(kl - kl.T).tolist(), "persona_names": names, "per_prompt_js": per_prompt, "n_prompts": 6,
-        "metadata": {"model": "m", "n_personas": 3, "n_questions": 2, "n_response_personas": 3},
-    }))
+    (folder / "divergence_matrices.json").write_text(
+        json.dumps(
+            {
+                "js_matrix": js.tolist(),
+                "kl_matrix": kl.tolist(),
+                "kl_sym_matrix": ((kl + kl.T) / 2).tolist(),
+                "kl_asym_matrix": np.abs(kl - kl.T).tolist(),
+                "persona_names": names,
+                "per_prompt_js": per_prompt,
+                "n_prompts": 6,
+                "metadata": {"model": "m", "n_personas": 3, "n_questions": 2, "n_response_personas": 3},
+            }
+        )
+    )
     cos = [[1.0, 0.2, -0.5], [0.2, 1.0, 0.1], [-0.5, 0.1, 1.0]]
     for layer in (10, 20):
-        (folder / f"cosine_3_l{layer}.json").write_text(json.dumps({f"cosine_matrix_l{layer}": cos, "persona_names": cosine_names or names}))
+        (folder / f"cosine_3_l{layer}.json").write_text(
+            json.dumps({f"cosine_matrix_l{layer}": cos, "persona_names": cosine_names or names})
+        )
     (folder / "marker_eval").mkdir()
     for source, rates in {"x": {"y": 0.3, "z": 0.1}, "y": {"x": 0.2, "z": 0.05}}.items():
         body = {t: {"rate": r, "found": int(r * 200), "total": 200} for t, r in rates.items()}
@@ -237,7 +283,6 @@ def test_legacy_js_matrix_must_be_the_all_responses_average(tmp_path: Path) -> N
         inputs_from_legacy_dir(folder)
 
 
-
 def test_legacy_marker_eval_of_other_personas_is_refused_partial_overlap_noted(tmp_path: Path) -> None:
     folder = _legacy_folder(tmp_path)
     marker = folder / "marker_eval"
@@ -251,13 +296,20 @@ def test_legacy_marker_eval_of_other_personas_is_refused_partial_overlap_noted(t
         inputs_from_legacy_dir(folder)
     message = str(info.value)
     assert str(marker) in message and "the two sets do not overlap" in message
-    assert "personas in the file: parrot, pirate" in message and "personas of divergence_matrices.json: x, y, z" in message
+    assert (
+        "personas in the file: parrot, pirate" in message and "personas of divergence_matrices.json: x, y, z" in message
+    )
 
 
 def test_cosine_leakage_file_sharing_no_pair_with_the_matrices_is_named_in_the_precheck() -> None:
     detail = pd.DataFrame(
-        [(layer, s, t, 0.1 * k + 0.01 * layer, 0.05 * k) for layer in (10, 20) for k, (s, t) in enumerate(
-            [("pirate", "parrot"), ("parrot", "pirate"), ("pirate", "captain"), ("captain", "parrot")])],
+        [
+            (layer, s, t, 0.1 * k + 0.01 * layer, 0.05 * k)
+            for layer in (10, 20)
+            for k, (s, t) in enumerate(
+                [("pirate", "parrot"), ("parrot", "pirate"), ("pirate", "captain"), ("captain", "parrot")]
+            )
+        ],
         columns=["layer", "source", "target", "cosine", "rate"],
     )
     result = analyses.precheck_from_detail(detail, ["x", "y", "z"], "file centring", n_boot=0, seed=0)

@@ -24,15 +24,37 @@ def _run_values(averaging: str):
             for i, a in enumerate(NAMES):
                 for j in range(i + 1, len(NAMES)):
                     base = effect[i] + effect[NAMES.index(NAMES[j])] + rng.uniform(0, 0.01)
-                    rows.append({"generator": g, "question_index": q, "persona_a": a, "persona_b": NAMES[j],
-                                 "js": base, "kl_ab": 2 * base + 0.001, "kl_ba": 2 * base, "n_tokens": 10 + q})
+                    rows.append(
+                        {
+                            "generator": g,
+                            "question_index": q,
+                            "persona_a": a,
+                            "persona_b": NAMES[j],
+                            "js": base,
+                            "kl_ab": 2 * base + 0.001,
+                            "kl_ba": 2 * base,
+                            "n_tokens": 10 + q,
+                        }
+                    )
     per_response = pd.DataFrame(rows)
     matrices = pair_matrices(per_response, NAMES, averaging)
     table = pair_question_table(per_response, NAMES, averaging)
-    divergence = {"method": {"averaging": averaging}, **matrices.to_dict(), "per_pair_question": table.to_dict(orient="records"),
-                  "model": {"model": "test"}, "noise_floor": {"measured": True, "js_abs_nats": 1e-4}}
-    cos = {"persona_names": NAMES, "centring": "run mean", "layers": [1, 2],
-           "cosine_matrices": {f"layer{k}": (1 - 10 * matrices.js + rng.normal(scale=0.01, size=matrices.js.shape)).tolist() for k in (2, 1)}}
+    divergence = {
+        "method": {"averaging": averaging},
+        **matrices.to_dict(),
+        "per_pair_question": table.to_dict(orient="records"),
+        "model": {"model": "test"},
+        "noise_floor": {"measured": True, "js_abs_nats": 1e-4},
+    }
+    cos = {
+        "persona_names": NAMES,
+        "centring": "run mean",
+        "layers": [1, 2],
+        "cosine_matrices": {
+            f"layer{k}": (1 - 10 * matrices.js + rng.normal(scale=0.01, size=matrices.js.shape)).tolist()
+            for k in (2, 1)
+        },
+    }
     leak_rows = [[s, t, float(rng.uniform())] for s in NAMES[:3] for t in NAMES if t != s]
     leakage = {"available": True, "rows": leak_rows, "path": "test"}
     return divergence, cos, leakage, per_response
@@ -41,7 +63,10 @@ def _run_values(averaging: str):
 def test_all_responses_run_bootstraps_both_averagings_with_kl() -> None:
     divergence, cos, leakage, per_response = _run_values(ALL_RESPONSES)
     inputs = inputs_from_run(divergence, cos, leakage, per_response)
-    assert set(inputs.per_question_js) == {ALL_RESPONSES, PAIR_OWN} and set(inputs.per_question_kl) == {ALL_RESPONSES, PAIR_OWN}
+    assert set(inputs.per_question_js) == {ALL_RESPONSES, PAIR_OWN} and set(inputs.per_question_kl) == {
+        ALL_RESPONSES,
+        PAIR_OWN,
+    }
     assert AnalysisInputs.from_dict(inputs.to_dict()).per_question_kl[PAIR_OWN].equals(inputs.per_question_kl[PAIR_OWN])
     result, _, _ = analyses.leakage_correlations(inputs, n_boot=100, seed=0, n_perm=100)
     for averaging in (ALL_RESPONSES, PAIR_OWN):
@@ -57,7 +82,9 @@ def test_all_responses_run_bootstraps_both_averagings_with_kl() -> None:
     assert leak["js_vs_cosine_as_predictors"]["in_graph"]["layer1"]["permutation_difference"]["n"] == 15
     floor = result["question_bootstrap"][ALL_RESPONSES]["pair_differences"]
     assert floor["n_below_noise_floor"] is not None and floor["n_findings"] <= floor["n_pair_differences"]
-    verdicts = analyses.kill_gate_verdicts(inputs, result, min_std=0.05, min_ratio=3.0, max_abs_rho=0.8, min_relative_question_spread=0.5)
+    verdicts = analyses.kill_gate_verdicts(
+        inputs, result, min_std=0.05, min_ratio=3.0, max_abs_rho=0.8, min_relative_question_spread=0.5
+    )
     assert verdicts["discrimination"]["call"] in ("decided by the data", "too close to call")
     assert set(verdicts["redundancy"]["question_bootstrap"]) == {"in_graph/layer2", "in_graph/layer1"}
     # Layers were given deepest first: the rise summary still goes from layer1 to layer2.

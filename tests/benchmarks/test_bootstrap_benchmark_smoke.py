@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_bootstrap_benchmark_prints_both_figures_and_the_hardware():
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bootstrap_cpu.py"), "--n-boot", "20", "--repeats", "1"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CPUs" in result.stdout and "pairs 550 in 5 clusters" in result.stdout

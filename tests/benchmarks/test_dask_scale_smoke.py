@@ -13,9 +13,26 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
 
 def test_dask_scale_runs_tiny_on_cpu(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "dask_scale.py"), "--tiny", "--gpus", "1,2", "--no-in-process",
-         "--personas", "5", "--sources", "2", "--questions", "1", "--work-dir", str(tmp_path)],
-        capture_output=True, text=True, env=ENV, timeout=600,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "dask_scale.py"),
+            "--tiny",
+            "--gpus",
+            "1,2",
+            "--no-in-process",
+            "--personas",
+            "5",
+            "--sources",
+            "2",
+            "--questions",
+            "1",
+            "--work-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     out = result.stdout

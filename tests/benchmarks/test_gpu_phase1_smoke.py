@@ -21,8 +21,16 @@ def _run(*args: str) -> str:
 
 def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir):
     saved = tmp_path / "saved"
-    out = _run("--tiny", "--tokenizer", str(embedded_tokenizer_dir), "--defer-analysis", "--save-dir", str(saved),
-               "--work-dir", str(tmp_path / "gpu"))
+    out = _run(
+        "--tiny",
+        "--tokenizer",
+        str(embedded_tokenizer_dir),
+        "--defer-analysis",
+        "--save-dir",
+        str(saved),
+        "--work-dir",
+        str(tmp_path / "gpu"),
+    )
     for stage in ("eval_set", "generations", "persona_cosine", "divergences"):
         assert f"[stage] {stage}" in out
     assert "8 responses, 32 teacher-forced sequences" in out
@@ -39,12 +47,25 @@ def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_
 def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir):
     import re
 
-    out = _run("--tiny", "--tokenizer", str(embedded_tokenizer_dir), "--defer-analysis", "--tf-variants", "eager,shared",
-               "--noise-floor-samples", "1", "--work-dir", str(tmp_path / "gpu"))
+    out = _run(
+        "--tiny",
+        "--tokenizer",
+        str(embedded_tokenizer_dir),
+        "--defer-analysis",
+        "--tf-variants",
+        "eager,shared",
+        "--noise-floor-samples",
+        "1",
+        "--work-dir",
+        str(tmp_path / "gpu"),
+    )
     assert "[stage] (divergences, shared, pass 2)" in out and "[stage] (noise floor, first variant's path)" in out
     assert "phase-1 without model load, shared, pass 2 teacher forcing" in out
     for name in ("js", "kl_ab", "kl_ba"):
-        found = re.search(rf"shared vs eager: response-mean {name} max abs difference (\S+) nats, max relative (\S+) over (\d+) pairs", out)
+        found = re.search(
+            rf"shared vs eager: response-mean {name} max abs difference (\S+) nats, max relative (\S+) over (\d+) pairs",
+            out,
+        )
         assert found, out[-3000:]
         assert int(found.group(3)) == 8 * 3  # 8 responses, 3 pair-own pairs each
         assert float(found.group(2)) < 1e-4  # float32 rounding only (tiny model, CPU)

@@ -24,9 +24,22 @@ def test_stall_benchmark_runs_tiny_on_cpu_with_this_and_other_code(tmp_path, emb
     for name, extra in (("here", []), ("other", ["--code", str(other)])):
         out_file = tmp_path / f"{name}.json"
         result = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks" / "gpu_tf_stalls.py"), "--tiny", "--tokenizer",
-             str(embedded_tokenizer_dir), "--passes", "1", "--values-out", str(out_file), *extra],
-            capture_output=True, text=True, env=env, timeout=600,
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "gpu_tf_stalls.py"),
+                "--tiny",
+                "--tokenizer",
+                str(embedded_tokenizer_dir),
+                "--passes",
+                "1",
+                "--values-out",
+                str(out_file),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "8 responses of 8 tokens, 32 teacher-forced sequences" in result.stdout
@@ -41,5 +54,8 @@ def test_trace_arithmetic():
     assert busy == [(0, 12), (20, 31), (40, 41)]
     assert gaps == [(8, "b", "d"), (9, "e", "f")]  # (length, kernel ending last before, kernel after)
     assert busy_within(busy, 5, 25) == 12
-    assert short_name("void at::native::(anonymous namespace)::indexSelectLargeIndex<c10::BFloat16, long>(x)") == "indexSelectLargeIndex"
+    assert (
+        short_name("void at::native::(anonymous namespace)::indexSelectLargeIndex<c10::BFloat16, long>(x)")
+        == "indexSelectLargeIndex"
+    )
     assert short_name("Memcpy HtoD (Pinned -> Device)") == "Memcpy HtoD (Pinned -> Device)"

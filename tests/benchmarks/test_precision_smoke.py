@@ -11,9 +11,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_precision_benchmark_separates_scoring_and_generation_and_prints_the_cost():
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "precision.py"), "--model", "random-7b", "--personas",
-         "software_engineer,villain,assistant", "--n-questions", "2", "--max-new-tokens", "8"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "precision.py"),
+            "--model",
+            "random-7b",
+            "--personas",
+            "software_engineer,villain,assistant",
+            "--n-questions",
+            "2",
+            "--max-new-tokens",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout

@@ -31,11 +31,22 @@ def _jobs(vocab: int, n: int = 6) -> list[ResponseJob]:
 
 def _floor(engine) -> dict:
     jobs = _jobs(engine.vocab_size)
-    record = measure_noise_floor(PackedScorer(engine), jobs, [{"response": j.key} for j in jobs],
-                                 samples=3, max_scorers_per_pass=N_SCORERS, pair_chunk_size=4)
-    print(f"{engine.dtype}: " + ", ".join(f"{k} {record[k]:.2e}" for k in ("js_abs_nats", "js_rel", "js_per_token_abs_nats", "kl_abs_nats")))
+    record = measure_noise_floor(
+        PackedScorer(engine),
+        jobs,
+        [{"response": j.key} for j in jobs],
+        samples=3,
+        max_scorers_per_pass=N_SCORERS,
+        pair_chunk_size=4,
+    )
+    print(
+        f"{engine.dtype}: "
+        + ", ".join(f"{k} {record[k]:.2e}" for k in ("js_abs_nats", "js_rel", "js_per_token_abs_nats", "kl_abs_nats"))
+    )
     for name, stats in record["by_composition"].items():
-        print(f"  {name} vs run: JS per token max {stats['js']['per_token_abs_max']:.2e}, response mean max {stats['js']['per_response_abs_max']:.2e}")
+        print(
+            f"  {name} vs run: JS per token max {stats['js']['per_token_abs_max']:.2e}, response mean max {stats['js']['per_response_abs_max']:.2e}"
+        )
     return record
 
 

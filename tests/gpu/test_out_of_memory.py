@@ -47,8 +47,14 @@ def _score(scorer, jobs, directory, responses_per_batch: int, warn=None) -> int:
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
-    score_missing(scorer, jobs, DivergenceCache(directory), max_scorers_per_pass=N_SCORERS,
-                  responses_per_batch=responses_per_batch, warn=warn)
+    score_missing(
+        scorer,
+        jobs,
+        DivergenceCache(directory),
+        max_scorers_per_pass=N_SCORERS,
+        responses_per_batch=responses_per_batch,
+        warn=warn,
+    )
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - before
 
@@ -62,8 +68,10 @@ def test_real_out_of_memory_halves_the_packed_batch_and_matches_that_setting(wid
     jobs = _jobs(wide_engine.vocab_size)
     peak_one = _score(scorer, jobs, tmp_path / "warm_one", 1)  # also compiles the kernels
     peak_all = _score(scorer, jobs, tmp_path / "warm_all", N_RESPONSES)
-    print(f"peak beyond the weights: {peak_one / MiB:.0f} MiB at 1 response per forward, "
-          f"{peak_all / MiB:.0f} MiB at {N_RESPONSES}")
+    print(
+        f"peak beyond the weights: {peak_one / MiB:.0f} MiB at 1 response per forward, "
+        f"{peak_all / MiB:.0f} MiB at {N_RESPONSES}"
+    )
     assert peak_all > 3 * peak_one, "the packed forward's memory must grow with the batch for this test"
 
     # Leave free about twice what one response needs: one fits, all of them do not.

@@ -53,8 +53,10 @@ def test_triton_pair_kernel_matches_the_float64_reference(kind, vocab):
     assert float(ref.js[7 if kind == "peaked" else 6].min()) > (0.5 if kind == "peaked" else 0.1)
     real = slice(0, len(PAIRS) - 1)  # the last pair is a scorer with itself: exactly zero
     js, kl_ab, kl_ba = (_max_rel(getattr(out, n)[real], getattr(ref, n)[real]) for n in ("js", "kl_ab", "kl_ba"))
-    print(f"{kind} V={vocab}: JS {float(ref.js[real].min()):.2e}..{float(ref.js[real].max()):.3f} nats, "
-          f"max relative error JS {js:.1e}, KL(a|b) {kl_ab:.1e}, KL(b|a) {kl_ba:.1e}")
+    print(
+        f"{kind} V={vocab}: JS {float(ref.js[real].min()):.2e}..{float(ref.js[real].max()):.3f} nats, "
+        f"max relative error JS {js:.1e}, KL(a|b) {kl_ab:.1e}, KL(b|a) {kl_ba:.1e}"
+    )
     assert js <= 1e-5 and kl_ab <= 1e-4 and kl_ba <= 1e-4
     assert torch.all(out.js[-1] == 0) and torch.all(out.kl_ab[-1] == 0) and torch.all(out.kl_ba[-1] == 0)
 

@@ -32,7 +32,14 @@ class TokenEngine(HFEngine):
 
 
 def random_qwen2_engine(
-    dtype: str, *, device: str | None = None, vocab: int = 8192, hidden: int = 256, intermediate: int = 512, layers: int = 2, seed: int = 0
+    dtype: str,
+    *,
+    device: str | None = None,
+    vocab: int = 8192,
+    hidden: int = 256,
+    intermediate: int = 512,
+    layers: int = 2,
+    seed: int = 0,
 ) -> TokenEngine:
     device = device or DEVICE
     config = qwen2_config(tiny=True, tiny_vocab=vocab, tiny_layers=layers)

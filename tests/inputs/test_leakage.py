@@ -142,16 +142,20 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def _entry(rate: float, category: str = "original", total: int = 200) -> dict:
-    return {"rate": rate, "found": round(rate * total), "total": total, "category": category,
-            "related_to": []}
+    return {"rate": rate, "found": round(rate * total), "total": total, "category": category, "related_to": []}
 
 
 def _marker_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "marker_eval"
     folder.mkdir()
-    _json(folder / "villain.json", {
-        "villain": _entry(0.9), "comedian": _entry(0.1), "evil_scientist": _entry(0.5, "peer"),
-    })
+    _json(
+        folder / "villain.json",
+        {
+            "villain": _entry(0.9),
+            "comedian": _entry(0.1),
+            "evil_scientist": _entry(0.5, "peer"),
+        },
+    )
     _json(folder / "comedian.json", {"comedian": _entry(0.8), "villain": _entry(0.05)})
     _json(folder / "villain_summary.json", {"source": "villain", "mean_bystander": 0.3})
     return folder
@@ -274,7 +278,10 @@ def test_full_overlap_drops_nothing(tmp_path: Path) -> None:
     overlap = restrict_to_personas(load_leakage(path), RUN, path)
     assert len(overlap.rows) == 2
     assert overlap.report() == {
-        "unknown_personas": [], "n_dropped_pairs": 0, "dropped_pairs": [], "personas_without_rates": [],
+        "unknown_personas": [],
+        "n_dropped_pairs": 0,
+        "dropped_pairs": [],
+        "personas_without_rates": [],
     }
 
 
@@ -294,12 +301,17 @@ def test_no_pair_among_the_run_personas_names_the_file_and_both_sets(
         restrict_to_personas(load_leakage(path), RUN, path)
     message = str(info.value)
     assert str(path) in message and fragment in message
-    assert "personas in the file: librarian, pirate" in message or "personas in the file: librarian, pirate, villain" in message
+    assert (
+        "personas in the file: librarian, pirate" in message
+        or "personas in the file: librarian, pirate, villain" in message
+    )
     assert "personas of the run: villain, comedian, assistant" in message
 
 
 def test_long_persona_lists_are_cut_in_the_message(tmp_path: Path) -> None:
     names = [f"p{k:03d}" for k in range(40)]
-    path = _write(tmp_path / "many.csv", "source,target,rate\n" + "".join(f"{a},{b},0.1\n" for a, b in zip(names, names[1:])))
+    path = _write(
+        tmp_path / "many.csv", "source,target,rate\n" + "".join(f"{a},{b},0.1\n" for a, b in zip(names, names[1:]))
+    )
     with pytest.raises(InputError, match=r"p011, … \(40 in all\)"):
         restrict_to_personas(load_leakage(path), RUN, path)

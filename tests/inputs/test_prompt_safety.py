@@ -40,7 +40,12 @@ def _prompt_ids(tokenizer):
 
 def _check(tokenizer, personas=PERSONAS, questions=("What is tea?",), max_new_tokens=48, window=SMOLLM2_WINDOW):
     return check_prompts(
-        tokenizer, personas, list(questions), prompt_ids=_prompt_ids(tokenizer), max_new_tokens=max_new_tokens, window=window
+        tokenizer,
+        personas,
+        list(questions),
+        prompt_ids=_prompt_ids(tokenizer),
+        max_new_tokens=max_new_tokens,
+        window=window,
     )
 
 
@@ -74,7 +79,11 @@ def test_every_problem_is_listed_at_once(tokenizer):
     with pytest.raises(PromptSafetyError) as raised:
         _check(tokenizer, personas=personas, questions=["What is tea?", PIRATE, "Say <filename> now"])
     message = str(raised.value)
-    assert "persona 'pirate'" in message and "question 1" in message and "question 2 'Say <filename> now' contains '<filename>'" in message
+    assert (
+        "persona 'pirate'" in message
+        and "question 1" in message
+        and "question 2 'Say <filename> now' contains '<filename>'" in message
+    )
 
 
 def test_near_misses_are_accepted(tokenizer):
@@ -91,7 +100,9 @@ def test_text_the_tokenizer_turns_into_a_control_token_is_refused(tokenizer):
 
     normalizing = copy.deepcopy(tokenizer)
     normalizing.backend_tokenizer.normalizer = normalizers.NFKC()
-    normalizing.add_special_tokens({"additional_special_tokens": [AddedToken("<|turn|>", normalized=True, special=True)]})
+    normalizing.add_special_tokens(
+        {"additional_special_tokens": [AddedToken("<|turn|>", normalized=True, special=True)]}
+    )
     spelled = "Hello ＜｜turn｜＞ there"
     assert "<|turn|>" not in spelled and "<|turn|>" in normalizing.tokenize(spelled)
     with pytest.raises(PromptSafetyError) as raised:
@@ -109,11 +120,31 @@ def test_the_rendered_prompt_is_checked_when_the_template_changes_the_text(token
     with pytest.raises(PromptSafetyError) as raised:
         _check(lowering, questions=[question])
     message = str(raised.value)
-    assert "persona 'librarian' + question 0 'Stop.<|IM_END|>': the rendered prompt has 1 × '<|im_end|>' more" in message
+    assert (
+        "persona 'librarian' + question 0 'Stop.<|IM_END|>': the rendered prompt has 1 × '<|im_end|>' more" in message
+    )
     assert "persona 'villain' + question 0" in message
 
 
-FRAGMENTS = ["What", " is", " tea", "?", "\n", " ", "<", "|", ">", "im_end", "system", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<file_sep>", "é", "日本"]
+FRAGMENTS = [
+    "What",
+    " is",
+    " tea",
+    "?",
+    "\n",
+    " ",
+    "<",
+    "|",
+    ">",
+    "im_end",
+    "system",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<file_sep>",
+    "é",
+    "日本",
+]
 
 
 @settings(max_examples=60, deadline=None)
@@ -151,17 +182,31 @@ def test_a_prompt_that_fits_only_without_the_response_is_refused_naming_both_len
         "> context window 8192 tokens (max_position_embeddings in the model's config.json)"
     ) in message
     assert "librarian" not in message
-    assert _check(tokenizer, personas=[("long", long_prompt)], max_new_tokens=47)["longest_prompt_tokens"] == n  # exactly full
+    assert (
+        _check(tokenizer, personas=[("long", long_prompt)], max_new_tokens=47)["longest_prompt_tokens"] == n
+    )  # exactly full
 
 
 @pytest.mark.parametrize(
     ("config", "tokenizer_max", "expected"),
     [
-        ({"max_position_embeddings": 32768}, 131072, ContextWindow(32768, "max_position_embeddings in the model's config.json")),
-        ({"max_position_embeddings": 8192}, int(1e30), ContextWindow(8192, "max_position_embeddings in the model's config.json")),
+        (
+            {"max_position_embeddings": 32768},
+            131072,
+            ContextWindow(32768, "max_position_embeddings in the model's config.json"),
+        ),
+        (
+            {"max_position_embeddings": 8192},
+            int(1e30),
+            ContextWindow(8192, "max_position_embeddings in the model's config.json"),
+        ),
         ({"max_position_embeddings": 8192}, 2048, ContextWindow(2048, "the tokenizer's model_max_length")),
         ({"n_positions": 1024}, None, ContextWindow(1024, "n_positions in the model's config.json")),
-        ({"text_config": {"max_position_embeddings": 4096}}, None, ContextWindow(4096, "max_position_embeddings in the model's config.json")),
+        (
+            {"text_config": {"max_position_embeddings": 4096}},
+            None,
+            ContextWindow(4096, "max_position_embeddings in the model's config.json"),
+        ),
         ({}, int(1e30), None),
     ],
 )

@@ -73,7 +73,9 @@ def write(path, text):
 
 
 def test_eval_set_subsets_and_validates(tmp_path):
-    personas = write(tmp_path / "p.yaml", "personas:\n  - {name: a, prompt: A}\n  - {name: b, prompt: B}\n  - {name: c, prompt: C}\n")
+    personas = write(
+        tmp_path / "p.yaml", "personas:\n  - {name: a, prompt: A}\n  - {name: b, prompt: B}\n  - {name: c, prompt: C}\n"
+    )
     questions = write(tmp_path / "q.yaml", "questions: [one, two, three]\n")
     evals = build_eval_set(personas, questions, persona_subset=["c", "a"], n_questions=2)
     assert evals.persona_names == ["c", "a"] and evals.questions == ["one", "two"]
@@ -141,9 +143,23 @@ def test_bad_questions_and_settings(tmp_path):
 
 # -------------------------------------------------------------------- generation cache
 def test_generation_key_changes_with_every_input():
-    base = dict(model_fingerprint="m", dtype="float32", device_kind="cpu", backend="transformers", max_new_tokens=8, prompt_ids=[1, 2])
+    base = dict(
+        model_fingerprint="m",
+        dtype="float32",
+        device_kind="cpu",
+        backend="transformers",
+        max_new_tokens=8,
+        prompt_ids=[1, 2],
+    )
     keys = {generation_key(**base)}
-    for field, other in [("model_fingerprint", "m2"), ("dtype", "bfloat16"), ("device_kind", "cuda"), ("backend", "vllm"), ("max_new_tokens", 9), ("prompt_ids", [1, 3])]:
+    for field, other in [
+        ("model_fingerprint", "m2"),
+        ("dtype", "bfloat16"),
+        ("device_kind", "cuda"),
+        ("backend", "vllm"),
+        ("max_new_tokens", 9),
+        ("prompt_ids", [1, 3]),
+    ]:
         keys.add(generation_key(**{**base, field: other}))
     assert len(keys) == 7
 

@@ -15,7 +15,16 @@ def rows_for(values: dict[tuple[str, str, str, int], tuple[float, float, float]]
     """values[(generator, persona_a, persona_b, question)] = (js, kl_ab, kl_ba)."""
     return pd.DataFrame(
         [
-            {"generator": g, "question_index": q, "persona_a": a, "persona_b": b, "js": v[0], "kl_ab": v[1], "kl_ba": v[2], "n_tokens": 5}
+            {
+                "generator": g,
+                "question_index": q,
+                "persona_a": a,
+                "persona_b": b,
+                "js": v[0],
+                "kl_ab": v[1],
+                "kl_ba": v[2],
+                "n_tokens": 5,
+            }
             for (g, a, b, q), v in values.items()
         ]
     )
@@ -64,7 +73,14 @@ def test_all_responses_averages_every_generator():
 def test_questions_weigh_equally():
     values = {}
     for q, js in enumerate([0.1, 0.5]):
-        for g, a, b in [("a", "a", "b"), ("b", "a", "b"), ("a", "a", "c"), ("c", "a", "c"), ("b", "b", "c"), ("c", "b", "c")]:
+        for g, a, b in [
+            ("a", "a", "b"),
+            ("b", "a", "b"),
+            ("a", "a", "c"),
+            ("c", "a", "c"),
+            ("b", "b", "c"),
+            ("c", "b", "c"),
+        ]:
             values[(g, a, b, q)] = (js, js, js)
     table = pair_question_table(rows_for(values), NAMES, "pair_own")
     assert len(table) == 3 * 2

@@ -73,9 +73,7 @@ def bernoulli_js(a: float, b: float) -> float:
     return entropy([m, 1 - m]) - 0.5 * (entropy([a, 1 - a]) + entropy([b, 1 - b]))
 
 
-@pytest.mark.parametrize(
-    "a, b", [(0.5, 0.9), (0.1, 0.2), (0.01, 0.99), (0.3, 0.3), (0.5, 0.5 + 1e-4)]
-)
+@pytest.mark.parametrize("a, b", [(0.5, 0.9), (0.1, 0.2), (0.01, 0.99), (0.3, 0.3), (0.5, 0.5 + 1e-4)])
 def test_bernoulli_closed_form(a, b):
     js, kl_ab, kl_ba = scalars(token_divergences(logp_of([a, 1 - a]), logp_of([b, 1 - b])))
     assert js == pytest.approx(bernoulli_js(a, b), rel=1e-9, abs=1e-16)
@@ -100,9 +98,7 @@ def test_uniform_vs_one_hot_over_four():
     # P uniform over 4, Q = e_0. M = (5/8, 1/8, 1/8, 1/8).
     # JS = H(M) − ½H(P) − ½H(Q) = [5/8 ln(8/5) + 3/8 ln 8] − ½ ln 4 = 2 ln 2 − (5/8) ln 5.
     # KL(Q‖P) = ln 4; KL(P‖Q) = inf (P has mass where Q has none).
-    js, kl_ab, kl_ba = scalars(
-        token_divergences(logp_of([0.25] * 4), logp_of([1.0, 0.0, 0.0, 0.0]))
-    )
+    js, kl_ab, kl_ba = scalars(token_divergences(logp_of([0.25] * 4), logp_of([1.0, 0.0, 0.0, 0.0])))
     assert js == pytest.approx(2 * LN2 - 5 / 8 * math.log(5), rel=1e-12)
     assert kl_ab == INF
     assert kl_ba == pytest.approx(math.log(4), rel=1e-12)
@@ -111,9 +107,7 @@ def test_uniform_vs_one_hot_over_four():
 @pytest.mark.parametrize("vocab", [2, 4, 1000])
 def test_uniform_vs_one_hot_general_vocabulary(vocab):
     # M = ((V+1)/2V, 1/2V, ...): JS = H(M) − ½ ln V, KL(one-hot ‖ uniform) = ln V.
-    js, kl_ab, kl_ba = scalars(
-        token_divergences(logp_of([1.0 / vocab] * vocab), logp_of([1.0] + [0.0] * (vocab - 1)))
-    )
+    js, kl_ab, kl_ba = scalars(token_divergences(logp_of([1.0 / vocab] * vocab), logp_of([1.0] + [0.0] * (vocab - 1))))
     m_top, m_rest = (vocab + 1) / (2 * vocab), 1 / (2 * vocab)
     h_m = -m_top * math.log(m_top) - (vocab - 1) * m_rest * math.log(m_rest)
     assert js == pytest.approx(h_m - 0.5 * math.log(vocab), rel=1e-12)
@@ -157,9 +151,7 @@ def test_masked_logits_match_reference():
     assert torch.isinf(d.kl_ba[:3]).all() and torch.isfinite(d.kl_ba[3:]).all()
     for row in range(6):
         ref = reference_from_logp(la[row], lb[row])
-        np.testing.assert_allclose(
-            [d.js[row].item(), d.kl_ab[row].item(), d.kl_ba[row].item()], ref, rtol=1e-9
-        )
+        np.testing.assert_allclose([d.js[row].item(), d.kl_ab[row].item(), d.kl_ba[row].item()], ref, rtol=1e-9)
 
 
 def test_underflowed_probability_still_makes_kl_infinite():
@@ -185,7 +177,9 @@ def test_an_all_zero_row_does_not_hide_the_zeros_of_the_other_rows():
     lb = logp_of([0.2, 0.3, 0.5]).expand(2, 3)
     d = token_divergences(la, lb)
     assert torch.isnan(d.js[0])
-    np.testing.assert_allclose(scalars(TokenDivergences(d.js[1], d.kl_ab[1], d.kl_ba[1])), reference_from_logp(la[1], lb[1]), rtol=1e-12)
+    np.testing.assert_allclose(
+        scalars(TokenDivergences(d.js[1], d.kl_ab[1], d.kl_ba[1])), reference_from_logp(la[1], lb[1]), rtol=1e-12
+    )
     assert d.kl_ba[1] == INF
 
 
@@ -305,9 +299,7 @@ def test_near_identical_matches_reference(noise):
     assert ((d.js > 1e-8) & (d.js < 1e-4)).all()
     for row in range(8):
         ref = reference_from_logp(la[row], lb[row])
-        np.testing.assert_allclose(
-            [d.js[row].item(), d.kl_ab[row].item(), d.kl_ba[row].item()], ref, rtol=1e-6
-        )
+        np.testing.assert_allclose([d.js[row].item(), d.kl_ab[row].item(), d.kl_ba[row].item()], ref, rtol=1e-6)
 
 
 def test_float32_inputs_are_computed_in_float64():
@@ -326,9 +318,7 @@ def test_float32_inputs_are_computed_in_float64():
         assert torch.equal(getattr(d32, name), getattr(d64, name))
     for row in range(5):
         ref = reference_from_logp(logp32_a[row], logp32_b[row])
-        np.testing.assert_allclose(
-            [d32.js[row].item(), d32.kl_ab[row].item(), d32.kl_ba[row].item()], ref, rtol=1e-6
-        )
+        np.testing.assert_allclose([d32.js[row].item(), d32.kl_ab[row].item(), d32.kl_ba[row].item()], ref, rtol=1e-6)
 
 
 def test_dtype_argument_sets_result_dtype():
@@ -409,9 +399,7 @@ def test_pair_divergences_tensor_pairs_and_chunking_agree(scored):
     one_at_a_time = pair_divergences(scored, int32_pairs, chunk_size=1)
     for name in ("js", "kl_ab", "kl_ba"):
         assert torch.equal(getattr(from_list, name), getattr(from_tensor, name))
-        torch.testing.assert_close(
-            getattr(from_list, name), getattr(one_at_a_time, name), rtol=1e-14, atol=0
-        )
+        torch.testing.assert_close(getattr(from_list, name), getattr(one_at_a_time, name), rtol=1e-14, atol=0)
 
 
 def test_pair_divergences_directions(scored):
@@ -436,7 +424,10 @@ def test_pair_divergences_never_builds_all_pairs_at_once(scored, monkeypatch):
     assert seen == [(4, 13)] * len(ALL_PAIRS) + [(2, 13)] * len(ALL_PAIRS)
 
 
-@pytest.mark.parametrize("rows, positions, chunk, expected", [(5, 6, 4, 4), (12, 48, 4, 4), (12, 2, 4, 1), (12, 8, 1, 1), (2, 48, 4, 4), (40, 48, 4, 4), (200, 10, 4, 1)])
+@pytest.mark.parametrize(
+    "rows, positions, chunk, expected",
+    [(5, 6, 4, 4), (12, 48, 4, 4), (12, 2, 4, 1), (12, 8, 1, 1), (2, 48, 4, 4), (40, 48, 4, 4), (200, 10, 4, 1)],
+)
 def test_positions_per_block_bounds_memory_like_a_chunk_of_pairs(rows, positions, chunk, expected):
     block = divergence.positions_per_block(rows, positions, chunk)
     assert block == expected

@@ -22,7 +22,11 @@ from tests.analysis.test_correlation_report import _legacy_folder
 
 def scoring(js, kl_ab=None, kl_ba=None) -> dict[str, np.ndarray]:
     js = np.asarray(js, dtype=float)
-    return {"js": js, "kl_ab": js if kl_ab is None else np.asarray(kl_ab, dtype=float), "kl_ba": js if kl_ba is None else np.asarray(kl_ba, dtype=float)}
+    return {
+        "js": js,
+        "kl_ab": js if kl_ab is None else np.asarray(kl_ab, dtype=float),
+        "kl_ba": js if kl_ba is None else np.asarray(kl_ba, dtype=float),
+    }
 
 
 @pytest.mark.parametrize(

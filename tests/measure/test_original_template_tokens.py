@@ -34,8 +34,13 @@ def jobs_for(llm, responses: list[tuple[str, list[str], bool]], averaging: str =
     """responses: (persona, generated tokens, hit_max_new_tokens), all to the one question."""
     eval_set = {"personas": PERSONAS, "questions": [QUESTION]}
     records = [
-        {"persona": persona, "question_index": 0, "token_ids": ids(llm, *tokens), "hit_max_new_tokens": hit,
-         "cache_key": f"k{k}"}
+        {
+            "persona": persona,
+            "question_index": 0,
+            "token_ids": ids(llm, *tokens),
+            "hit_max_new_tokens": hit,
+            "cache_key": f"k{k}",
+        }
         for k, (persona, tokens, hit) in enumerate(responses)
     ]
     generations = {"persona_names": [p["name"] for p in PERSONAS], "responses": records}
@@ -43,11 +48,14 @@ def jobs_for(llm, responses: list[tuple[str, list[str], bool]], averaging: str =
 
 
 def test_period_and_two_newlines_are_scored_as_the_original_re_tokenised_them(llm) -> None:
-    responses, jobs = jobs_for(llm, [
-        ("pirate_captain", ["Ah", "oy", ".", "Ċ", "Ċ", "<|im_end|>"], False),  # '.' 'Ċ' 'Ċ' → '.' 'ĊĊ'
-        ("librarian", ["Ah", "oy", ".", "<|im_end|>"], False),  # round-trips
-        ("chemist", ["Ah", "oy", ".", "Ċ"], True),  # cut at max_new_tokens, round-trips
-    ])
+    responses, jobs = jobs_for(
+        llm,
+        [
+            ("pirate_captain", ["Ah", "oy", ".", "Ċ", "Ċ", "<|im_end|>"], False),  # '.' 'Ċ' 'Ċ' → '.' 'ĊĊ'
+            ("librarian", ["Ah", "oy", ".", "<|im_end|>"], False),  # round-trips
+            ("chemist", ["Ah", "oy", ".", "Ċ"], True),  # cut at max_new_tokens, round-trips
+        ],
+    )
     tokenizer = llm.tokenizer
     assert tokenizer.convert_ids_to_tokens(jobs[0].response_ids) == ["Ah", "oy", ".", "ĊĊ", "<|im_end|>", "Ċ"]
     assert tokenizer.convert_ids_to_tokens(jobs[1].response_ids) == ["Ah", "oy", ".", "<|im_end|>", "Ċ"]
@@ -59,30 +67,47 @@ def test_period_and_two_newlines_are_scored_as_the_original_re_tokenised_them(ll
 
     changed = not_round_tripping(responses, jobs)
     assert changed == [{"persona": "pirate_captain", "question_index": 0, "generated_tokens": 6, "scored_positions": 6}]
-    record = method_record("cpu", "float32", resource="CpuLLM", averaging="pair_own", max_scorers_per_pass=8,
-                           divergence_code_version="3", scoring_rule=ORIGINAL_TEMPLATE, not_round_tripping=changed)
+    record = method_record(
+        "cpu",
+        "float32",
+        resource="CpuLLM",
+        averaging="pair_own",
+        max_scorers_per_pass=8,
+        divergence_code_version="3",
+        scoring_rule=ORIGINAL_TEMPLATE,
+        not_round_tripping=changed,
+    )
     assert record["responses_not_round_tripping"] == 1 and record["not_round_tripping"] == changed
 
 
 def test_a_round_tripping_response_gets_the_same_ids_from_the_id_rule_and_the_same_generated_positions(llm) -> None:
     """Cross-check of two implementations: re-tokenising the text vs appending the closing ids to the
     generated ids; and the `generated` rule's positions are the first positions the original scores."""
-    responses, jobs = jobs_for(llm, [
-        ("librarian", ["The", "Ġsea", "Ġis", "Ġsalt", "Ġwater", ".", "<|im_end|>"], False),
-        ("chemist", ["Water", ",", "Ġsalt", "Ġand", "Ġlife"], True),
-        # Decoded as vLLM's output text is, without clean-up of tokenization spaces: "Ahoy ." keeps its 'Ġ.'.
-        ("pirate_captain", ["Ah", "oy", "Ġ.", "<|im_end|>"], False),
-    ], averaging="all_responses")
+    responses, jobs = jobs_for(
+        llm,
+        [
+            ("librarian", ["The", "Ġsea", "Ġis", "Ġsalt", "Ġwater", ".", "<|im_end|>"], False),
+            ("chemist", ["Water", ",", "Ġsalt", "Ġand", "Ġlife"], True),
+            # Decoded as vLLM's output text is, without clean-up of tokenization spaces: "Ahoy ." keeps its 'Ġ.'.
+            ("pirate_captain", ["Ah", "oy", "Ġ.", "<|im_end|>"], False),
+        ],
+        averaging="all_responses",
+    )
     closing = llm.template_closing_ids(PERSONAS[0]["prompt"], QUESTION)
     for response, job in zip(responses, jobs):
         assert job.round_trips is True
-        by_id = scored_response(response["token_ids"], hit_max_new_tokens=response["hit_max_new_tokens"],
-                                closing_ids=closing, rule=ORIGINAL_TEMPLATE)
+        by_id = scored_response(
+            response["token_ids"],
+            hit_max_new_tokens=response["hit_max_new_tokens"],
+            closing_ids=closing,
+            rule=ORIGINAL_TEMPLATE,
+        )
         assert job.response_ids == by_id.ids
-        generated = scored_response(response["token_ids"], hit_max_new_tokens=response["hit_max_new_tokens"],
-                                    closing_ids=closing).ids
+        generated = scored_response(
+            response["token_ids"], hit_max_new_tokens=response["hit_max_new_tokens"], closing_ids=closing
+        ).ids
         kept = generated[:-1] if generated[-1] == closing[0] else generated
-        assert job.response_ids[: len(generated)] == generated and job.response_ids[len(kept):] == closing
+        assert job.response_ids[: len(generated)] == generated and job.response_ids[len(kept) :] == closing
     assert not_round_tripping(responses, jobs) == []
 
 
@@ -121,7 +146,14 @@ def test_a_response_whose_ids_differ_between_system_prompts_is_refused_naming_it
 
     evals = EvalSet.from_dict({"personas": PERSONAS, "questions": [QUESTION]})
     prompts = {(s, 0): chat_prompt_ids(tokenizer, p["prompt"], QUESTION) for s, p in enumerate(PERSONAS)}
-    response = {"persona": "librarian", "question_index": 0, "hit_max_new_tokens": True,
-                "token_ids": tokenizer.convert_tokens_to_ids(["Ah", "oy"])}
-    with pytest.raises(InputError, match="'librarian' to question 0: re-rendered under the system prompt of 'librarian'.*that of 'pirate_captain'"):
+    response = {
+        "persona": "librarian",
+        "question_index": 0,
+        "hit_max_new_tokens": True,
+        "token_ids": tokenizer.convert_tokens_to_ids(["Ah", "oy"]),
+    }
+    with pytest.raises(
+        InputError,
+        match="'librarian' to question 0: re-rendered under the system prompt of 'librarian'.*that of 'pirate_captain'",
+    ):
         original_template_scoring(Rendering(), evals, response, [0, 1, 2], prompts, [0])

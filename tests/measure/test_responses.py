@@ -22,7 +22,7 @@ def test_cosine_by_layer_averages_each_persona_over_its_questions_then_centres()
     assert list(matrices) == ["layer2", "layer5"]
     for k, name in enumerate(matrices):
         # by hand: persona p's prompts are rows p*n_q .. p*n_q + n_q - 1 (persona_prompts order)
-        centroids = np.stack([states[p * n_q:(p + 1) * n_q, k, :].mean(axis=0) for p in range(n_p)])
+        centroids = np.stack([states[p * n_q : (p + 1) * n_q, k, :].mean(axis=0) for p in range(n_p)])
         np.testing.assert_allclose(matrices[name], centred_cosine(centroids), rtol=0, atol=1e-12)
 
 
@@ -34,8 +34,16 @@ def test_pair_value_rows_are_the_rows_of_the_per_response_table():
     jobs = [ResponseJob("k0", [1], {0: [1], 1: [2]}, [(0, 1)]), ResponseJob("k1", [2], {0: [1], 1: [2]}, [(1, 0)])]
     values = [[{"js": 0.1, "kl_ab": 0.2, "kl_ba": 0.3}], [{"js": 0.4, "kl_ab": 0.5, "kl_ba": 0.6}]]
     rows = pair_value_rows(responses, jobs, values, ["pirate", "judge"])
-    assert rows[1] == {"generator": "judge", "question_index": 1, "persona_a": "judge", "persona_b": "pirate",
-                       "js": 0.4, "kl_ab": 0.5, "kl_ba": 0.6, "n_tokens": 7}
+    assert rows[1] == {
+        "generator": "judge",
+        "question_index": 1,
+        "persona_a": "judge",
+        "persona_b": "pirate",
+        "js": 0.4,
+        "kl_ab": 0.5,
+        "kl_ba": 0.6,
+        "n_tokens": 7,
+    }
     pd.testing.assert_frame_equal(per_response_table(responses, jobs, values, ["pirate", "judge"]), pd.DataFrame(rows))
 
 

@@ -44,16 +44,20 @@ MUTATIONS = [
         "persona_assets/runs/storage.py",
         '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
         '    path.write_bytes(data)\n    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
-        (f"{CONCURRENCY_TESTS}::test_readers_during_writes_of_different_content_see_only_whole_files",
-         f"{CONCURRENCY_TESTS}::test_a_writer_killed_mid_write_leaves_the_previous_file_whole"),
+        (
+            f"{CONCURRENCY_TESTS}::test_readers_during_writes_of_different_content_see_only_whole_files",
+            f"{CONCURRENCY_TESTS}::test_a_writer_killed_mid_write_leaves_the_previous_file_whole",
+        ),
     ),
     Mutation(
         "no lock: exclusive_lock takes no flock",
         "persona_assets/runs/storage.py",
         "        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)\n",
         "        pass\n",
-        (f"{CONCURRENCY_TESTS}::test_concurrent_runs_adding_pairs_to_one_cache_entry_lose_none",
-         f"{CONCURRENCY_TESTS}::test_concurrent_alert_appends_of_large_lines_keep_every_line_whole"),
+        (
+            f"{CONCURRENCY_TESTS}::test_concurrent_runs_adding_pairs_to_one_cache_entry_lose_none",
+            f"{CONCURRENCY_TESTS}::test_concurrent_alert_appends_of_large_lines_keep_every_line_whole",
+        ),
     ),
     Mutation(
         "no cache lock: DivergenceCache.put merges without the directory lock",
@@ -83,8 +87,10 @@ MUTATIONS = [
         "    while (found := _first_inconsistency(candidate, set(produced), overridden)) is not None:\n",
         "    while (found := None) is not None:\n",
         # (tests/test_published_set_consistency.py also fails under it, through the graph: too slow to repeat here)
-        ("tests/runs/test_view_lineage.py::test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else",
-         "tests/runs/test_view_lineage.py::test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other"),
+        (
+            "tests/runs/test_view_lineage.py::test_a_changed_input_withdraws_everything_computed_from_it_and_nothing_else",
+            "tests/runs/test_view_lineage.py::test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other",
+        ),
     ),
 ]
 
@@ -121,13 +127,21 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     probe = subprocess.run(
         [sys.executable, "-c", "import persona_assets.runs.storage as s; print(s.__file__)"],
-        cwd=root, env=env, capture_output=True, text=True, check=True,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     if not Path(probe.stdout.strip()).resolve().is_relative_to(root.resolve()):
         raise RuntimeError(f"the copy imports persona_assets from {probe.stdout.strip()}, not from {root}")
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -145,7 +159,10 @@ def check_all(mutations: list[Mutation]) -> list[str]:
         copy_repository(baseline)
         started = time.monotonic()
         result = run_tests(baseline, every_test)
-        print(f"unmutated: {'passes' if result.returncode == 0 else 'FAILS'} ({time.monotonic() - started:.1f} s)", flush=True)
+        print(
+            f"unmutated: {'passes' if result.returncode == 0 else 'FAILS'} ({time.monotonic() - started:.1f} s)",
+            flush=True,
+        )
         if result.returncode != 0:
             problems.append(f"the unmutated copy fails its tests:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
         for i, mutation in enumerate(mutations):
@@ -166,13 +183,20 @@ def check_all(mutations: list[Mutation]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print the mutations and their targets, run nothing")
-    parser.add_argument("--repeat", type=int, default=1, help="check everything this many times (to measure how reliably each is caught)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="check everything this many times (to measure how reliably each is caught)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for m in MUTATIONS:
             print(f"{m.name}\n  in {m.file}, guarded by {', '.join(m.tests)}")
         return 0
-    print(f"mutation check on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), Python {platform.python_version()}")
+    print(
+        f"mutation check on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), Python {platform.python_version()}"
+    )
     started = time.monotonic()
     try:
         problems = [p for _ in range(args.repeat) for p in check_all(MUTATIONS)]

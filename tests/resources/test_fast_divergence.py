@@ -16,7 +16,9 @@ from resources.fast_divergence import fast_pair_divergences, row_logsumexp, trit
 TRITON_ON_CUDA = triton_available() and torch.cuda.is_available()
 BACKENDS = [
     "torch",
-    pytest.param("triton", marks=[pytest.mark.gpu, pytest.mark.skipif(not TRITON_ON_CUDA, reason="needs CUDA and Triton")]),
+    pytest.param(
+        "triton", marks=[pytest.mark.gpu, pytest.mark.skipif(not TRITON_ON_CUDA, reason="needs CUDA and Triton")]
+    ),
 ]
 
 

@@ -29,9 +29,10 @@ def test_key_ignores_modification_time_but_not_content(tmp_path):
     for position in (10, len(data) - 10):  # the header, the last tensor's bytes
         changed = bytearray(data)
         changed[position] ^= 0xFF
-        assert gguf_conversion_key(_file(tmp_path / "m.gguf", bytes(changed)))["content_sample_sha256"] != key[
-            "content_sample_sha256"
-        ]
+        assert (
+            gguf_conversion_key(_file(tmp_path / "m.gguf", bytes(changed)))["content_sample_sha256"]
+            != key["content_sample_sha256"]
+        )
     assert gguf_conversion_key(_file(tmp_path / "m.gguf", data + b"x"))["size"] == len(data) + 1
 
 

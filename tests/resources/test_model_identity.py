@@ -93,14 +93,19 @@ def test_a_missing_shard_is_named_before_any_weights_load(sharded_model_dir, tmp
         resolve_model_source(str(copy))
     message = str(raised.value)
     assert "\n" not in message and str(copy) in message and "model.safetensors.index.json" in message
-    assert f"names {len(shards)} shard file(s), 2 missing or not a file: {shards[0].name}, {shards[-1].name};" in message
+    assert (
+        f"names {len(shards)} shard file(s), 2 missing or not a file: {shards[0].name}, {shards[-1].name};" in message
+    )
     assert all(s.name not in message for s in shards[1:-1])
 
 
 @pytest.mark.parametrize(
     ("index_text", "fragment"),
-    [("{not json", "not a readable weights index"), ('{"weight_map": []}', "not a readable weights index"),
-     ('{"weight_map": {}}', "names no shard files")],
+    [
+        ("{not json", "not a readable weights index"),
+        ('{"weight_map": []}', "not a readable weights index"),
+        ('{"weight_map": {}}', "names no shard files"),
+    ],
 )
 def test_an_unreadable_index_is_named(model_copy, index_text, fragment):
     (model_copy / "model.safetensors").unlink()
@@ -157,7 +162,9 @@ def test_a_hub_id_is_pinned_to_the_snapshot_its_local_cache_resolves(tiny_model_
     assert first.fingerprint.startswith("hub:org/tiny@aaa111:") and first.display_name == "org/tiny"
     (repo / "refs" / "main").write_text("bbb222")  # a newer revision downloaded
     second = resolve_model_source("org/tiny")
-    assert second.location == str(repo / "snapshots" / "bbb222") and second.fingerprint.startswith("hub:org/tiny@bbb222:")
+    assert second.location == str(repo / "snapshots" / "bbb222") and second.fingerprint.startswith(
+        "hub:org/tiny@bbb222:"
+    )
     (repo / "refs" / "main").unlink()  # no ref, two snapshots: ambiguous, left to transformers
     assert hub_snapshot("org/tiny") is None
 
@@ -173,14 +180,19 @@ def test_a_hub_snapshot_without_its_weights_is_left_to_transformers(tiny_model_d
     assert (source.location, source.fingerprint) == ("org/tiny", "hub:org/tiny@not-in-local-cache")
 
 
-def test_the_fingerprint_setting_comes_from_the_environment_and_is_checked_when_the_run_starts(monkeypatch, tiny_model_dir):
+def test_the_fingerprint_setting_comes_from_the_environment_and_is_checked_when_the_run_starts(
+    monkeypatch, tiny_model_dir
+):
     llm = environment.llm_resource({"PERSONA_MODEL_FINGERPRINT": "content", "PERSONA_MODEL": str(tiny_model_dir)})
     assert llm.model_fingerprint == dg.EnvVar("PERSONA_MODEL_FINGERPRINT")
     monkeypatch.setenv("PERSONA_MODEL_FINGERPRINT", "content")
     monkeypatch.setenv("PERSONA_MODEL", str(tiny_model_dir))
     with dg.build_resources({"llm": llm}) as built:
         assert built.llm.fingerprint_mode == "content"
-        assert built.llm.describe()["model_fingerprint"] == resolve_model_source(str(tiny_model_dir), "content").fingerprint
+        assert (
+            built.llm.describe()["model_fingerprint"]
+            == resolve_model_source(str(tiny_model_dir), "content").fingerprint
+        )
     monkeypatch.setenv("PERSONA_MODEL_FINGERPRINT", "mtime")
     with pytest.raises(Exception) as failure:  # when the run starts (Dagster wraps the resource's error)
         with dg.build_resources({"llm": environment.llm_resource({"PERSONA_MODEL_FINGERPRINT": "mtime"})}):

@@ -127,9 +127,15 @@ def test_tokenizer_smaller_than_a_padded_vocabulary_is_accepted(embedded_tokeniz
     tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir)
     padded = ((len(tokenizer) + 127) // 128) * 128 + 128
     config = LlamaConfig(
-        vocab_size=padded, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=padded,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     directory = tmp_path / "padded"

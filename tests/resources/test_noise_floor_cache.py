@@ -13,7 +13,9 @@ from tests.resources.test_floor_rescoring import describe, pair_own_jobs
 def _key(llm, jobs, *, samples=2, max_scorers_per_pass=3, pair_chunk_size=2):
     from persona_assets.measure.noise_floor import sample_positions
 
-    items, sampled = noise_floor_sample(jobs, describe(jobs), samples=samples, max_scorers_per_pass=max_scorers_per_pass)
+    items, sampled = noise_floor_sample(
+        jobs, describe(jobs), samples=samples, max_scorers_per_pass=max_scorers_per_pass
+    )
     chosen = [jobs[p] for p in sample_positions(len(jobs), samples)]
     return noise_floor_key(llm, items, sampled, chosen, pair_chunk_size=pair_chunk_size)
 

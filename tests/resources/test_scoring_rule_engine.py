@@ -25,12 +25,17 @@ def _closing_ids(tokenizer) -> list[int]:
     messages = [{"role": "system", "content": SYSTEMS[0]}, {"role": "user", "content": QUESTION}]
     rendered = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": content}], tokenize=True)
     rendered = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
-    return template_closing_ids(rendered, chat_prompt_ids(tokenizer, SYSTEMS[0], QUESTION), tokenizer.encode(content, add_special_tokens=False))
+    return template_closing_ids(
+        rendered, chat_prompt_ids(tokenizer, SYSTEMS[0], QUESTION), tokenizer.encode(content, add_special_tokens=False)
+    )
 
 
 def test_rules_agree_on_generated_positions_and_differ_by_the_closing_tokens(engine):
     closing = _closing_ids(engine.tokenizer)
-    assert engine.tokenizer.convert_ids_to_tokens(closing[0]) == "<|im_end|>" and engine.tokenizer.decode(closing[1:]) == "\n"
+    assert (
+        engine.tokenizer.convert_ids_to_tokens(closing[0]) == "<|im_end|>"
+        and engine.tokenizer.decode(closing[1:]) == "\n"
+    )
     prompts = [engine.chat_prompt_ids(s, QUESTION) for s in SYSTEMS]
     generated = engine.generate([prompts[0]], max_new_tokens=8)[0].token_ids
     if generated[-1] == closing[0]:
@@ -44,5 +49,5 @@ def test_rules_agree_on_generated_positions_and_differ_by_the_closing_tokens(eng
     torch.testing.assert_close(js_original[: len(generated)], js_ours, atol=1e-5, rtol=1e-4)
     # The response means differ by exactly the two appended positions.
     assert float(js_original.mean()) != pytest.approx(float(js_ours.mean()), rel=1e-3)
-    expected = (float(js_ours.sum()) + float(js_original[len(generated):].sum())) / len(original.ids)
+    expected = (float(js_ours.sum()) + float(js_original[len(generated) :].sum())) / len(original.ids)
     assert float(js_original.mean()) == pytest.approx(expected, rel=1e-5)

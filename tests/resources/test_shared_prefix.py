@@ -66,7 +66,9 @@ def test_pool_holds_each_distinct_prompt_once_and_its_values_do_not_depend_on_th
 
 def _same_pool(a, b) -> bool:
     return (
-        a.index == b.index and a.lengths == b.lengths and torch.equal(a.last_hidden, b.last_hidden)
+        a.index == b.index
+        and a.lengths == b.lengths
+        and torch.equal(a.last_hidden, b.last_hidden)
         and all(torch.equal(x, y) for x, y in zip(a.keys + a.values, b.keys + b.values))
     )
 
@@ -91,7 +93,9 @@ def test_the_engine_runs_no_prompt_of_an_earlier_call_again(engine, study, monke
     fresh.prefix_memo = PrefixMemo(1 << 30)
     computed = []
     compute = shared_prefix._computed_pool
-    monkeypatch.setattr(shared_prefix, "_computed_pool", lambda e, unique, m: computed.append(len(unique)) or compute(e, unique, m))
+    monkeypatch.setattr(
+        shared_prefix, "_computed_pool", lambda e, unique, m: computed.append(len(unique)) or compute(e, unique, m)
+    )
     fresh.prefix_pool(prompts[0])
     fresh.prefix_pool(prompts[0][:2] + prompts[2][:1])
     assert computed == [len(prompts[0]), 1]
@@ -207,7 +211,9 @@ class RecordingScorer:
 
     def batch_response_divergences(self, items, *, pair_chunk_size, progress=None):
         self.calls.append(items)
-        pool = self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts]) if self.shared_prefixes else None
+        pool = (
+            self.engine.prefix_pool([p for prompts, _, _ in items for p in prompts]) if self.shared_prefixes else None
+        )
         return [
             pair_divergences(self.engine.response_logprobs(p, r, prefixes=pool), pairs, chunk_size=pair_chunk_size)
             for p, r, pairs in items
@@ -247,10 +253,14 @@ def test_score_missing_ends_a_batch_before_a_question_it_would_split(engine, stu
     # 6 per batch, 4 responses per question: batches of 4 (each question's prompts computed in one
     # call only), not 6 + 6 (the middle question's prompts in two calls).
     shared = RecordingScorer(engine, shared=True)
-    score_missing(shared, _jobs(study), DivergenceCache(tmp_path / "shared"), max_scorers_per_pass=12, responses_per_batch=6)
+    score_missing(
+        shared, _jobs(study), DivergenceCache(tmp_path / "shared"), max_scorers_per_pass=12, responses_per_batch=6
+    )
     assert [len(items) for items in shared.calls] == [4, 4, 4]
     whole = RecordingScorer(engine, shared=False)  # no prefixes to share: full batches
-    score_missing(whole, _jobs(study), DivergenceCache(tmp_path / "whole"), max_scorers_per_pass=12, responses_per_batch=6)
+    score_missing(
+        whole, _jobs(study), DivergenceCache(tmp_path / "whole"), max_scorers_per_pass=12, responses_per_batch=6
+    )
     assert [len(items) for items in whole.calls] == [6, 6]
 
 

@@ -23,7 +23,11 @@ def test_vllm_greedy_matches_transformers(tiny_model_dir):
     prompts = [engine.chat_prompt_ids(s, "Name a colour.") for s in ("You are a pirate.", "Be brief.")]
     expected = engine.generate(prompts, max_new_tokens=8)
     got = generate_with_vllm(
-        str(tiny_model_dir), prompts, max_new_tokens=8, dtype="float32", gpu_memory_utilization=0.3,
+        str(tiny_model_dir),
+        prompts,
+        max_new_tokens=8,
+        dtype="float32",
+        gpu_memory_utilization=0.3,
         stop_token_ids=sorted(engine.stop_ids),
     )
     assert [g.token_ids for g in got] == [g.token_ids for g in expected]
@@ -36,7 +40,10 @@ def test_gpu_resource_falls_back_to_transformers_without_vllm(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else original(name, *a))
     assert GpuLLM(model="embedded").generation_backend() == "transformers-lean-fixed"
     assert GpuLLM(model="embedded", use_vllm=False).generation_backend() == "transformers-lean-fixed"
-    assert GpuLLM(model="embedded", use_vllm=False, generation_cache="dynamic").generation_backend() == "transformers-lean-dynamic"
+    assert (
+        GpuLLM(model="embedded", use_vllm=False, generation_cache="dynamic").generation_backend()
+        == "transformers-lean-dynamic"
+    )
     assert GpuLLM(model="embedded", use_vllm=False, lean_generation=False).generation_backend() == "transformers"
 
 

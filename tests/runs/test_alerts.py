@@ -69,7 +69,9 @@ def test_unwritable_file_is_reported_not_raised(tmp_path):
 def test_unwritable_file_with_a_working_webhook_still_counts_as_recorded(tmp_path):
     (tmp_path / "blocker").write_text("")
     with ScriptedReceiver([200]) as receiver:
-        results = deliver({"check": "x"}, jsonl_path=tmp_path / "blocker" / "a.jsonl", webhook_url=receiver.url, policy=FAST)
+        results = deliver(
+            {"check": "x"}, jsonl_path=tmp_path / "blocker" / "a.jsonl", webhook_url=receiver.url, policy=FAST
+        )
     assert [r.delivered for r in results] == [True, False]
     assert recorded_somewhere(results)
 

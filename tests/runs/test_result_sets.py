@@ -76,9 +76,19 @@ def test_list_and_prune_never_remove_the_published_set(tmp_path):
     data = tmp_path / "data"
     for k, run_id in enumerate(["r1", "r2", "r3"]):
         _write_run(data, run_id, {"a.json": str(k)})
-        rs.finish_run(data, run_id, complete=run_id == "r1", failed_steps=[] if run_id == "r1" else ["x"], figures_dir=tmp_path / "f")
+        rs.finish_run(
+            data,
+            run_id,
+            complete=run_id == "r1",
+            failed_steps=[] if run_id == "r1" else ["x"],
+            figures_dir=tmp_path / "f",
+        )
     runs = rs.list_runs(data)
-    assert [(r["run_id"], r["status"], r["published"]) for r in runs] == [("r1", "complete", True), ("r2", "failed", False), ("r3", "failed", False)]
+    assert [(r["run_id"], r["status"], r["published"]) for r in runs] == [
+        ("r1", "complete", True),
+        ("r2", "failed", False),
+        ("r3", "failed", False),
+    ]
     assert "r1" in rs.describe(runs)
     assert rs.prune(data, keep=1) == ["r2", "r3"]
     assert [r["run_id"] for r in rs.list_runs(data)] == ["r1"] and _view(data) == {"a.json": "0"}

@@ -38,8 +38,12 @@ def test_the_same_bytes_again_withdraw_nothing():
 
 
 def _run(
-    data: Path, run_id: str, files: dict[str, str], records: dict[str, tuple[str, dict]],
-    side: dict[str, list[str]] | None = None, figures: dict[str, str] | None = None,
+    data: Path,
+    run_id: str,
+    files: dict[str, str],
+    records: dict[str, tuple[str, dict]],
+    side: dict[str, list[str]] | None = None,
+    figures: dict[str, str] | None = None,
 ) -> None:
     rs.start_run(data, run_id, {})
     for owner, text in (figures or {}).items():  # each owner draws one figure in its own folder
@@ -66,8 +70,11 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
 
     data = tmp_path / "data"
     _run(
-        data, "r1", {"x.json": "x1", "pairs.csv": "p1", "directed.csv": "d1", "m.json": "m1", "t.json": "t1"},
-        {"x": ("sx", {}), "m": ("agg", {}), "t": ("agg", {})}, {"x": ["pairs.csv", "directed.csv"]},
+        data,
+        "r1",
+        {"x.json": "x1", "pairs.csv": "p1", "directed.csv": "d1", "m.json": "m1", "t.json": "t1"},
+        {"x": ("sx", {}), "m": ("agg", {}), "t": ("agg", {})},
+        {"x": ["pairs.csv", "directed.csv"]},
         figures={"t": "t-png", "x": "x-png"},
     )
     assert set(_shown(data)) == {"x.json", "pairs.csv", "directed.csv", "m.json", "t.json"}
@@ -81,7 +88,9 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     _run(data, "r3", {"m.json": "m2"}, {"m": ("agg", {})})
     view = json.loads((data / "views" / "r3" / "view.json").read_text())
     assert set(_shown(data)) == {"x.json", "pairs.csv", "m.json"}
-    assert view["withdrawn"]["t"]["reason"].startswith(f"computed from m (sha256 {file_digest(rs.run_dir(data, 'r1') / 'outputs' / 'm.json')[:12]})")
+    assert view["withdrawn"]["t"]["reason"].startswith(
+        f"computed from m (sha256 {file_digest(rs.run_dir(data, 'r1') / 'outputs' / 'm.json')[:12]})"
+    )
     assert view["withdrawn"]["t"]["withdrawn_by_run"] == "r3"
     assert rs.withdrawn_from_view(data, "r3") == view["withdrawn"] and rs.withdrawn_from_view(data, "r2") == {}
     assert (data / "runs" / "r1" / "outputs" / "t.json").read_text() == "t1"  # withdrawn, not deleted
@@ -122,7 +131,9 @@ def test_a_table_written_alone_replaces_the_siblings_it_was_not_computed_next_to
     alone("r3", "t3", "m3")  # other settings: the new t stays, the m it was not computed next to goes
     assert _shown(data) == {"t.json": "t3"}
     reason = rs.withdrawn_from_view(data, "r3")["m"]["reason"]
-    assert reason.startswith("run r3 computed t next to m with sha256 ") or reason.startswith("computed from t (sha256 "), reason
+    assert reason.startswith("run r3 computed t next to m with sha256 ") or reason.startswith(
+        "computed from t (sha256 "
+    ), reason
 
 
 @st.composite
@@ -162,6 +173,7 @@ def test_the_published_set_is_consistent_and_drops_exactly_what_was_computed_fro
 
     assert set(kept) == {f"a{k}" for k in parents if valid(k)}, parents
     assert set(withdrawn) == {f"a{k}" for k in parents if not valid(k)}
+
     # A run that re-runs an asset and every ancestor of it never loses that asset.
     def ancestors(k: int) -> set[int]:
         return {a for p in parents[k] for a in {p, *ancestors(p)}}

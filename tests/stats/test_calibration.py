@@ -65,4 +65,6 @@ def test_planted_relations_are_detected(scenario: str, test: str, minimum: float
 
 
 def test_question_bootstrap_ci_misses_the_true_mean_rarely() -> None:
-    assert rates("question bootstrap: pair-JS CI", 13)["pair_js_ci95_misses_true_mean (t interval, reported)"] <= SIZE_MAX
+    assert (
+        rates("question bootstrap: pair-JS CI", 13)["pair_js_ci95_misses_true_mean (t interval, reported)"] <= SIZE_MAX
+    )

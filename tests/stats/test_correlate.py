@@ -178,8 +178,17 @@ def test_to_dict_is_json_ready() -> None:
     assert back["n"] == x.size
     assert isinstance(back["spearman_ci95"], list) and len(back["spearman_ci95"]) == 2
     assert set(back) >= {
-        "n", "spearman_rho", "spearman_p", "pearson_r", "pearson_p", "spearman_ci95",
-        "pearson_ci95", "bootstrap_unit", "n_boot", "seed", "note",
+        "n",
+        "spearman_rho",
+        "spearman_p",
+        "pearson_r",
+        "pearson_p",
+        "spearman_ci95",
+        "pearson_ci95",
+        "bootstrap_unit",
+        "n_boot",
+        "seed",
+        "note",
     }
 
 

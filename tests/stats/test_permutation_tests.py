@@ -51,7 +51,9 @@ def test_mantel_exact_matches_brute_force_enumeration() -> None:
     result = mantel_test(x, y, n_perm=1000, seed=0)  # 5! = 120 ≤ 1000: enumerated
     assert result["exact"] and result["n_permutations"] == 120
     assert result["spearman_p"] == pytest.approx(_brute_force_mantel(x, y), abs=1e-12)
-    assert result["spearman_rho"] == pytest.approx(stats.spearmanr(x[np.triu_indices(5, 1)], y[np.triu_indices(5, 1)])[0])
+    assert result["spearman_rho"] == pytest.approx(
+        stats.spearmanr(x[np.triu_indices(5, 1)], y[np.triu_indices(5, 1)])[0]
+    )
     assert result["resampling_unit"].startswith("persona labels")
 
 
@@ -215,4 +217,3 @@ def test_crossed_weights_draw_a_persona_once_for_both_roles() -> None:
     w2, n_s2, n_t2 = _crossed_weights(src, tgt, 500, np.random.default_rng(1))
     assert (n_s2, n_t2) == (2, 5)
     assert np.array_equal(w2[:, 0], w2[:, 4])
-

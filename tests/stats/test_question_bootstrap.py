@@ -106,7 +106,9 @@ def test_discrimination_point_values_equal_the_verdict_and_ci_covers_them() -> N
     verdict = discrimination_verdict(values.mean(axis=1), min_std=0.05, min_ratio=3.0)
     assert intervals["js_std"]["estimate"] == pytest.approx(verdict["evidence"]["js_std"])
     assert intervals["max_min_ratio"]["estimate"] == pytest.approx(verdict["evidence"]["max_min_ratio"])
-    assert intervals["coefficient_of_variation"]["estimate"] == pytest.approx(verdict["evidence"]["coefficient_of_variation"])
+    assert intervals["coefficient_of_variation"]["estimate"] == pytest.approx(
+        verdict["evidence"]["coefficient_of_variation"]
+    )
     lo, hi = intervals["js_std"]["ci95"]
     assert lo < intervals["js_std"]["estimate"] < hi
 
@@ -175,24 +177,34 @@ def test_no_sample_reaches_above_the_std_bound(n: int, b: float, seed: int) -> N
 def test_verdict_calls_decided_and_too_close() -> None:
     verdict = discrimination_verdict(np.linspace(0.01, 0.05, 20), min_std=0.05, min_ratio=3.0)
     assert verdict["killed"] and verdict["evidence"]["std_below_threshold"]
-    decided = label_discrimination(dict(verdict, notes=[]), {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.014]},
-                                                            "max_min_ratio": {"estimate": 5.0, "ci95": [4.0, 6.0]}})
+    decided = label_discrimination(
+        dict(verdict, notes=[]),
+        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.014]}, "max_min_ratio": {"estimate": 5.0, "ci95": [4.0, 6.0]}},
+    )
     assert decided["call"] == qboot.DECIDED and decided["question_bootstrap"]["js_std"]["call"] == qboot.DECIDED
-    close = label_discrimination(dict(verdict, notes=[]), {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.06]},
-                                                          "max_min_ratio": {"estimate": 5.0, "ci95": [2.0, 6.0]}})
+    close = label_discrimination(
+        dict(verdict, notes=[]),
+        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.06]}, "max_min_ratio": {"estimate": 5.0, "ci95": [2.0, 6.0]}},
+    )
     assert close["call"] == qboot.TOO_CLOSE
     none = label_discrimination(dict(verdict, notes=[]), None)
     assert none["call"] is None and none["question_bootstrap"] is None
 
     redundancy = redundancy_verdict({"l10": 0.5, "l20": 0.85}, max_abs_rho=0.8)
-    labelled = label_redundancy(redundancy, {"l10": {"estimate": 0.5, "ci95": [0.4, 0.6]}, "l20": {"estimate": 0.85, "ci95": [0.78, 0.9]}})
+    labelled = label_redundancy(
+        redundancy, {"l10": {"estimate": 0.5, "ci95": [0.4, 0.6]}, "l20": {"estimate": 0.85, "ci95": [0.78, 0.9]}}
+    )
     assert labelled["killed"] and labelled["call"] == qboot.TOO_CLOSE
     # A pass is never decided by the ρ interval (it is not calibrated on that side).
     assert labelled["question_bootstrap"]["l10"]["call"] == qboot.TOO_CLOSE
     assert labelled["question_bootstrap"]["l10"]["ci_side"] == "passing"
-    clear = label_redundancy(redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "ci95": [-0.6, -0.4]}})
+    clear = label_redundancy(
+        redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "ci95": [-0.6, -0.4]}}
+    )
     assert not clear["killed"] and clear["call"] == qboot.TOO_CLOSE
-    kill = label_redundancy(redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "ci95": [-0.95, -0.85]}})
+    kill = label_redundancy(
+        redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "ci95": [-0.95, -0.85]}}
+    )
     assert kill["killed"] and kill["call"] == qboot.DECIDED
 
 
@@ -205,33 +217,42 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
     values = np.linspace(0.01, 0.06, 12)
     std = float(values.std(ddof=1))
     ratio = {"estimate": 6.0, "ci95": [5.0, 7.0]}
-    wrong = _discrimination(values, {"js_std": {"estimate": std, "ci95": [0.06, 0.09]}, "max_min_ratio": ratio},
-                            min_std=0.05, min_ratio=3.0)
+    wrong = _discrimination(
+        values, {"js_std": {"estimate": std, "ci95": [0.06, 0.09]}, "max_min_ratio": ratio}, min_std=0.05, min_ratio=3.0
+    )
     assert wrong["killed"] and wrong["question_bootstrap"]["js_std"]["ci_side"] == "passing"
     assert wrong["question_bootstrap"]["js_std"]["call"] == qboot.TOO_CLOSE and wrong["call"] == qboot.TOO_CLOSE
     assert f"std {std:.4g}, 95% CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]  # point and interval printed
-    right = _discrimination(values, {"js_std": {"estimate": std, "ci95": [0.012, 0.02]}, "max_min_ratio": ratio},
-                            min_std=0.05, min_ratio=3.0)
+    right = _discrimination(
+        values,
+        {"js_std": {"estimate": std, "ci95": [0.012, 0.02]}, "max_min_ratio": ratio},
+        min_std=0.05,
+        min_ratio=3.0,
+    )
     assert right["call"] == qboot.DECIDED and right["question_bootstrap"]["js_std"]["ci_side"] == "failing"
 
 
 def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
     values = np.linspace(0.02, 0.05, 12)  # max/min 2.5 < 3 kills; std passes at min_std 0.001
     std = {"estimate": float(values.std(ddof=1)), "ci95": [0.005, 0.02]}
-    wrong = _discrimination(values, {"js_std": std, "max_min_ratio": {"estimate": 2.5, "ci95": [3.2, 4.0]}},
-                            min_std=0.001, min_ratio=3.0)
+    wrong = _discrimination(
+        values, {"js_std": std, "max_min_ratio": {"estimate": 2.5, "ci95": [3.2, 4.0]}}, min_std=0.001, min_ratio=3.0
+    )
     assert wrong["killed"] and wrong["call"] == qboot.TOO_CLOSE
     assert wrong["question_bootstrap"]["max_min_ratio"]["ci_side"] == "passing"
     # A passing verdict whose ratio CI lies wholly on the failing side is not decided either.
     passing = np.linspace(0.01, 0.05, 12)  # max/min 5
-    odd = _discrimination(passing, {"js_std": std, "max_min_ratio": {"estimate": 5.0, "ci95": [1.5, 2.5]}},
-                          min_std=0.001, min_ratio=3.0)
+    odd = _discrimination(
+        passing, {"js_std": std, "max_min_ratio": {"estimate": 5.0, "ci95": [1.5, 2.5]}}, min_std=0.001, min_ratio=3.0
+    )
     assert not odd["killed"] and odd["call"] == qboot.TOO_CLOSE
 
 
 def test_redundancy_gate_point_and_ci_disagree_is_too_close() -> None:
     # |ρ| 0.85 > 0.8 kills on the point; its CI lies wholly inside ±0.8.
-    verdict = label_redundancy(redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8), {"l20": {"estimate": -0.85, "ci95": [-0.75, -0.6]}})
+    verdict = label_redundancy(
+        redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8), {"l20": {"estimate": -0.85, "ci95": [-0.75, -0.6]}}
+    )
     assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
     assert verdict["question_bootstrap"]["l20"]["ci_side"] == "passing"
     assert any("l20 ρ -0.85, 95% CI [-0.75, -0.6]" in note for note in verdict["notes"])
@@ -243,6 +264,11 @@ def test_overall_call_checks_the_side_itself() -> None:
     # A call marked decided whose CI lies on the passing side cannot decide a kill.
     calls = {"js_std": {"call": qboot.DECIDED, "ci_side": "passing"}}
     assert overall_call(True, calls, {"js_std": True}) == qboot.TOO_CLOSE
-    assert overall_call(True, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": True}) == qboot.DECIDED
-    assert overall_call(False, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": False}) == qboot.TOO_CLOSE
+    assert (
+        overall_call(True, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": True}) == qboot.DECIDED
+    )
+    assert (
+        overall_call(False, {"js_std": {"call": qboot.DECIDED, "ci_side": "failing"}}, {"js_std": False})
+        == qboot.TOO_CLOSE
+    )
     assert overall_call(False, {}, {}) == qboot.TOO_CLOSE

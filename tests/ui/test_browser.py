@@ -45,7 +45,7 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
-RUN_STATUS = 'query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
+RUN_STATUS = "query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 CHECK_STATUSES = """
 query Checks($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) {
@@ -65,7 +65,9 @@ def _free_port() -> int:
 
 def _graphql(base: str, query: str, variables: dict) -> dict:
     request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(), headers={"Content-Type": "application/json"}
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -83,8 +85,21 @@ def dagster_dev(tmp_path, tiny_model_dir):
     env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONA_MODEL": str(tiny_model_dir), "PERSONA_RESOURCES": "cpu"}
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-m", "persona_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-m",
+            "persona_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -95,7 +110,9 @@ def dagster_dev(tmp_path, tiny_model_dir):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dagster dev did not come up:\n" + (tmp_path / "dagster_dev.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "dagster dev did not come up:\n" + (tmp_path / "dagster_dev.log").read_text()[-3000:]
+                    )
                 time.sleep(1)
         yield base
     finally:
@@ -148,7 +165,11 @@ def _check_statuses(base: str, asset: str) -> dict[str, tuple[str, str, bool]]:
     out = {}
     for check in node["assetChecksOrError"]["checks"]:
         execution = check["executionForLatestMaterialization"] or {}
-        out[check["name"]] = (execution.get("runId"), execution.get("status"), (execution.get("evaluation") or {}).get("success"))
+        out[check["name"]] = (
+            execution.get("runId"),
+            execution.get("status"),
+            (execution.get("evaluation") or {}).get("success"),
+        )
     return out
 
 
@@ -174,7 +195,14 @@ def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(viewport={"width": 2800, "height": 1800})
 
@@ -221,8 +249,11 @@ STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # b
 
 def _ticks_since(base: str, since: float) -> list[dict]:
     """The alert sensor's finished ticks that started after `since` (epoch seconds)."""
-    selector = {"repositoryLocationName": "persona_assets.definitions", "repositoryName": "__repository__",
-                "sensorName": "failed_check_alerts"}
+    selector = {
+        "repositoryLocationName": "persona_assets.definitions",
+        "repositoryName": "__repository__",
+        "sensorName": "failed_check_alerts",
+    }
     sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
     return [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > since and t["status"] != "STARTED"]
 
@@ -258,7 +289,9 @@ def test_ui_tells_the_story(dagster_dev, tmp_path):
     assert len(alerts.read_text().splitlines()) == 2  # no new alert for the identical run
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
         page = browser.new_page(viewport={"width": 2000, "height": 1400})
 
         page.goto(f"{base}/runs", wait_until="networkidle")

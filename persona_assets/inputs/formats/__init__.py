@@ -25,7 +25,16 @@ from persona_assets.inputs.formats.divergences import (
 from persona_assets.inputs.formats.validation import ALL_RESPONSES, LN2, PAIR_OWN, PAIR_SEPARATOR
 
 __all__ = [
-    "ALL_RESPONSES", "LN2", "PAIR_OWN", "PAIR_SEPARATOR", "CosineLeakageFile", "CosineMatrix", "LegacyDivergences",
-    "all_responses_js_from_per_prompt", "load_cosine_leakage_file", "load_cosine_matrix_file",
-    "load_divergence_matrices_file", "pair_own_js_from_per_prompt",
+    "ALL_RESPONSES",
+    "LN2",
+    "PAIR_OWN",
+    "PAIR_SEPARATOR",
+    "CosineLeakageFile",
+    "CosineMatrix",
+    "LegacyDivergences",
+    "all_responses_js_from_per_prompt",
+    "load_cosine_leakage_file",
+    "load_cosine_matrix_file",
+    "load_divergence_matrices_file",
+    "pair_own_js_from_per_prompt",
 ]

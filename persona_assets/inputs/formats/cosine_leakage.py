@@ -85,24 +85,27 @@ def _detail_rows(items: Any, path: Path, layer: int, source: str) -> list[dict[s
         for name, value, lo, hi in checks:
             if not is_number(value) or not math.isfinite(value):
                 raise InputError(
-                    f"{path}: {where}[{i}] ({target}): {name} must be a finite number, "
-                    f"got {quoted(value)}"
+                    f"{path}: {where}[{i}] ({target}): {name} must be a finite number, got {quoted(value)}"
                 )
             if not lo - RANGE_TOL <= value <= hi + RANGE_TOL:
-                raise InputError(
-                    f"{path}: {where}[{i}] ({target}): {name}={value} outside [{lo:g}, {hi:g}]"
-                )
+                raise InputError(f"{path}: {where}[{i}] ({target}): {name}={value} outside [{lo:g}, {hi:g}]")
         category = item.get("category")
         if category is not None and not isinstance(category, str):
             raise InputError(f"{path}: {where}[{i}] ({target}): category must be a string")
-        rows.append({"layer": layer, "source": source, "target": target,
-                     "cosine": float(cos), "leakage": float(leak), "category": category})
+        rows.append(
+            {
+                "layer": layer,
+                "source": source,
+                "target": target,
+                "cosine": float(cos),
+                "leakage": float(leak),
+                "category": category,
+            }
+        )
     return rows
 
 
-def load_cosine_leakage_file(
-    path: Path, *, require_layers: Sequence[int] | None = None
-) -> CosineLeakageFile:
+def load_cosine_leakage_file(path: Path, *, require_layers: Sequence[int] | None = None) -> CosineLeakageFile:
     """Load and validate ``cosine_leakage_correlation.json``.
 
     Checks: keys ``layer<N>``; every layer names the same sources and, per source, the same
@@ -190,20 +193,17 @@ def load_cosine_leakage_file(
         per_layer[layer] = {k: v for k, v in block.items() if k != "_per_source_detail"}
         rows += layer_rows
 
-    detail = pd.DataFrame(
-        rows, columns=["layer", "source", "target", "cosine", "leakage", "category"]
-    )
+    detail = pd.DataFrame(rows, columns=["layer", "source", "target", "cosine", "leakage", "category"])
     # Leakage is measured once per directed pair; a layer-dependent value means a corrupt file.
     spread = detail.groupby(["source", "target"]).agg(
-        leak_min=("leakage", "min"), leak_max=("leakage", "max"),
+        leak_min=("leakage", "min"),
+        leak_max=("leakage", "max"),
         n_cat=("category", lambda s: s.fillna("").nunique()),
     )
     bad = spread[(spread["leak_max"] - spread["leak_min"] > 1e-12) | (spread["n_cat"] > 1)]
     if not bad.empty:
         source, target = bad.index[0]
-        raise InputError(
-            f"{path}: pair {source} -> {target} has different leakage or category across layers"
-        )
+        raise InputError(f"{path}: pair {source} -> {target} has different leakage or category across layers")
     n_personas = len(set(detail["source"]) | set(detail["target"]))
     return CosineLeakageFile(
         path=path,

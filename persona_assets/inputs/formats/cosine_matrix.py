@@ -37,9 +37,7 @@ class CosineMatrix:
     centring: str
 
 
-def load_cosine_matrix_file(
-    path: Path, *, known_personas: Sequence[str] | None = None
-) -> CosineMatrix:
+def load_cosine_matrix_file(path: Path, *, known_personas: Sequence[str] | None = None) -> CosineMatrix:
     """Load ``{cosine_matrix_l<L>: N x N, persona_names: [N]}`` and validate it.
 
     Checks: exactly one ``cosine_matrix_l<L>`` key and no unexpected keys; square and matching the
@@ -52,13 +50,10 @@ def load_cosine_matrix_file(
     other = [k for k in data if k != "persona_names" and k not in matrix_keys]
     if other:
         raise InputError(
-            f"{path}: bad key(s) {', '.join(map(repr, other))}; expected 'cosine_matrix_l<L>' "
-            "and 'persona_names'"
+            f"{path}: bad key(s) {', '.join(map(repr, other))}; expected 'cosine_matrix_l<L>' and 'persona_names'"
         )
     if len(matrix_keys) != 1:
-        raise InputError(
-            f"{path}: expected exactly one 'cosine_matrix_l<L>' key, found {len(matrix_keys)}"
-        )
+        raise InputError(f"{path}: expected exactly one 'cosine_matrix_l<L>' key, found {len(matrix_keys)}")
     if "persona_names" not in data:
         raise InputError(f"{path}: lacks persona_names")
     key = matrix_keys[0]

@@ -62,9 +62,7 @@ def _int_field(value: Any, path: Path, key: str) -> int:
     return int(value)
 
 
-def load_divergence_matrices_file(
-    path: Path, *, known_personas: Sequence[str] | None = None
-) -> LegacyDivergences:
+def load_divergence_matrices_file(path: Path, *, known_personas: Sequence[str] | None = None) -> LegacyDivergences:
     """Load and validate ``divergence_matrices.json``.
 
     Response k of ``per_prompt_js`` is decoded as k = response_persona_index * n_questions +
@@ -73,8 +71,15 @@ def load_divergence_matrices_file(
     """
     path = Path(path)
     data = top_level_object(path)
-    required = ["js_matrix", "kl_matrix", "kl_sym_matrix", "kl_asym_matrix", "persona_names",
-                "per_prompt_js", "n_prompts"]
+    required = [
+        "js_matrix",
+        "kl_matrix",
+        "kl_sym_matrix",
+        "kl_asym_matrix",
+        "persona_names",
+        "per_prompt_js",
+        "n_prompts",
+    ]
     missing = [k for k in required if k not in data]
     if missing:
         raise InputError(f"{path}: lacks {', '.join(missing)}")
@@ -85,8 +90,9 @@ def load_divergence_matrices_file(
     if not isinstance(metadata, dict):
         raise InputError(f"{path}: metadata must be an object")
 
-    mats = {k: square_matrix(data[k], path, k, n)
-            for k in ("js_matrix", "kl_matrix", "kl_sym_matrix", "kl_asym_matrix")}
+    mats = {
+        k: square_matrix(data[k], path, k, n) for k in ("js_matrix", "kl_matrix", "kl_sym_matrix", "kl_asym_matrix")
+    }
     js, kl = mats["js_matrix"], mats["kl_matrix"]
     check_symmetric(js, path, "js_matrix")
     check_diagonal(js, path, "js_matrix", 0.0, ZERO_TOL)
@@ -101,8 +107,7 @@ def load_divergence_matrices_file(
         if gap.max() > SYMMETRY_TOL * max(1.0, float(np.abs(expected).max())):
             i, j = np.unravel_index(int(gap.argmax()), gap.shape)
             raise InputError(
-                f"{path}: {key}[{i}][{j}]={mats[key][i, j]} but {how} from kl_matrix "
-                f"gives {expected[i, j]}"
+                f"{path}: {key}[{i}][{j}]={mats[key][i, j]} but {how} from kl_matrix gives {expected[i, j]}"
             )
 
     n_prompts = _int_field(data["n_prompts"], path, "n_prompts")
@@ -114,19 +119,13 @@ def load_divergence_matrices_file(
             "response indices cannot be mapped to personas"
         )
     if "n_personas" in metadata and metadata["n_personas"] != n:
-        raise InputError(
-            f"{path}: metadata.n_personas={metadata['n_personas']} but persona_names has {n}"
-        )
+        raise InputError(f"{path}: metadata.n_personas={metadata['n_personas']} but persona_names has {n}")
     if n_prompts % n_responders:
-        raise InputError(
-            f"{path}: n_prompts={n_prompts} is not a multiple of the {n_responders} "
-            "response personas"
-        )
+        raise InputError(f"{path}: n_prompts={n_prompts} is not a multiple of the {n_responders} response personas")
     n_questions = n_prompts // n_responders
     if "n_questions" in metadata and metadata["n_questions"] != n_questions:
         raise InputError(
-            f"{path}: metadata.n_questions={metadata['n_questions']} but n_prompts / personas "
-            f"= {n_questions}"
+            f"{path}: metadata.n_questions={metadata['n_questions']} but n_prompts / personas = {n_questions}"
         )
 
     per_prompt = _per_prompt_frame(data["per_prompt_js"], path, names, n_prompts, n_questions)
@@ -143,13 +142,9 @@ def load_divergence_matrices_file(
     )
 
 
-def _per_prompt_frame(
-    raw: Any, path: Path, names: list[str], n_prompts: int, n_questions: int
-) -> pd.DataFrame:
+def _per_prompt_frame(raw: Any, path: Path, names: list[str], n_prompts: int, n_questions: int) -> pd.DataFrame:
     if not isinstance(raw, dict):
-        raise InputError(
-            f"{path}: per_prompt_js must be an object {{response index: {{pair: js}}}}"
-        )
+        raise InputError(f"{path}: per_prompt_js must be an object {{response index: {{pair: js}}}}")
     expected_keys = {str(k) for k in range(n_prompts)}
     bad_keys = [k for k in raw if k not in expected_keys]
     if bad_keys:
@@ -159,14 +154,9 @@ def _per_prompt_frame(
         )
     absent = sorted(expected_keys - set(raw), key=int)
     if absent:
-        raise InputError(
-            f"{path}: per_prompt_js lacks response(s) {', '.join(absent[:5])} of {n_prompts}"
-        )
+        raise InputError(f"{path}: per_prompt_js lacks response(s) {', '.join(absent[:5])} of {n_prompts}")
     index = {name: i for i, name in enumerate(names)}
-    pair_keys = {
-        f"{a}{PAIR_SEPARATOR}{b}": (a, b)
-        for i, a in enumerate(names) for b in names[i + 1:]
-    }
+    pair_keys = {f"{a}{PAIR_SEPARATOR}{b}": (a, b) for i, a in enumerate(names) for b in names[i + 1 :]}
     records: list[tuple[int, str, int, str, str, float]] = []
     for k in range(n_prompts):
         entry = raw[str(k)]
@@ -182,9 +172,7 @@ def _per_prompt_frame(
                 raise InputError(f"{path}: {where}[{key!r}]={value} outside [0, ln 2]")
         if len(entry) != len(pair_keys):
             lacking = [p for p in pair_keys if p not in entry]
-            raise InputError(
-                f"{path}: {where} lacks {len(lacking)} pair(s), e.g. {lacking[0]!r}"
-            )
+            raise InputError(f"{path}: {where} lacks {len(lacking)} pair(s), e.g. {lacking[0]!r}")
         responder = names[k // n_questions]
         question = k % n_questions
         for key, value in entry.items():
@@ -192,8 +180,7 @@ def _per_prompt_frame(
             records.append((k, responder, question, a, b, float(value)))
     frame = pd.DataFrame(
         records,
-        columns=["response_index", "response_persona", "question_index", "persona_a",
-                 "persona_b", "js"],
+        columns=["response_index", "response_persona", "question_index", "persona_a", "persona_b", "js"],
     )
     return frame
 
@@ -245,24 +232,18 @@ def _fill_symmetric(values: pd.Series, n: int, persona_names: Sequence[str]) -> 
     np.fill_diagonal(out, 0.0)
     if np.isnan(out).any():
         i, j = np.argwhere(np.isnan(out))[0]
-        raise InputError(
-            f"per_prompt_js: no values for pair {persona_names[i]} / {persona_names[j]}"
-        )
+        raise InputError(f"per_prompt_js: no values for pair {persona_names[i]} / {persona_names[j]}")
     return out
 
 
-def all_responses_js_from_per_prompt(
-    per_prompt_js: pd.DataFrame, persona_names: Sequence[str]
-) -> np.ndarray:
+def all_responses_js_from_per_prompt(per_prompt_js: pd.DataFrame, persona_names: Sequence[str]) -> np.ndarray:
     """N x N JS where each pair averages over every response (the earlier run's averaging)."""
     lo, hi, js, _ = _pair_indices(per_prompt_js, persona_names)
     means = pd.Series(js).groupby([lo, hi]).mean()
     return _fill_symmetric(means, len(persona_names), persona_names)
 
 
-def pair_own_js_from_per_prompt(
-    per_prompt_js: pd.DataFrame, persona_names: Sequence[str]
-) -> np.ndarray:
+def pair_own_js_from_per_prompt(per_prompt_js: pd.DataFrame, persona_names: Sequence[str]) -> np.ndarray:
     """N x N JS where pair (A, B) uses only responses written by A or by B.
 
     The mean over A's responses and the mean over B's responses are averaged with equal weight,
@@ -272,18 +253,13 @@ def pair_own_js_from_per_prompt(
     index = {name: i for i, name in enumerate(persona_names)}
     responder = frame["response_persona"].map(index).to_numpy()
     own = (responder == lo) | (responder == hi)
-    by_direction = (
-        pd.Series(js[own])
-        .groupby([lo[own], hi[own], responder[own] == lo[own]])
-        .mean()
-    )
+    by_direction = pd.Series(js[own]).groupby([lo[own], hi[own], responder[own] == lo[own]]).mean()
     counts = by_direction.groupby(level=[0, 1]).size()
     one_sided = counts[counts < 2]
     if not one_sided.empty:
         i, j = one_sided.index[0]
         raise InputError(
-            f"per_prompt_js: pair {persona_names[i]} / {persona_names[j]} lacks responses "
-            "from one of its two personas"
+            f"per_prompt_js: pair {persona_names[i]} / {persona_names[j]} lacks responses from one of its two personas"
         )
     means = by_direction.groupby(level=[0, 1]).mean()
     return _fill_symmetric(means, len(persona_names), persona_names)

@@ -80,9 +80,7 @@ def check_symmetric(arr: np.ndarray, path: Path, key: str, tol: float = SYMMETRY
     gap = np.abs(arr - arr.T)
     if gap.max() > tol:
         i, j = np.unravel_index(int(gap.argmax()), gap.shape)
-        raise InputError(
-            f"{path}: {key} is not symmetric: [{i}][{j}]={arr[i, j]} but [{j}][{i}]={arr[j, i]}"
-        )
+        raise InputError(f"{path}: {key} is not symmetric: [{i}][{j}]={arr[i, j]} but [{j}][{i}]={arr[j, i]}")
 
 
 def check_diagonal(arr: np.ndarray, path: Path, key: str, value: float, tol: float) -> None:
@@ -92,9 +90,7 @@ def check_diagonal(arr: np.ndarray, path: Path, key: str, value: float, tol: flo
         raise InputError(f"{path}: {key} diagonal must be {value}, but [{i}][{i}]={arr[i, i]}")
 
 
-def check_range(
-    arr: np.ndarray, path: Path, key: str, lo: float, hi: float, shown: str
-) -> None:
+def check_range(arr: np.ndarray, path: Path, key: str, lo: float, hi: float, shown: str) -> None:
     """Values must lie in [lo, hi] (bounds already widened by a tolerance); ``shown`` is the
     nominal range for the message, e.g. "[0, ln 2]"."""
     bad = np.argwhere((arr < lo) | (arr > hi))
