@@ -156,7 +156,8 @@ def main() -> None:
     started = time.perf_counter()
 
     from persona_assets.inputs.eval_set import build_eval_set
-    from resources.llm import CpuLLM, GpuLLM
+    from resources.gpu_llm import GpuLLM
+    from resources.llm import CpuLLM
 
     configs = settings(Path(args.config))
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="engine-path-"))

@@ -104,7 +104,7 @@ class Timer:
 
 
 class EngineLLM:
-    """What GpuLLM (resources/llm.py) does on CUDA without vLLM, minus Dagster: the same calls."""
+    """What GpuLLM (resources/gpu_llm.py) does on CUDA without vLLM, minus Dagster: the same calls."""
 
     def __init__(self, engine, *, max_batch_tokens: int, compile_layers: bool = False, generation_cache: str = "fixed"):
         self.engine = engine

@@ -24,7 +24,8 @@ from typing import Any
 import dagster as dg
 
 from resources.alert_sinks import AlertSinks
-from resources.llm import CpuLLM, GpuLLM, LLMResource
+from resources.gpu_llm import GpuLLM
+from resources.llm import CpuLLM, LLMResource
 from resources.results import ResultsStore
 
 EXECUTOR_MODES = ("in_process", "multiprocess", "dask")

@@ -6,7 +6,8 @@ import dagster as dg
 import pytest
 
 from persona_assets import environment
-from resources.llm import CpuLLM, GpuLLM
+from resources.gpu_llm import GpuLLM
+from resources.llm import CpuLLM
 
 
 def _resolved(resource, key="r"):

@@ -9,7 +9,8 @@ import torch
 
 from persona_assets.measure.divergence_store import ResponseJob, scoring_passes
 from persona_assets.measure.noise_floor import difference_stats
-from resources.llm import CpuLLM, GpuLLM
+from resources.gpu_llm import GpuLLM
+from resources.llm import CpuLLM
 from resources.floor_rescoring import measure_noise_floor
 
 SYSTEM_PROMPTS = ["You are a pirate.", "You are a lawyer.", "You are terse.", "You are kind.", "You are a poet."]

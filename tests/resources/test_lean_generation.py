@@ -53,7 +53,7 @@ def test_fixed_width_generation_restores_the_attention_implementation(engine):
 def test_gpu_resource_generates_through_the_configured_lean_loop(engine, generation_cache):
     """GpuLLM without vLLM uses lean_generate with its `generation_cache` (default: fixed); the
     engine here is the tiny CPU one, so the decode step runs eagerly (no CUDA graph)."""
-    from resources.llm import GpuLLM
+    from resources.gpu_llm import GpuLLM
 
     assert GpuLLM.model_fields["generation_cache"].default == "fixed"
     llm = GpuLLM(model="embedded", use_vllm=False, generation_cache=generation_cache)

@@ -34,7 +34,7 @@ def test_vllm_greedy_matches_transformers(tiny_model_dir):
 
 
 def test_gpu_resource_falls_back_to_transformers_without_vllm(monkeypatch):
-    from resources.llm import GpuLLM
+    from resources.gpu_llm import GpuLLM
 
     original = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else original(name, *a))
@@ -50,7 +50,7 @@ def test_gpu_resource_falls_back_to_transformers_without_vllm(monkeypatch):
 def test_unknown_generation_cache_is_refused_when_the_resource_is_built():
     import pydantic
 
-    from resources.llm import GpuLLM
+    from resources.gpu_llm import GpuLLM
 
     with pytest.raises(pydantic.ValidationError, match="generation_cache must be one of fixed"):
         GpuLLM(model="embedded", generation_cache="paged")
