@@ -434,7 +434,7 @@ def run_analysis(args, divergence_matrices: dict, persona_cosine: dict, leakage:
 
 
 def run_figures(inputs, correlations, work: Path) -> int:
-    from persona_assets.assets.figures import build_figures
+    from persona_assets.analysis.figure_set import build_figures
     from persona_assets.analysis import charts
 
     built = build_figures(inputs, correlations)

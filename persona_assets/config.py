@@ -14,7 +14,7 @@ import dagster as dg
 from pydantic import Field, field_validator
 
 from persona_assets.measure.aggregate import AVERAGING_MODES
-from persona_assets.stats.permutation_tests import DEFAULT_N_PERMUTATIONS
+from persona_assets.constants import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
 from persona_assets.constants import LN2  # the largest JS divergence in nats

@@ -13,3 +13,6 @@ LN2: float = math.log(2)
 PAIR_OWN = "pair_own"
 ALL_RESPONSES = "all_responses"
 AVERAGING_MODES = (PAIR_OWN, ALL_RESPONSES)
+
+# Permutations per design-respecting test (Mantel, persona permutation, difference of ρ).
+DEFAULT_N_PERMUTATIONS = 2000

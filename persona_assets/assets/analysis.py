@@ -16,8 +16,6 @@ import dagster as dg
 import pandas as pd
 
 from persona_assets.config import AnalysisConfig, KillGateConfig, PrecheckConfig
-from persona_assets.analysis import correlation_report as analyses
-from persona_assets.analysis.matrices import inputs_from_run
 from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.availability import loaded_inputs as _inputs
 from persona_assets.assets.availability import missing_inputs as _unavailable
@@ -41,6 +39,8 @@ def analysis_inputs(
     The same shape `legacy_results` gives earlier results, so both go through the same analysis code.
     """
     try:
+        from persona_assets.analysis.matrices import inputs_from_run  # here: the statistics load with the step
+
         inputs = inputs_from_run(
             divergence_matrices, persona_cosine, leakage_rates, divergence_per_response, divergence_per_pair_question
         )
@@ -84,6 +84,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         if (missing := _unavailable(inputs)) is not None:
             return missing
         loaded = _inputs(inputs)
+        from persona_assets.analysis import correlation_report as analyses
+
         result = analyses.cosine_precheck(
             loaded, n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
         )
@@ -144,6 +146,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
+        from persona_assets.analysis import correlation_report as analyses
+
         result, pairs, directed = analyses.leakage_correlations(
             _inputs(inputs), n_boot=config.n_bootstrap, seed=config.seed, n_perm=config.n_permutations
         )
@@ -188,6 +192,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
+        from persona_assets.analysis import correlation_report as analyses
+
         verdicts = analyses.kill_gate_verdicts(
             _inputs(inputs),
             leakage_correlations,

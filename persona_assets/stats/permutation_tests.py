@@ -37,9 +37,8 @@ from persona_assets.stats.helpers import percentile_ci as _percentile_ci
 from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
 from persona_assets.stats.helpers import rowwise_weighted_pearson as _rowwise_weighted_pearson
 from persona_assets.stats.helpers import weighted_midranks as _weighted_midranks
+from persona_assets.constants import DEFAULT_N_PERMUTATIONS  # noqa: F401  (its default; defined once)
 
-# Permutations per test when the caller does not say (AnalysisConfig.n_permutations defaults to it).
-DEFAULT_N_PERMUTATIONS = 2000
 # Relative tolerance when counting permuted statistics at least as extreme as the observed one:
 # an identical arrangement must count, whatever the rounding of the sums.
 TIE_TOL = 1e-12
