@@ -266,7 +266,8 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     items = generation_items(llm, evals, args.max_new_tokens)
     lengths = [len(i["prompt_ids"]) for i in items]
     log(
-        f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"
+        f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean "
+        f"{sum(lengths) / len(lengths):.0f})"
     )
     start = time.perf_counter()
     generate_into_cache(
@@ -559,7 +560,8 @@ def gpu_main(args) -> None:
             peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
             log(
                 f"{variant}: {stats.responses_computed} responses, {stats.teacher_forced_sequences} teacher-forced "
-                f"sequences, {stats.teacher_forced_tokens} scored tokens, {stats.teacher_forced_tokens / stats.seconds:,.0f} "
+                f"sequences, {stats.teacher_forced_tokens} scored tokens, "
+                f"{stats.teacher_forced_tokens / stats.seconds:,.0f} "
                 f"tokens/s; peak GPU memory {peak:.1f} GiB"
             )
             if variant == "compiled":

@@ -298,7 +298,8 @@ def main() -> None:
     parser.add_argument(
         "--without-dagster",
         action="store_true",
-        help="measure the step's library calls directly (machines without dagster); step time then excludes the asset's glue",
+        help="measure the step's library calls directly (machines without dagster); step time then excludes the "
+        "asset's glue",
     )
     parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--root", default="", help=argparse.SUPPRESS)
@@ -347,11 +348,13 @@ def main() -> None:
             r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             rows.append(r)
             log(
-                f"\n== N = {n}: {r['responses']} responses ({r['response_tokens']} response tokens), {r['pairs']} pairs, "
+                f"\n== N = {n}: {r['responses']} responses ({r['response_tokens']} response tokens), {r['pairs']} "
+                "pairs, "
                 f"{r['sequences']} teacher-forced sequences, {r['tokens']} teacher-forced tokens"
             )
             log(
-                f"scoring {r['scoring_s']:.2f} s -> {r['scoring_s'] / r['tokens'] * 1e6:.1f} us per teacher-forced token; "
+                f"scoring {r['scoring_s']:.2f} s -> {r['scoring_s'] / r['tokens'] * 1e6:.1f} us per teacher-forced "
+                "token; "
                 f"whole step {r['step_s']:.2f} s -> {r['step_s'] / r['tokens'] * 1e6:.1f} us per token"
             )
             log(
@@ -362,14 +365,17 @@ def main() -> None:
     base = rows[0]
     for r in rows:
         log(
-            f"N = {r['n']:4d}: {r['scoring_s'] / r['tokens'] * 1e6:7.1f} us/token scoring, {r['step_s'] / r['tokens'] * 1e6:7.1f} us/token step, "
+            f"N = {r['n']:4d}: {r['scoring_s'] / r['tokens'] * 1e6:7.1f} us/token scoring, "
+            f"{r['step_s'] / r['tokens'] * 1e6:7.1f} us/token step, "
             f"peak {r['peak_mib']:7.1f} MiB, sequences per response {r['sequences'] / r['responses']:.1f}"
         )
     for r in rows[1:]:
         log(
-            f"N = {r['n']} vs N = {base['n']}: per-token scoring time x{(r['scoring_s'] / r['tokens']) / (base['scoring_s'] / base['tokens']):.2f}, "
+            f"N = {r['n']} vs N = {base['n']}: per-token scoring time "
+            f"x{(r['scoring_s'] / r['tokens']) / (base['scoring_s'] / base['tokens']):.2f}, "
             f"per-token step time x{(r['step_s'] / r['tokens']) / (base['step_s'] / base['tokens']):.2f}, "
-            f"peak memory x{r['peak_mib'] / base['peak_mib']:.2f} (total teacher-forced tokens x{r['tokens'] / base['tokens']:.1f}, "
+            f"peak memory x{r['peak_mib'] / base['peak_mib']:.2f} (total teacher-forced tokens "
+            f"x{r['tokens'] / base['tokens']:.1f}, "
             f"N^2 would be x{(r['n'] / base['n']) ** 2:.0f})"
         )
 
