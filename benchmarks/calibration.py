@@ -14,7 +14,8 @@ the truth, how often each gate is "decided by the data" on the wrong side near i
 the tests' and persona-bootstrap CIs' rejections under leakage nulls with dual-role personas.
 
     nice -n 10 python benchmarks/calibration.py | tee benchmarks/results/calibration_<machine>.txt
-    nohup nice python benchmarks/calibration.py --skip-tests --designs 250 > benchmarks/results/calibration_verdicts_<machine>.txt &
+    nohup nice python benchmarks/calibration.py --skip-tests --designs 250 \\
+        > benchmarks/results/calibration_verdicts_<machine>.txt &
 """
 
 from __future__ import annotations

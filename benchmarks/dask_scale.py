@@ -163,7 +163,10 @@ def main() -> None:
     for key, run in runs.items():
         line = f"{run['label']:32s} run wall {run['wall']:8.2f} s, scoring wall {run['scoring_wall']:8.2f} s"
         if key != counts[0] and key != "in_process":
-            line += f"; speed-up vs {counts[0]} worker: run {base['wall'] / run['wall']:.2f}x, scoring {base['scoring_wall'] / run['scoring_wall']:.2f}x"
+            line += (
+                f"; speed-up vs {counts[0]} worker: run {base['wall'] / run['wall']:.2f}x, "
+                f"scoring {base['scoring_wall'] / run['scoring_wall']:.2f}x"
+            )
         log(line)
     for n in counts[1:]:
         entries, worst = compare(base["cache"], runs[n]["cache"])

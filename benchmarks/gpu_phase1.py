@@ -17,8 +17,9 @@ A random model rarely emits its stop token, so every response runs to 512 tokens
 Leakage is a user input; a seeded random table of all directed pairs stands in for it so that every
 leakage analysis and the hero figure run (their cost does not depend on the values).
 
-Imports only torch/transformers/numpy/yaml and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}
-(GpuLLM itself imports dagster, so `EngineLLM` below repeats its two delegations). Stages whose
+Imports only torch/transformers/numpy/yaml and this repository's resources/ and
+persona_assets/{measure,stats,analysis,inputs,runs} (GpuLLM itself imports dagster, so `EngineLLM`
+below repeats its two delegations). Stages whose
 packages are missing on the GPU machine (pandas, scipy, altair, vl-convert, dagster for the figures
 module) are not run there: their inputs are written to --save-dir, and
     python benchmarks/gpu_phase1.py --analysis-from DIR

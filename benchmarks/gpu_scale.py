@@ -12,7 +12,8 @@ Wall time = last shard's end − first shard's start. Prints tokens/s, MFU (usef
 measured bf16 matmul peak of GPU 0 and the H100 SXM datasheet 989 TFLOP/s), peak memory per GPU,
 the speed-up, and how far the K-GPU cache entries lie from the 1-GPU ones.
 
-Imports only torch, transformers and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}:
+Imports only torch, transformers and this repository's resources/ and
+persona_assets/{measure,stats,analysis,inputs,runs}:
     PYTHONPATH=. python benchmarks/gpu_scale.py --gpus 1,2
     PYTHONPATH=. python benchmarks/gpu_scale.py --tiny           # CPU smoke test
 """
@@ -237,10 +238,12 @@ def main() -> None:
 
     cuda = torch.cuda.is_available() and not args.tiny
     log("== hardware and versions")
-    log(
-        "devices: "
-        f"{[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else platform.processor() or 'cpu'}"
+    devices = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else platform.processor() or "cpu"
     )
+    log(f"devices: {devices}")
     log(
         f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, cuda "
         f"{torch.version.cuda}"

@@ -13,8 +13,10 @@ The same model in two precisions, one process, one call:
 Pair values are pair-own (each pair: the two generators' responses scored under both personas),
 averaged over questions, as `divergence_matrices` reports them.
 
-    PYTHONPATH=. python benchmarks/precision.py --model embedded --n-questions 4 --max-new-tokens 48   # CPU, real weights
-    PYTHONPATH=. python benchmarks/precision.py --model random-7b --n-questions 8 --max-new-tokens 256  # GPU, Qwen2.5-7B shapes
+    # CPU, real weights
+    PYTHONPATH=. python benchmarks/precision.py --model embedded --n-questions 4 --max-new-tokens 48
+    # GPU, Qwen2.5-7B shapes
+    PYTHONPATH=. python benchmarks/precision.py --model random-7b --n-questions 8 --max-new-tokens 256
 
 No dagster import (the GPU machine has none).
 """

@@ -3,8 +3,9 @@
 Same questions, same settings; every persona's responses scored pair-own (N − 1 pairs each, in
 passes of at most `max_scorers_per_pass` sequences). For each N, in a fresh data directory:
 eval_set + generations are materialized first, then `divergence_matrices` alone while a thread
-samples the process's resident memory. Each N runs in its own Python process (clean memory). Prints the step's scoring time per teacher-forced token
-(from the step's own `seconds` and `teacher_forced_tokens` metadata), its whole-step wall time per
+samples the process's resident memory. Each N runs in its own Python process (clean memory).
+Prints the step's scoring time per teacher-forced token (from the step's own `seconds` and
+`teacher_forced_tokens` metadata), its whole-step wall time per
 token, and its peak resident memory above the level before the step. Flat per-token cost and flat
 peak memory mean the total grows with the number of scored sequences, not with N².
 

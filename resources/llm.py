@@ -292,7 +292,8 @@ class LLMResource(dg.ConfigurableResource, ABC):
         return int(config.num_hidden_layers)
 
     def context_length(self) -> Any:
-        """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer: no weights."""
+        """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer: no
+        weights."""
         from transformers import AutoConfig
 
         from persona_assets.inputs.prompt_safety import context_window

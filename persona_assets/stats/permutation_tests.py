@@ -221,7 +221,10 @@ def _leakage_setup(leakage: np.ndarray, predictors: Sequence[np.ndarray], n_perm
     values = ya[perms[:, s], perms[:, t]]
     note = None
     if not np.isfinite(values).all():
-        note = "the measured pairs are not a full sources × targets grid: each permutation uses the pairs it leaves measured"
+        note = (
+            "the measured pairs are not a full sources × targets grid: "
+            "each permutation uses the pairs it leaves measured"
+        )
     return preds, s, t, values, exact, roles, note
 
 

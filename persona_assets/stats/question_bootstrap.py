@@ -158,7 +158,8 @@ _SCALES = {
 
 
 def basic_ci(point: float | None, samples: np.ndarray, scale: str) -> list[float | None] | None:
-    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z' for ρ)."""
+    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z'
+    for ρ)."""
     forward, back = _SCALES[scale]
     valid = samples[np.isfinite(samples)]
     if scale == "log":
