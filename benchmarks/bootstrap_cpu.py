@@ -57,7 +57,8 @@ def main() -> None:
             correlate(x, y, clusters=clusters, n_boot=args.n_boot)
             seconds.append(time.perf_counter() - start)
         print(
-            f"bootstrap by {label:8s}: median {statistics.median(seconds):.3f} s  (min {min(seconds):.3f}, max {max(seconds):.3f})"
+            f"bootstrap by {label:8s}: median {statistics.median(seconds):.3f} s  (min {min(seconds):.3f}, max "
+            f"{max(seconds):.3f})"
         )
 
 

@@ -14,7 +14,8 @@ the truth, how often each gate is "decided by the data" on the wrong side near i
 the tests' and persona-bootstrap CIs' rejections under leakage nulls with dual-role personas.
 
     nice -n 10 python benchmarks/calibration.py | tee benchmarks/results/calibration_<machine>.txt
-    nohup nice python benchmarks/calibration.py --skip-tests --designs 250 > benchmarks/results/calibration_verdicts_<machine>.txt &
+    nohup nice python benchmarks/calibration.py --skip-tests --designs 250 \\
+        > benchmarks/results/calibration_verdicts_<machine>.txt &
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def main() -> None:
     if not args.skip_tests:
         print(f"settings: {args.sims} simulations per scenario, seed {args.seed}, {asdict(settings)}")
         print(
-            f"alpha = {cal.ALPHA}; Monte-Carlo SE of a rate p over {args.sims} simulations = sqrt(p(1 − p)/{args.sims}) "
+            f"alpha = {cal.ALPHA}; Monte-Carlo SE of a rate p over {args.sims} simulations = sqrt(p(1 − "
+            f"p)/{args.sims}) "
             f"(at 5%: {cal.monte_carlo_se(cal.ALPHA, args.sims):.4f})"
         )
     started = time.monotonic()
@@ -92,7 +94,8 @@ def main() -> None:
         for test, rate in rates.items():
             se = cal.monte_carlo_se(rate, args.sims)
             print(
-                f"  {test:55s} {rate:6.3f} ± {se:.3f}   {judge(kind, rate, cal.monte_carlo_se(cal.ALPHA, args.sims), cal.ALPHA)}"
+                f"  {test:55s} {rate:6.3f} ± {se:.3f}   "
+                f"{judge(kind, rate, cal.monte_carlo_se(cal.ALPHA, args.sims), cal.ALPHA)}"
             )
     if args.designs:
         designs(args.designs, args.seed, args.skip_question_designs)

@@ -155,7 +155,8 @@ def compare(table, reference_path: Path, floor: dict) -> None:
     table = table.set_index(KEYS).sort_index()
     assert table.index.equals(reference.index), "the two tables hold different responses or pairs"
     log(
-        f"\n== values against {reference_path.name} (the run's noise floor: JS {floor.get('js_abs_nats'):.3g} nats abs, "
+        f"\n== values against {reference_path.name} (the run's noise floor: JS {floor.get('js_abs_nats'):.3g} nats "
+        "abs, "
         f"{floor.get('js_rel'):.3g} relative)"
     )
     for column in ("js", "kl_ab", "kl_ba"):
@@ -208,7 +209,8 @@ def main() -> None:
         for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
             log(f"  step {key:44s} {seconds:7.1f} s")
         log(
-            f"teacher forcing {meta['teacher_forcing_seconds']:.1f} s for {meta['teacher_forced_sequences']} sequences, "
+            f"teacher forcing {meta['teacher_forcing_seconds']:.1f} s for {meta['teacher_forced_sequences']} "
+            "sequences, "
             f"{meta['teacher_forced_tokens']} scored tokens; noise floor {meta['noise_floor_seconds']:.1f} s"
         )
         log(f"run's noise floor: JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative")

@@ -147,7 +147,8 @@ def main() -> None:
                     a, b = table[column].to_numpy(), base[column].to_numpy()
                     rel = abs(a - b) / abs(b)
                     log(
-                        f"{other} vs {names[0]}: response-mean {column}: max abs difference {abs(a - b).max():.2e} nats, "
+                        f"{other} vs {names[0]}: response-mean {column}: max abs difference {abs(a - b).max():.2e} "
+                        "nats, "
                         f"max relative {rel.max():.2e}, bit-identical {int((a == b).sum())}/{len(a)} rows"
                     )
 

@@ -92,8 +92,10 @@ def report(run: dict) -> None:
         step = ends[key] - starts[key]
         work = shard["end"] - shard["entered"]
         log(
-            f"  {key}: on {shard['device']}, {shard['responses']} responses, {shard['sequences']} sequences; step {step:.2f} s = "
-            f"model build + warm-up {shard['start'] - shard['entered']:.2f} s + scoring {shard['end'] - shard['start']:.2f} s "
+            f"  {key}: on {shard['device']}, {shard['responses']} responses, {shard['sequences']} sequences; step "
+            f"{step:.2f} s = "
+            f"model build + warm-up {shard['start'] - shard['entered']:.2f} s + scoring "
+            f"{shard['end'] - shard['start']:.2f} s "
             f"+ overhead {step - work:.2f} s; dispatch gap {starts[key] - ends['plan_slice']:.2f} s"
         )
     log(
@@ -103,7 +105,8 @@ def report(run: dict) -> None:
     run["scoring_wall"] = max(s["end"] for s in shards) - min(s["start"] for s in shards)
     tokens = sum(s["scored_tokens"] for s in shards)
     log(
-        f"  scoring wall {run['scoring_wall']:.2f} s; {tokens:,} scored tokens -> {tokens / run['scoring_wall']:,.0f} scored tokens/s"
+        f"  scoring wall {run['scoring_wall']:.2f} s; {tokens:,} scored tokens -> {tokens / run['scoring_wall']:,.0f} "
+        "scored tokens/s"
     )
 
 
@@ -160,12 +163,16 @@ def main() -> None:
     for key, run in runs.items():
         line = f"{run['label']:32s} run wall {run['wall']:8.2f} s, scoring wall {run['scoring_wall']:8.2f} s"
         if key != counts[0] and key != "in_process":
-            line += f"; speed-up vs {counts[0]} worker: run {base['wall'] / run['wall']:.2f}x, scoring {base['scoring_wall'] / run['scoring_wall']:.2f}x"
+            line += (
+                f"; speed-up vs {counts[0]} worker: run {base['wall'] / run['wall']:.2f}x, "
+                f"scoring {base['scoring_wall'] / run['scoring_wall']:.2f}x"
+            )
         log(line)
     for n in counts[1:]:
         entries, worst = compare(base["cache"], runs[n]["cache"])
         log(
-            f"cache entries {counts[0]} vs {n} workers: {entries} responses in both, max relative difference of a pair value {worst:.2e}"
+            f"cache entries {counts[0]} vs {n} workers: {entries} responses in both, max relative difference of a pair "
+            f"value {worst:.2e}"
         )
 
 

@@ -83,7 +83,8 @@ def projections(m: int, repeats: int) -> None:
     fused = s_qkv + s_gu + s_o + s_down
     report("four GEMMs (fused layout), sum", fused, layer_flop)
     print(
-        f"  fused saves {(total_sep - fused) * 1e3:.3f} ms per layer per forward ({(1 - fused / total_sep) * 100:.1f} %)"
+        f"  fused saves {(total_sep - fused) * 1e3:.3f} ms per layer per forward ({(1 - fused / total_sep) * 100:.1f} "
+        "%)"
     )
 
 
@@ -103,7 +104,8 @@ def attention(rows: int, width: int, past: int, repeats: int) -> None:
     mask = torch.cat([prefix, causal[None, None].expand(rows, 1, -1, -1)], dim=-1)
     flop = 4.0 * rows * HEADS * width * kv * HEAD_DIM
     print(
-        f"== attention: {rows} rows, {width} continuation tokens after {past} prefix columns, {HEADS} heads × {HEAD_DIM}"
+        f"== attention: {rows} rows, {width} continuation tokens after {past} prefix columns, {HEADS} heads × "
+        f"{HEAD_DIM}"
     )
     report(
         "boolean mask (the engine's shared-prefix call)", timed(lambda: sdpa(q, k, v, attn_mask=mask), repeats), flop

@@ -17,8 +17,9 @@ A random model rarely emits its stop token, so every response runs to 512 tokens
 Leakage is a user input; a seeded random table of all directed pairs stands in for it so that every
 leakage analysis and the hero figure run (their cost does not depend on the values).
 
-Imports only torch/transformers/numpy/yaml and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}
-(GpuLLM itself imports dagster, so `EngineLLM` below repeats its two delegations). Stages whose
+Imports only torch/transformers/numpy/yaml and this repository's resources/ and
+persona_assets/{measure,stats,analysis,inputs,runs} (GpuLLM itself imports dagster, so `EngineLLM`
+below repeats its two delegations). Stages whose
 packages are missing on the GPU machine (pandas, scipy, altair, vl-convert, dagster for the figures
 module) are not run there: their inputs are written to --save-dir, and
     python benchmarks/gpu_phase1.py --analysis-from DIR
@@ -266,7 +267,8 @@ def run_generations(args, llm: EngineLLM, evals, work: Path) -> dict:
     items = generation_items(llm, evals, args.max_new_tokens)
     lengths = [len(i["prompt_ids"]) for i in items]
     log(
-        f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.0f})"
+        f"prompts: {len(items)}, chat-template lengths {min(lengths)}..{max(lengths)} tokens (mean "
+        f"{sum(lengths) / len(lengths):.0f})"
     )
     start = time.perf_counter()
     generate_into_cache(
@@ -559,7 +561,8 @@ def gpu_main(args) -> None:
             peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
             log(
                 f"{variant}: {stats.responses_computed} responses, {stats.teacher_forced_sequences} teacher-forced "
-                f"sequences, {stats.teacher_forced_tokens} scored tokens, {stats.teacher_forced_tokens / stats.seconds:,.0f} "
+                f"sequences, {stats.teacher_forced_tokens} scored tokens, "
+                f"{stats.teacher_forced_tokens / stats.seconds:,.0f} "
                 f"tokens/s; peak GPU memory {peak:.1f} GiB"
             )
             if variant == "compiled":

@@ -12,7 +12,8 @@ Wall time = last shard's end − first shard's start. Prints tokens/s, MFU (usef
 measured bf16 matmul peak of GPU 0 and the H100 SXM datasheet 989 TFLOP/s), peak memory per GPU,
 the speed-up, and how far the K-GPU cache entries lie from the 1-GPU ones.
 
-Imports only torch, transformers and this repository's resources/ and persona_assets/{measure,stats,analysis,inputs,runs}:
+Imports only torch, transformers and this repository's resources/ and
+persona_assets/{measure,stats,analysis,inputs,runs}:
     PYTHONPATH=. python benchmarks/gpu_scale.py --gpus 1,2
     PYTHONPATH=. python benchmarks/gpu_scale.py --tiny           # CPU smoke test
 """
@@ -237,11 +238,15 @@ def main() -> None:
 
     cuda = torch.cuda.is_available() and not args.tiny
     log("== hardware and versions")
-    log(
-        f"devices: {[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else platform.processor() or 'cpu'}"
+    devices = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else platform.processor() or "cpu"
     )
+    log(f"devices: {devices}")
     log(
-        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}"
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, cuda "
+        f"{torch.version.cuda}"
     )
     log(f"args: {vars(args)}")
     if cuda and max(counts) > torch.cuda.device_count():
@@ -249,10 +254,12 @@ def main() -> None:
     peak = matmul_peak("cuda:0") if cuda else float("nan")
     if cuda:
         log(
-            f"measured bf16 matmul peak (8192^3, GPU 0): {peak / 1e12:.1f} TFLOP/s; datasheet {DATASHEET_BF16 / 1e12:.1f}"
+            f"measured bf16 matmul peak (8192^3, GPU 0): {peak / 1e12:.1f} TFLOP/s; datasheet "
+            f"{DATASHEET_BF16 / 1e12:.1f}"
         )
     log(
-        f"slice: {args.sources} source personas x {args.questions} questions = {args.sources * args.questions} responses, "
+        f"slice: {args.sources} source personas x {args.questions} questions = {args.sources * args.questions} "
+        "responses, "
         f"each scored against {args.personas - 1} other personas, <= {args.max_scorers} scorers per pass"
     )
 
@@ -265,7 +272,8 @@ def main() -> None:
             for g in r["per_gpu"]:
                 log(
                     f"  GPU {g['rank']}: {g['responses']} responses, {g['sequences']} sequences, "
-                    f"{g['end'] - g['start']:.2f} s, peak memory beyond weights {g['peak_beyond_weights'] / 2**30:.2f} GiB "
+                    f"{g['end'] - g['start']:.2f} s, peak memory beyond weights {g['peak_beyond_weights'] / 2**30:.2f} "
+                    "GiB "
                     f"(weights {g['weights'] / 2**30:.1f} GiB)"
                 )
             log(
@@ -279,7 +287,8 @@ def main() -> None:
             if cuda:
                 tflops = r["flops"] / r["wall"]
                 log(
-                    f"  useful {r['flops']:.3e} FLOP -> {tflops / 1e12:.1f} TFLOP/s; MFU {tflops / n / peak:.1%} of measured "
+                    f"  useful {r['flops']:.3e} FLOP -> {tflops / 1e12:.1f} TFLOP/s; MFU {tflops / n / peak:.1%} of "
+                    "measured "
                     f"peak per GPU, {tflops / n / DATASHEET_BF16:.1%} of datasheet"
                 )
             log(

@@ -239,7 +239,8 @@ def main() -> None:
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     log(
         f"model: Qwen2 hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {weights / 2**30:.1f} GiB; built in {build_s:.1f} s"
+        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params, {weights / 2**30:.1f} GiB; built in "
+        f"{build_s:.1f} s"
     )
     engine = BenchEngine(model, device, stop_id=config.vocab_size - 1)
     gen = torch.Generator().manual_seed(1)
@@ -331,7 +332,8 @@ def main() -> None:
     for backend in ["torch"] + (["triton"] if device == "cuda" and triton_available() else []):
         out = fast_pair_divergences(sub, pairs, backend=backend)
         log(
-            f"{backend}: max relative error {rel_err(out, ref)} (JS range {float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})"
+            f"{backend}: max relative error {rel_err(out, ref)} (JS range "
+            f"{float(ref.js.min()):.2e}..{float(ref.js.max()):.2e})"
         )
     # near-identical distributions: the same logits plus tiny perturbations
     g = torch.Generator(device=sub.device).manual_seed(3)
@@ -356,7 +358,8 @@ def main() -> None:
         naive_per = naive_s / len(naive_items)
         log(
             f"\n== naive (one sequence per forward, full logits, fp32 softmax, float64 pairs in a loop): "
-            f"{naive_per:.3f} s/response -> full run {naive_per * FULL_RESPONSES:.1f} s; fast path is {naive_per / per_resp:.1f}x faster"
+            f"{naive_per:.3f} s/response -> full run {naive_per * FULL_RESPONSES:.1f} s; fast path is "
+            f"{naive_per / per_resp:.1f}x faster"
         )
         summary.append(("naive full run (s)", f"{naive_per * FULL_RESPONSES:.1f}"))
     if "current" not in skip and args.current_responses:
@@ -397,7 +400,8 @@ def main() -> None:
     # ------------------------------------------------------------- generation
     if "gen" not in skip:
         log(
-            f"\n== generation: {args.gen_batch} prompts in one batch, greedy; decode ms/step = (t[K steps] - t[1 step]) / (K - 1), K = {args.gen_steps}"
+            f"\n== generation: {args.gen_batch} prompts in one batch, greedy; decode ms/step = (t[K steps] - t[1 "
+            f"step]) / (K - 1), K = {args.gen_steps}"
         )
         gen_prompts = [items[i % len(items)][0][i % N_PERSONAS] for i in range(args.gen_batch)]
         variants = {

@@ -177,7 +177,8 @@ def profiled_pass(args, llm, jobs, cache_dir: Path, trace_path: Path) -> None:
         f"({1 - busy_s / wall:.1%}); {len(intervals)} kernels/copies"
     )
     log(
-        f"  inside the {len(calls.windows)} engine calls: {inside_wall:.3f} s wall, idle {inside_wall - inside_busy:.3f} s; "
+        f"  inside the {len(calls.windows)} engine calls: {inside_wall:.3f} s wall, idle "
+        f"{inside_wall - inside_busy:.3f} s; "
         f"between them (results to the host, cache writes, the next call's set-up): idle "
         f"{(wall - inside_wall) - (busy_s - inside_busy):.3f} s"
     )
@@ -200,7 +201,8 @@ def profiled_pass(args, llm, jobs, cache_dir: Path, trace_path: Path) -> None:
     log(f"  largest gap classes (≥ {args.gap_us:.0f} µs), by the kernels either side:")
     for (before, after), lengths in sorted(classes.items(), key=lambda kv: -sum(kv[1]))[:10]:
         log(
-            f"    {sum(lengths) / 1e3:8.1f} ms  {len(lengths):5d} × (median {sorted(lengths)[len(lengths) // 2]:7.0f} µs)  "
+            f"    {sum(lengths) / 1e3:8.1f} ms  {len(lengths):5d} × (median {sorted(lengths)[len(lengths) // 2]:7.0f} "
+            "µs)  "
             f"{before} → {after}"
         )
 
@@ -250,7 +252,8 @@ def main() -> None:
         f"transformers {transformers.__version__}"
     )
     log(
-        f"code: {Path(resources.__file__).parent.parent} (resources), {Path(persona_assets.__file__).parent.parent} (persona_assets)"
+        f"code: {Path(resources.__file__).parent.parent} (resources), {Path(persona_assets.__file__).parent.parent} "
+        "(persona_assets)"
     )
     log(f"args: {vars(args)}")
     personas = ["software_engineer", "kindergarten_teacher", "villain", "assistant"] if args.tiny else []
@@ -280,8 +283,10 @@ def main() -> None:
             wall, calls, puts = scoring_pass(args, llm, jobs, work / f"pass{k}", sync)
             log(
                 f"timed pass {k + 1}: {wall:.3f} s = {wall / len(jobs) * 1e3:.1f} ms/response "
-                f"(≈ {wall / len(jobs) * 240:.1f} s for 240); inside {len(calls.windows)} engine calls {calls.seconds:.3f} s, "
-                f"outside {wall - calls.seconds:.3f} s, of which {len(puts.windows)} cache writes {puts.seconds * 1e3:.1f} ms"
+                f"(≈ {wall / len(jobs) * 240:.1f} s for 240); inside {len(calls.windows)} engine calls "
+                f"{calls.seconds:.3f} s, "
+                f"outside {wall - calls.seconds:.3f} s, of which {len(puts.windows)} cache writes "
+                f"{puts.seconds * 1e3:.1f} ms"
             )
         if args.values_out:
             values = cached_rows(jobs, DivergenceCache(work / f"pass{args.passes - 1}"))

@@ -13,8 +13,10 @@ The same model in two precisions, one process, one call:
 Pair values are pair-own (each pair: the two generators' responses scored under both personas),
 averaged over questions, as `divergence_matrices` reports them.
 
-    PYTHONPATH=. python benchmarks/precision.py --model embedded --n-questions 4 --max-new-tokens 48   # CPU, real weights
-    PYTHONPATH=. python benchmarks/precision.py --model random-7b --n-questions 8 --max-new-tokens 256  # GPU, Qwen2.5-7B shapes
+    # CPU, real weights
+    PYTHONPATH=. python benchmarks/precision.py --model embedded --n-questions 4 --max-new-tokens 48
+    # GPU, Qwen2.5-7B shapes
+    PYTHONPATH=. python benchmarks/precision.py --model random-7b --n-questions 8 --max-new-tokens 256
 
 No dagster import (the GPU machine has none).
 """
@@ -133,7 +135,8 @@ def response_level(label: str, reference: list, other: list) -> float:
     oth = np.concatenate([m["js"] for m in other])
     diff = np.abs(oth - ref)
     log(
-        f"{label}: response-mean JS max |Δ| {diff.max():.3g} nats, max relative {np.max(diff / np.abs(ref)):.3g} over {ref.size} (response, pair) values"
+        f"{label}: response-mean JS max |Δ| {diff.max():.3g} nats, max relative {np.max(diff / np.abs(ref)):.3g} over "
+        f"{ref.size} (response, pair) values"
     )
     return float(diff.max())
 
@@ -221,7 +224,8 @@ def main() -> None:
         )
     tokens = sum(len(j.response_ids) * len(j.prompts) for j in jobs16)
     log(
-        f"\n== workload: {len(evals.personas)} personas × {len(evals.questions)} questions, up to {args.max_new_tokens} new tokens; "
+        f"\n== workload: {len(evals.personas)} personas × {len(evals.questions)} questions, up to "
+        f"{args.max_new_tokens} new tokens; "
         f"{tokens} scored tokens per full scoring"
     )
 
@@ -251,8 +255,10 @@ def main() -> None:
     p16_32 = pair_js(g16, jobs16, s16_32)[1]
     p32_32 = pair_js(g32, jobs32, s32_32)[1]
     log(
-        f"pair JS (bf16 run): {p16_16.min():.3g}..{p16_16.max():.3g} nats over {p16_16.size} pairs; question-bootstrap-like SE "
-        f"(std over questions / √Q) median {np.median(question_se):.3g} nats; median gap between neighbouring pair values "
+        f"pair JS (bf16 run): {p16_16.min():.3g}..{p16_16.max():.3g} nats over {p16_16.size} pairs; "
+        "question-bootstrap-like SE "
+        f"(std over questions / √Q) median {np.median(question_se):.3g} nats; median gap between neighbouring pair "
+        "values "
         f"{np.median(np.diff(np.sort(p16_16))):.3g}"
     )
 

@@ -43,7 +43,8 @@ def main() -> None:
     tokenizer.save_pretrained(args.out)
     size = sum(p.stat().st_size for p in Path(args.out).glob("*.safetensors")) / 2**30
     print(
-        f"built in {built:.1f} s on {device}, saved {size:.1f} GiB to {args.out} in {time.perf_counter() - start - built:.1f} s"
+        f"built in {built:.1f} s on {device}, saved {size:.1f} GiB to {args.out} in "
+        f"{time.perf_counter() - start - built:.1f} s"
     )
 
 

@@ -3,8 +3,9 @@
 Same questions, same settings; every persona's responses scored pair-own (N − 1 pairs each, in
 passes of at most `max_scorers_per_pass` sequences). For each N, in a fresh data directory:
 eval_set + generations are materialized first, then `divergence_matrices` alone while a thread
-samples the process's resident memory. Each N runs in its own Python process (clean memory). Prints the step's scoring time per teacher-forced token
-(from the step's own `seconds` and `teacher_forced_tokens` metadata), its whole-step wall time per
+samples the process's resident memory. Each N runs in its own Python process (clean memory).
+Prints the step's scoring time per teacher-forced token (from the step's own `seconds` and
+`teacher_forced_tokens` metadata), its whole-step wall time per
 token, and its peak resident memory above the level before the step. Flat per-token cost and flat
 peak memory mean the total grows with the number of scored sequences, not with N².
 
@@ -298,7 +299,8 @@ def main() -> None:
     parser.add_argument(
         "--without-dagster",
         action="store_true",
-        help="measure the step's library calls directly (machines without dagster); step time then excludes the asset's glue",
+        help="measure the step's library calls directly (machines without dagster); step time then excludes the "
+        "asset's glue",
     )
     parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--root", default="", help=argparse.SUPPRESS)
@@ -347,11 +349,13 @@ def main() -> None:
             r = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
             rows.append(r)
             log(
-                f"\n== N = {n}: {r['responses']} responses ({r['response_tokens']} response tokens), {r['pairs']} pairs, "
+                f"\n== N = {n}: {r['responses']} responses ({r['response_tokens']} response tokens), {r['pairs']} "
+                "pairs, "
                 f"{r['sequences']} teacher-forced sequences, {r['tokens']} teacher-forced tokens"
             )
             log(
-                f"scoring {r['scoring_s']:.2f} s -> {r['scoring_s'] / r['tokens'] * 1e6:.1f} us per teacher-forced token; "
+                f"scoring {r['scoring_s']:.2f} s -> {r['scoring_s'] / r['tokens'] * 1e6:.1f} us per teacher-forced "
+                "token; "
                 f"whole step {r['step_s']:.2f} s -> {r['step_s'] / r['tokens'] * 1e6:.1f} us per token"
             )
             log(
@@ -362,14 +366,17 @@ def main() -> None:
     base = rows[0]
     for r in rows:
         log(
-            f"N = {r['n']:4d}: {r['scoring_s'] / r['tokens'] * 1e6:7.1f} us/token scoring, {r['step_s'] / r['tokens'] * 1e6:7.1f} us/token step, "
+            f"N = {r['n']:4d}: {r['scoring_s'] / r['tokens'] * 1e6:7.1f} us/token scoring, "
+            f"{r['step_s'] / r['tokens'] * 1e6:7.1f} us/token step, "
             f"peak {r['peak_mib']:7.1f} MiB, sequences per response {r['sequences'] / r['responses']:.1f}"
         )
     for r in rows[1:]:
         log(
-            f"N = {r['n']} vs N = {base['n']}: per-token scoring time x{(r['scoring_s'] / r['tokens']) / (base['scoring_s'] / base['tokens']):.2f}, "
+            f"N = {r['n']} vs N = {base['n']}: per-token scoring time "
+            f"x{(r['scoring_s'] / r['tokens']) / (base['scoring_s'] / base['tokens']):.2f}, "
             f"per-token step time x{(r['step_s'] / r['tokens']) / (base['step_s'] / base['tokens']):.2f}, "
-            f"peak memory x{r['peak_mib'] / base['peak_mib']:.2f} (total teacher-forced tokens x{r['tokens'] / base['tokens']:.1f}, "
+            f"peak memory x{r['peak_mib'] / base['peak_mib']:.2f} (total teacher-forced tokens "
+            f"x{r['tokens'] / base['tokens']:.1f}, "
             f"N^2 would be x{(r['n'] / base['n']) ** 2:.0f})"
         )
 

@@ -165,7 +165,8 @@ def main() -> None:
     log("\n== side by side (same call, same machine)")
     log(f"{'engine path: wall from launch (imports + one model load + stages)':70s} {engine_wall:8.2f} s")
     log(
-        f"{'   of which stages (model load ' + format(engine['stages']['model load'], '.2f') + ' s)':70s} {stage_sum:8.2f} s"
+        f"{'   of which stages (model load ' + format(engine['stages']['model load'], '.2f') + ' s)':70s} "
+        f"{stage_sum:8.2f} s"
     )
     log(f"{'dagster asset materialize: wall from launch to exit':70s} {dagster_wall:8.2f} s")
     log(f"{'   executor':70s} {executor}")

@@ -179,10 +179,12 @@ def human(seconds: float) -> str:
 def report(w: Workload, p: Profile) -> str:
     r = predict(w, p)
     lines = [
-        f"workload: {w.personas} personas x {w.questions} questions, responses of {w.tokens} tokens, prompts ~{w.prompt_tokens} tokens, "
+        f"workload: {w.personas} personas x {w.questions} questions, responses of {w.tokens} tokens, prompts "
+        f"~{w.prompt_tokens} tokens, "
         f"{w.model_params:.2e} params, {w.gpus} GPU(s) ({p.name}), <= {w.max_scorers} scorers per pass",
         f"per-token costs from {p.source}",
-        f"responses {r.responses:,}; teacher-forced sequences {r.sequences:,} ({r.sequences / r.responses:.0f} per response); "
+        f"responses {r.responses:,}; teacher-forced sequences {r.sequences:,} ({r.sequences / r.responses:.0f} per "
+        "response); "
         f"forward tokens {r.forward_tokens:,.0f}",
         f"generation (one GPU):            {human(r.generation_s):>9}",
         f"teacher-forcing forward (total): {human(r.forward_s):>9}",
@@ -244,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.table:
         print(
-            f"{profile.name}, {args.questions} questions, {args.tokens}-token responses, {args.model_params:.2g} params "
+            f"{profile.name}, {args.questions} questions, {args.tokens}-token responses, {args.model_params:.2g} "
+            "params "
             f"(per-token costs: {profile.source})\n"
         )
         print(table(workload, profile))

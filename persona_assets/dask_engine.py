@@ -95,7 +95,8 @@ def check_storage_marker(marker: str, run_id: str) -> None:
 
 
 def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, str]:
-    """One Dagster step on this worker: the storage check (for a job with a data directory), then dagster-dask's task body."""
+    """One Dagster step on this worker: the storage check (for a job with a data directory), then dagster-dask's
+    task body."""
     if marker:
         check_storage_marker(marker, run_id)
     try:

@@ -5,14 +5,19 @@ machine. A variable that is set becomes a `dg.EnvVar` in the resource's config, 
 where the value came from and it is read when a run starts, not when the definitions load; a
 variable that is not set leaves the resource's own default.
 
-| variable | becomes |
-|---|---|
-| PERSONA_RESOURCES = cpu (default) / gpu | the LLM resource class: CpuLLM / GpuLLM |
-| PERSONA_MODEL, PERSONA_DTYPE, PERSONA_SCORING_DTYPE, PERSONA_MODEL_CACHE, PERSONA_MODEL_FINGERPRINT | the LLM resource's `model`, `dtype`, `scoring_dtype`, `model_cache_dir`, `model_fingerprint` |
-| PERSONA_DATA_DIR, PERSONA_FIGURES_DIR | ResultsStore `data_dir`, `figures_dir` |
-| PERSONA_ALERTS_FILE, PERSONA_ALERT_WEBHOOK_URL, PERSONA_ALERT_WEBHOOK_ATTEMPTS / _TIMEOUT_S / _BACKOFF_S | AlertSinks `jsonl_file`, `webhook_url`, `attempts`, `timeout_s`, `backoff_s` (numbers parsed here: a bad one fails loading the definitions, naming the variable) |
-| PERSONA_GPU_SHARDS = K (default 1) | the default of `ops.divergence_matrices.config.shards`, and for K > 1 the default executor mode `multiprocess` (one process per GPU shard) |
-| PERSONA_EXECUTOR = in_process / multiprocess / dask | the default executor mode (run config `execution:` overrides it; `dask` alone = a LocalCluster) |
+Variable -> what it becomes:
+
+- PERSONA_RESOURCES = cpu (default) / gpu -> the LLM resource class: CpuLLM / GpuLLM
+- PERSONA_MODEL, PERSONA_DTYPE, PERSONA_SCORING_DTYPE, PERSONA_MODEL_CACHE, PERSONA_MODEL_FINGERPRINT
+  -> the LLM resource's `model`, `dtype`, `scoring_dtype`, `model_cache_dir`, `model_fingerprint`
+- PERSONA_DATA_DIR, PERSONA_FIGURES_DIR -> ResultsStore `data_dir`, `figures_dir`
+- PERSONA_ALERTS_FILE, PERSONA_ALERT_WEBHOOK_URL, PERSONA_ALERT_WEBHOOK_ATTEMPTS / _TIMEOUT_S / _BACKOFF_S
+  -> AlertSinks `jsonl_file`, `webhook_url`, `attempts`, `timeout_s`, `backoff_s` (numbers parsed here: a bad
+  one fails loading the definitions, naming the variable)
+- PERSONA_GPU_SHARDS = K (default 1) -> the default of `ops.divergence_matrices.config.shards`, and for K > 1
+  the default executor mode `multiprocess` (one process per GPU shard)
+- PERSONA_EXECUTOR = in_process / multiprocess / dask -> the default executor mode (run config `execution:`
+  overrides it; `dask` alone = a LocalCluster)
 """
 
 from __future__ import annotations

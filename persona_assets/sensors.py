@@ -106,7 +106,8 @@ def failed_check_alerts(context: dg.SensorEvaluationContext, alerts: AlertSinks)
         for result in results:
             if not result.delivered:
                 context.log.warning(
-                    f"alert for {alert['check']} not delivered to {result.sink} after {result.attempts} tries: {result.error}"
+                    f"alert for {alert['check']} not delivered to {result.sink} after {result.attempts} tries: "
+                    f"{result.error}"
                 )
         if recorded_somewhere(results):
             sent.append(alert)

@@ -123,7 +123,8 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
             steiger = test.get("steiger") or {}
             if perm.get("difference") is not None:
                 lines.append(
-                    f"      {set_name}/{layer}: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}"
+                    f"      {set_name}/{layer}: difference {perm['difference']:+.2f}, permutation p = "
+                    f"{perm['p_two_sided']:.3g}"
                     + (f" (Steiger p = {steiger['p_two_sided']:.3g})" if steiger.get("p_two_sided") is not None else "")
                 )
     return lines

@@ -105,7 +105,8 @@ def measure_scoring_precision(
 def noise_floor_sample(
     jobs: Sequence[ResponseJob], descriptions: Sequence[dict[str, Any]], *, samples: int, max_scorers_per_pass: int
 ) -> tuple[list[tuple], list[dict[str, Any]]]:
-    """The responses the floor re-scores (evenly spread over `jobs`): (prompts, response, pairs) items, their records."""
+    """The responses the floor re-scores (evenly spread over `jobs`): (prompts, response, pairs) items, their
+    records."""
     items, sampled = [], []
     for position in sample_positions(len(jobs), samples):
         job = jobs[position]

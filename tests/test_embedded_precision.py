@@ -78,7 +78,8 @@ def test_scoring_precision_of_the_embedded_model_is_measured_by_the_run(models, 
     assert scoring["measured"] and scoring["js_abs_nats"] > 0
     assert 1e-3 < scoring["js_rel"] < 0.5
     print(
-        f"bf16 vs float32 scoring: {scoring['js_abs_nats']:.2e} nats ({scoring['js_rel']:.2%}); composition floor {record['js_abs_nats']:.2e}"
+        f"bf16 vs float32 scoring: {scoring['js_abs_nats']:.2e} nats ({scoring['js_rel']:.2%}); composition floor "
+        f"{record['js_abs_nats']:.2e}"
     )
     # The record's float32 side is what `scoring_dtype: float32` computes: the same numbers from another resource.
     items = [_items(jobs)[k] for k in sample_positions(len(jobs), 2)]  # the record's sample, scored together

@@ -151,5 +151,6 @@ def test_float32_scoring_of_bfloat16_responses_is_recorded_and_cached_apart(tiny
     assert gap > 0
     # For reading: how the pair values moved against the probe of two responses.
     print(
-        f"pair JS moved up to {gap:.2e} nats; the probe bound is {bf16['noise_floor']['precision']['scoring']['js_abs_nats']:.2e}"
+        f"pair JS moved up to {gap:.2e} nats; the probe bound is "
+        f"{bf16['noise_floor']['precision']['scoring']['js_abs_nats']:.2e}"
     )

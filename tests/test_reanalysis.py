@@ -183,7 +183,8 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     perm = pair_own["js_vs_cosine_as_predictors"]["cosine_leakage_file"]["layer20"]["permutation_difference"]
     assert any(
         line.startswith(
-            f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.3g}"
+            f"      cosine_leakage_file/layer20: difference {perm['difference']:+.2f}, permutation p = "
+            f"{perm['p_two_sided']:.3g}"
         )
         for line in lines
     )
@@ -191,16 +192,19 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
     cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
     assert read_first[1].startswith(
-        f"study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = {cosine['spearman_rho']:+.2f}"
+        "study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = "
+        f"{cosine['spearman_rho']:+.2f}"
     )
     assert read_first[2].startswith(
-        f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = {perm['p_two_sided']:.2g}"
+        f"study: JS vs that cosine as predictor: difference of ρ {perm['difference']:+.2f}, permutation p = "
+        f"{perm['p_two_sided']:.2g}"
     )
     # Headlines carry the design-respecting inference only: the permutation p and the persona-bootstrap CI,
     # never the source-cluster CI; the large p of the difference comes with the test's power.
     js_leak = pair_own["js_vs_leakage"]
     assert read_first[0] == (
-        f"study: JS vs leakage Spearman ρ = {rho:+.2f}, permutation p = {js_leak['persona_permutation']['spearman_p']:.2g} "
+        f"study: JS vs leakage Spearman ρ = {rho:+.2f}, permutation p = "
+        f"{js_leak['persona_permutation']['spearman_p']:.2g} "
         "(n = 50) (pair_own)"
     )
     assert not any("CI" in line for line in read_first[:3])

@@ -31,7 +31,8 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
     read_first = lines[lines.index("== read first ==") + 1 :]
     js = correlations["js_vs_leakage"]
     assert read_first[0].startswith(
-        f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = {js['persona_permutation']['spearman_p']:.2g} (n = "
+        f"this run: JS vs leakage Spearman ρ = {js['spearman_rho']:+.2f}, permutation p = "
+        f"{js['persona_permutation']['spearman_p']:.2g} (n = "
     )
     assert not any("CI" in line for line in read_first[:3])  # no uncalibrated interval in a headline
     # The rival named is the cosine layer with the strongest |ρ| against leakage on the same pairs.

@@ -167,7 +167,8 @@ def length_confound(inputs: AnalysisInputs, directed: pd.DataFrame, *, n_boot: i
             per["js"], per["n_tokens"], clusters=response_id, n_boot=n_boot, seed=seed, cluster_unit="response-cluster"
         ).to_dict(),
         "definitions": {
-            "per_response_mean_js_vs_tokens": "one row per response: its JS averaged over the pairs it was scored for, vs its length",
+            "per_response_mean_js_vs_tokens": "one row per response: its JS averaged over the pairs it was scored for, "
+            "vs its length",
             "per_response_pair_js_vs_tokens": "one row per (response, pair); bootstrap clustered by response",
             "pair_mean_tokens": "mean length of the responses a pair's JS averages over",
         },
@@ -280,7 +281,8 @@ def leakage_correlations(
     if len(directed) < MIN_PAIRS:
         result["leakage"] = {
             "available": False,
-            "note": f"only {len(directed)} directed pairs among these personas have leakage rates (need ≥ 3); {inputs.leakage_note}",
+            "note": f"only {len(directed)} directed pairs among these personas have leakage rates (need ≥ 3); "
+            f"{inputs.leakage_note}",
         }
     else:
         by_averaging = {
@@ -292,7 +294,8 @@ def leakage_correlations(
             "n_directed_pairs": int(len(directed)),
             "n_sources": int(directed["source"].nunique()),
             "unit": (
-                "directed (source, target) pairs; spearman_ci95: bootstrap clustered by source; persona_permutation and "
+                "directed (source, target) pairs; spearman_ci95: bootstrap clustered by source; persona_permutation "
+                "and "
                 "crossed_bootstrap respect the crossed design"
             ),
             "averaging": inputs.primary_averaging,

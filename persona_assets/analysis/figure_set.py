@@ -86,8 +86,10 @@ def pair_js_uncertainty_figure(inputs: AnalysisInputs, correlations: dict) -> al
     precision = correlations.get("noise_floor", {}).get("scoring_precision_js_nats")
     subtitle = [
         f"95% CI: bootstrap over the {qb['n_questions']} questions ({qb['n_boot']} resamples); median SE "
-        f"{diffs['median_pair_se']:.2g} nats vs median gap between neighbouring pairs {diffs['median_gap_between_neighbouring_pair_values']:.2g}",
-        f"{diffs['n_within_question_uncertainty']} of {diffs['n_pair_differences']} pair differences lie within the question uncertainty; "
+        f"{diffs['median_pair_se']:.2g} nats vs median gap between neighbouring pairs "
+        f"{diffs['median_gap_between_neighbouring_pair_values']:.2g}",
+        f"{diffs['n_within_question_uncertainty']} of {diffs['n_pair_differences']} pair differences lie within the "
+        "question uncertainty; "
         + ("noise floor unknown" if floor is None else f"noise floor {floor:.2g} nats (dashed)")
         + ("" if precision is None else f"; scoring precision (vs float32) {precision:.2g} nats")
         + f"; {diffs['n_findings']} are findings",

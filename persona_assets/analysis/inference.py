@@ -70,7 +70,8 @@ def with_mantel(correlation: dict[str, Any], x: np.ndarray, y: np.ndarray, *, n_
     """A correlation dict with its Mantel test added (the pair-bootstrap CI is kept and labelled)."""
     return correlation | {
         "mantel": mantel_test(x, y, n_perm=n_perm, seed=seed),
-        "design_note": "pairs share personas: judge significance by mantel.spearman_p, not spearman_p or the pair-bootstrap CI",
+        "design_note": "pairs share personas: judge significance by mantel.spearman_p, not spearman_p or the "
+        "pair-bootstrap CI",
     }
 
 

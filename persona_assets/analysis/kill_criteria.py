@@ -47,7 +47,8 @@ def discrimination_verdict(pair_js: np.ndarray, *, min_std: float, min_ratio: fl
     js_bound = max_sample_std(LN2, values.size) if values.size > 1 else 0.0
     if values.size > 1 and min_std > js_bound:
         notes.append(
-            f"std threshold exceeds (ln 2/2)·√(n/(n−1)) = {js_bound:.3f}, the largest sample std {values.size} JS values can have"
+            f"std threshold exceeds (ln 2/2)·√(n/(n−1)) = {js_bound:.3f}, the largest sample std {values.size} JS "
+            "values can have"
         )
     std_fails = std < min_std
     ratio_fails = ratio < min_ratio
@@ -176,7 +177,8 @@ def label_discrimination(verdict: dict, intervals: Mapping[str, Mapping] | None)
         )
     verdict["question_bootstrap"]["fitted_noise"] = noise or None
     verdict["notes"].append(
-        f"{verdict['call']}: std {_point_text(calls['js_std']['estimate'])}, 95% CI {_ci_text(calls['js_std']['ci95'])} "
+        f"{verdict['call']}: std {_point_text(calls['js_std']['estimate'])}, 95% CI "
+        f"{_ci_text(calls['js_std']['ci95'])} "
         f"vs {thresholds['js_std']}; max/min {_point_text(calls['max_min_ratio']['estimate'])}, 95% CI "
         f"{_ci_text(calls['max_min_ratio']['ci95'])} vs {thresholds['max_min_ratio']}"
     )

@@ -68,7 +68,8 @@ def question_informativeness(per_question: pd.DataFrame, *, min_relative_spread:
         )
     return {
         "rule": (
-            f"flagged when std(pair JS) < {min_relative_spread} × the median over questions, or when the question's pair "
+            f"flagged when std(pair JS) < {min_relative_spread} × the median over questions, or when the question's "
+            "pair "
             "order has Spearman ≤ 0 with the mean of the other questions"
         ),
         "median_question_std": median_std,

@@ -34,7 +34,8 @@ def analysis_inputs(
     persona_cosine: dict,
     leakage_rates: dict,
 ) -> dict:
-    """This run's divergences (with their noise floor), cosines, leakage and response lengths in the shape the analyses take.
+    """This run's divergences (with their noise floor), cosines, leakage and response lengths in the shape the
+    analyses take.
 
     The same shape `legacy_results` gives earlier results, so both go through the same analysis code.
     """
@@ -72,13 +73,16 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         group_name=group,
         kinds={"pandas", "scipy"},
         code_version="3",
-        description=inspect.cleandoc(f"""Does hidden-state cosine predict leakage better towards the output layers? (context, not a gate)
+        description=inspect.cleandoc(
+            "Does hidden-state cosine predict leakage better towards the output layers? "
+            f"""(context, not a gate)
 
         From {origin}: Spearman and Pearson (p, n, source-clustered bootstrap CI) of cosine vs
         leakage per layer for each cosine set (one per centring, reported apart), each with a
         permutation test of persona labels and a two-way (source × target) bootstrap CI; which layers
         are present or missing, and whether the correlation rises from the shallowest to the deepest
-        layer; from a cosine-vs-leakage file over all its pairs and over the core pairs."""),
+        layer; from a cosine-vs-leakage file over all its pairs and over the core pairs."""
+        ),
     )
     def cosine_precheck(context: dg.AssetExecutionContext, config: PrecheckConfig, inputs: dict) -> dict:
         if (missing := _unavailable(inputs)) is not None:
@@ -127,7 +131,9 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         group_name=group,
         kinds={"pandas", "scipy"},
         code_version="4",
-        description=inspect.cleandoc(f"""Is output-level similarity redundant with cosine, and does it predict leakage better?
+        description=inspect.cleandoc(
+            "Is output-level similarity redundant with cosine, "
+            f"""and does it predict leakage better?
 
         From {origin}, for every JS averaging (labelled) and every cosine set (one per centring):
         JS and KL_sym vs cosine per layer over unordered pairs; JS vs leakage and cosine vs leakage
@@ -139,7 +145,8 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
         a two-way source × target bootstrap for directed pairs, a permutation test of the difference
         of JS and cosine as predictors. question_bootstrap: per-pair JS/KL SE and 95% CI over
         questions, the discrimination statistics, ρ(JS, cosine) and the pair differences judged
-        against that uncertainty. Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""),
+        against that uncertainty. Tables: outputs/{stem}pairs.csv, outputs/{stem}directed_leakage_pairs.csv."""
+        ),
     )
     def leakage_correlations(
         context: dg.AssetExecutionContext, config: AnalysisConfig, results: ResultsStore, inputs: dict

@@ -145,7 +145,8 @@ def score_divergence_shard(
         **_stats_metadata(stats, time.monotonic() - started),
     }
     context.log.info(
-        f"shard {shard}: {metadata['responses_scored_now']} responses scored, {metadata['responses_complete_in_cache']} from the cache"
+        f"shard {shard}: {metadata['responses_scored_now']} responses scored, "
+        f"{metadata['responses_complete_in_cache']} from the cache"
     )
     return {**metadata, "noise_floor": noise_floor, "noise_floor_from_cache": noise_floor_from_cache}
 
@@ -343,7 +344,8 @@ _divergence_settings = dg.ConfigMapping(
         "divergence_per_pair_question": dg.AssetOut(
             kinds={"pandas"},
             code_version=CODE_VERSION,
-            description="Pair values per question (both directions averaged as `averaging` says). outputs/divergence_per_pair_question.csv.",
+            description="Pair values per question (both directions averaged as `averaging` says). "
+            "outputs/divergence_per_pair_question.csv.",
         ),
     },
     group_name="model",

@@ -30,14 +30,16 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         kinds={"altair"},
         code_version="3",
         description=inspect.cleandoc(
-            f"""Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; pair JS with CIs; the hero figure.
+            "Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; "
+            f"""pair JS with CIs; the hero figure.
 
             The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
             directed pairs, ρ with the persona-permutation p and the crossed (source × target) bootstrap CI
             in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
             within-source panel and the permutation test of JS vs cosine as predictors.
             pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-            PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."""
+            PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's """
+            "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
         ),
     )
     def figures(

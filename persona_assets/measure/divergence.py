@@ -63,8 +63,9 @@ class DivergenceWorkspace:
 
     Each block of positions needs its rows in float64 twice ([rows, block, V]) and a few [block, V]
     float64 buffers per pair (~19 MB and ~1.6 MB for 12 rows × 4 positions × 49k vocabulary).
-    Allocated afresh for every block, buffers of that size come and go thousands of times per run; glibc malloc serves them from its heap once its
-    dynamic mmap threshold has risen past their size, and the heap can fragment and keep freed
+    Allocated afresh for every block, buffers of that size come and go thousands of times per run; glibc
+    malloc serves them from its heap once its dynamic mmap threshold has risen past their size, and the heap
+    can fragment and keep freed
     blocks (one CPU run of 1,100 scoring passes of a tiny model peaked at about 1 GB, although
     every pass needs the same ~100 MB; benchmarks/results/scale_cpu_*.txt). One workspace
     per scoring loop allocates each buffer once (again only when a larger shape comes along) and

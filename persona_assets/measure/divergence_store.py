@@ -173,7 +173,8 @@ def score_missing(
     empty = [job.describe() for job, _, _ in pending if not job.response_ids]
     if empty:
         raise TeacherForcingError(
-            f"{len(empty)} empty responses (no tokens) cannot be teacher-forced (a mean over zero tokens has no value): "
+            f"{len(empty)} empty responses (no tokens) cannot be teacher-forced (a mean over zero tokens has no "
+            "value): "
             + "; ".join(empty[:10])
             + ". Regenerate them (e.g. a larger max_new_tokens) or drop those personas/questions."
         )
@@ -222,7 +223,8 @@ def score_missing(
                 warn(
                     f"teacher forcing: out of accelerator memory with {len(batch)} responses per batch, "
                     f"passes of up to {largest_pass} scorers; "
-                    f"halved the batch, retrying with {batch_size} responses per batch, {scorers_per_pass} scorers per pass"
+                    f"halved the batch, retrying with {batch_size} responses per batch, {scorers_per_pass} scorers per "
+                    "pass"
                 )
             continue
         for job, entry, missing in batch:
@@ -261,7 +263,8 @@ def _score_batch(
         b, scorers, _ = owners[error.item]
         job = batch[b][0]
         raise TeacherForcingError(
-            f"non-finite logits (NaN/inf) teacher-forcing {job.describe()} under persona {job.persona(scorers[error.scorer])} "
+            f"non-finite logits (NaN/inf) teacher-forcing {job.describe()} under persona "
+            f"{job.persona(scorers[error.scorer])} "
             f"at response token position {error.position}: the model's output is broken (weights, dtype overflow?). "
             "Nothing of this batch was cached."
         ) from error

@@ -55,8 +55,10 @@ def method_record(
             "forward_dtype": dtype,
             "lm_head_output_dtype": "float32",
             "log_softmax_dtype": "none (log-sum-exp per row: float32 within a vocabulary block, float64 across blocks)",
-            "divergence_dtype": "float32 per-token terms, summed in float32 within a vocabulary block and float64 across blocks",
-            "divergence_implementation": "resources.fast_divergence (Triton kernels on CUDA, the same arithmetic in PyTorch elsewhere)",
+            "divergence_dtype": "float32 per-token terms, summed in float32 within a vocabulary block and float64 "
+            "across blocks",
+            "divergence_implementation": "resources.fast_divergence (Triton kernels on CUDA, the same arithmetic in "
+            "PyTorch elsewhere)",
         }
     else:
         numerics = {

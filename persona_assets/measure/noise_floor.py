@@ -235,7 +235,8 @@ def floor_evidence(pair_js: np.ndarray, noise_floor: Mapping[str, Any] | None) -
             + (
                 ""
                 if precision is None
-                else f"; {out['n_pair_js_differences_below_scoring_precision']} are below twice the scoring-precision bound "
+                else f"; {out['n_pair_js_differences_below_scoring_precision']} are below twice the scoring-precision "
+                "bound "
                 f"({precision:.3g} nats, the run's dtype vs float32), which are not findings either"
             )
         ),

@@ -59,7 +59,8 @@ def scoring_precision(
         "reference_dtype": REFERENCE,
         **largest,
         "definition": (
-            f"{PRECISION_KEY}: the largest |Δ response-mean JS| (nats) between the run's scoring in {scoring_dtype} and "
+            f"{PRECISION_KEY}: the largest |Δ response-mean JS| (nats) between the run's scoring in {scoring_dtype} "
+            "and "
             "the same sampled responses re-scored in float32 by the same call; pair differences smaller than it are "
             "not findings"
         ),

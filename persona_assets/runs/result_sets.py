@@ -214,6 +214,7 @@ def describe(runs: list[dict[str, Any]]) -> str:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started"])) if r.get("started") else "?"
         status = r.get("status", "unknown")
         lines.append(
-            f"{r['run_id']:38s} {status:9s} {started:20s} {r['size_bytes'] / 1e6:8.1f}M  {'yes' if r['published'] else ''}"
+            f"{r['run_id']:38s} {status:9s} {started:20s} {r['size_bytes'] / 1e6:8.1f}M  "
+            f"{'yes' if r['published'] else ''}"
         )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Comparing correlations measured on the same cases: Steiger (1980) / Meng, Rosenthal & Rubin (1992), and partial correlation."""
+"""Comparing correlations measured on the same cases: Steiger (1980) / Meng, Rosenthal & Rubin (1992), and partial
+correlation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Correlations within groups (e.g. leakage source personas): per group, pooled = within + between, and sign agreement."""
+"""Correlations within groups (e.g. leakage source personas): per group, pooled = within + between, and sign
+agreement."""
 
 from __future__ import annotations
 

@@ -150,8 +150,7 @@ def mantel_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int) -> dict
     Uses the unordered pairs i < j where both are finite. The permuted matrix is one that is
     finite everywhere off the diagonal (x if it is, else y), so every permutation compares the
     same set of pairs; when neither is, x is permuted and each permutation uses the pairs it
-    leaves finite (noted).
-    """
+    leaves finite (noted)."""
     xa, ya = _square(x, "x"), _square(y, "y")
     if xa.shape != ya.shape:
         raise InputError(f"x and y differ in shape ({xa.shape} vs {ya.shape})")
@@ -220,7 +219,10 @@ def _leakage_setup(leakage: np.ndarray, predictors: Sequence[np.ndarray], n_perm
     values = ya[perms[:, s], perms[:, t]]
     note = None
     if not np.isfinite(values).all():
-        note = "the measured pairs are not a full sources × targets grid: each permutation uses the pairs it leaves measured"
+        note = (
+            "the measured pairs are not a full sources × targets grid: "
+            "each permutation uses the pairs it leaves measured"
+        )
     return preds, s, t, values, exact, roles, note
 
 
@@ -272,8 +274,7 @@ def difference_permutation_test(
     not "a and b predict leakage equally well". When both relate to leakage equally the test is
     conservative (`DIFFERENCE_CALIBRATION`); a small p still says the two differ, a large p says
     little: read it next to the test's power (`difference_power`). Pass similarities for both
-    (e.g. −JS and cosine).
-    """
+    (e.g. −JS and cosine)."""
     (a, b), s, t, values, exact, roles, note = _leakage_setup(leakage, [predictor_a, predictor_b], n_perm, seed)
     out: dict[str, Any] = {
         "n": int(s.size),
@@ -355,8 +356,7 @@ def crossed_bootstrap(
     """Two-way (source and target) cluster-bootstrap 95% CIs of Spearman and Pearson (x, y).
 
     With ``z`` also the CI of the Spearman difference ρ(x, y) − ρ(z, y) on the same pairs.
-    Rows with a NaN are dropped first.
-    """
+    Rows with a NaN are dropped first."""
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     za = None if z is None else np.asarray(z, dtype=float)
     src, tgt = np.asarray(list(sources), dtype=object), np.asarray(list(targets), dtype=object)

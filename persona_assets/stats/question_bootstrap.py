@@ -138,7 +138,8 @@ BASIC_RULE = (
 # What benchmarks/calibration.py measured under the verdict designs (calibration_designs), stated with the intervals.
 DISCRIMINATION_CALIBRATION = (
     "not a 95% interval: under log-normal per-question noise it missed the true std in 6–17% and the true max/min in "
-    "14–25% of simulated runs (the percentile interval: up to 97% and 100%); the gate calls built on it were decided on "
+    "14–25% of simulated runs (the percentile interval: up to 97% and 100%); the gate calls built on it were decided "
+    "on "
     "the wrong side in ≤ 3.2% of runs with the truth within 10% of the threshold at per-question noise 0.41, and are "
     "not decided above 0.45 (benchmarks/calibration.py)"
 )
@@ -157,7 +158,8 @@ _SCALES = {
 
 
 def basic_ci(point: float | None, samples: np.ndarray, scale: str) -> list[float | None] | None:
-    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z' for ρ)."""
+    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z'
+    for ρ)."""
     forward, back = _SCALES[scale]
     valid = samples[np.isfinite(samples)]
     if scale == "log":
@@ -285,7 +287,8 @@ def differences_against_uncertainty(
         else None,
         "median_gap_between_neighbouring_pair_values": float(np.median(gaps)) if gaps.size else None,
         "rule": (
-            f"a difference is within the question uncertainty when |difference| < {multiplier:.3f} × its question-bootstrap SE "
+            f"a difference is within the question uncertainty when |difference| < {multiplier:.3f} × its "
+            "question-bootstrap SE "
             f"(t({qb.n_questions - 1}, 0.975) · √(Q/(Q−1)), as for the pair CIs)"
         ),
     }

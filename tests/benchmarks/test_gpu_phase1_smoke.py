@@ -63,7 +63,8 @@ def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, emb
     assert "phase-1 without model load, shared, pass 2 teacher forcing" in out
     for name in ("js", "kl_ab", "kl_ba"):
         found = re.search(
-            rf"shared vs eager: response-mean {name} max abs difference (\S+) nats, max relative (\S+) over (\d+) pairs",
+            rf"shared vs eager: response-mean {name} max abs difference (\S+) nats, max relative (\S+) over (\d+) "
+            r"pairs",
             out,
         )
         assert found, out[-3000:]

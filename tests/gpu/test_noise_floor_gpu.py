@@ -45,7 +45,8 @@ def _floor(engine) -> dict:
     )
     for name, stats in record["by_composition"].items():
         print(
-            f"  {name} vs run: JS per token max {stats['js']['per_token_abs_max']:.2e}, response mean max {stats['js']['per_response_abs_max']:.2e}"
+            f"  {name} vs run: JS per token max {stats['js']['per_token_abs_max']:.2e}, response mean max "
+            f"{stats['js']['per_response_abs_max']:.2e}"
         )
     return record
 

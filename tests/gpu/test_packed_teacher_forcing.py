@@ -73,7 +73,8 @@ def test_packed_float32_matches_one_response_at_a_time(engines, truth):
     for name in VALUES:
         print(
             f"float32 {name}: packed vs one-at-a-time {_max_abs(packed, reference, name):.1e}, "
-            f"packed vs float64 {_max_abs(packed, exact, name):.1e}, one-at-a-time vs float64 {_max_abs(reference, exact, name):.1e}"
+            f"packed vs float64 {_max_abs(packed, exact, name):.1e}, one-at-a-time vs float64 "
+            f"{_max_abs(reference, exact, name):.1e}"
         )
         for got, ref, true in zip(packed, reference, exact):
             torch.testing.assert_close(getattr(got, name).cpu(), getattr(ref, name).cpu(), rtol=1e-4, atol=1e-6)
@@ -93,7 +94,8 @@ def test_packed_bfloat16_is_as_close_to_the_truth_as_one_response_at_a_time(engi
         between = _max_abs(packed, reference, name)
         print(
             f"bfloat16 {name}: max per-token |Δ| packed vs float64 {packed_error:.1e}, one-at-a-time vs float64 "
-            f"{reference_error:.1e}, one-at-a-time padded vs alone {reference_noise:.1e}, packed vs one-at-a-time {between:.1e}"
+            f"{reference_error:.1e}, one-at-a-time padded vs alone {reference_noise:.1e}, packed vs one-at-a-time "
+            f"{between:.1e}"
         )
         assert packed_error <= 2 * reference_error + reference_noise + 1e-6, name
     # Values are of the size the tolerances are compared with: random weights give JS ~ 0.1 nats.

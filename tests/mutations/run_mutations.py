@@ -43,7 +43,8 @@ MUTATIONS = [
         "non-atomic write: atomic_write_bytes writes the file in place",
         "persona_assets/runs/storage.py",
         '    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
-        '    path.write_bytes(data)\n    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")\n',
+        "    path.write_bytes(data)\n    return\n    fd, tmp = tempfile.mkstemp(dir=path.parent, "
+        'prefix=f".{path.name}.", suffix=".tmp")\n',
         (
             f"{CONCURRENCY_TESTS}::test_readers_during_writes_of_different_content_see_only_whole_files",
             f"{CONCURRENCY_TESTS}::test_a_writer_killed_mid_write_leaves_the_previous_file_whole",
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name}\n  in {m.file}, guarded by {', '.join(m.tests)}")
         return 0
     print(
-        f"mutation check on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), Python {platform.python_version()}"
+        f"mutation check on {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs), Python "
+        f"{platform.python_version()}"
     )
     started = time.monotonic()
     try:

@@ -1,4 +1,5 @@
-"""Readers of other people's file formats: the result files of the earlier persona-similarity study (Qwen2.5-7B-Instruct).
+"""Readers of other people's file formats: the result files of the earlier persona-similarity study
+(Qwen2.5-7B-Instruct).
 
 Three JSON formats, each loaded into a typed dataclass after strict validation (shape, persona
 names, ranges, symmetry, finiteness); any problem raises `InputError` naming the file and what is
