@@ -20,7 +20,7 @@ import pytest
 from dask.distributed import Client, LocalCluster
 
 from persona_assets.dask_engine import MARKER_NAME, SharedStorageError, check_storage_marker, write_storage_marker
-from tests.dask_job import divergence_job, persona_job
+from tests.dask_job import DIVERGENCE_TABLES, divergence_job, persona_job
 
 from persona_assets.checks import all_checks
 from persona_assets.definitions import all_assets
@@ -90,7 +90,7 @@ def _reference(
         if only_divergences:
             result = dg.materialize(
                 [*all_assets, *all_checks],
-                selection=dg.AssetSelection.assets("divergence_matrices").required_multi_asset_neighbors().upstream(),
+                selection=dg.AssetSelection.assets(*DIVERGENCE_TABLES).upstream(),
                 resources={"llm": CpuLLM(model=str(tiny_model_dir)), **storage_resources()},
                 run_config=dg.RunConfig(ops={name: ops[name] for name in DIVERGENCE_OPS}),
             )

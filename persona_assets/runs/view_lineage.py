@@ -105,6 +105,7 @@ class Entry:
     digest: str
     inputs: dict[str, str | None] = field(default_factory=dict)
     step: str = UNKNOWN_STEP
+    together: dict[str, str] = field(default_factory=dict)  # outputs its op computed next to it (written or not)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "files": list(self.files)}
@@ -118,6 +119,7 @@ class Entry:
             digest=data["digest"],
             inputs=dict(data.get("inputs", {})),
             step=data.get("step", UNKNOWN_STEP),
+            together=dict(data.get("together", {})),
         )
 
 
@@ -174,8 +176,9 @@ def produced_entries(run_dir: Path, run_id: str, outputs: Path) -> dict[str, Ent
         for entry in siblings:
             together = {**computed.get(step, {}), **{s.asset: s.digest for s in siblings}}
             together.pop(entry.asset, None)
-            inputs = {**entry.inputs, **together}
-            entries[entry.asset] = Entry(entry.asset, run_id, entry.files, entry.digest, inputs, entry.step)
+            entries[entry.asset] = Entry(
+                entry.asset, run_id, entry.files, entry.digest, entry.inputs, entry.step, together
+            )
     return entries
 
 
@@ -200,36 +203,36 @@ def consistent_set(
         if asset not in produced and written & set(entry.files):
             del candidate[asset]
     withdrawn: dict[str, dict[str, Any]] = {}
-    overridden: dict[str, str] = {}  # withdrawn entries: asset -> the digest of the bytes withdrawn
-    while (found := _first_inconsistency(candidate, set(produced), overridden)) is not None:
+    while (found := _first_inconsistency(candidate)) is not None:
         asset, upstream, reason = found
-        if asset in produced and upstream in candidate and upstream not in produced:
-            digest, held = candidate[asset].inputs[upstream], candidate[upstream].digest
-            was = "no file" if digest is None else f"sha256 {digest[:12]}"
-            reason = f"run {candidate[asset].run_id} computed {asset} next to {upstream} with {was}, not {held[:12]}"
+        if asset in produced and upstream in candidate[asset].together and upstream not in produced:
+            digest, held = candidate[asset].together[upstream], candidate[upstream].digest
+            reason = (
+                f"run {candidate[asset].run_id} computed {asset} next to {upstream} "
+                f"with sha256 {digest[:12]}, not {held[:12]}"
+            )
             asset = upstream
         entry = candidate.pop(asset)
-        overridden[asset] = entry.digest
         withdrawn[asset] = {"run_id": entry.run_id, "files": list(entry.files), "reason": reason}
     return candidate, withdrawn
 
 
-def _first_inconsistency(
-    candidate: Mapping[str, Entry], produced: set[str], overridden: Mapping[str, str]
-) -> tuple[str, str, str] | None:
+def _first_inconsistency(candidate: Mapping[str, Entry]) -> tuple[str, str, str] | None:
     """(asset, the input that does not match, why) for the first entry computed from other bytes than the set holds.
 
-    The run's own entry does not need an input that was withdrawn with other bytes than it recorded
-    (`overridden`: it computed that input itself, next to it, and did not write it); one that had read
-    the withdrawn bytes does."""
+    An input it read must be in the set with the same bytes (or absent, if it read none); an output its
+    op computed next to it must have the same bytes if the set holds it (it may hold none)."""
     for asset, entry in sorted(candidate.items()):
         for upstream, digest in sorted(entry.inputs.items()):
             now = candidate.get(upstream)
-            if now is not None and now.digest == digest:
-                continue
-            if now is None and asset in produced and upstream in overridden and overridden[upstream] != digest:
+            if (now.digest if now is not None else None) == digest:
                 continue
             was = "no file" if digest is None else f"sha256 {digest[:12]}"
             shown = "holds none" if now is None else f"holds {now.files[0]} of run {now.run_id} ({now.digest[:12]})"
             return asset, upstream, f"computed from {upstream} ({was}); the set now {shown}"
+        for sibling, digest in sorted(entry.together.items()):
+            now = candidate.get(sibling)
+            if now is not None and now.digest != digest:
+                shown = f"{now.files[0]} of run {now.run_id} ({now.digest[:12]})"
+                return asset, sibling, f"computed next to {sibling} (sha256 {digest[:12]}); the set now holds {shown}"
     return None

@@ -88,9 +88,9 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     _run(data, "r3", {"m.json": "m2"}, {"m": ("agg", {})})
     view = json.loads((data / "views" / "r3" / "view.json").read_text())
     assert set(_shown(data)) == {"x.json", "pairs.csv", "m.json"}
-    assert view["withdrawn"]["t"]["reason"].startswith(
-        f"computed from m (sha256 {file_digest(rs.run_dir(data, 'r1') / 'outputs' / 'm.json')[:12]})"
-    )
+    m1 = file_digest(rs.run_dir(data, "r1") / "outputs" / "m.json")[:12]
+    reason = view["withdrawn"]["t"]["reason"]
+    assert reason.startswith(f"computed next to m (sha256 {m1}); the set now holds m.json of run r3"), reason
     assert view["withdrawn"]["t"]["withdrawn_by_run"] == "r3"
     assert rs.withdrawn_from_view(data, "r3") == view["withdrawn"] and rs.withdrawn_from_view(data, "r2") == {}
     assert (data / "runs" / "r1" / "outputs" / "t.json").read_text() == "t1"  # withdrawn, not deleted
@@ -98,6 +98,18 @@ def test_side_files_go_with_their_asset_and_siblings_of_one_step_with_each_other
     assert not (data / "figures" / "t" / "plot.png").exists()
     assert (data / "runs" / "r1" / "figures" / "t" / "plot.png").read_text() == "t-png"
     assert (data / "figures" / "x" / "plot.png").read_text() == "x-png"
+
+
+def test_a_run_writing_one_of_its_ops_outputs_into_an_empty_set_keeps_it(tmp_path):
+    """The op computed t next to m but wrote only m (t not selected): nothing in the set contradicts m."""
+    from persona_assets.runs.view_lineage import computed_file, record_computed
+
+    data = tmp_path / "data"
+    computed_file(rs.run_dir(data, "r1"), "t", ".json").parent.mkdir(parents=True)
+    computed_file(rs.run_dir(data, "r1"), "t", ".json").write_text("t1")
+    record_computed(rs.run_dir(data, "r1"), "t", "agg", "t.json")
+    _run(data, "r1", {"m.json": "m1"}, {"m": ("agg", {})})
+    assert _shown(data) == {"m.json": "m1"} and rs.withdrawn_from_view(data) == {}
 
 
 def test_a_side_file_of_a_set_without_lineage_is_replaced_by_the_runs_own(tmp_path):
@@ -131,9 +143,7 @@ def test_a_table_written_alone_replaces_the_siblings_it_was_not_computed_next_to
     alone("r3", "t3", "m3")  # other settings: the new t stays, the m it was not computed next to goes
     assert _shown(data) == {"t.json": "t3"}
     reason = rs.withdrawn_from_view(data, "r3")["m"]["reason"]
-    assert reason.startswith("run r3 computed t next to m with sha256 ") or reason.startswith(
-        "computed from t (sha256 "
-    ), reason
+    assert reason.startswith("computed next to t (sha256 ") and "the set now holds t.json of run r3" in reason, reason
 
 
 @st.composite
