@@ -1,6 +1,6 @@
-"""Every shell example of the README works as written.
+"""Every shell example of the README (and of the docs it moved examples to) works as written.
 
-The README's ```bash blocks are parsed. An example that runs on a CPU in seconds runs here as
+The ```bash blocks of the README and of `EXAMPLE_DOCS` are parsed. An example that runs on a CPU in seconds runs here as
 written (a temp DAGSTER_HOME / data / figures directory; paths in it that stand for the reader's own
 are replaced by real ones); an example that needs a GPU or minutes has the config files it names
 merged in its exact `-c` order and validated by Dagster against the definitions, and by the run's
@@ -29,10 +29,16 @@ from tests.conftest import REFERENCE_STUDY, REPO
 
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 MATERIALIZE = "dagster asset materialize"
+# The README keeps the GPU example; the re-analysis and SLURM examples moved to these docs, which it links.
+EXAMPLE_DOCS = ("README.md", "docs/reanalysis.md", "docs/cluster.md")
+
+
+def example_text() -> str:
+    return "\n".join((REPO / name).read_text() for name in EXAMPLE_DOCS)
 
 
 def readme_blocks() -> list[str]:
-    return BASH_BLOCK.findall((REPO / "README.md").read_text())
+    return BASH_BLOCK.findall(example_text())
 
 
 def materialize_lines() -> list[str]:
@@ -54,7 +60,7 @@ def parse(line: str) -> tuple[str, tuple[str, ...]]:
 
 
 def readme_reanalysis_command() -> list[str]:
-    """The README's one-file re-analysis command (run by tests/test_reanalysis.py)."""
+    """The one-file re-analysis command of docs/reanalysis.md (run by tests/test_reanalysis.py)."""
     [line] = [
         line for line in materialize_lines() if parse(line) == ("group:legacy", ("configs/reanalyze_legacy.yaml",))
     ]
@@ -88,6 +94,10 @@ def _validate(configs: list[Path]) -> None:
 
 
 def test_the_readme_has_the_examples_this_file_covers():
+    readme = (REPO / "README.md").read_text()
+    for doc in EXAMPLE_DOCS[1:]:
+        assert f"]({doc})" in readme, f"the README links {doc}, where some examples live"
+    assert [parse(line)[1] for line in materialize_lines() if line in readme] == [("configs/full_12x20.yaml",)]
     lines = materialize_lines()
     assert len(lines) == 4, lines
     assert {parse(line) for line in lines} == {
@@ -96,7 +106,7 @@ def test_the_readme_has_the_examples_this_file_covers():
         ("group:legacy", ("configs/reanalyze_legacy.yaml",)),
         ("group:legacy", ("configs/reanalyze_legacy.yaml", "my_dir.yaml")),
     }
-    assert any("make job" in block for block in readme_blocks())
+    assert any("make job" in block and "make test" in block for block in BASH_BLOCK.findall(readme))
 
 
 def test_make_job_is_the_demo_config_over_the_whole_graph():
@@ -126,7 +136,7 @@ def test_the_reanalysis_example_names_a_valid_config():
 
 
 def test_a_later_config_file_wins_as_the_readme_says(tmp_path):
-    """Runs the README's two-file example (its heredoc and command) with /path/to/results replaced
+    """Runs the two-file example of docs/reanalysis.md (its heredoc and command) with /path/to/results replaced
     by a real folder: a copy of the bundled study without its divergences, so that the run stops at
     its first step saying so — which proves the later file's folder was used (the earlier one's,
     data/reference_study, is complete and would have gone through)."""
@@ -162,10 +172,17 @@ def test_every_scenario_config_is_valid(config):
     _validate([REPO / "configs" / config])
 
 
+def documentation() -> list[Path]:
+    """The README and every page under docs/."""
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def test_every_test_the_readme_names_exists():
-    """The README's tables cite tests as `tests/x.py::name` (or `::name` after one): each one exists."""
+    """The tables of the README and its docs (the bad-input table is docs/bad-input.md) cite tests as
+    `tests/x.py::name` (or `::name` after one): each one exists."""
     cited = 0
-    for row in (REPO / "README.md").read_text().splitlines():
+    rows = [row for page in documentation() for row in page.read_text().splitlines()]
+    for row in rows:
         current = None
         for match in re.finditer(r"`(tests/[\w/]+\.py)?(?:::(\w+))?`", row if row.startswith("|") else ""):
             current = match.group(1) or current
@@ -179,8 +196,9 @@ def test_every_test_the_readme_names_exists():
 
 
 def readme_selections() -> list[str]:
-    """Every `--select` value the README shows, in code blocks and in the text, in order of appearance."""
-    found = re.findall(r"--select\s+('[^']*'|[^\s`]+)", (REPO / "README.md").read_text())
+    """Every `--select` value the README and the docs with its examples show, in code blocks and in the text,
+    in order of appearance."""
+    found = re.findall(r"--select\s+('[^']*'|[^\s`]+)", example_text())
     return list(dict.fromkeys(shlex.split(value)[0] for value in found))
 
 

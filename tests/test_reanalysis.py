@@ -88,7 +88,7 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    # The README's example, as written (tests/test_readme_examples.py parses it).
+    # The re-analysis example of docs/reanalysis.md, as written (tests/test_readme_examples.py parses it).
     command = readme_reanalysis_command()
     command[0] = str(Path(sys.executable).parent / "dagster")
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -166,7 +166,7 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert verdicts["question_informativeness"]["pair_own"]["n_questions"] == 20
     assert (tmp_path / "figures" / "legacy" / "js_vs_leakage.png").stat().st_size > 10_000
 
-    # The README's next line: the summary prints the study's verdicts and correlations, then the
+    # The example's next line (docs/reanalysis.md): the summary prints the study's verdicts and correlations, then the
     # numbers to read first, ending with the hero figure (no embedded run here: its heatmap is absent).
     summary = subprocess.run(
         [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
