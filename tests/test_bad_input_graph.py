@@ -19,6 +19,8 @@ from persona_assets.assets.leakage import leakage_rates
 from persona_assets.environment import storage_resources
 from tests.run_results import started_steps
 from tests.test_graph import materialize, run_config
+from persona_assets.ui_metadata import NOTHING_EVALUATED
+from resources.llm import CpuLLM
 
 MODEL_STEPS = {"generations", "persona_cosine", "divergence_matrices"}
 
@@ -44,7 +46,10 @@ def _failed_before_the_model(tmp_path: Path, result) -> str:
     assert not started_steps(result) & MODEL_STEPS
     record = _run_record(tmp_path, result)
     assert record["status"] == "failed" and "eval_set" in record["failed_steps"]
-    return _failure(result)
+    # The refusal is one line; the run adds a second saying that nothing was evaluated (the UI's reader).
+    message = _failure(result).rstrip()
+    assert message.endswith("\n" + NOTHING_EVALUATED)
+    return message[: -len(NOTHING_EVALUATED)].rstrip("\n")
 
 
 def test_two_personas_differing_only_by_trailing_whitespace_are_refused_naming_both(tiny_model_dir, tmp_path):
@@ -137,7 +142,10 @@ def test_a_utf16_leakage_table_is_read_by_the_first_steps(tmp_path):
     config = run_config(tmp_path, leakage_rates={"config": {"leakage_path": str(path)}})
     config = dg.RunConfig(ops={k: v for k, v in config.ops.items() if k in ("eval_set", "leakage_rates")})
     result = dg.materialize(
-        [eval_set, leakage_rates], resources=storage_resources(), run_config=config, raise_on_error=False
+        [eval_set, leakage_rates],
+        resources={**storage_resources(), "llm": CpuLLM()},  # eval_set checks the model's files (no weights)
+        run_config=config,
+        raise_on_error=False,
     )
     assert result.success
     assert [(r["source"], r["target"], r["rate"]) for r in result.output_for_node("leakage_rates")["rows"]] == rows

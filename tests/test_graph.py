@@ -241,5 +241,6 @@ def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, 
     for row in original_rows.itertuples():
         assert row.n_scored_positions == expected_positions[(row.generator, row.question_index)]
         assert row.n_tokens == generated[(row.generator, row.question_index)]
-    published = pd.read_csv(tmp_path / "original" / "outputs" / "divergence_per_response.csv")
+    # The autouse fixture's data directory (the default run wrote into its own).
+    published = pd.read_csv(tmp_path / "data" / "outputs" / "divergence_per_response.csv")
     assert published["n_scored_positions"].tolist() == original_rows["n_scored_positions"].tolist()

@@ -12,6 +12,7 @@ import numpy as np
 
 from tests.run_results import metadata, started_steps
 from tests.test_graph import materialize, run_config
+from persona_assets.ui_metadata import NOTHING_EVALUATED
 
 CI_PERSONAS = ["software_engineer", "kindergarten_teacher", "villain", "assistant"]  # configs/ci.yaml
 
@@ -98,7 +99,9 @@ def test_a_missing_shard_fails_the_first_step_once_before_any_weights_load(tiny_
     assert set(failures) == {"eval_set"}  # once per run: no model step started
     error = failures["eval_set"]
     assert error.cls_name == "Failure"  # the message alone, no traceback of transformers
-    assert error.message.strip().count("\n") == 0  # one line (Dagster ends it with a newline)
+    # One line, then the run's note that nothing was evaluated (Dagster ends the message with a newline).
+    assert error.message.strip().endswith("\n" + NOTHING_EVALUATED)
+    assert error.message.strip()[: -len(NOTHING_EVALUATED)].strip().count("\n") == 0
     assert (
         f"model '{model_dir}': model.safetensors.index.json names {len(shards)} shard file(s), 1 missing"
         in error.message
