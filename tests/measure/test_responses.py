@@ -31,7 +31,11 @@ def test_pair_value_rows_are_the_rows_of_the_per_response_table():
         {"persona": "pirate", "question_index": 0, "n_tokens": 5},
         {"persona": "judge", "question_index": 1, "n_tokens": 7},
     ]
-    jobs = [ResponseJob("k0", [1], {0: [1], 1: [2]}, [(0, 1)]), ResponseJob("k1", [2], {0: [1], 1: [2]}, [(1, 0)])]
+    # The second job scores three positions where the response generated 7 tokens (original_template).
+    jobs = [
+        ResponseJob("k0", [1], {0: [1], 1: [2]}, [(0, 1)]),
+        ResponseJob("k1", [2, 3, 4], {0: [1], 1: [2]}, [(1, 0)]),
+    ]
     values = [[{"js": 0.1, "kl_ab": 0.2, "kl_ba": 0.3}], [{"js": 0.4, "kl_ab": 0.5, "kl_ba": 0.6}]]
     rows = pair_value_rows(responses, jobs, values, ["pirate", "judge"])
     assert rows[1] == {
@@ -43,6 +47,7 @@ def test_pair_value_rows_are_the_rows_of_the_per_response_table():
         "kl_ab": 0.5,
         "kl_ba": 0.6,
         "n_tokens": 7,
+        "n_scored_positions": 3,
     }
     pd.testing.assert_frame_equal(per_response_table(responses, jobs, values, ["pirate", "judge"]), pd.DataFrame(rows))
 
