@@ -40,6 +40,7 @@ test: install
 # structure check: no module over 400 lines, no import cycle, no private name imported across modules.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python tests/structure.py . persona_assets resources
 
