@@ -12,7 +12,7 @@ Modules, in dependency order (what a newcomer changes here: an analysis, a verdi
 Names are imported lazily: `from persona_assets.analysis import leakage_correlations`. No dagster import.
 """
 
-import importlib
+from persona_assets.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # matrices
@@ -40,7 +40,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ Names are imported lazily: `from persona_assets.inputs import build_eval_set`. N
 A function named like its module is imported from the module itself (the package attribute is the module).
 """
 
-import importlib
+from persona_assets.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # eval_set
@@ -24,7 +24,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,7 +5,7 @@ What a newcomer changes here: where and how results are kept. Names are imported
 `from persona_assets.runs import write_json`. No dagster import.
 """
 
-import importlib
+from persona_assets.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # errors
@@ -34,7 +34,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -10,7 +10,7 @@ Names are imported lazily: `from persona_assets.stats import mantel_test`. No da
 A function named like its module is imported from the module itself (the package attribute is the module).
 """
 
-import importlib
+from persona_assets.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     # correlate
@@ -41,7 +41,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
