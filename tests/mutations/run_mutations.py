@@ -136,8 +136,11 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> subprocess.CompletedProcess
     )
     if not Path(probe.stdout.strip()).resolve().is_relative_to(root.resolve()):
         raise RuntimeError(f"the copy imports persona_assets from {probe.stdout.strip()}, not from {root}")
+    # Temp dirs beside the copy, on its (disk) filesystem, not on the tmpfs tests/conftest.py picks: the
+    # concurrent-writer races the mutations remove show up on a disk and can go unseen on tmpfs.
+    basetemp = root / ".pytest-tmp"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", f"--basetemp={basetemp}", *tests],
         cwd=root,
         env=env,
         capture_output=True,
