@@ -139,8 +139,15 @@ def _wrong_side(call: dict, truth_fails: bool) -> bool:
 
 def _wrong_side_by_ci_alone(call: dict, truth_fails: bool) -> bool:
     """As `_wrong_side` for the call the CI and estimate alone would make (before the per-question noise rule)."""
-    alone = threshold_call(call["ci95"], call["threshold"], estimate=call["estimate"])
+    alone = threshold_call(call["decision_ci99"], call["threshold"], estimate=call["estimate"])
     return alone == DECIDED and (call["ci_side"] == "failing") != truth_fails
+
+
+def _wrong_side_95(call: dict, truth_fails: bool) -> bool:
+    """As `_wrong_side_by_ci_alone` for a call made from the 95% CI (the rule before the decision interval)."""
+    ci, threshold = call["ci95"], call["threshold"]
+    alone = threshold_call(ci, threshold, estimate=call["estimate"])
+    return alone == DECIDED and (ci[1] < threshold) != truth_fails
 
 
 def question_trial(
@@ -174,6 +181,8 @@ def question_trial(
         "max/min percentile CI misses (old)": _missed(intervals["max_min_ratio"]["ci95_percentile"], true_ratio),
         "rho(JS,cos) basic Fisher-z CI misses": _missed(rho_interval["ci95"], true_rho),
         "rho(JS,cos) percentile CI misses (old)": _missed(rho_interval["ci95_percentile"], true_rho),
+        "std gate decided on the wrong side, 95% CI (old)": _wrong_side_95(std_call, std_fails),
+        "max/min gate decided on the wrong side, 95% CI (old)": _wrong_side_95(ratio_call, ratio_fails),
         "std gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(std_call, std_fails),
         "max/min gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(ratio_call, ratio_fails),
         "discrimination verdict decided on the wrong side": (

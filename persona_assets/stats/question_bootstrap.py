@@ -25,6 +25,13 @@ from persona_assets.runs.errors import InputError
 from persona_assets.stats.helpers import json_float as _json_float
 from persona_assets.stats.helpers import percentile_ci as _percentile_ci
 from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
+from persona_assets.stats.intervals import (
+    DECISION_LEVEL,
+    RATIO_CALIBRATION_WIDENING,
+    basic_ci,
+    decision_factor,
+    widen,
+)
 
 UNIT = "questions (resampled with replacement; one draw shared by all pairs)"
 DECIDED = "decided by the data"
@@ -130,6 +137,12 @@ def fitted_noise(matrix: np.ndarray) -> dict[str, Any]:
     }
 
 
+DECISION_RULE = (
+    f"{DECISION_LEVEL:.0%} decision interval: the 95% interval's halves × {{factor:.3f}} on the {{scale}} scale "
+    "(t(Q−1, 0.995) / t(Q−1, 0.975); for max/min also × "
+    f"{RATIO_CALIBRATION_WIDENING}, the widening its 95% interval needed to cover in the simulations); a gate is "
+    "decided by the data only when it lies wholly on the verdict's side"
+)
 BASIC_RULE = (
     "basic (reverse-percentile) bootstrap on the {scale} scale: [2·f(θ̂) − f(q97.5), 2·f(θ̂) − f(q2.5)] mapped back; "
     "each resample adds question noise to an already noisy statistic, so the percentile interval "
@@ -151,34 +164,27 @@ PAIR_CI_CALIBRATION = (
     "holds 95% with normal per-question noise (benchmarks/calibration.py); with log-normal per-question noise "
     "(log-sd 0.41–0.8) it missed the true pair mean in 8–15% of simulated runs: read it as approximate"
 )
-_SCALES = {
-    "log": (np.log, np.exp),
-    "Fisher z": (lambda v: np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12)), np.tanh),
-}
 
 
-def basic_ci(point: float | None, samples: np.ndarray, scale: str) -> list[float | None] | None:
-    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z'
-    for ρ)."""
-    forward, back = _SCALES[scale]
-    valid = samples[np.isfinite(samples)]
-    if scale == "log":
-        valid = valid[valid > 0]
-    if point is None or not math.isfinite(point) or valid.size < 2 or (scale == "log" and point <= 0):
-        return None
-    low_q, high_q = np.percentile(forward(valid), [2.5, 97.5])
-    centre = float(forward(np.asarray(point)))
-    return [_json_float(back(2 * centre - high_q)), _json_float(back(2 * centre - low_q))]
-
-
-def _interval(point: float | None, samples: np.ndarray, scale: str) -> dict[str, Any]:
+def _interval(
+    point: float | None, samples: np.ndarray, scale: str, n_questions: int, widening: float = 1.0
+) -> dict[str, Any]:
     finite = samples[np.isfinite(samples)]
+    ci = basic_ci(point, samples, scale)
     return {
         "estimate": _json_float(point),
         "se": float(finite.std(ddof=1)) if finite.size > 1 else None,
-        "ci95": basic_ci(point, samples, scale),
+        "ci95": ci,
         "interval": BASIC_RULE.format(scale=scale),
         "ci95_percentile": _percentile_ci(samples),
+    } | _decision(ci, point, scale, decision_factor(n_questions, widening))
+
+
+def _decision(ci, centre: float | None, scale: str, factor: float) -> dict[str, Any]:
+    """The interval a gate decides from (`DECISION_RULE`)."""
+    return {
+        "decision_ci99": widen(ci, centre, scale, factor),
+        "decision_interval": DECISION_RULE.format(factor=factor, scale=scale),
     }
 
 
@@ -221,7 +227,10 @@ def discrimination_intervals(qb: QuestionBootstrap) -> dict[str, dict[str, Any]]
     for name in point:
         samples = np.where(np.isfinite(boot[name]), boot[name], np.nan)
         infinite = int(np.isinf(boot[name]).sum())
-        entry = _interval(float(point[name][0]), samples, "log") | {"calibration": DISCRIMINATION_CALIBRATION}
+        widening = RATIO_CALIBRATION_WIDENING if name == "max_min_ratio" else 1.0
+        entry = _interval(float(point[name][0]), samples, "log", qb.n_questions, widening) | {
+            "calibration": DISCRIMINATION_CALIBRATION
+        }
         if infinite:
             entry["note"] = f"{infinite} resamples had a zero pair value (infinite ratio) and were skipped"
         out[name] = entry
@@ -251,7 +260,10 @@ def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> 
         point = float(stats.spearmanr(qb.values[keep], other[keep])[0])
         ranks_other = np.broadcast_to(stats.rankdata(other[keep]), (qb.n_boot, int(keep.sum())))
         boot = _rowwise_pearson(stats.rankdata(qb.draws[:, keep], axis=1), ranks_other)
-        out[name] = _interval(point, boot, "Fisher z") | {"n": int(keep.sum()), "calibration": RHO_CALIBRATION}
+        out[name] = _interval(point, boot, "Fisher z", qb.n_questions) | {
+            "n": int(keep.sum()),
+            "calibration": RHO_CALIBRATION,
+        }
     return out
 
 

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from persona_assets.stats import intervals as intervals_mod
 from persona_assets.stats import question_bootstrap as qboot
 from persona_assets.analysis.kill_criteria import (
     discrimination_verdict,
@@ -179,12 +180,18 @@ def test_verdict_calls_decided_and_too_close() -> None:
     assert verdict["killed"] and verdict["evidence"]["std_below_threshold"]
     decided = label_discrimination(
         dict(verdict, notes=[]),
-        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.014]}, "max_min_ratio": {"estimate": 5.0, "ci95": [4.0, 6.0]}},
+        {
+            "js_std": {"estimate": 0.012, "decision_ci99": [0.01, 0.014]},
+            "max_min_ratio": {"estimate": 5.0, "decision_ci99": [4.0, 6.0]},
+        },
     )
     assert decided["call"] == qboot.DECIDED and decided["question_bootstrap"]["js_std"]["call"] == qboot.DECIDED
     close = label_discrimination(
         dict(verdict, notes=[]),
-        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.06]}, "max_min_ratio": {"estimate": 5.0, "ci95": [2.0, 6.0]}},
+        {
+            "js_std": {"estimate": 0.012, "decision_ci99": [0.01, 0.06]},
+            "max_min_ratio": {"estimate": 5.0, "decision_ci99": [2.0, 6.0]},
+        },
     )
     assert close["call"] == qboot.TOO_CLOSE
     none = label_discrimination(dict(verdict, notes=[]), None)
@@ -192,18 +199,22 @@ def test_verdict_calls_decided_and_too_close() -> None:
 
     redundancy = redundancy_verdict({"l10": 0.5, "l20": 0.85}, max_abs_rho=0.8)
     labelled = label_redundancy(
-        redundancy, {"l10": {"estimate": 0.5, "ci95": [0.4, 0.6]}, "l20": {"estimate": 0.85, "ci95": [0.78, 0.9]}}
+        redundancy,
+        {
+            "l10": {"estimate": 0.5, "decision_ci99": [0.4, 0.6]},
+            "l20": {"estimate": 0.85, "decision_ci99": [0.78, 0.9]},
+        },
     )
     assert labelled["killed"] and labelled["call"] == qboot.TOO_CLOSE
     # A pass is never decided by the ρ interval (it is not calibrated on that side).
     assert labelled["question_bootstrap"]["l10"]["call"] == qboot.TOO_CLOSE
     assert labelled["question_bootstrap"]["l10"]["ci_side"] == "passing"
     clear = label_redundancy(
-        redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "ci95": [-0.6, -0.4]}}
+        redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "decision_ci99": [-0.6, -0.4]}}
     )
     assert not clear["killed"] and clear["call"] == qboot.TOO_CLOSE
     kill = label_redundancy(
-        redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "ci95": [-0.95, -0.85]}}
+        redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "decision_ci99": [-0.95, -0.85]}}
     )
     assert kill["killed"] and kill["call"] == qboot.DECIDED
 
@@ -216,16 +227,19 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
     # std 0.0158 < 0.05 kills on the point; a CI wholly above 0.05 disagrees with it.
     values = np.linspace(0.01, 0.06, 12)
     std = float(values.std(ddof=1))
-    ratio = {"estimate": 6.0, "ci95": [5.0, 7.0]}
+    ratio = {"estimate": 6.0, "decision_ci99": [5.0, 7.0]}
     wrong = _discrimination(
-        values, {"js_std": {"estimate": std, "ci95": [0.06, 0.09]}, "max_min_ratio": ratio}, min_std=0.05, min_ratio=3.0
+        values,
+        {"js_std": {"estimate": std, "decision_ci99": [0.06, 0.09]}, "max_min_ratio": ratio},
+        min_std=0.05,
+        min_ratio=3.0,
     )
     assert wrong["killed"] and wrong["question_bootstrap"]["js_std"]["ci_side"] == "passing"
     assert wrong["question_bootstrap"]["js_std"]["call"] == qboot.TOO_CLOSE and wrong["call"] == qboot.TOO_CLOSE
-    assert f"std {std:.4g}, 95% CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]  # point and interval printed
+    assert f"std {std:.4g}, 95% CI undefined, 99% decision CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]
     right = _discrimination(
         values,
-        {"js_std": {"estimate": std, "ci95": [0.012, 0.02]}, "max_min_ratio": ratio},
+        {"js_std": {"estimate": std, "decision_ci99": [0.012, 0.02]}, "max_min_ratio": ratio},
         min_std=0.05,
         min_ratio=3.0,
     )
@@ -234,16 +248,22 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
 
 def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
     values = np.linspace(0.02, 0.05, 12)  # max/min 2.5 < 3 kills; std passes at min_std 0.001
-    std = {"estimate": float(values.std(ddof=1)), "ci95": [0.005, 0.02]}
+    std = {"estimate": float(values.std(ddof=1)), "decision_ci99": [0.005, 0.02]}
     wrong = _discrimination(
-        values, {"js_std": std, "max_min_ratio": {"estimate": 2.5, "ci95": [3.2, 4.0]}}, min_std=0.001, min_ratio=3.0
+        values,
+        {"js_std": std, "max_min_ratio": {"estimate": 2.5, "decision_ci99": [3.2, 4.0]}},
+        min_std=0.001,
+        min_ratio=3.0,
     )
     assert wrong["killed"] and wrong["call"] == qboot.TOO_CLOSE
     assert wrong["question_bootstrap"]["max_min_ratio"]["ci_side"] == "passing"
     # A passing verdict whose ratio CI lies wholly on the failing side is not decided either.
     passing = np.linspace(0.01, 0.05, 12)  # max/min 5
     odd = _discrimination(
-        passing, {"js_std": std, "max_min_ratio": {"estimate": 5.0, "ci95": [1.5, 2.5]}}, min_std=0.001, min_ratio=3.0
+        passing,
+        {"js_std": std, "max_min_ratio": {"estimate": 5.0, "decision_ci99": [1.5, 2.5]}},
+        min_std=0.001,
+        min_ratio=3.0,
     )
     assert not odd["killed"] and odd["call"] == qboot.TOO_CLOSE
 
@@ -251,11 +271,12 @@ def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
 def test_redundancy_gate_point_and_ci_disagree_is_too_close() -> None:
     # |ρ| 0.85 > 0.8 kills on the point; its CI lies wholly inside ±0.8.
     verdict = label_redundancy(
-        redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8), {"l20": {"estimate": -0.85, "ci95": [-0.75, -0.6]}}
+        redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8),
+        {"l20": {"estimate": -0.85, "decision_ci99": [-0.75, -0.6]}},
     )
     assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
     assert verdict["question_bootstrap"]["l20"]["ci_side"] == "passing"
-    assert any("l20 ρ -0.85, 95% CI [-0.75, -0.6]" in note for note in verdict["notes"])
+    assert any("l20 ρ -0.85, 95% CI undefined, 99% decision CI [-0.75, -0.6]" in note for note in verdict["notes"])
 
 
 def test_overall_call_checks_the_side_itself() -> None:
@@ -272,3 +293,70 @@ def test_overall_call_checks_the_side_itself() -> None:
         == qboot.TOO_CLOSE
     )
     assert overall_call(False, {}, {}) == qboot.TOO_CLOSE
+
+
+def test_a_95_percent_ci_on_the_side_does_not_decide_when_the_decision_ci_straddles() -> None:
+    # std 0.0386 < 0.05 kills; its 95% CI lies below 0.05, its 99% decision CI reaches over it.
+    values = np.linspace(0.02, 0.14, 12)
+    std = float(values.std(ddof=1))
+    ci95 = [0.03, 0.048]
+    decision = intervals_mod.widen(ci95, std, "log", intervals_mod.decision_factor(20))
+    assert decision[0] < ci95[0] and decision[1] > 0.05
+    ratio = {"estimate": 7.0, "ci95": [5.0, 9.0], "decision_ci99": [4.5, 10.0]}
+    verdict = _discrimination(
+        values,
+        {"js_std": {"estimate": std, "ci95": ci95, "decision_ci99": decision}, "max_min_ratio": ratio},
+        min_std=0.05,
+        min_ratio=3.0,
+    )
+    assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
+    assert verdict["question_bootstrap"]["js_std"]["ci_side"] == "straddles"
+    # The same 95% CI, decided from itself, would have been 'decided': the wider interval is what changed the call.
+    assert qboot.threshold_call(ci95, 0.05, estimate=std) == qboot.DECIDED
+    # ρ: a 95% CI wholly beyond 0.8 whose decision CI reaches inside: a kill too close to call.
+    rho_ci = [-0.93, -0.81]
+    rho_decision = intervals_mod.widen(rho_ci, -0.88, "Fisher z", intervals_mod.decision_factor(20))
+    assert rho_decision[1] > -0.8
+    redundancy = label_redundancy(
+        redundancy_verdict({"l": -0.88}, max_abs_rho=0.8),
+        {"l": {"estimate": -0.88, "ci95": rho_ci, "decision_ci99": rho_decision}},
+    )
+    assert redundancy["killed"] and redundancy["call"] == qboot.TOO_CLOSE
+
+
+def test_widen_known_answers() -> None:
+    t95, t99 = stats.t.ppf(0.975, 19), stats.t.ppf(0.995, 19)
+    assert intervals_mod.decision_factor(20) == pytest.approx(t99 / t95)
+    # On the log scale each half grows by the factor about the centre.
+    lo, hi = intervals_mod.widen([1.0, 4.0], 2.0, "log", 2.0)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(8.0)
+    rlo, rhi = intervals_mod.widen([0.2, 0.6], 0.4, "Fisher z", 1.5)
+    z = np.arctanh([0.2, 0.4, 0.6])
+    assert rlo == pytest.approx(np.tanh(z[1] - 1.5 * (z[1] - z[0])))
+    assert rhi == pytest.approx(np.tanh(z[1] + 1.5 * (z[2] - z[1])))
+    assert (
+        intervals_mod.widen(None, 1.0, "log", 2.0) is None
+        and intervals_mod.widen([1.0, 2.0], 1.5, "log", math.inf) is None
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.01, 1.0), st.floats(0.01, 1.0), st.floats(-1.0, 1.0), st.integers(3, 60))
+def test_the_decision_interval_contains_the_95_percent_one(a: float, b: float, shift: float, n_q: int) -> None:
+    centre = math.exp(shift)
+    ci = [centre * math.exp(-a), centre * math.exp(b)]
+    lo, hi = intervals_mod.widen(ci, centre, "log", intervals_mod.decision_factor(n_q))
+    assert lo <= ci[0] * (1 + 1e-12) and hi >= ci[1] * (1 - 1e-12)
+
+
+def test_bootstrap_intervals_carry_a_decision_interval() -> None:
+    rng = np.random.default_rng(8)
+    values = rng.gamma(3.0, 0.01, size=(10, 20))
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=200, seed=0)
+    for entry in (
+        qboot.discrimination_intervals(qb)["js_std"],
+        qboot.spearman_intervals(qb, {"l": values.mean(axis=1) + rng.normal(scale=0.01, size=10)})["l"],
+    ):
+        lo, hi = entry["ci95"]
+        dlo, dhi = entry["decision_ci99"]
+        assert dlo < lo < hi < dhi
