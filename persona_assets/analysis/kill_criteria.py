@@ -108,6 +108,7 @@ def _calls(intervals: Mapping[str, Mapping], thresholds: Mapping[str, float]) ->
     threshold the 95% intervals decided the max/min gate on the wrong side in up to 2.8% of simulated
     runs (benchmarks/calibration.py).
     """
+    from persona_assets.stats.intervals import short_label
     from persona_assets.stats.question_bootstrap import ci_side, threshold_call
 
     out = {}
@@ -119,6 +120,7 @@ def _calls(intervals: Mapping[str, Mapping], thresholds: Mapping[str, float]) ->
             "estimate": estimate,
             "ci95": interval.get("ci95"),
             "interval": interval.get("interval"),
+            "ci95_label": short_label(name),
             "decision_ci99": decision,
             "threshold": threshold,
             "ci_side": {"below": FAILING, "above": PASSING, "straddles": STRADDLES}.get(side),
@@ -148,8 +150,12 @@ def _ci_text(ci) -> str:
 
 
 def _cis_text(call: Mapping) -> str:
-    """The 95% CI and the 99% decision interval the call was made from."""
-    return f"95% CI {_ci_text(call.get('ci95'))}, 99% decision CI {_ci_text(call.get('decision_ci99'))}"
+    """The 95% CI (labelled liberal with its measured miss rates when it undercovers) and the 99% decision interval
+    the call was made from."""
+    return (
+        f"95% CI {_ci_text(call.get('ci95'))}{call.get('ci95_label', '')}, "
+        f"99% decision CI {_ci_text(call.get('decision_ci99'))}"
+    )
 
 
 def _point_text(value) -> str:
@@ -210,6 +216,7 @@ def _rho_side(ci, limit: float) -> str | None:
 
 def label_redundancy(verdict: dict, intervals_by_layer: Mapping[str, Mapping] | None) -> dict:
     """Add per layer the question-bootstrap CIs of ρ(JS, cosine), the decision CI's side of ±max_abs_rho, the call."""
+    from persona_assets.stats.intervals import short_label
     from persona_assets.stats.question_bootstrap import DECIDED, TOO_CLOSE
 
     if not intervals_by_layer:
@@ -232,6 +239,7 @@ def label_redundancy(verdict: dict, intervals_by_layer: Mapping[str, Mapping] | 
             "estimate": estimate,
             "ci95": interval.get("ci95"),
             "interval": interval.get("interval"),
+            "ci95_label": short_label("spearman_rho"),
             "decision_ci99": ci,
             "threshold": [-limit, limit],
             "ci_side": side,

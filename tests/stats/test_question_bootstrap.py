@@ -110,8 +110,13 @@ def test_discrimination_point_values_equal_the_verdict_and_ci_covers_them() -> N
     assert intervals["coefficient_of_variation"]["estimate"] == pytest.approx(
         verdict["evidence"]["coefficient_of_variation"]
     )
+    # The std's interval is centred on its bias-corrected value (here all pairs share one true mean, so the plug-in
+    # std is pure question noise and the correction moves it down); the ratio's basic interval covers its point.
     lo, hi = intervals["js_std"]["ci95"]
-    assert lo < intervals["js_std"]["estimate"] < hi
+    assert lo < intervals["js_std"]["bias_corrected_estimate"] < hi
+    assert intervals["js_std"]["bias_corrected_estimate"] < intervals["js_std"]["estimate"]
+    lo, hi = intervals["max_min_ratio"]["ci95"]
+    assert lo < intervals["max_min_ratio"]["estimate"] < hi
 
 
 def test_spearman_interval_holds_the_other_vector_fixed() -> None:
@@ -236,7 +241,8 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
     )
     assert wrong["killed"] and wrong["question_bootstrap"]["js_std"]["ci_side"] == "passing"
     assert wrong["question_bootstrap"]["js_std"]["call"] == qboot.TOO_CLOSE and wrong["call"] == qboot.TOO_CLOSE
-    assert f"std {std:.4g}, 95% CI undefined, 99% decision CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]
+    assert f"std {std:.4g}, 95% CI undefined" in wrong["notes"][-1]  # point and intervals printed
+    assert "99% decision CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]
     right = _discrimination(
         values,
         {"js_std": {"estimate": std, "decision_ci99": [0.012, 0.02]}, "max_min_ratio": ratio},
@@ -276,7 +282,7 @@ def test_redundancy_gate_point_and_ci_disagree_is_too_close() -> None:
     )
     assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
     assert verdict["question_bootstrap"]["l20"]["ci_side"] == "passing"
-    assert any("l20 ρ -0.85, 95% CI undefined, 99% decision CI [-0.75, -0.6]" in note for note in verdict["notes"])
+    assert any("l20 ρ -0.85, 95% CI undefined" in n and "decision CI [-0.75, -0.6]" in n for n in verdict["notes"])
 
 
 def test_overall_call_checks_the_side_itself() -> None:
@@ -360,3 +366,75 @@ def test_bootstrap_intervals_carry_a_decision_interval() -> None:
         lo, hi = entry["ci95"]
         dlo, dhi = entry["decision_ci99"]
         assert dlo < lo < hi < dhi
+
+
+def test_pair_ci_is_the_t_interval_on_the_log_scale() -> None:
+    rng = np.random.default_rng(9)
+    values = rng.lognormal(mean=-3.0, sigma=0.6, size=(6, 20))
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=300, seed=1)
+    multiplier = qboot.t_multiplier(20)
+    for row in qboot.pair_intervals(qb):
+        v, se = row["js"], row["se"]
+        lo, hi = row["ci95"]
+        assert lo == pytest.approx(v * math.exp(-multiplier * se / v))
+        assert hi == pytest.approx(v * math.exp(multiplier * se / v))
+        assert lo * hi == pytest.approx(v * v)  # symmetric about the value on the log scale
+
+
+def test_jackknife_bias_correction_known_answer() -> None:
+    # The plug-in variance (ddof 0) is biased by −σ²/n; Quenouille's correction gives the unbiased (ddof 1) one.
+    x = np.random.default_rng(10).normal(size=15)
+    loo = np.array([np.delete(x, j).var() for j in range(x.size)])
+    assert intervals_mod.jackknife_bias_corrected(x.var(), loo) == pytest.approx(x.var(ddof=1))
+    # A mean is unbiased: the correction leaves it where it is.
+    means = np.array([np.delete(x, j).mean() for j in range(x.size)])
+    assert intervals_mod.jackknife_bias_corrected(x.mean(), means) == pytest.approx(x.mean())
+
+
+def test_leave_one_out_equals_dropping_the_question() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.gamma(2.0, 0.02, size=(5, 8))
+    values[1, 3] = np.nan  # a pair without question 3 averages over its other questions
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=10, seed=0)
+    for j in range(values.shape[1]):
+        assert np.allclose(qb.leave_one_out[j], np.nanmean(np.delete(values, j, axis=1), axis=1))
+
+
+def test_std_interval_is_bias_corrected_on_the_log_scale() -> None:
+    rng = np.random.default_rng(12)
+    values = rng.lognormal(mean=-3.0, sigma=0.5, size=(10, 20)) * np.linspace(1, 4, 10)[:, None]
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=400, seed=2)
+    std = qboot.discrimination_intervals(qb)["js_std"]
+    log_point = math.log(values.mean(axis=1).std(ddof=1))
+    loo = np.log([np.delete(values, j, axis=1).mean(axis=1).std(ddof=1) for j in range(20)])
+    corrected = log_point - 19 * (loo.mean() - log_point)
+    half = stats.t.ppf(0.975, 19) * np.log(qb.draws.std(axis=1, ddof=1)).std(ddof=1)
+    assert std["bias_corrected_estimate"] == pytest.approx(math.exp(corrected))
+    assert std["ci95"] == pytest.approx([math.exp(corrected - half), math.exp(corrected + half)])
+    assert corrected < log_point  # question noise inflates the std; the correction takes it back down
+    dlo, dhi = std["decision_ci99"]
+    assert dlo < std["ci95"][0] and dhi > std["ci95"][1]
+
+
+def test_liberal_intervals_carry_their_measured_miss_rates() -> None:
+    for name, (low, high) in intervals_mod.MEASURED_MISS_RATES.items():
+        label = intervals_mod.calibration_label(name)
+        assert label["measured_miss_rate"] == [low, high]
+        assert label["holds_95"] == (high <= intervals_mod.GOAL_MISS_RATE)
+        short = intervals_mod.short_label(name)
+        assert (short == "") == label["holds_95"]
+        if not label["holds_95"]:
+            assert f"{high:.0%}" in short and "liberal" in short and "liberal" in label["label"]
+    assert not intervals_mod.calibration_label("coefficient_of_variation")["holds_95"]
+    # A kill-gate note prints the liberal label next to the 95% CI it belongs to.
+    verdict = _discrimination(
+        np.linspace(0.02, 0.05, 12),
+        {
+            "js_std": {"estimate": 0.01, "ci95": [0.008, 0.012], "decision_ci99": [0.007, 0.013]},
+            "max_min_ratio": {"estimate": 2.5, "ci95": [2.2, 2.8], "decision_ci99": [2.0, 2.9]},
+        },
+        min_std=0.05,
+        min_ratio=3.0,
+    )
+    ratio_label = intervals_mod.short_label("max_min_ratio")
+    assert ratio_label and f"95% CI [2.2, 2.8]{ratio_label}, 99% decision CI [2, 2.9]" in verdict["notes"][-1]
