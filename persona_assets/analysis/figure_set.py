@@ -11,6 +11,8 @@ import pandas as pd
 
 from persona_assets.analysis import charts
 from persona_assets.analysis.matrices import AnalysisInputs
+from persona_assets.stats.difference_power import ALPHA as DIFFERENCE_ALPHA
+from persona_assets.stats.difference_power import power_text
 from persona_assets.stats.intervals import short_label
 from persona_assets.analysis.pair_tables import cosine_column, directed_pair_table, js_column, unordered_pair_table
 
@@ -186,6 +188,9 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
             + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}] (liberal)" if ci else "")
             + f" ({difference['n_permutations']} permutations of persona labels)"
         )
+        if difference["p_two_sided"] >= DIFFERENCE_ALPHA:
+            power = (leakage.get("difference_power_by_cosine") or {}).get(f"{cosine_set}/{layer}")
+            subtitle.append(f"no significant difference; {power_text(power) if power else 'power not simulated'}")
     return (
         alt.hconcat(js_panel, cos_panel, within_panel)
         .resolve_scale(color="independent", shape="independent")
