@@ -105,8 +105,8 @@ def _calls(intervals: Mapping[str, Mapping], thresholds: Mapping[str, float]) ->
     """Per criterion that fails below its threshold (std, max/min): estimate, CIs, the decision CI's side, the call.
 
     The call is made from the 99% decision interval (`decision_ci99`), never from the 95% one: near a
-    threshold the 95% intervals decided the max/min gate on the wrong side in up to 2.8% of simulated
-    runs (benchmarks/calibration.py).
+    threshold the 95% intervals decided the max/min gate on the wrong side in up to 4.0% of simulated
+    runs, the decision intervals in ≤ 0.6% (benchmarks/calibration.py).
     """
     from persona_assets.stats.intervals import short_label
     from persona_assets.stats.question_bootstrap import ci_side, threshold_call
@@ -232,7 +232,7 @@ def label_redundancy(verdict: dict, intervals_by_layer: Mapping[str, Mapping] | 
         if side is not None and estimate is not None:
             point = FAILING if abs(estimate) > limit else PASSING
             # Question noise attenuates |ρ| towards 0 and the bootstrap cannot undo it: the interval
-            # missed the true ρ in 16–62% of simulated runs (benchmarks/calibration.py), mostly on the
+            # missed the true ρ in 16–64% of simulated runs (benchmarks/calibration.py), mostly on the
             # side of 0, so only a kill (|ρ| clear above the limit) is decided.
             call = DECIDED if side == point == FAILING else TOO_CLOSE
         calls[layer] = {

@@ -121,10 +121,9 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
     return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value, fitted_noise(matrix), loo)
 
 
-# The per-question noise up to which the gates' calls were calibrated (benchmarks/calibration.py):
-# at a pair × question log-sd of 0.41 the discrimination verdict was decided on the wrong side in
-# ≤ 3.2% of runs near its thresholds; from the CIs alone, at 0.5 the max/min gate was in up to 4.4%,
-# at 0.8 in up to 16%. Above this the data decide nothing.
+# The per-question noise up to which the gates' calls are made (benchmarks/calibration.py): with the 95% CIs
+# the max/min gate was decided on the wrong side in up to 4.0% of runs near its threshold at log-sd 0.5 and 15% at
+# 0.8; with the 99% decision intervals, in ≤ 0.6% at 0.41–0.5 and ≤ 1.6% at 0.8. Above this the data decide nothing.
 CALIBRATED_PAIR_NOISE = 0.45
 
 

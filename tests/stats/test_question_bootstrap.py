@@ -424,7 +424,7 @@ def test_liberal_intervals_carry_their_measured_miss_rates() -> None:
         short = intervals_mod.short_label(name)
         assert (short == "") == label["holds_95"]
         if not label["holds_95"]:
-            assert f"{high:.0%}" in short and "liberal" in short and "liberal" in label["label"]
+            assert f"{high:.1%}" in short and "liberal" in short and "liberal" in label["label"]
     assert not intervals_mod.calibration_label("coefficient_of_variation")["holds_95"]
     # A kill-gate note prints the liberal label next to the 95% CI it belongs to.
     verdict = _discrimination(
