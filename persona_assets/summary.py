@@ -90,6 +90,13 @@ def _predictor_test(leakage: dict[str, Any], cosine_key: str) -> dict[str, Any] 
     return leakage.get("js_vs_cosine_as_predictors", {}).get(set_name, {}).get(layer)
 
 
+def _not_significant(p: float, power: dict[str, Any] | None) -> str:
+    """'' for p < 0.05; else the words 'no significant difference' with the power the test had at this design."""
+    if p < 0.05:
+        return ""
+    return f" → no significant difference; {power_text(power) if power else 'power not simulated'}"
+
+
 def leakage_lines(correlations: dict[str, Any]) -> list[str]:
     """JS vs leakage, cosine vs leakage on the same directed pairs, and the JS-vs-cosine test."""
     leakage = correlations.get("leakage", {})
@@ -115,6 +122,7 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
         "  JS vs cosine as leakage predictors (difference of Spearman ρ, > 0: JS predicts more strongly; "
         "p: permutation respecting the sources × targets design; Steiger p assumes independent pairs):"
     )
+    powers = leakage.get("difference_power_by_cosine") or {}
     for set_name, layers in main.get("js_vs_cosine_as_predictors", {}).items():
         for layer, test in layers.items():
             if not isinstance(test, dict):
@@ -126,6 +134,7 @@ def leakage_lines(correlations: dict[str, Any]) -> list[str]:
                     f"      {set_name}/{layer}: difference {perm['difference']:+.2f}, permutation p = "
                     f"{perm['p_two_sided']:.3g}"
                     + (f" (Steiger p = {steiger['p_two_sided']:.3g})" if steiger.get("p_two_sided") is not None else "")
+                    + _not_significant(perm["p_two_sided"], powers.get(f"{set_name}/{layer}"))
                 )
     return lines
 
@@ -151,6 +160,8 @@ def headline_leakage(correlations: dict[str, Any] | None, label: str) -> list[st
         else:
             reading = "no significant difference between JS and cosine"
         power = leakage.get("difference_power") or {}
+        if power.get("cosine") != key:
+            power = (leakage.get("difference_power_by_cosine") or {}).get(key) or {}
         power_clause = f"; {power_text(power)}" if power.get("cosine") == key else "; power not simulated for this pair"
         lines.append(
             f"{label}: JS vs that cosine as predictor: difference of ρ {d:+.2f}, permutation p = {p:.2g} → {reading} "

@@ -219,6 +219,21 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     power = leakage["difference_power"]
     assert power["cosine"] == "cosine_leakage_file/layer20" and len(power["by_mix"]) == 11
     assert "differences of ρ detectable with 80% power at this design" in read_first[2]
+    # Every non-significant difference test of the primary averaging has its power, printed on its line.
+    not_significant = {
+        f"{set_name}/{layer}"
+        for set_name, layers in pair_own["js_vs_cosine_as_predictors"].items()
+        for layer, test in layers.items()
+        if isinstance(test, dict) and test["permutation_difference"]["p_two_sided"] >= 0.05
+    }
+    by_cosine = leakage["difference_power_by_cosine"]
+    assert not_significant and set(by_cosine) == not_significant and by_cosine[power["cosine"]] == power
+    for key in not_significant:
+        assert any(
+            line.strip().startswith(f"{key}:")
+            and "→ no significant difference; differences of ρ detectable with 80% power" in line
+            for line in lines
+        )
     assert (
         read_first[3].startswith("study: pair JS ")
         and f"discrimination KILLED ({verdicts['discrimination']['call']})" in read_first[3]

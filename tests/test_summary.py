@@ -61,3 +61,54 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
 def test_summary_without_results_says_so(tmp_path):
     run = subprocess.run([sys.executable, "-m", "persona_assets.summary"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 1 and "no results yet under" in run.stderr and str(tmp_path) in run.stderr
+
+
+def _power(key: str, detectable: float | None) -> dict:
+    rows = [
+        {"js_weight": 0.0, "true_difference": -0.3, "power": 0.5},
+        {"js_weight": 1.0, "true_difference": 0.3, "power": 0.9 if detectable else 0.5},
+    ]
+    return {
+        "cosine": key,
+        "by_mix": rows,
+        "minimal_detectable_difference": {"js_better": detectable, "cosine_better": None},
+        "largest_difference_simulated": {"js_better": 0.3, "cosine_better": -0.3},
+    }
+
+
+def test_every_non_significant_difference_comes_with_its_power():
+    from persona_assets.summary import headline_leakage, leakage_lines
+
+    def test(d: float, p: float) -> dict:
+        return {"permutation_difference": {"difference": d, "p_two_sided": p, "n_permutations": 199}}
+
+    rho = {"spearman_rho": 0.5, "n": 20, "persona_permutation": {"spearman_p": 0.01}}
+    section = {
+        "js_vs_leakage": rho,
+        "cosine_vs_leakage_same_pairs": {"c": {"centring": "mean", "l1": dict(rho, spearman_rho=0.6), "l2": rho}},
+        "js_vs_cosine_as_predictors": {"c": {"l1": test(0.05, 0.6), "l2": test(0.4, 0.01)}},
+    }
+    leakage = {
+        "available": True,
+        "n_directed_pairs": 20,
+        "n_sources": 4,
+        "source_of_rates": "test",
+        "averaging": "pair_own",
+        **section,
+        "by_averaging": {"pair_own": section},
+        "difference_power": _power("c/l1", 0.3),
+        "difference_power_by_cosine": {"c/l1": _power("c/l1", 0.3)},
+    }
+    lines = leakage_lines({"leakage": leakage})
+    l1 = next(line for line in lines if line.strip().startswith("c/l1:"))
+    l2 = next(line for line in lines if line.strip().startswith("c/l2:"))
+    assert (
+        "→ no significant difference; differences of ρ detectable with 80% power" in l1 and "JS better by ≥ 0.30" in l1
+    )
+    assert "no significant difference" not in l2  # p = 0.01: significant, no power clause
+    headline = headline_leakage({"leakage": leakage}, "study")
+    assert "no significant difference between JS and cosine" in headline[2] and "JS better by ≥ 0.30" in headline[2]
+    # Without a simulated power the words say so rather than stand alone.
+    leakage["difference_power_by_cosine"] = {}
+    l1 = next(line for line in leakage_lines({"leakage": leakage}) if line.strip().startswith("c/l1:"))
+    assert l1.endswith("→ no significant difference; power not simulated")

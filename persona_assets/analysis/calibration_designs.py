@@ -40,9 +40,12 @@ from persona_assets.stats.permutation_tests import (
     difference_permutation_test,
     leakage_permutation_test,
 )
+from persona_assets.stats.intervals import basic_ci
 from persona_assets.stats.question_bootstrap import (
     DECIDED,
     discrimination_intervals,
+    discrimination_statistics,
+    t_multiplier,
     pair_intervals,
     question_bootstrap,
     spearman_intervals,
@@ -139,8 +142,15 @@ def _wrong_side(call: dict, truth_fails: bool) -> bool:
 
 def _wrong_side_by_ci_alone(call: dict, truth_fails: bool) -> bool:
     """As `_wrong_side` for the call the CI and estimate alone would make (before the per-question noise rule)."""
-    alone = threshold_call(call["ci95"], call["threshold"], estimate=call["estimate"])
+    alone = threshold_call(call["decision_ci99"], call["threshold"], estimate=call["estimate"])
     return alone == DECIDED and (call["ci_side"] == "failing") != truth_fails
+
+
+def _wrong_side_95(call: dict, truth_fails: bool) -> bool:
+    """As `_wrong_side_by_ci_alone` for a call made from the 95% CI (the rule before the decision interval)."""
+    ci, threshold = call["ci95"], call["threshold"]
+    alone = threshold_call(ci, threshold, estimate=call["estimate"])
+    return alone == DECIDED and (ci[1] < threshold) != truth_fails
 
 
 def question_trial(
@@ -166,14 +176,20 @@ def question_trial(
     std_call, ratio_call = verdict["question_bootstrap"]["js_std"], verdict["question_bootstrap"]["max_min_ratio"]
     std_fails, ratio_fails = true_std < min_std, true_ratio < min_ratio
     k = int(rng.integers(true.size))
+    pair = pair_intervals(qb)[k]
+    half = t_multiplier(qb.n_questions) * pair["se"]
+    std_est = intervals["js_std"]["estimate"]
     return {
-        "pair JS t interval misses": _missed(pair_intervals(qb)[k]["ci95"], true[k]),
-        "std basic log CI misses": _missed(intervals["js_std"]["ci95"], true_std),
-        "std percentile CI misses (old)": _missed(intervals["js_std"]["ci95_percentile"], true_std),
+        "pair JS log-t interval misses": _missed(pair["ci95"], true[k]),
+        "pair JS t interval misses (old)": _missed([pair["js"] - half, pair["js"] + half], true[k]),
+        "std jackknife log-t CI misses": _missed(intervals["js_std"]["ci95"], true_std),
+        "std basic log CI misses (old)": _missed(
+            basic_ci(std_est, discrimination_statistics(qb.draws)["js_std"], "log"), true_std
+        ),
         "max/min basic log CI misses": _missed(intervals["max_min_ratio"]["ci95"], true_ratio),
-        "max/min percentile CI misses (old)": _missed(intervals["max_min_ratio"]["ci95_percentile"], true_ratio),
         "rho(JS,cos) basic Fisher-z CI misses": _missed(rho_interval["ci95"], true_rho),
-        "rho(JS,cos) percentile CI misses (old)": _missed(rho_interval["ci95_percentile"], true_rho),
+        "std gate decided on the wrong side, 95% CI (old)": _wrong_side_95(std_call, std_fails),
+        "max/min gate decided on the wrong side, 95% CI (old)": _wrong_side_95(ratio_call, ratio_fails),
         "std gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(std_call, std_fails),
         "max/min gate decided on the wrong side, CI alone": _wrong_side_by_ci_alone(ratio_call, ratio_fails),
         "discrimination verdict decided on the wrong side": (

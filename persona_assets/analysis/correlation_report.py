@@ -319,8 +319,12 @@ def leakage_correlations(
                 seed=seed,
             ),
             "kl_asymmetry": _kl_asymmetry(directed, inputs.persona_names, n_boot=n_boot, seed=seed),
-            "difference_power": inference.headline_difference_power(inputs, by_averaging, seed=seed),
         }
+        headline = inference.headline_difference_power(inputs, by_averaging, seed=seed)
+        result["leakage"]["difference_power"] = headline
+        result["leakage"]["difference_power_by_cosine"] = inference.difference_power_by_cosine(
+            inputs, by_averaging, headline, seed=seed
+        )
     result["length_confound"] = length_confound(inputs, directed, n_boot=n_boot, seed=seed)
     result["question_bootstrap"] = {
         a: inference.question_uncertainty(inputs, a, n_boot=n_boot, seed=seed) for a in inputs.averagings

@@ -11,16 +11,10 @@ import pandas as pd
 
 from persona_assets.analysis import charts
 from persona_assets.analysis.matrices import AnalysisInputs
+from persona_assets.stats.difference_power import ALPHA as DIFFERENCE_ALPHA
+from persona_assets.stats.difference_power import power_text
+from persona_assets.stats.intervals import short_label
 from persona_assets.analysis.pair_tables import cosine_column, directed_pair_table, js_column, unordered_pair_table
-
-
-def _title_with_rho(prefix: str, correlation: dict) -> str:
-    rho = correlation.get("spearman_rho")
-    if rho is None:
-        return f"{prefix} (ρ undefined)"
-    ci = correlation.get("spearman_ci95") or [None, None]
-    ci_text = f", 95% CI [{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci else ""
-    return f"{prefix}: ρ = {rho:.2f}{ci_text}, n = {correlation['n']}"
 
 
 def _fmt(value: float | None) -> str:
@@ -43,7 +37,7 @@ def _design_title(prefix: str, correlation: dict) -> str:
         parts.append(f"permutation p = {_p(correlation['persona_permutation'].get('spearman_p'))}")
     ci = (correlation.get("crossed_bootstrap") or {}).get("spearman_ci95")
     if ci:
-        parts.append(f"crossed CI [{ci[0]:.2f}, {ci[1]:.2f}]")
+        parts.append(f"crossed CI [{ci[0]:.2f}, {ci[1]:.2f}] (liberal)")
     return "; ".join(parts) + f"; n = {correlation['n']}"
 
 
@@ -85,7 +79,8 @@ def pair_js_uncertainty_figure(inputs: AnalysisInputs, correlations: dict) -> al
     floor = correlations.get("noise_floor", {}).get("noise_floor_js_nats")
     precision = correlations.get("noise_floor", {}).get("scoring_precision_js_nats")
     subtitle = [
-        f"95% CI: bootstrap over the {qb['n_questions']} questions ({qb['n_boot']} resamples); median SE "
+        f"95% CI: bootstrap over the {qb['n_questions']} questions ({qb['n_boot']} resamples)"
+        f"{short_label('pair_js')}; median SE "
         f"{diffs['median_pair_se']:.2g} nats vs median gap between neighbouring pairs "
         f"{diffs['median_gap_between_neighbouring_pair_values']:.2g}",
         f"{diffs['n_within_question_uncertainty']} of {diffs['n_pair_differences']} pair differences lie within the "
@@ -190,9 +185,12 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
         subtitle.append(
             f"JS vs cosine as predictors: ρ(−JS) − ρ(cosine) = {difference['difference']:+.2f}, permutation p = "
             f"{_p(difference['p_two_sided'])}"
-            + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+            + (f", crossed 95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}] (liberal)" if ci else "")
             + f" ({difference['n_permutations']} permutations of persona labels)"
         )
+        if difference["p_two_sided"] >= DIFFERENCE_ALPHA:
+            power = (leakage.get("difference_power_by_cosine") or {}).get(f"{cosine_set}/{layer}")
+            subtitle.append(f"no significant difference; {power_text(power) if power else 'power not simulated'}")
     return (
         alt.hconcat(js_panel, cos_panel, within_panel)
         .resolve_scale(color="independent", shape="independent")

@@ -4,6 +4,7 @@ Modules, in dependency order (what a newcomer changes here: a test, a CI, a resa
 - `helpers`: the shared input checks, point estimates and row-wise correlations (public, one place);
 - `correlate`: Spearman/Pearson with bootstrap CIs; `dependent_correlations`, `grouped_correlations`;
 - `permutation_tests`: Mantel and crossed-design tests; `question_bootstrap`: question-level uncertainty;
+- `intervals`: interval arithmetic (log-t, jackknife, decision intervals) and the measured calibration labels;
 - `pair_correlations`: correlations over persona-pair matrices; `calibration`: the tests' calibration by simulation.
 
 Names are imported lazily: `from persona_assets.stats import mantel_test`. No dagster import.

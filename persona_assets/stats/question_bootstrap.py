@@ -25,13 +25,25 @@ from persona_assets.runs.errors import InputError
 from persona_assets.stats.helpers import json_float as _json_float
 from persona_assets.stats.helpers import percentile_ci as _percentile_ci
 from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
+from persona_assets.stats.intervals import (
+    DECISION_LEVEL,
+    RATIO_CALIBRATION_WIDENING,
+    basic_ci,
+    calibration_label,
+    decision_factor,
+    jackknife_bias_corrected,
+    log_t_ci,
+    t_quantile,
+    widen,
+)
 
 UNIT = "questions (resampled with replacement; one draw shared by all pairs)"
 DECIDED = "decided by the data"
 TOO_CLOSE = "too close to call"
 PAIR_CI_RULE = (
-    "ci95 = value ± t(Q−1, 0.975) · SE · √(Q/(Q−1)), SE = the question-bootstrap SD (for a mean over Q questions "
-    "this is Student's t interval; the plain percentile interval, ci95_percentile, undercovers with few questions)"
+    "ci95 = value · exp(± t(Q−1, 0.975) · √(Q/(Q−1)) · SE / value), SE = the question-bootstrap SD: Student's t "
+    "interval of a mean over Q questions, on the log scale (a mean of right-skewed per-question JS is right-skewed; "
+    "the symmetric interval missed 7–11% of true pair means in the simulations, the percentile one more)"
 )
 
 
@@ -59,6 +71,7 @@ class QuestionBootstrap:
     seed: int
     value: str
     noise: dict[str, Any] | None = None  # `fitted_noise` of the per-question values
+    leave_one_out: np.ndarray | None = None  # [n_questions, n_pairs]: pair values without question j (jackknife)
 
     @property
     def values(self) -> np.ndarray:
@@ -72,7 +85,7 @@ class QuestionBootstrap:
             "seed": self.seed,
             "value": self.value,
             "pair_ci_rule": PAIR_CI_RULE,
-            "pair_ci_calibration": PAIR_CI_CALIBRATION,
+            "pair_ci_calibration": calibration_label("pair_js"),
         }
 
 
@@ -102,13 +115,15 @@ def question_bootstrap(per_question: pd.DataFrame, value: str, *, n_boot: int, s
     means = np.where(present, matrix, np.nan)
     pairs = wide.index.to_frame(index=False)
     pairs["value"] = np.nanmean(means, axis=1)
-    return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value, fitted_noise(matrix))
+    counts = present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = (filled.sum(axis=1)[None, :] - filled.T) / (counts[None, :] - present.T)
+    return QuestionBootstrap(pairs, boot, n_q, int(n_boot), int(seed), value, fitted_noise(matrix), loo)
 
 
-# The per-question noise up to which the gates' calls were calibrated (benchmarks/calibration.py):
-# at a pair × question log-sd of 0.41 the discrimination verdict was decided on the wrong side in
-# ≤ 3.2% of runs near its thresholds; from the CIs alone, at 0.5 the max/min gate was in up to 4.4%,
-# at 0.8 in up to 16%. Above this the data decide nothing.
+# The per-question noise up to which the gates' calls are made (benchmarks/calibration.py): with the 95% CIs
+# the max/min gate was decided on the wrong side in up to 4.0% of runs near its threshold at log-sd 0.5 and 15% at
+# 0.8; with the 99% decision intervals, in ≤ 0.6% at 0.41–0.5 and ≤ 1.6% at 0.8. Above this the data decide nothing.
 CALIBRATED_PAIR_NOISE = 0.45
 
 
@@ -130,55 +145,38 @@ def fitted_noise(matrix: np.ndarray) -> dict[str, Any]:
     }
 
 
+DECISION_RULE = (
+    f"{DECISION_LEVEL:.0%} decision interval: the 95% interval's halves × {{factor:.3f}} on the {{scale}} scale "
+    "(t(Q−1, 0.995) / t(Q−1, 0.975); for max/min also × "
+    f"{RATIO_CALIBRATION_WIDENING}, the widening its 95% interval needed to cover in the simulations); a gate is "
+    "decided by the data only when it lies wholly on the verdict's side"
+)
 BASIC_RULE = (
     "basic (reverse-percentile) bootstrap on the {scale} scale: [2·f(θ̂) − f(q97.5), 2·f(θ̂) − f(q2.5)] mapped back; "
     "each resample adds question noise to an already noisy statistic, so the percentile interval "
     "(ci95_percentile) is shifted by the statistic's bias and undercovers; the basic interval shifts it back"
 )
-# What benchmarks/calibration.py measured under the verdict designs (calibration_designs), stated with the intervals.
-DISCRIMINATION_CALIBRATION = (
-    "not a 95% interval: under log-normal per-question noise it missed the true std in 6–17% and the true max/min in "
-    "14–25% of simulated runs (the percentile interval: up to 97% and 100%); the gate calls built on it were decided "
-    "on "
-    "the wrong side in ≤ 3.2% of runs with the truth within 10% of the threshold at per-question noise 0.41, and are "
-    "not decided above 0.45 (benchmarks/calibration.py)"
-)
-RHO_CALIBRATION = (
-    "not a 95% interval: question noise attenuates ρ and the interval missed the true ρ in 16–62% of simulated runs "
-    "(benchmarks/calibration.py); a redundancy kill may be decided from it, a pass never"
-)
-PAIR_CI_CALIBRATION = (
-    "holds 95% with normal per-question noise (benchmarks/calibration.py); with log-normal per-question noise "
-    "(log-sd 0.41–0.8) it missed the true pair mean in 8–15% of simulated runs: read it as approximate"
-)
-_SCALES = {
-    "log": (np.log, np.exp),
-    "Fisher z": (lambda v: np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12)), np.tanh),
-}
 
 
-def basic_ci(point: float | None, samples: np.ndarray, scale: str) -> list[float | None] | None:
-    """The basic bootstrap 95% CI of ``point`` on a transformed scale ('log' for positive statistics, 'Fisher z'
-    for ρ)."""
-    forward, back = _SCALES[scale]
-    valid = samples[np.isfinite(samples)]
-    if scale == "log":
-        valid = valid[valid > 0]
-    if point is None or not math.isfinite(point) or valid.size < 2 or (scale == "log" and point <= 0):
-        return None
-    low_q, high_q = np.percentile(forward(valid), [2.5, 97.5])
-    centre = float(forward(np.asarray(point)))
-    return [_json_float(back(2 * centre - high_q)), _json_float(back(2 * centre - low_q))]
-
-
-def _interval(point: float | None, samples: np.ndarray, scale: str) -> dict[str, Any]:
+def _interval(
+    point: float | None, samples: np.ndarray, scale: str, n_questions: int, widening: float = 1.0
+) -> dict[str, Any]:
     finite = samples[np.isfinite(samples)]
+    ci = basic_ci(point, samples, scale)
     return {
         "estimate": _json_float(point),
         "se": float(finite.std(ddof=1)) if finite.size > 1 else None,
-        "ci95": basic_ci(point, samples, scale),
+        "ci95": ci,
         "interval": BASIC_RULE.format(scale=scale),
         "ci95_percentile": _percentile_ci(samples),
+    } | _decision(ci, point, scale, decision_factor(n_questions, widening))
+
+
+def _decision(ci, centre: float | None, scale: str, factor: float) -> dict[str, Any]:
+    """The interval a gate decides from (`DECISION_RULE`)."""
+    return {
+        "decision_ci99": widen(ci, centre, scale, factor),
+        "decision_interval": DECISION_RULE.format(factor=factor, scale=scale),
     }
 
 
@@ -186,7 +184,7 @@ def pair_intervals(qb: QuestionBootstrap) -> list[dict[str, Any]]:
     """Per pair: value, question-bootstrap SE, relative SE, 95% CI (`PAIR_CI_RULE`) and the percentile CI."""
     se = qb.draws.std(axis=0, ddof=1) if qb.n_boot > 1 else np.full(qb.draws.shape[1], np.nan)
     lo, hi = np.nanpercentile(qb.draws, [2.5, 97.5], axis=0)
-    half = t_multiplier(qb.n_questions) * se
+    multiplier = t_multiplier(qb.n_questions)
     rows = []
     for k, (a, b, v) in enumerate(zip(qb.pairs["persona_a"], qb.pairs["persona_b"], qb.values)):
         rows.append(
@@ -196,7 +194,7 @@ def pair_intervals(qb: QuestionBootstrap) -> list[dict[str, Any]]:
                 qb.value: float(v),
                 "se": _json_float(se[k]),
                 "relative_se": _json_float(se[k] / v) if v > 0 else None,
-                "ci95": [_json_float(v - half[k]), _json_float(v + half[k])],
+                "ci95": log_t_ci(float(v), float(se[k]), multiplier),
                 "ci95_percentile": [float(lo[k]), float(hi[k])],
             }
         )
@@ -214,14 +212,42 @@ def discrimination_statistics(values: np.ndarray) -> dict[str, np.ndarray]:
     return {"js_std": std, "max_min_ratio": ratio, "coefficient_of_variation": cv}
 
 
+STD_RULE = (
+    "t interval on the log scale about the jackknife bias-corrected std: exp(log s − (Q−1)(mean_j log s₍₋ⱼ₎ − log s) "
+    "± t(Q−1, 0.975) · SE), SE = the question-bootstrap SD of log s, s₍₋ⱼ₎ the std without question j; the question "
+    "noise in each pair value inflates the std by a term of order 1/Q, which the jackknife removes"
+)
+
+
+def _std_interval(qb: QuestionBootstrap, point: float, boot: np.ndarray) -> dict[str, Any]:
+    """The std's interval (`STD_RULE`): bias-corrected on the log scale, bootstrap SE, Student's t."""
+    logs = np.log(boot[np.isfinite(boot) & (boot > 0)])
+    loo = discrimination_statistics(qb.leave_one_out)["js_std"] if qb.leave_one_out is not None else np.array([])
+    loo = loo[np.isfinite(loo) & (loo > 0)]
+    corrected = jackknife_bias_corrected(math.log(point), np.log(loo)) if point > 0 and loo.size > 1 else None
+    if corrected is None or logs.size < 2:
+        return {"ci95": None, "decision_ci99": None, "bias_corrected_estimate": None}
+    half = t_quantile(qb.n_questions) * float(logs.std(ddof=1))
+    ci = [_json_float(math.exp(corrected - half)), _json_float(math.exp(corrected + half))]
+    return {"ci95": ci, "interval": STD_RULE, "bias_corrected_estimate": _json_float(math.exp(corrected))} | _decision(
+        ci, math.exp(corrected), "log", decision_factor(qb.n_questions)
+    )
+
+
 def discrimination_intervals(qb: QuestionBootstrap) -> dict[str, dict[str, Any]]:
+    """std (`STD_RULE`), max/min and CV (basic bootstrap on the log scale), each with its decision interval and its
+    calibration label (`calibration_label`)."""
     point = discrimination_statistics(qb.values)
     boot = discrimination_statistics(qb.draws)
     out = {}
     for name in point:
         samples = np.where(np.isfinite(boot[name]), boot[name], np.nan)
         infinite = int(np.isinf(boot[name]).sum())
-        entry = _interval(float(point[name][0]), samples, "log") | {"calibration": DISCRIMINATION_CALIBRATION}
+        widening = RATIO_CALIBRATION_WIDENING if name == "max_min_ratio" else 1.0
+        entry = _interval(float(point[name][0]), samples, "log", qb.n_questions, widening)
+        if name == "js_std":
+            entry |= _std_interval(qb, float(point[name][0]), samples)
+        entry["calibration"] = calibration_label(name)
         if infinite:
             entry["note"] = f"{infinite} resamples had a zero pair value (infinite ratio) and were skipped"
         out[name] = entry
@@ -251,7 +277,10 @@ def spearman_intervals(qb: QuestionBootstrap, others: dict[str, np.ndarray]) -> 
         point = float(stats.spearmanr(qb.values[keep], other[keep])[0])
         ranks_other = np.broadcast_to(stats.rankdata(other[keep]), (qb.n_boot, int(keep.sum())))
         boot = _rowwise_pearson(stats.rankdata(qb.draws[:, keep], axis=1), ranks_other)
-        out[name] = _interval(point, boot, "Fisher z") | {"n": int(keep.sum()), "calibration": RHO_CALIBRATION}
+        out[name] = _interval(point, boot, "Fisher z", qb.n_questions) | {
+            "n": int(keep.sum()),
+            "calibration": calibration_label("spearman_rho"),
+        }
     return out
 
 

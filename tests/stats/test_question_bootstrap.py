@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from persona_assets.stats import intervals as intervals_mod
 from persona_assets.stats import question_bootstrap as qboot
 from persona_assets.analysis.kill_criteria import (
     discrimination_verdict,
@@ -109,8 +110,13 @@ def test_discrimination_point_values_equal_the_verdict_and_ci_covers_them() -> N
     assert intervals["coefficient_of_variation"]["estimate"] == pytest.approx(
         verdict["evidence"]["coefficient_of_variation"]
     )
+    # The std's interval is centred on its bias-corrected value (here all pairs share one true mean, so the plug-in
+    # std is pure question noise and the correction moves it down); the ratio's basic interval covers its point.
     lo, hi = intervals["js_std"]["ci95"]
-    assert lo < intervals["js_std"]["estimate"] < hi
+    assert lo < intervals["js_std"]["bias_corrected_estimate"] < hi
+    assert intervals["js_std"]["bias_corrected_estimate"] < intervals["js_std"]["estimate"]
+    lo, hi = intervals["max_min_ratio"]["ci95"]
+    assert lo < intervals["max_min_ratio"]["estimate"] < hi
 
 
 def test_spearman_interval_holds_the_other_vector_fixed() -> None:
@@ -179,12 +185,18 @@ def test_verdict_calls_decided_and_too_close() -> None:
     assert verdict["killed"] and verdict["evidence"]["std_below_threshold"]
     decided = label_discrimination(
         dict(verdict, notes=[]),
-        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.014]}, "max_min_ratio": {"estimate": 5.0, "ci95": [4.0, 6.0]}},
+        {
+            "js_std": {"estimate": 0.012, "decision_ci99": [0.01, 0.014]},
+            "max_min_ratio": {"estimate": 5.0, "decision_ci99": [4.0, 6.0]},
+        },
     )
     assert decided["call"] == qboot.DECIDED and decided["question_bootstrap"]["js_std"]["call"] == qboot.DECIDED
     close = label_discrimination(
         dict(verdict, notes=[]),
-        {"js_std": {"estimate": 0.012, "ci95": [0.01, 0.06]}, "max_min_ratio": {"estimate": 5.0, "ci95": [2.0, 6.0]}},
+        {
+            "js_std": {"estimate": 0.012, "decision_ci99": [0.01, 0.06]},
+            "max_min_ratio": {"estimate": 5.0, "decision_ci99": [2.0, 6.0]},
+        },
     )
     assert close["call"] == qboot.TOO_CLOSE
     none = label_discrimination(dict(verdict, notes=[]), None)
@@ -192,18 +204,22 @@ def test_verdict_calls_decided_and_too_close() -> None:
 
     redundancy = redundancy_verdict({"l10": 0.5, "l20": 0.85}, max_abs_rho=0.8)
     labelled = label_redundancy(
-        redundancy, {"l10": {"estimate": 0.5, "ci95": [0.4, 0.6]}, "l20": {"estimate": 0.85, "ci95": [0.78, 0.9]}}
+        redundancy,
+        {
+            "l10": {"estimate": 0.5, "decision_ci99": [0.4, 0.6]},
+            "l20": {"estimate": 0.85, "decision_ci99": [0.78, 0.9]},
+        },
     )
     assert labelled["killed"] and labelled["call"] == qboot.TOO_CLOSE
     # A pass is never decided by the ρ interval (it is not calibrated on that side).
     assert labelled["question_bootstrap"]["l10"]["call"] == qboot.TOO_CLOSE
     assert labelled["question_bootstrap"]["l10"]["ci_side"] == "passing"
     clear = label_redundancy(
-        redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "ci95": [-0.6, -0.4]}}
+        redundancy_verdict({"l10": -0.5}, max_abs_rho=0.8), {"l10": {"estimate": -0.5, "decision_ci99": [-0.6, -0.4]}}
     )
     assert not clear["killed"] and clear["call"] == qboot.TOO_CLOSE
     kill = label_redundancy(
-        redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "ci95": [-0.95, -0.85]}}
+        redundancy_verdict({"l10": -0.9}, max_abs_rho=0.8), {"l10": {"estimate": -0.9, "decision_ci99": [-0.95, -0.85]}}
     )
     assert kill["killed"] and kill["call"] == qboot.DECIDED
 
@@ -216,16 +232,20 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
     # std 0.0158 < 0.05 kills on the point; a CI wholly above 0.05 disagrees with it.
     values = np.linspace(0.01, 0.06, 12)
     std = float(values.std(ddof=1))
-    ratio = {"estimate": 6.0, "ci95": [5.0, 7.0]}
+    ratio = {"estimate": 6.0, "decision_ci99": [5.0, 7.0]}
     wrong = _discrimination(
-        values, {"js_std": {"estimate": std, "ci95": [0.06, 0.09]}, "max_min_ratio": ratio}, min_std=0.05, min_ratio=3.0
+        values,
+        {"js_std": {"estimate": std, "decision_ci99": [0.06, 0.09]}, "max_min_ratio": ratio},
+        min_std=0.05,
+        min_ratio=3.0,
     )
     assert wrong["killed"] and wrong["question_bootstrap"]["js_std"]["ci_side"] == "passing"
     assert wrong["question_bootstrap"]["js_std"]["call"] == qboot.TOO_CLOSE and wrong["call"] == qboot.TOO_CLOSE
-    assert f"std {std:.4g}, 95% CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]  # point and interval printed
+    assert f"std {std:.4g}, 95% CI undefined" in wrong["notes"][-1]  # point and intervals printed
+    assert "99% decision CI [0.06, 0.09] vs 0.05" in wrong["notes"][-1]
     right = _discrimination(
         values,
-        {"js_std": {"estimate": std, "ci95": [0.012, 0.02]}, "max_min_ratio": ratio},
+        {"js_std": {"estimate": std, "decision_ci99": [0.012, 0.02]}, "max_min_ratio": ratio},
         min_std=0.05,
         min_ratio=3.0,
     )
@@ -234,16 +254,22 @@ def test_std_gate_point_and_ci_disagree_is_too_close() -> None:
 
 def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
     values = np.linspace(0.02, 0.05, 12)  # max/min 2.5 < 3 kills; std passes at min_std 0.001
-    std = {"estimate": float(values.std(ddof=1)), "ci95": [0.005, 0.02]}
+    std = {"estimate": float(values.std(ddof=1)), "decision_ci99": [0.005, 0.02]}
     wrong = _discrimination(
-        values, {"js_std": std, "max_min_ratio": {"estimate": 2.5, "ci95": [3.2, 4.0]}}, min_std=0.001, min_ratio=3.0
+        values,
+        {"js_std": std, "max_min_ratio": {"estimate": 2.5, "decision_ci99": [3.2, 4.0]}},
+        min_std=0.001,
+        min_ratio=3.0,
     )
     assert wrong["killed"] and wrong["call"] == qboot.TOO_CLOSE
     assert wrong["question_bootstrap"]["max_min_ratio"]["ci_side"] == "passing"
     # A passing verdict whose ratio CI lies wholly on the failing side is not decided either.
     passing = np.linspace(0.01, 0.05, 12)  # max/min 5
     odd = _discrimination(
-        passing, {"js_std": std, "max_min_ratio": {"estimate": 5.0, "ci95": [1.5, 2.5]}}, min_std=0.001, min_ratio=3.0
+        passing,
+        {"js_std": std, "max_min_ratio": {"estimate": 5.0, "decision_ci99": [1.5, 2.5]}},
+        min_std=0.001,
+        min_ratio=3.0,
     )
     assert not odd["killed"] and odd["call"] == qboot.TOO_CLOSE
 
@@ -251,11 +277,12 @@ def test_ratio_gate_point_and_ci_disagree_is_too_close() -> None:
 def test_redundancy_gate_point_and_ci_disagree_is_too_close() -> None:
     # |ρ| 0.85 > 0.8 kills on the point; its CI lies wholly inside ±0.8.
     verdict = label_redundancy(
-        redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8), {"l20": {"estimate": -0.85, "ci95": [-0.75, -0.6]}}
+        redundancy_verdict({"l20": -0.85}, max_abs_rho=0.8),
+        {"l20": {"estimate": -0.85, "decision_ci99": [-0.75, -0.6]}},
     )
     assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
     assert verdict["question_bootstrap"]["l20"]["ci_side"] == "passing"
-    assert any("l20 ρ -0.85, 95% CI [-0.75, -0.6]" in note for note in verdict["notes"])
+    assert any("l20 ρ -0.85, 95% CI undefined" in n and "decision CI [-0.75, -0.6]" in n for n in verdict["notes"])
 
 
 def test_overall_call_checks_the_side_itself() -> None:
@@ -272,3 +299,142 @@ def test_overall_call_checks_the_side_itself() -> None:
         == qboot.TOO_CLOSE
     )
     assert overall_call(False, {}, {}) == qboot.TOO_CLOSE
+
+
+def test_a_95_percent_ci_on_the_side_does_not_decide_when_the_decision_ci_straddles() -> None:
+    # std 0.0386 < 0.05 kills; its 95% CI lies below 0.05, its 99% decision CI reaches over it.
+    values = np.linspace(0.02, 0.14, 12)
+    std = float(values.std(ddof=1))
+    ci95 = [0.03, 0.048]
+    decision = intervals_mod.widen(ci95, std, "log", intervals_mod.decision_factor(20))
+    assert decision[0] < ci95[0] and decision[1] > 0.05
+    ratio = {"estimate": 7.0, "ci95": [5.0, 9.0], "decision_ci99": [4.5, 10.0]}
+    verdict = _discrimination(
+        values,
+        {"js_std": {"estimate": std, "ci95": ci95, "decision_ci99": decision}, "max_min_ratio": ratio},
+        min_std=0.05,
+        min_ratio=3.0,
+    )
+    assert verdict["killed"] and verdict["call"] == qboot.TOO_CLOSE
+    assert verdict["question_bootstrap"]["js_std"]["ci_side"] == "straddles"
+    # The same 95% CI, decided from itself, would have been 'decided': the wider interval is what changed the call.
+    assert qboot.threshold_call(ci95, 0.05, estimate=std) == qboot.DECIDED
+    # ρ: a 95% CI wholly beyond 0.8 whose decision CI reaches inside: a kill too close to call.
+    rho_ci = [-0.93, -0.81]
+    rho_decision = intervals_mod.widen(rho_ci, -0.88, "Fisher z", intervals_mod.decision_factor(20))
+    assert rho_decision[1] > -0.8
+    redundancy = label_redundancy(
+        redundancy_verdict({"l": -0.88}, max_abs_rho=0.8),
+        {"l": {"estimate": -0.88, "ci95": rho_ci, "decision_ci99": rho_decision}},
+    )
+    assert redundancy["killed"] and redundancy["call"] == qboot.TOO_CLOSE
+
+
+def test_widen_known_answers() -> None:
+    t95, t99 = stats.t.ppf(0.975, 19), stats.t.ppf(0.995, 19)
+    assert intervals_mod.decision_factor(20) == pytest.approx(t99 / t95)
+    # On the log scale each half grows by the factor about the centre.
+    lo, hi = intervals_mod.widen([1.0, 4.0], 2.0, "log", 2.0)
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(8.0)
+    rlo, rhi = intervals_mod.widen([0.2, 0.6], 0.4, "Fisher z", 1.5)
+    z = np.arctanh([0.2, 0.4, 0.6])
+    assert rlo == pytest.approx(np.tanh(z[1] - 1.5 * (z[1] - z[0])))
+    assert rhi == pytest.approx(np.tanh(z[1] + 1.5 * (z[2] - z[1])))
+    assert (
+        intervals_mod.widen(None, 1.0, "log", 2.0) is None
+        and intervals_mod.widen([1.0, 2.0], 1.5, "log", math.inf) is None
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.01, 1.0), st.floats(0.01, 1.0), st.floats(-1.0, 1.0), st.integers(3, 60))
+def test_the_decision_interval_contains_the_95_percent_one(a: float, b: float, shift: float, n_q: int) -> None:
+    centre = math.exp(shift)
+    ci = [centre * math.exp(-a), centre * math.exp(b)]
+    lo, hi = intervals_mod.widen(ci, centre, "log", intervals_mod.decision_factor(n_q))
+    assert lo <= ci[0] * (1 + 1e-12) and hi >= ci[1] * (1 - 1e-12)
+
+
+def test_bootstrap_intervals_carry_a_decision_interval() -> None:
+    rng = np.random.default_rng(8)
+    values = rng.gamma(3.0, 0.01, size=(10, 20))
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=200, seed=0)
+    for entry in (
+        qboot.discrimination_intervals(qb)["js_std"],
+        qboot.spearman_intervals(qb, {"l": values.mean(axis=1) + rng.normal(scale=0.01, size=10)})["l"],
+    ):
+        lo, hi = entry["ci95"]
+        dlo, dhi = entry["decision_ci99"]
+        assert dlo < lo < hi < dhi
+
+
+def test_pair_ci_is_the_t_interval_on_the_log_scale() -> None:
+    rng = np.random.default_rng(9)
+    values = rng.lognormal(mean=-3.0, sigma=0.6, size=(6, 20))
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=300, seed=1)
+    multiplier = qboot.t_multiplier(20)
+    for row in qboot.pair_intervals(qb):
+        v, se = row["js"], row["se"]
+        lo, hi = row["ci95"]
+        assert lo == pytest.approx(v * math.exp(-multiplier * se / v))
+        assert hi == pytest.approx(v * math.exp(multiplier * se / v))
+        assert lo * hi == pytest.approx(v * v)  # symmetric about the value on the log scale
+
+
+def test_jackknife_bias_correction_known_answer() -> None:
+    # The plug-in variance (ddof 0) is biased by −σ²/n; Quenouille's correction gives the unbiased (ddof 1) one.
+    x = np.random.default_rng(10).normal(size=15)
+    loo = np.array([np.delete(x, j).var() for j in range(x.size)])
+    assert intervals_mod.jackknife_bias_corrected(x.var(), loo) == pytest.approx(x.var(ddof=1))
+    # A mean is unbiased: the correction leaves it where it is.
+    means = np.array([np.delete(x, j).mean() for j in range(x.size)])
+    assert intervals_mod.jackknife_bias_corrected(x.mean(), means) == pytest.approx(x.mean())
+
+
+def test_leave_one_out_equals_dropping_the_question() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.gamma(2.0, 0.02, size=(5, 8))
+    values[1, 3] = np.nan  # a pair without question 3 averages over its other questions
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=10, seed=0)
+    for j in range(values.shape[1]):
+        assert np.allclose(qb.leave_one_out[j], np.nanmean(np.delete(values, j, axis=1), axis=1))
+
+
+def test_std_interval_is_bias_corrected_on_the_log_scale() -> None:
+    rng = np.random.default_rng(12)
+    values = rng.lognormal(mean=-3.0, sigma=0.5, size=(10, 20)) * np.linspace(1, 4, 10)[:, None]
+    qb = qboot.question_bootstrap(_table(values), "js", n_boot=400, seed=2)
+    std = qboot.discrimination_intervals(qb)["js_std"]
+    log_point = math.log(values.mean(axis=1).std(ddof=1))
+    loo = np.log([np.delete(values, j, axis=1).mean(axis=1).std(ddof=1) for j in range(20)])
+    corrected = log_point - 19 * (loo.mean() - log_point)
+    half = stats.t.ppf(0.975, 19) * np.log(qb.draws.std(axis=1, ddof=1)).std(ddof=1)
+    assert std["bias_corrected_estimate"] == pytest.approx(math.exp(corrected))
+    assert std["ci95"] == pytest.approx([math.exp(corrected - half), math.exp(corrected + half)])
+    assert corrected < log_point  # question noise inflates the std; the correction takes it back down
+    dlo, dhi = std["decision_ci99"]
+    assert dlo < std["ci95"][0] and dhi > std["ci95"][1]
+
+
+def test_liberal_intervals_carry_their_measured_miss_rates() -> None:
+    for name, (low, high) in intervals_mod.MEASURED_MISS_RATES.items():
+        label = intervals_mod.calibration_label(name)
+        assert label["measured_miss_rate"] == [low, high]
+        assert label["holds_95"] == (high <= intervals_mod.GOAL_MISS_RATE)
+        short = intervals_mod.short_label(name)
+        assert (short == "") == label["holds_95"]
+        if not label["holds_95"]:
+            assert f"{high:.1%}" in short and "liberal" in short and "liberal" in label["label"]
+    assert not intervals_mod.calibration_label("coefficient_of_variation")["holds_95"]
+    # A kill-gate note prints the liberal label next to the 95% CI it belongs to.
+    verdict = _discrimination(
+        np.linspace(0.02, 0.05, 12),
+        {
+            "js_std": {"estimate": 0.01, "ci95": [0.008, 0.012], "decision_ci99": [0.007, 0.013]},
+            "max_min_ratio": {"estimate": 2.5, "ci95": [2.2, 2.8], "decision_ci99": [2.0, 2.9]},
+        },
+        min_std=0.05,
+        min_ratio=3.0,
+    )
+    ratio_label = intervals_mod.short_label("max_min_ratio")
+    assert ratio_label and f"95% CI [2.2, 2.8]{ratio_label}, 99% decision CI [2, 2.9]" in verdict["notes"][-1]
