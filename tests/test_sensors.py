@@ -87,7 +87,7 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
             == "no new failed checks; 1 known failure(s) seen again with the same evidence, not re-alerted"
         )
         # A run that fails on a bad setting evaluates nothing, so it alerts nothing.
-        bad = run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}})
+        bad = run_config(tmp_path, divergence_matrices={"config": {"responses_per_batch": 0}})
         assert not materialize(tiny_model_dir, bad, instance=instance).success
         cursor, result = _tick(instance, cursor)
         assert result.skip_message == "no new failed checks"

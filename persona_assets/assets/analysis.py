@@ -46,7 +46,7 @@ def analysis_inputs(
             divergence_matrices, persona_cosine, leakage_rates, divergence_per_response, divergence_per_pair_question
         )
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     context.add_output_metadata(
         {
             "averagings": ", ".join(inputs.averagings),
@@ -107,7 +107,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
                     n_perm=config.n_permutations,
                 )
             except InputError as exc:
-                raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from exc
+                raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from None
             result["from_file"] = {"path": config.cosine_leakage_file, **from_file}
         elif "from_file" not in result:
             result["from_file"] = {"note": "no cosine-vs-leakage file"}

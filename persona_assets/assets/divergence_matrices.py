@@ -50,7 +50,7 @@ def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: Divergenc
     try:
         return response_jobs(llm, eval_set, generations, config.averaging, config.scoring_rule)
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
 
 
 def _score(

@@ -46,7 +46,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
     try:
         inputs = inputs_from_legacy_dir(folder)
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     for note in inputs.notes:
         context.log.info(note)
     context.add_output_metadata(
