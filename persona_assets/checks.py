@@ -124,7 +124,7 @@ invariant_checks = [
 ]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
 all_checks = invariant_checks + kill_checks
-# The same kill criteria on re-analysed earlier results (legacy/kill_gate_verdicts).
+# The same kill criteria on re-analysed earlier results (legacy_kill_gate_verdicts).
 legacy_checks = [
     _kill_check("discrimination", legacy_kill_gate_verdicts),
     _kill_check("redundancy", legacy_kill_gate_verdicts),

@@ -153,8 +153,8 @@ def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[s
             if op_name == "leakage_rates" and settings.get("leakage_path"):
                 path = Path(settings["leakage_path"])
                 restrict_to_personas(load_leakage(path), persona_names, path)
-            # Also the legacy/ copy of the pre-check, which reads the same kind of file.
-            elif op_name.rsplit("__", 1)[-1] == "cosine_precheck" and settings.get("cosine_leakage_file"):
+            # Also legacy_cosine_precheck, the re-analysis's copy, which reads the same kind of file.
+            elif op_name.endswith("cosine_precheck") and settings.get("cosine_leakage_file"):
                 load_cosine_leakage_file(Path(settings["cosine_leakage_file"]))
         except InputError as exc:
             problems.append(f"ops.{op_name}.config: {exc}")

@@ -97,8 +97,8 @@ OUT_OF_RANGE = [
     ("kill_gate_verdicts", "max_abs_js_cosine_rho", -0.1),
     ("kill_gate_verdicts", "max_abs_js_cosine_rho", 1.5),
     ("kill_gate_verdicts", "min_relative_question_spread", -0.5),
-    ("legacy__kill_gate_verdicts", "min_js_ratio", 0.0),
-    ("legacy__leakage_correlations", "n_bootstrap", 0),
+    ("legacy_kill_gate_verdicts", "min_js_ratio", 0.0),
+    ("legacy_leakage_correlations", "n_bootstrap", 0),
 ]
 
 
@@ -189,7 +189,7 @@ def test_config_classes_are_read_from_every_configurable_asset_of_the_job():
 
     classes = config_classes(JOB)
     assert classes["divergence_matrices"] is run_configs.DivergenceConfig  # a graph asset, configured as one
-    assert classes["legacy__kill_gate_verdicts"] is run_configs.KillGateConfig
+    assert classes["legacy_kill_gate_verdicts"] is run_configs.KillGateConfig
     declared = {
         c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config
     }

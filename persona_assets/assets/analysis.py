@@ -4,7 +4,7 @@ The same four analysis assets — cosine_precheck, leakage_correlations, kill_ga
 figures — exist twice, built by `build_analysis_assets` around one inputs asset each:
 - this run: `analysis_inputs` (from divergence_matrices, persona_cosine, leakage_rates);
 - earlier results: `legacy_results` (group "legacy", from a folder of files; no model involved),
-  with the analysis assets under the key prefix `legacy/`.
+  with the same analysis assets named `legacy_cosine_precheck`, `legacy_leakage_correlations`, ….
 Both call the same core functions (`persona_assets.analysis.correlation_report`), so a re-analysis of earlier
 results and a new run are computed and reported identically.
 """
@@ -57,15 +57,16 @@ def analysis_inputs(
     return {AVAILABLE: True, **inputs.to_dict()}
 
 
-def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> list[dg.AssetsDefinition]:
-    """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, under `prefix`."""
+def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: str) -> list[dg.AssetsDefinition]:
+    """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, each name
+    starting with `name_prefix` (so the graph, which shows a key's last part, tells the copies apart)."""
 
     def key(name: str) -> dg.AssetKey:
-        return dg.AssetKey([*prefix, name])
+        return dg.AssetKey(f"{name_prefix}{name}")
 
-    stem = "__".join(prefix) + "__" if prefix else ""
-    origin = "earlier results in legacy_dir" if prefix else "this run"
-    verdict_tag = f"{VERDICT_TAG}{'.' + '.'.join(prefix) if prefix else ''}"
+    stem = name_prefix
+    origin = "earlier results in legacy_dir" if name_prefix else "this run"
+    verdict_tag = f"{VERDICT_TAG}{'.' + name_prefix.rstrip('_') if name_prefix else ''}"
 
     @dg.asset(
         key=key("cosine_precheck"),
@@ -229,5 +230,5 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
 
 
 cosine_precheck, leakage_correlations, kill_gate_verdicts = build_analysis_assets(
-    dg.AssetKey("analysis_inputs"), prefix=[], group="analysis"
+    dg.AssetKey("analysis_inputs"), name_prefix="", group="analysis"
 )
