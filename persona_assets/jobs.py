@@ -79,7 +79,11 @@ def launch_checked_config(node_defs: Sequence[dg.NodeDefinition], scenario: Mapp
     schema = {
         "ops": dg.Field(_ops_schema(node_defs, scenario_ops), is_required=False, default_value=scenario_ops),
         **{
-            section: dg.Field(dg.Permissive(), is_required=False, default_value=scenario.get(section) or {})
+            section: (
+                dg.Field(dg.Permissive(), is_required=False, default_value=scenario[section])
+                if section in scenario
+                else dg.Field(dg.Permissive(), is_required=False)
+            )
             for section in PASSED_ON
         },
     }
