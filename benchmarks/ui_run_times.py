@@ -121,7 +121,8 @@ def report(name: str, timing: dict, top: int) -> None:
         log(f"    {step['stepKey']:<58} {step['endTime'] - step['startTime']:7.2f} s")
     rest = steps[top:]
     if rest:
-        log(f"    {len(rest)} other steps (checks, small assets), together {'':<15}{sum(s['endTime'] - s['startTime'] for s in rest):7.2f} s")
+        together = sum(s["endTime"] - s["startTime"] for s in rest)
+        log(f"    {f'{len(rest)} other steps (checks, small assets), together':<58} {together:7.2f} s")
 
 
 def main() -> None:

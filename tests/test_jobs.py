@@ -25,6 +25,9 @@ def test_every_scenario_is_a_job_whose_default_config_is_its_yaml():
         for op, settings in scenario["ops"].items():
             assert {k: defaults["ops"][op]["config"][k] for k in settings["config"]} == settings["config"], (name, op)
         assert run_config_problems(scenario, job) == [], name
+        # Launched as it opens (nothing typed) or with the file pasted: both pass the job's whole schema.
+        for launched in ({}, scenario):
+            dg.validate_run_config(job, launched)
 
 
 def test_ci_job_runs_its_preset_and_evaluates_the_checks(tiny_model_dir):
