@@ -10,8 +10,11 @@ everything cached. For each run:
   queued           launch request → run started (the daemon dequeues it and starts its worker);
   run              Dagster's own start → end of the run (the worker process's imports included);
   steps            each step's start → end from the run's step statistics, the slowest first.
-The embedded model's conversion cache (~/.cache, once per machine) is not reset: say whether it was
-warm from the line "conversion cache" below.
+The embedded model's conversion cache (~/.cache, once per machine) is not reset: the line
+"conversion cache" says whether it was there. "Everything cached" means the caches of the data
+directory: persona_cosine (hidden states) and the figures are computed again, and the model is loaded
+again (a new run is a new process). The load average is printed: on a shared machine it explains slow
+figures.
 
     PYTHONPATH=. python benchmarks/ui_run_times.py > benchmarks/results/ui_run_times_cpu_2core.txt
 """
@@ -110,8 +113,16 @@ def launch_and_time(base: str, job: str, run_config: dict) -> dict:
     return {"run_id": run_id, "requested": requested, "seen_final": seen, **run}
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages (other work on a shared machine slows every figure)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def report(name: str, timing: dict, top: int) -> None:
-    log(f"-- {name}: run {timing['run_id'][:8]}, status {timing['status']}")
+    log(f"-- {name}: run {timing['run_id'][:8]}, status {timing['status']}; load average after: {load_average()}")
     log(f"  launch → done (as the run page shows it)   {timing['seen_final'] - timing['requested']:7.2f} s")
     log(f"  queued (launch → run started)              {timing['startTime'] - timing['requested']:7.2f} s")
     log(f"  run (Dagster's start → end)                {timing['endTime'] - timing['startTime']:7.2f} s")
@@ -145,6 +156,7 @@ def main() -> None:
     log(f"hardware: {hardware.describe()}")
     log(f"job: {args.job} ({SCENARIOS[args.job][0]}); model: {env.get('PERSONA_MODEL', 'embedded')}")
     log(f"conversion cache: {'present' if conversion_cache.exists() else 'absent'} ({conversion_cache})")
+    log(f"load average (1/5/15 min) at start: {load_average()} on {os.cpu_count()} logical cores")
     started = time.monotonic()
     process, base = start_dagster_dev(root, env)
     log(f"dagster dev up in {time.monotonic() - started:.1f} s")
