@@ -167,7 +167,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
             f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()
         }
         metadata["leakage_available"] = result["leakage"]["available"]
-        metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]
+        metadata["noise_floor_js_nats"] = rounded(result["noise_floor"]["noise_floor_js_nats"])
         if result["leakage"]["available"]:
             rho = result["leakage"]["js_vs_leakage"]["spearman_rho"]
             metadata["spearman_js_leakage"] = rounded(rho)
@@ -219,7 +219,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
             {
                 "verdict": line,
                 **{f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")},
-                "noise_floor_js_nats": floor["noise_floor_js_nats"],
+                "noise_floor_js_nats": rounded(floor["noise_floor_js_nats"]),
                 "pair_js_differences_below_floor": floor["n_pair_js_differences_below_floor"],
                 "noise_floor_note": floor["note"],
             }
