@@ -166,6 +166,7 @@ def runs_and_run_page(page, base: str, run_id: str) -> None:
     page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
     page.get_by_role("button", name="View tags and config").click()
     page.get_by_role("dialog").get_by_text("persona/kill_gates").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the dialog fades in
     page.screenshot(path=str(ARTIFACTS / "run_page_tags.png"))
 
 
@@ -204,6 +205,7 @@ def sensor_page(page, base: str, tick: dict) -> None:
     page.screenshot(path=str(ARTIFACTS / "sensor_ticks.png"), full_page=True)
     row.get_by_text("0 runs requested").last.click()
     page.get_by_role("dialog").get_by_text("Skip reason: ALERTS SENT: 2 alert(s) sent").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the dialog fades in
     page.screenshot(path=str(ARTIFACTS / "sensor_tick_alerted.png"))
     page.get_by_role("button", name="Close").click()
 
