@@ -14,6 +14,7 @@ from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
 from persona_assets.constants import LN2
 from persona_assets.inputs.response_quality import response_quality
+from persona_assets.ui_metadata import rounded_values
 
 DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
 TOLERANCE = 1e-9
@@ -29,7 +30,7 @@ def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
         passed=bool(passed),
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
-        metadata={k: v for k, v in metadata.items()},
+        metadata=rounded_values(metadata),  # 4 significant digits shown; the check used the exact values
     )
 
 
@@ -109,7 +110,7 @@ def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts)
             passed=not verdict["killed"],
             severity=dg.AssetCheckSeverity.WARN,
             description=verdict["rule"] + ("; " + "; ".join(verdict["notes"]) if verdict["notes"] else ""),
-            metadata=evidence,
+            metadata=rounded_values(evidence),
         )
 
     return _check
@@ -124,7 +125,7 @@ invariant_checks = [
 ]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
 all_checks = invariant_checks + kill_checks
-# The same kill criteria on re-analysed earlier results (legacy/kill_gate_verdicts).
+# The same kill criteria on re-analysed earlier results (legacy_kill_gate_verdicts).
 legacy_checks = [
     _kill_check("discrimination", legacy_kill_gate_verdicts),
     _kill_check("redundancy", legacy_kill_gate_verdicts),

@@ -2,18 +2,21 @@
 
 Scenario files under configs/ set these per run (demo, ci, full 12×20, legacy re-analysis).
 
-Ranges are pydantic constraints (stated in each description): a value outside them fails with the
-field named, before any model loads (see persona_assets/run_config_validation.py). Unknown keys
-are rejected by Dagster when the run is launched.
+Unknown keys and the choices of a setting (`Literal` fields become Dagster enums) are part of
+Dagster's config schema: the Launchpad refuses a wrong one as you type, the CLI at launch. Ranges
+are pydantic constraints (stated in each description), which Dagster's schema cannot express: a
+scenario job refuses a value outside them when the run is launched (persona_assets/jobs.py); any
+other run fails its first step with the field named, before any model loads
+(persona_assets/run_config_validation.py).
 """
 
 from __future__ import annotations
 
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field, field_validator
 
-from persona_assets.measure.aggregate import AVERAGING_MODES
 from persona_assets.constants import DEFAULT_N_PERMUTATIONS
 from persona_assets.environment import default_gpu_shards
 
@@ -52,7 +55,10 @@ class CosineConfig(dg.Config):
 
 
 class DivergenceConfig(dg.Config):
-    averaging: str = Field("pair_own", description="pair_own (method) or all_responses (earlier results)")
+    # Literal: Dagster's config schema offers the choices, so the Launchpad refuses any other value as you type.
+    averaging: Literal["pair_own", "all_responses"] = Field(
+        "pair_own", description="pair_own (method) or all_responses (earlier results)"
+    )
     pair_chunk_size: int = Field(4, ge=1, description="persona pairs per divergence chunk (bounds memory; ≥ 1)")
     max_scorers_per_pass: int = Field(
         12,
@@ -83,7 +89,7 @@ class DivergenceConfig(dg.Config):
         ),
     )
 
-    scoring_rule: str = Field(
+    scoring_rule: Literal["generated", "original_template"] = Field(
         "generated",
         description=(
             "which positions are scored: generated (what the model generated, the end-of-turn token when emitted) "
@@ -91,22 +97,6 @@ class DivergenceConfig(dg.Config):
             "template and re-tokenised; the template's closing tokens scored after every response)"
         ),
     )
-
-    @field_validator("scoring_rule")
-    @classmethod
-    def _known_scoring_rule(cls, rule: str) -> str:
-        from persona_assets.measure.scoring_rule import SCORING_RULES
-
-        if rule not in SCORING_RULES:
-            raise ValueError(f"scoring_rule must be one of {list(SCORING_RULES)}")
-        return rule
-
-    @field_validator("averaging")
-    @classmethod
-    def _known_averaging(cls, averaging: str) -> str:
-        if averaging not in AVERAGING_MODES:
-            raise ValueError(f"averaging must be one of {list(AVERAGING_MODES)}")
-        return averaging
 
 
 class LeakageConfig(dg.Config):

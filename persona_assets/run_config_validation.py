@@ -11,7 +11,7 @@ model's depth, read from its config.json (no weights).
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,28 @@ def config_classes(job_def: dg.JobDefinition) -> dict[str, type[dg.Config]]:
     `defs.resolve_implicit_global_asset_job_def()`), so this module never imports the definitions
     that import it.
     """
+    return config_classes_of_nodes(node.definition for node in job_def.graph.nodes)
+
+
+def config_classes_of_nodes(node_defs: Iterable[dg.NodeDefinition]) -> dict[str, type[dg.Config]]:
+    """Node (op or graph) name → its config class, for the nodes that take one (see `config_classes`)."""
     classes = {}
-    for node in job_def.graph.nodes:
-        config_class = _config_class_of_node(node.definition)
+    for node_def in node_defs:
+        config_class = _config_class_of_node(node_def)
         if config_class is not None:
-            classes[node.name] = config_class
+            classes[node_def.name] = config_class
     return classes
+
+
+def effective_run_config(context: dg.AssetExecutionContext) -> Mapping[str, Any]:
+    """The run config the steps of this run were given: the launched config after the job's config mapping.
+
+    A scenario job (persona_assets.jobs) fills what the launch left out from its scenario file, so the
+    launched config alone may lack settings the steps run with.
+    """
+    mapping = context.job_def.config_mapping
+    run_config = context.run.run_config
+    return mapping.resolve_from_unvalidated_config(run_config) if mapping is not None else run_config
 
 
 def cosine_layers_problem(layers: Sequence[int], num_layers: int) -> str | None:
@@ -84,11 +100,18 @@ def _describe(op_name: str, config_class: type[dg.Config], error: Mapping[str, A
 
 
 def run_config_problems(
-    run_config: Mapping[str, Any], job_def: dg.JobDefinition, *, model_layers: int | None = None
+    run_config: Mapping[str, Any],
+    job_def: dg.JobDefinition | None = None,
+    *,
+    model_layers: int | None = None,
+    classes: Mapping[str, type[dg.Config]] | None = None,
 ) -> list[str]:
-    """Every setting of the run outside its allowed range, one line each naming the op and field."""
+    """Every setting of the run outside its allowed range, one line each naming the op and field.
+
+    The config classes are read from `job_def`, or given as `classes` (node name → class).
+    """
     problems: list[str] = []
-    classes = config_classes(job_def)
+    classes = config_classes(job_def) if classes is None else classes
     for op_name, op_config in (run_config.get("ops") or {}).items():
         config_class = classes.get(op_name)
         if config_class is None or not isinstance(op_config, Mapping):
@@ -130,8 +153,8 @@ def input_file_problems(run_config: Mapping[str, Any], persona_names: Sequence[s
             if op_name == "leakage_rates" and settings.get("leakage_path"):
                 path = Path(settings["leakage_path"])
                 restrict_to_personas(load_leakage(path), persona_names, path)
-            # Also the legacy/ copy of the pre-check, which reads the same kind of file.
-            elif op_name.rsplit("__", 1)[-1] == "cosine_precheck" and settings.get("cosine_leakage_file"):
+            # Also legacy_cosine_precheck, the re-analysis's copy, which reads the same kind of file.
+            elif op_name.endswith("cosine_precheck") and settings.get("cosine_leakage_file"):
                 load_cosine_leakage_file(Path(settings["cosine_leakage_file"]))
         except InputError as exc:
             problems.append(f"ops.{op_name}.config: {exc}")

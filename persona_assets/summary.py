@@ -17,7 +17,7 @@ from persona_assets.stats.difference_power import power_text
 from persona_assets.inputs.response_quality import response_quality
 from persona_assets.environment import data_dir_for_scripts
 
-LEGACY_PREFIX = "legacy__"
+LEGACY_PREFIX = "legacy_"
 PERSONA_CI_LABEL = "liberal under dual-role persona effects: see crossed_bootstrap.calibration"
 
 

@@ -33,6 +33,11 @@ def rounded(value: Any, digits: int = DIGITS) -> Any:
     return value
 
 
+def rounded_values(metadata: Mapping[str, Any], digits: int = DIGITS) -> dict[str, Any]:
+    """A flat metadata dict with every float at `digits` significant digits (see `rounded`)."""
+    return {key: rounded(value, digits) for key, value in metadata.items()}
+
+
 def matrix_table(names: Sequence[str], matrix: Sequence[Sequence[float]], *, digits: int = DIGITS) -> dg.MetadataValue:
     """An N×N matrix as a table: one row per persona (the row persona), one column per persona."""
     columns = [dg.TableColumn("persona", "string")]

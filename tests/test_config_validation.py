@@ -2,6 +2,7 @@
 
 import math
 import os
+import typing
 import subprocess
 import sys
 from pathlib import Path
@@ -96,8 +97,8 @@ OUT_OF_RANGE = [
     ("kill_gate_verdicts", "max_abs_js_cosine_rho", -0.1),
     ("kill_gate_verdicts", "max_abs_js_cosine_rho", 1.5),
     ("kill_gate_verdicts", "min_relative_question_spread", -0.5),
-    ("legacy__kill_gate_verdicts", "min_js_ratio", 0.0),
-    ("legacy__leakage_correlations", "n_bootstrap", 0),
+    ("legacy_kill_gate_verdicts", "min_js_ratio", 0.0),
+    ("legacy_leakage_correlations", "n_bootstrap", 0),
 ]
 
 
@@ -113,7 +114,31 @@ def test_out_of_range_setting_is_named(op, field, value):
 
 def test_an_unknown_averaging_names_the_allowed_modes():
     (problem,) = run_config_problems(_ops("divergence_matrices", averaging="median"), JOB)
-    assert "must be one of ['pair_own', 'all_responses'] (got 'median')" in problem
+    assert "'pair_own' or 'all_responses' (got 'median')" in problem
+
+
+def test_the_choices_of_a_setting_are_the_ones_the_code_knows():
+    from persona_assets.config import DivergenceConfig
+    from persona_assets.constants import AVERAGING_MODES
+    from persona_assets.measure.scoring_rule import SCORING_RULES
+
+    fields = DivergenceConfig.model_fields
+    assert typing.get_args(fields["averaging"].annotation) == tuple(AVERAGING_MODES)
+    assert typing.get_args(fields["scoring_rule"].annotation) == tuple(SCORING_RULES)
+
+
+def test_an_unknown_choice_is_refused_by_the_schema_before_a_run_exists(tiny_model_dir, tmp_path):
+    """The schema lists the choices (an enum in the Launchpad): nothing runs, the allowed values are named."""
+    with dg.instance_for_test() as instance:
+        with pytest.raises(dg.DagsterInvalidConfigError) as raised:
+            materialize(
+                tiny_model_dir,
+                run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}}),
+                instance=instance,
+            )
+        assert not instance.get_runs()
+    message = str(raised.value)
+    assert "median" in message and "pair_own" in message and "all_responses" in message
 
 
 @pytest.mark.parametrize(
@@ -164,7 +189,7 @@ def test_config_classes_are_read_from_every_configurable_asset_of_the_job():
 
     classes = config_classes(JOB)
     assert classes["divergence_matrices"] is run_configs.DivergenceConfig  # a graph asset, configured as one
-    assert classes["legacy__kill_gate_verdicts"] is run_configs.KillGateConfig
+    assert classes["legacy_kill_gate_verdicts"] is run_configs.KillGateConfig
     declared = {
         c for c in vars(run_configs).values() if isinstance(c, type) and issubclass(c, dg.Config) and c is not dg.Config
     }

@@ -171,16 +171,6 @@ def test_kill_criteria_fail_without_failing_the_run(tiny_model_dir, tmp_path):
     assert verdicts["discrimination"]["killed"] and any("unreachable" in n for n in verdicts["discrimination"]["notes"])
 
 
-def test_bad_averaging_fails_the_step(tiny_model_dir, tmp_path):
-    result = materialize(tiny_model_dir, run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}}))
-    assert not result.success
-    failures = {e.step_key: e.step_failure_data.error for e in result.get_step_failure_events()}
-    assert list(failures) == ["eval_set"]  # the first step, before any model work
-    message = "\n".join(e.message for e in (failures["eval_set"], failures["eval_set"].cause) if e is not None)
-    assert "ops.divergence_matrices.config.averaging" in message and "'median'" in message
-    assert "pair_own" in message and "all_responses" in message  # the allowed modes are named
-
-
 def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, tmp_path, default_run):
     """6-token responses hit max_new_tokens: the original rule also scores the template's closing
     tokens the model never produced, so its matrices differ; the rule is recorded in the output."""

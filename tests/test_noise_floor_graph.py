@@ -12,6 +12,7 @@ import dagster as dg
 
 from persona_assets.definitions import all_assets
 from persona_assets.environment import storage_resources
+from persona_assets.ui_metadata import rounded
 from tests.run_results import materializations
 from resources.llm import CpuLLM
 from tests.test_graph import run_config
@@ -57,7 +58,7 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     assert stats["per_token_abs_median"] <= stats["per_token_abs_max"] == floor["js_per_token_abs_nats"]
 
     metadata = materializations(result, "divergence_matrices")[0].metadata
-    assert metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]
+    assert metadata["noise_floor_js_nats"].value == rounded(floor["js_abs_nats"])  # shown at 4 digits
     assert metadata["noise_floor"].value["samples"] == floor["samples"]
 
     verdicts = result.output_for_node("kill_gate_verdicts")
@@ -73,7 +74,7 @@ def test_run_records_a_small_noise_floor_and_the_verdicts_mention_it(tiny_model_
     assert evidence["smallest_gap_between_pair_js"] == pytest.approx(np.diff(pair_js).min(), rel=1e-12)
     assert any("noise floor" in note for note in verdicts["discrimination"]["notes"])
     gate_metadata = result.asset_materializations_for_node("kill_gate_verdicts")[0].metadata
-    assert gate_metadata["noise_floor_js_nats"].value == floor["js_abs_nats"]
+    assert gate_metadata["noise_floor_js_nats"].value == rounded(floor["js_abs_nats"])
 
     correlations = result.output_for_node("leakage_correlations")["noise_floor"]
     assert correlations["noise_floor_js_nats"] == floor["js_abs_nats"] and correlations["measured"]

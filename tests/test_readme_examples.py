@@ -156,7 +156,7 @@ def test_a_later_config_file_wins_as_the_readme_says(tmp_path):
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert f"{results}: lacks divergence_matrices.json" in output, output[-3000:]
-    assert 'Started execution of step "legacy__cosine_precheck"' not in output
+    assert 'Started execution of step "legacy_cosine_precheck"' not in output
 
     # The merge this file's validation uses agrees with the CLI: the later file's value.
     assert merged([work / "configs" / "reanalyze_legacy.yaml", work / "my_dir.yaml"])["ops"]["legacy_results"][

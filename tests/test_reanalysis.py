@@ -43,7 +43,7 @@ def test_legacy_assets_depend_on_no_model_asset():
 def _materialize(legacy_dir: str):
     config = yaml.safe_load(CONFIG.read_text())
     config["ops"]["legacy_results"]["config"]["legacy_dir"] = legacy_dir
-    for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
+    for op in ("legacy_cosine_precheck", "legacy_leakage_correlations"):
         config["ops"][op]["config"]["n_bootstrap"] = 50
         config["ops"][op]["config"]["n_permutations"] = 50
     return dg.materialize(
@@ -73,7 +73,7 @@ def test_default_legacy_dir_absent_reports_not_available(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/reference_study under this working directory
     result = _materialize(DEFAULT_LEGACY_DIR)
     assert result.success
-    assert result.output_for_node("legacy__leakage_correlations")["available"] is False
+    assert result.output_for_node("legacy_leakage_correlations")["available"] is False
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
@@ -96,15 +96,15 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     steps = set(re.findall(r'Started execution of step "([^"]+)"', run.stderr + run.stdout))
     assert {
         "legacy_results",
-        "legacy__cosine_precheck",
-        "legacy__leakage_correlations",
-        "legacy__kill_gate_verdicts",
-        "legacy__figures",
+        "legacy_cosine_precheck",
+        "legacy_leakage_correlations",
+        "legacy_kill_gate_verdicts",
+        "legacy_figures",
     } <= steps
     assert not {s for s in steps if s.split("__")[-1] in MODEL_ASSETS}
 
     outputs = tmp_path / "data" / "outputs"
-    precheck = json.loads((outputs / "legacy__cosine_precheck.json").read_text())
+    precheck = json.loads((outputs / "legacy_cosine_precheck.json").read_text())
     file_layers = precheck["from_file"]["all_pairs"]["by_layer"]
     assert list(file_layers) == ["layer10", "layer15", "layer20", "layer25"]
     assert all(c["n"] == 550 and c["bootstrap_unit"] == "source-cluster" for c in file_layers.values())
@@ -112,7 +112,7 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert precheck["cosine_matrix"]["layers_missing"] == ["layer10", "layer15", "layer25"]
     assert precheck["cosine_matrix"]["centring"] != precheck["from_file"]["centring"]
 
-    correlations = json.loads((outputs / "legacy__leakage_correlations.json").read_text())
+    correlations = json.loads((outputs / "legacy_leakage_correlations.json").read_text())
     assert correlations["averagings"] == ["pair_own", "all_responses"]
     leakage = correlations["leakage"]
     assert leakage["n_directed_pairs"] == 50 and leakage["n_sources"] == 5
@@ -148,7 +148,7 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     assert 0.002 < question["pair_differences"]["median_pair_se"] < 0.004  # ~12% of a pair value
     assert question["kl"] is None  # per-prompt KL was not saved
 
-    verdicts = json.loads((outputs / "legacy__kill_gate_verdicts.json").read_text())
+    verdicts = json.loads((outputs / "legacy_kill_gate_verdicts.json").read_text())
     assert verdicts["discrimination"]["call"] == "decided by the data"
     assert verdicts["discrimination"]["question_bootstrap"]["js_std"]["ci95"][1] < 0.05
     assert verdicts["redundancy"]["call"] in ("decided by the data", "too close to call")

@@ -87,7 +87,7 @@ def test_sensor_alerts_once_per_failed_kill_check(tiny_model_dir, tmp_path, monk
             == "no new failed checks; 1 known failure(s) seen again with the same evidence, not re-alerted"
         )
         # A run that fails on a bad setting evaluates nothing, so it alerts nothing.
-        bad = run_config(tmp_path, divergence_matrices={"config": {"averaging": "median"}})
+        bad = run_config(tmp_path, divergence_matrices={"config": {"responses_per_batch": 0}})
         assert not materialize(tiny_model_dir, bad, instance=instance).success
         cursor, result = _tick(instance, cursor)
         assert result.skip_message == "no new failed checks"
@@ -177,10 +177,10 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
     monkeypatch.setenv("PERSONA_ALERT_WEBHOOK_URL", url)
     legacy = yaml.safe_load((REPO / "configs" / "reanalyze_legacy.yaml").read_text())["ops"]
     legacy["legacy_results"]["config"]["legacy_dir"] = str(REFERENCE_STUDY)
-    for op in ("legacy__cosine_precheck", "legacy__leakage_correlations"):
+    for op in ("legacy_cosine_precheck", "legacy_leakage_correlations"):
         legacy[op]["config"]["n_bootstrap"] = 50
         legacy[op]["config"]["n_permutations"] = 50
-    legacy["legacy__kill_gate_verdicts"]["config"].update(PASSING_REDUNDANCY)
+    legacy["legacy_kill_gate_verdicts"]["config"].update(PASSING_REDUNDANCY)
     config = dg.RunConfig(ops={**run_config(tmp_path).ops, **legacy})
     with dg.instance_for_test() as instance:
         result = dg.materialize(
@@ -192,7 +192,7 @@ def test_blocking_and_non_blocking_failures_of_one_run_alert_once_each(nan_model
         )
         assert not result.success
         failed = _failed_checks(result)
-        assert set(failed) & BLOCKING_CHECKS and "legacy/kill_gate_verdicts:kill_discrimination" in failed
+        assert set(failed) & BLOCKING_CHECKS and "legacy_kill_gate_verdicts:kill_discrimination" in failed
 
         cursor, tick = _tick(instance, None)
         assert f"{len(failed)} alert(s) sent" in tick.skip_message

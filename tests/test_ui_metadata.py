@@ -65,6 +65,15 @@ def test_graph_shows_matrices_headlines_previews_and_tags_the_run_with_the_verdi
     assert gate["verdict"].value == "KILLED: discrimination, redundancy"
     assert tags[VERDICT_TAG] == "KILLED: discrimination, redundancy"  # on the run: runs list and run page
     assert SETTINGS_TAG not in tags
+    # Every number a check shows has at most 4 significant digits (the evidence of the kill checks too).
+    shown = [
+        (e.check_name, k, m.value)
+        for e in result.get_asset_check_evaluations()
+        for k, m in e.metadata.items()
+        if isinstance(m.value, float)
+    ]
+    assert {name for name, _, _ in shown} >= {"kill_discrimination", "js_bounded_zero_diagonal"}
+    assert [(n, k, v) for n, k, v in shown if math.isfinite(v) and v != float(f"{v:.4g}")] == []
 
     figures = result.asset_materializations_for_node("figures")[0].metadata
     files = result.output_for_node("figures")["files"]

@@ -4,7 +4,7 @@ The same four analysis assets — cosine_precheck, leakage_correlations, kill_ga
 figures — exist twice, built by `build_analysis_assets` around one inputs asset each:
 - this run: `analysis_inputs` (from divergence_matrices, persona_cosine, leakage_rates);
 - earlier results: `legacy_results` (group "legacy", from a folder of files; no model involved),
-  with the analysis assets under the key prefix `legacy/`.
+  with the same analysis assets named `legacy_cosine_precheck`, `legacy_leakage_correlations`, ….
 Both call the same core functions (`persona_assets.analysis.correlation_report`), so a re-analysis of earlier
 results and a new run are computed and reported identically.
 """
@@ -46,7 +46,7 @@ def analysis_inputs(
             divergence_matrices, persona_cosine, leakage_rates, divergence_per_response, divergence_per_pair_question
         )
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     context.add_output_metadata(
         {
             "averagings": ", ".join(inputs.averagings),
@@ -57,15 +57,16 @@ def analysis_inputs(
     return {AVAILABLE: True, **inputs.to_dict()}
 
 
-def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> list[dg.AssetsDefinition]:
-    """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, under `prefix`."""
+def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: str) -> list[dg.AssetsDefinition]:
+    """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, each name
+    starting with `name_prefix` (so the graph, which shows a key's last part, tells the copies apart)."""
 
     def key(name: str) -> dg.AssetKey:
-        return dg.AssetKey([*prefix, name])
+        return dg.AssetKey(f"{name_prefix}{name}")
 
-    stem = "__".join(prefix) + "__" if prefix else ""
-    origin = "earlier results in legacy_dir" if prefix else "this run"
-    verdict_tag = f"{VERDICT_TAG}{'.' + '.'.join(prefix) if prefix else ''}"
+    stem = name_prefix
+    origin = "earlier results in legacy_dir" if name_prefix else "this run"
+    verdict_tag = f"{VERDICT_TAG}{'.' + name_prefix.rstrip('_') if name_prefix else ''}"
 
     @dg.asset(
         key=key("cosine_precheck"),
@@ -107,7 +108,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
                     n_perm=config.n_permutations,
                 )
             except InputError as exc:
-                raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from exc
+                raise dg.Failure(f"ops.{context.op_def.name}.config.cosine_leakage_file: {exc}") from None
             result["from_file"] = {"path": config.cosine_leakage_file, **from_file}
         elif "from_file" not in result:
             result["from_file"] = {"note": "no cosine-vs-leakage file"}
@@ -166,7 +167,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             f"spearman_js_cosine_{layer}": rounded(c["spearman_rho"]) for layer, c in result["js_vs_cosine"].items()
         }
         metadata["leakage_available"] = result["leakage"]["available"]
-        metadata["noise_floor_js_nats"] = result["noise_floor"]["noise_floor_js_nats"]
+        metadata["noise_floor_js_nats"] = rounded(result["noise_floor"]["noise_floor_js_nats"])
         if result["leakage"]["available"]:
             rho = result["leakage"]["js_vs_leakage"]["spearman_rho"]
             metadata["spearman_js_leakage"] = rounded(rho)
@@ -218,7 +219,7 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
             {
                 "verdict": line,
                 **{f"{name}_killed": verdicts[name]["killed"] for name in ("discrimination", "redundancy")},
-                "noise_floor_js_nats": floor["noise_floor_js_nats"],
+                "noise_floor_js_nats": rounded(floor["noise_floor_js_nats"]),
                 "pair_js_differences_below_floor": floor["n_pair_js_differences_below_floor"],
                 "noise_floor_note": floor["note"],
             }
@@ -229,5 +230,5 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, prefix: list[str], group: 
 
 
 cosine_precheck, leakage_correlations, kill_gate_verdicts = build_analysis_assets(
-    dg.AssetKey("analysis_inputs"), prefix=[], group="analysis"
+    dg.AssetKey("analysis_inputs"), name_prefix="", group="analysis"
 )

@@ -50,7 +50,7 @@ def _jobs(llm: LLMResource, eval_set: dict, generations: dict, config: Divergenc
     try:
         return response_jobs(llm, eval_set, generations, config.averaging, config.scoring_rule)
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
 
 
 def _score(
@@ -232,7 +232,9 @@ def aggregate_divergences(
         "js_mean": rounded(float(upper.mean())),
         "js_min": rounded(float(upper.min())),
         "js_max": rounded(float(upper.max())),
-        "noise_floor_js_nats": floor_nats,  # exact: the checks and analyses compare against it
+        # Shown at 4 significant digits; the exact value is in the output (`noise_floor`), which the
+        # checks and analyses compare against.
+        "noise_floor_js_nats": rounded(floor_nats),
         "noise_floor_js_rel": rounded(noise_floor.get("js_rel")),
         "noise_floor": dg.MetadataValue.json(noise_floor),
         "noise_floor_seconds": rounded(noise_floor_seconds, 3),
@@ -242,7 +244,9 @@ def aggregate_divergences(
         **scored,
         "teacher_forcing_seconds": rounded(seconds, 3),
         "tokens_per_second": (
-            scored["teacher_forced_tokens"] / seconds if seconds > 0 and scored["teacher_forced_tokens"] else None
+            rounded(scored["teacher_forced_tokens"] / seconds)
+            if seconds > 0 and scored["teacher_forced_tokens"]
+            else None
         ),
         "aggregate_seconds": rounded(time.monotonic() - started, 3),
     }

@@ -5,7 +5,7 @@ import dagster as dg
 from persona_assets.config import EvalSetConfig
 from persona_assets.runs.errors import InputError
 from persona_assets.inputs.eval_set import build_eval_set
-from persona_assets.run_config_validation import validate_input_files, validate_run_config
+from persona_assets.run_config_validation import effective_run_config, validate_input_files, validate_run_config
 from persona_assets.ui_metadata import NOTHING_EVALUATED, tag_run_settings_refused
 from resources.llm import LLMResource
 
@@ -20,21 +20,22 @@ def eval_set(context: dg.AssetExecutionContext, config: EvalSetConfig, llm: LLMR
     files (config.json, the weights, every shard an index names; no weights read), so a bad one
     fails the run once, before any model step starts.
     """
+    run_config = effective_run_config(context)
     try:
-        validate_run_config(context.run.run_config, context.job_def)
+        validate_run_config(run_config, context.job_def)
         evals = build_eval_set(
             Path(config.personas_file),
             Path(config.questions_file),
             persona_subset=list(config.personas),
             n_questions=config.n_questions,
         )
-        validate_input_files(context.run.run_config, evals.persona_names)
+        validate_input_files(run_config, evals.persona_names)
         llm.check_model_files()
     except InputError as exc:
         # The run says so where runs are listed: nothing was evaluated, whatever the asset badges show.
         tag_run_settings_refused(context)
-        # A Failure shows the message itself in the UI and the CLI, without a traceback.
-        raise dg.Failure(f"{exc}\n{NOTHING_EVALUATED}") from exc
+        # A Failure shows the message itself in the UI and the CLI, first; `from None`: not twice.
+        raise dg.Failure(f"{exc}\n{NOTHING_EVALUATED}") from None
     context.add_output_metadata(
         {
             "n_personas": len(evals.personas),

@@ -1,4 +1,4 @@
-"""Figures of the analysis, for this run (`figures`) and for earlier results (`legacy/figures`).
+"""Figures of the analysis, for this run (`figures`) and for earlier results (`legacy_figures`).
 
 The charts come from `persona_assets.analysis.figure_set`, imported when the asset runs: altair and the
 statistics load in the step that draws, not when the definitions load (the CLI's start).
@@ -15,9 +15,13 @@ from persona_assets.ui_metadata import verdict_line
 from resources.results import ResultsStore
 
 
-def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> dg.AssetsDefinition:
+def build_figures_asset(
+    inputs_key: dg.AssetKey, *, name_prefix: str, subdir: tuple[str, ...], group: str
+) -> dg.AssetsDefinition:
+    """The figures of the analysis assets named `name_prefix`…, drawn under figures/`subdir`."""
+
     def key(name: str) -> dg.AssetKey:
-        return dg.AssetKey([*prefix, name])
+        return dg.AssetKey(f"{name_prefix}{name}")
 
     @dg.asset(
         key=key("figures"),
@@ -38,7 +42,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
             within-source panel and the permutation test of JS vs cosine as predictors.
             pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-            PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's """
+            PNG and interactive HTML under {"/".join(["figures", *subdir])}/ (the results resource's """
             "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
         ),
     )
@@ -55,7 +59,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         from persona_assets.analysis.figure_set import build_figures
 
         built = build_figures(_inputs(inputs), leakage_correlations)
-        directory = results.run_figures(context.run.run_id, *prefix, owner=context.asset_key)
+        directory = results.run_figures(context.run.run_id, *subdir, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
         files = {
@@ -65,7 +69,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         metadata = {
             "verdict": verdict_line(kill_gate_verdicts),
             "figures_dir": dg.MetadataValue.path(str(directory)),
-            "published_dir": dg.MetadataValue.path(str(results.figures_path(*prefix))),
+            "published_dir": dg.MetadataValue.path(str(results.figures_path(*subdir))),
             "files": ", ".join(sorted(f"{stem}.png" for stem in files)),
         }
         # Every figure previewed in the metadata at the size it was drawn (scale 1: the text as
@@ -74,9 +78,9 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             metadata[f"preview_{stem}"] = dg.MetadataValue.md(charts.small_png_preview(chart, scale=1.0))
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
-        return {AVAILABLE: True, "directory": str(results.figures_path(*prefix)), "files": files}
+        return {AVAILABLE: True, "directory": str(results.figures_path(*subdir)), "files": files}
 
     return figures
 
 
-figures = build_figures_asset(dg.AssetKey("analysis_inputs"), prefix=[], group="analysis")
+figures = build_figures_asset(dg.AssetKey("analysis_inputs"), name_prefix="", subdir=(), group="analysis")

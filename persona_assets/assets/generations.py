@@ -9,7 +9,7 @@ from persona_assets.runs.generation_cache import GenerationCache, generation_ite
 from persona_assets.runs.progress import Heartbeat, ProgressReporter
 from persona_assets.inputs.response_quality import response_quality
 from persona_assets.measure.responses import generate_into_cache, missing_items, response_records
-from persona_assets.run_config_validation import validate_run_config
+from persona_assets.run_config_validation import effective_run_config, validate_run_config
 from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.runs.storage import write_csv
 from resources.llm import LLMResource
@@ -32,9 +32,9 @@ def generations(
     """
     # Before the first model load: every setting of the run, cosine layers against the model's depth.
     try:
-        validate_run_config(context.run.run_config, context.job_def, model_layers=llm.num_layers())
+        validate_run_config(effective_run_config(context), context.job_def, model_layers=llm.num_layers())
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     evals = EvalSet.from_dict(eval_set)
     # Control tokens in a prompt or question, or a prompt that overflows the context: refused here.
     prompt_report = refuse_unsafe_prompts(llm, evals, max_new_tokens=config.max_new_tokens)

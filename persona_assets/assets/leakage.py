@@ -26,7 +26,7 @@ def leakage_rates(context: dg.AssetExecutionContext, config: LeakageConfig, eval
     try:
         overlap = restrict_to_personas(load_leakage(path), personas, path)
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     table = overlap.rows
     dropped = overlap.report()
     if overlap.dropped_pairs:

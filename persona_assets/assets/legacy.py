@@ -1,9 +1,11 @@
 """Re-analysis of earlier results without a model: import them, then the usual analysis assets.
 
 `legacy_results` reads a folder laid out like data/reference_study (setting `legacy_dir`); the
-analysis assets under the key prefix `legacy/` are the same as this run's, built by the same
+analysis assets named `legacy_…` (legacy_cosine_precheck, legacy_leakage_correlations,
+legacy_kill_gate_verdicts, legacy_figures) are the same as this run's, built by the same
 factories, and never depend on a model asset, so `--select` of this group materializes with no
-model loaded.
+model loaded. Their own names (not a key prefix, which the asset graph does not show) tell them
+apart from this run's assets in the graph; their figures go to figures/legacy/.
 """
 
 from pathlib import Path
@@ -17,7 +19,7 @@ from persona_assets.config import LegacyConfig
 from persona_assets.runs.errors import InputError
 
 LEGACY_GROUP = "legacy"
-LEGACY_PREFIX = ["legacy"]
+LEGACY_NAME_PREFIX = "legacy_"
 DEFAULT_LEGACY_DIR = LegacyConfig().legacy_dir
 
 
@@ -46,7 +48,7 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
     try:
         inputs = inputs_from_legacy_dir(folder)
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None
     for note in inputs.notes:
         context.log.info(note)
     context.add_output_metadata(
@@ -65,9 +67,11 @@ def legacy_results(context: dg.AssetExecutionContext, config: LegacyConfig) -> d
 
 
 legacy_cosine_precheck, legacy_leakage_correlations, legacy_kill_gate_verdicts = build_analysis_assets(
-    legacy_results.key, prefix=LEGACY_PREFIX, group=LEGACY_GROUP
+    legacy_results.key, name_prefix=LEGACY_NAME_PREFIX, group=LEGACY_GROUP
 )
-legacy_figures = build_figures_asset(legacy_results.key, prefix=LEGACY_PREFIX, group=LEGACY_GROUP)
+legacy_figures = build_figures_asset(
+    legacy_results.key, name_prefix=LEGACY_NAME_PREFIX, subdir=("legacy",), group=LEGACY_GROUP
+)
 
 legacy_assets = [
     legacy_results,

@@ -11,10 +11,9 @@ from persona_assets.measure.cosine import (
     persona_prompts,
 )
 from persona_assets.inputs.eval_set import EvalSet
-from persona_assets.runs.errors import InputError
 from persona_assets.runs.progress import Heartbeat, ProgressReporter
 from persona_assets.executor import MODEL_STEP_TAG
-from persona_assets.run_config_validation import cosine_layers_problem
+from persona_assets.run_config_validation import cosine_layers_problem, effective_run_config
 from resources.llm import LLMResource
 
 
@@ -27,11 +26,12 @@ def persona_cosine(context: dg.AssetExecutionContext, config: CosineConfig, llm:
     of this run; cosine between personas.
     """
     evals = EvalSet.from_dict(eval_set)
-    refuse_unsafe_prompts(llm, evals, max_new_tokens=run_max_new_tokens(context.run.run_config))  # before any weights
+    # Before any weights: prompts that do not fit with the run's response length.
+    refuse_unsafe_prompts(llm, evals, max_new_tokens=run_max_new_tokens(effective_run_config(context)))
     num_layers = llm.num_layers()  # from config.json: checked before the weights load
     layers = list(config.layers) or default_layers(num_layers)
     if (problem := cosine_layers_problem(layers, num_layers)) is not None:
-        raise InputError(f"run config ops.{context.op_def.name}.config.layers: {problem}")
+        raise dg.Failure(f"run config ops.{context.op_def.name}.config.layers: {problem}")
     prompts = persona_prompts(llm, evals)
     with Heartbeat("hidden states", context.log.info):
         states = llm.last_prompt_hidden_states(

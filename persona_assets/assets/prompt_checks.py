@@ -33,4 +33,4 @@ def refuse_unsafe_prompts(llm: LLMResource, evals: EvalSet, *, max_new_tokens: i
             files=[evals.sources[k] for k in ("personas_file", "questions_file") if k in evals.sources],
         )
     except InputError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc)) from None

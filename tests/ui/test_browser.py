@@ -1,9 +1,16 @@
 """The Dagster UI as a researcher sees it: `dagster dev` on 127.0.0.1, driven by headless Chromium.
 
-Starts `dagster dev` in its own process group (stopped by its PID), launches a materialization of
-the whole graph through the webserver's GraphQL API (as the Launchpad does), then checks in the
-browser that the asset graph lists every asset, that the check results are visible, and that the
-figures asset shows its embedded PNG preview. Screenshots go to test-artifacts/ui/.
+One `dagster dev`, two small runs of the whole graph launched through the webserver's GraphQL API
+(as "Materialize all" does), both with kill thresholds that fire; then, without further runs:
+- the alert sensor alerted once for the first run and not again for the identical second run (the
+  alerting tick says so in its details);
+- a scenario job launched with a setting out of range, or outside a setting's choices, is refused
+  before any run exists, so every asset keeps the last good run as its latest;
+- in the browser: the asset catalog and the lineage of `figures` (every asset), the checks tab of
+  `divergence_matrices` (its invariants passed), the JS/KL matrix tables in its metadata, the
+  verdict in the runs list and on the run page (log warning, run tag), the figure previews of
+  `figures`, the sensor's tick history, the scenario jobs.
+Screenshots go to test-artifacts/ui/.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright package (its own browser download
 is not used). In CI a missing chromium fails the test instead of skipping it.
@@ -11,7 +18,6 @@ is not used). In CI a missing chromium fails the test instead of skipping it.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,57 +26,36 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.test_definitions import EXPECTED_ASSETS
+from tests.ui.dagster_api import (
+    check_statuses,
+    latest_info,
+    launch,
+    launch_and_wait,
+    run_count,
+    ticks_since,
+    wait_for_tick,
+)
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 CHECKS = ["divergences_finite", "js_symmetric", "js_bounded_zero_diagonal", "kl_nonnegative_zero_diagonal"]
-
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { invalidOutputName }
-  }
-}
-"""
-RUN_STATUS = "query Status($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
-CHECK_STATUSES = """
-query Checks($key: AssetKeyInput!) {
-  assetNodeOrError(assetKey: $key) {
-    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks {
-      name executionForLatestMaterialization { runId status evaluation { success } }
-    } } } }
-  }
-}
-"""
+STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # both gates fire on any result
+VERDICT = "KILLED: discrimination, redundancy"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _graphql(base: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture
@@ -81,7 +66,7 @@ def dagster_dev(tmp_path, tiny_model_dir):
         pytest.skip("chromium is not installed (apt-get install chromium)")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONA_MODEL": str(tiny_model_dir), "PERSONA_RESOURCES": "cpu"}
     log = open(tmp_path / "dagster_dev.log", "w")
     process = subprocess.Popen(
@@ -116,64 +101,18 @@ def dagster_dev(tmp_path, tiny_model_dir):
                 time.sleep(1)
         yield base
     finally:
+        # The whole process group (webserver, daemon, code server) goes with it: a test's throwaway
+        # instance needs no clean shutdown, so a short grace before SIGKILL (a loaded machine took 30 s).
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         log.close()
 
 
-def _launch_and_wait(base: str, extra_ops: dict | None = None) -> str:
-    run_config = {
-        "ops": {
-            "eval_set": {"config": {"personas": ["villain", "comedian", "assistant"], "n_questions": 1}},
-            "generations": {"config": {"max_new_tokens": 6}},
-            "persona_cosine": {"config": {"layers": [1, 2]}},
-            "leakage_correlations": {"config": {"n_bootstrap": 50}},
-            "cosine_precheck": {"config": {"n_bootstrap": 50}},
-            **(extra_ops or {}),
-        }
-    }
-    params = {
-        "selector": {
-            "repositoryLocationName": "persona_assets.definitions",
-            "repositoryName": "__repository__",
-            "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": [name]} for name in sorted(EXPECTED_ASSETS)],
-        },
-        "runConfigData": run_config,
-        "mode": "default",
-    }
-    launched = _graphql(base, LAUNCH_RUN, {"params": params})["data"]["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = _graphql(base, RUN_STATUS, {"id": run_id})["data"]["runOrError"]["status"]
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            assert status == "SUCCESS", f"run {run_id} ended {status}"
-            return run_id
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} did not finish in time")
-
-
-def _check_statuses(base: str, asset: str) -> dict[str, tuple[str, str, bool]]:
-    """What the webserver reports for each check of `asset`: (run id, status, evaluation passed)."""
-    node = _graphql(base, CHECK_STATUSES, {"key": {"path": [asset]}})["data"]["assetNodeOrError"]
-    out = {}
-    for check in node["assetChecksOrError"]["checks"]:
-        execution = check["executionForLatestMaterialization"] or {}
-        out[check["name"]] = (
-            execution.get("runId"),
-            execution.get("status"),
-            (execution.get("evaluation") or {}).get("success"),
-        )
-    return out
-
-
-def _dismiss_welcome_dialog(page) -> None:
+def dismiss_welcome_dialog(page) -> None:
     """First visits show a newsletter dialog over the page; skip it like a person would."""
     skip = page.get_by_role("button", name="Skip")
     try:
@@ -183,15 +122,143 @@ def _dismiss_welcome_dialog(page) -> None:
         pass
 
 
-def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
+def assert_refused_launches(base: str) -> None:
+    """Settings out of range or outside a setting's choices: refused at launch, no run created."""
+    runs_before = run_count(base)
+    out_of_range = launch(base, "ci", {"ops": {"leakage_correlations": {"config": {"n_bootstrap": -1}}}})
+    assert out_of_range["__typename"] == "PythonError", out_of_range
+    assert "run refused, nothing was started" in out_of_range["message"], out_of_range
+    assert "ops.leakage_correlations.config.n_bootstrap" in out_of_range["message"]
+    unknown_choice = launch(base, "ci", {"ops": {"divergence_matrices": {"config": {"averaging": "median"}}}})
+    assert unknown_choice["__typename"] == "RunConfigValidationInvalid", unknown_choice
+    assert "median" in str(unknown_choice["errors"])
+    assert run_count(base) == runs_before
+
+
+def catalog_lineage_and_checks(page, base: str) -> None:
+    page.goto(f"{base}/assets", wait_until="networkidle")
+    dismiss_welcome_dialog(page)
+    for name in EXPECTED_ASSETS:
+        page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "assets.png"), full_page=True)
+    # The lineage of the figures asset, all the way upstream: the experiment end to end.
+    page.goto(f"{base}/assets/figures?view=lineage", wait_until="networkidle")
+    page.get_by_role("button", name="Upstream").click()
+    page.get_by_role("button", name="All", exact=True).first.click()
+    for name in EXPECTED_ASSETS - {"cosine_precheck"}:  # cosine_precheck is a side branch
+        page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "figures_lineage.png"))
+    page.goto(f"{base}/assets/divergence_matrices?view=checks", wait_until="networkidle")
+    for check in CHECKS:
+        page.get_by_text(check).first.wait_for(timeout=30_000)
+    # The tab shows a status (what each check's status is, the webserver said).
+    assert page.get_by_text("Passed").count() + page.get_by_text("Succeeded").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "divergence_checks.png"), full_page=True)
+
+
+def runs_and_run_page(page, base: str, run_id: str) -> None:
+    page.goto(f"{base}/runs", wait_until="networkidle")
+    page.get_by_text(f"persona/kill_gates: {VERDICT}").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "runs_with_verdict.png"), full_page=True)
+    # The run page: the warning in the run's log, and the tag behind "View tags and config".
+    page.goto(f"{base}/runs/{run_id}", wait_until="networkidle")
+    page.get_by_text(f"kill gates on this run: {VERDICT}").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
+    page.get_by_role("button", name="View tags and config").click()
+    page.get_by_role("dialog").get_by_text("persona/kill_gates").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the dialog fades in
+    page.screenshot(path=str(ARTIFACTS / "run_page_tags.png"))
+
+
+def divergence_matrices_pages(page, base: str, run_id: str) -> None:
+    # After the refused launches: materialized by the last good run, no failure shown.
+    page.goto(f"{base}/assets/divergence_matrices", wait_until="networkidle")
+    page.get_by_text(run_id[:8]).first.wait_for(timeout=30_000)
+    assert page.get_by_text("Failed", exact=True).count() == 0
+    page.screenshot(path=str(ARTIFACTS / "divergence_matrices_asset.png"), full_page=True)
+    # The matrices drawn inline in the metadata (personas as rows and columns).
+    page.goto(f"{base}/assets/divergence_matrices?view=events", wait_until="networkidle")
+    page.get_by_text("js_matrix").first.wait_for(timeout=30_000)
+    for persona in ("villain", "comedian", "assistant"):
+        page.get_by_text(persona, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "divergence_matrices_events.png"), full_page=True)
+
+
+def figures_page(page, base: str) -> None:
+    page.goto(f"{base}/assets/figures", wait_until="networkidle")
+    page.get_by_text(VERDICT).first.wait_for(timeout=30_000)
+    page.get_by_text("Show Markdown").first.click()
+    preview = page.locator("img[src^='data:image/png;base64']").first
+    preview.wait_for(timeout=30_000)
+    assert preview.evaluate("img => img.naturalWidth") > 50
+    page.screenshot(path=str(ARTIFACTS / "figures_asset.png"), full_page=True)
+    page.keyboard.press("Escape")
+
+
+def sensor_page(page, base: str, tick: dict) -> None:
+    # Every skipped tick reads "0 runs requested" in Dagster's list; the one that alerted says so in its
+    # details (its skip reason), opened from its row.
+    page.goto(f"{base}/locations/persona_assets.definitions/sensors/failed_check_alerts", wait_until="networkidle")
+    when = datetime.fromtimestamp(tick["timestamp"], tz=timezone.utc).strftime("%b %-d, %-I:%M:%S %p")
+    row = page.locator("tr", has_text=when).first
+    row.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "sensor_ticks.png"), full_page=True)
+    row.get_by_text("0 runs requested").last.click()
+    page.get_by_role("dialog").get_by_text("Skip reason: ALERTS SENT: 2 alert(s) sent").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # the dialog fades in
+    page.screenshot(path=str(ARTIFACTS / "sensor_tick_alerted.png"))
+    page.get_by_role("button", name="Close").click()
+
+
+def jobs_page(page, base: str) -> None:
+    page.goto(f"{base}/jobs", wait_until="networkidle")
+    for job in ("ci", "demo", "full_study", "reanalyse_study"):
+        page.get_by_text(job, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "scenario_jobs.png"))
+
+
+class Phases:
+    """Wall time of each phase of the test, written to test-artifacts/ui/timings.txt (what the UI costs)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.lines: list[str] = []
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.lines.append(f"{name:<52} {now - self.last:6.1f} s")
+        self.last = now
+
+    def write(self) -> None:
+        self.lines.append(f"{'total':<52} {time.monotonic() - self.start:6.1f} s")
+        (ARTIFACTS / "timings.txt").write_text("\n".join(self.lines) + "\n")
+
+
+def test_ui_tells_the_story(dagster_dev, tmp_path):
     from playwright.sync_api import sync_playwright
 
     base = dagster_dev
-    run_id = _launch_and_wait(base)
-    # Every invariant of the divergences ran in this run and passed, as the UI's checks tab shows.
-    statuses = _check_statuses(base, "divergence_matrices")
-    assert {name: statuses.get(name) for name in CHECKS} == {name: (run_id, "SUCCEEDED", True) for name in CHECKS}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    phases = Phases()
+    kill = {"kill_gate_verdicts": {"config": STRICTEST_KILL_GATES}}
+    launched = time.time()
+    first = launch_and_wait(base, extra_ops=kill)
+    phases.done("run 1 (launch to SUCCESS)")
+    # The second, identical run starts at once; the sensor (every 15 s) sees the first run's end meanwhile,
+    # or both ends in one tick: either way one tick alerts (2 alerts) and the second run's failures are
+    # known ones.
+    second = launch_and_wait(base, extra_ops=kill)
+    phases.done("run 2, identical (launch to SUCCESS)")
+    # Every invariant of the divergences ran in the last run and passed, as the UI's checks tab shows.
+    statuses = check_statuses(base, "divergence_matrices")
+    assert {name: statuses.get(name) for name in CHECKS} == {name: (second, "SUCCEEDED", True) for name in CHECKS}
+
+    assert_refused_launches(base)
+    # The assets' latest run is still the last good one: nothing marks them failed.
+    for info in latest_info(base, ["divergence_matrices", "eval_set"]):
+        assert info["latestRun"] == {"runId": second, "status": "SUCCESS"}, info
+        assert info["latestMaterialization"]["runId"] == second
+    phases.done("two launches refused, latest runs read")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -204,119 +271,29 @@ def test_ui_shows_lineage_checks_and_figure_preview(dagster_dev):
                 "--no-first-run",
             ],
         )
-        page = browser.new_page(viewport={"width": 2800, "height": 1800})
-
-        page.goto(f"{base}/assets", wait_until="networkidle")
-        _dismiss_welcome_dialog(page)
-        for name in EXPECTED_ASSETS:
-            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "assets.png"), full_page=True)
-
-        # The lineage of the figures asset, all the way upstream: the experiment end to end.
-        page.goto(f"{base}/assets/figures?view=lineage", wait_until="networkidle")
-        page.get_by_role("button", name="Upstream").click()
-        page.get_by_role("button", name="All", exact=True).first.click()
-        page.wait_for_timeout(3_000)
-        page.screenshot(path=str(ARTIFACTS / "figures_lineage.png"))
-        for name in EXPECTED_ASSETS - {"cosine_precheck"}:  # cosine_precheck is a side branch
-            page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
-
-        page.goto(f"{base}/assets/divergence_matrices?view=checks", wait_until="networkidle")
-        for check in CHECKS:
-            page.get_by_text(check).first.wait_for(timeout=30_000)
-        # The tab shows a status (what each check's status is, the webserver said above).
-        assert page.get_by_text("Passed").count() + page.get_by_text("Succeeded").count() >= 1
-        page.screenshot(path=str(ARTIFACTS / "divergence_checks.png"), full_page=True)
-
-        page.goto(f"{base}/assets/figures", wait_until="networkidle")
-        page.get_by_text("Show Markdown").first.click()
-        preview = page.locator("img[src^='data:image/png;base64']").first
-        preview.wait_for(timeout=30_000)
-        assert preview.evaluate("img => img.naturalWidth") > 50
-        page.screenshot(path=str(ARTIFACTS / "figures_asset.png"), full_page=True)
+        # Timestamps as the test reads them: UTC, US English ("Dec 2, 10:35:26 AM").
+        page = browser.new_page(viewport={"width": 2800, "height": 1800}, timezone_id="UTC", locale="en-US")
+        catalog_lineage_and_checks(page, base)
+        phases.done("pages: catalog, lineage, checks")
+        runs_and_run_page(page, base, second)
+        phases.done("pages: runs list, run page, tags")
+        divergence_matrices_pages(page, base, second)
+        phases.done("pages: divergence_matrices overview, events")
+        figures_page(page, base)
+        phases.done("page: figures previews")
+        jobs_page(page, base)
+        phases.done("page: jobs")
+        # The sensor ticks every 15 s; by now it has seen both runs end (else wait): the first run's end
+        # alerted (2 alerts), the second's failures were known ones. Whether one tick saw both or each its
+        # own, exactly one tick alerted.
+        tick = wait_for_tick(base, launched, "ALERTS SENT")
+        assert tick["skipReason"].startswith("ALERTS SENT: 2 alert(s) sent"), tick
+        wait_for_tick(base, launched, "2 known failure(s) seen again")
+        assert [t for t in ticks_since(base, launched) if "ALERTS SENT" in (t["skipReason"] or "")] == [tick]
+        assert len((tmp_path / "data" / "alerts.jsonl").read_text().splitlines()) == 2  # none for run 2
+        phases.done("alert ticks read")
+        sensor_page(page, base, tick)
+        phases.done("page: sensor ticks, alerting tick")
         browser.close()
-
-
-SENSOR_TICKS = """
-query Ticks($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    ... on Sensor { sensorState { ticks(limit: 25) { status timestamp skipReason } } }
-  }
-}
-"""
-STRICTEST_KILL_GATES = {"min_js_std": 0.6931, "max_abs_js_cosine_rho": 0.0}  # both gates fire on any result
-
-
-def _ticks_since(base: str, since: float) -> list[dict]:
-    """The alert sensor's finished ticks that started after `since` (epoch seconds)."""
-    selector = {
-        "repositoryLocationName": "persona_assets.definitions",
-        "repositoryName": "__repository__",
-        "sensorName": "failed_check_alerts",
-    }
-    sensor = _graphql(base, SENSOR_TICKS, {"selector": selector})["data"]["sensorOrError"]
-    return [t for t in sensor["sensorState"]["ticks"] if t["timestamp"] > since and t["status"] != "STARTED"]
-
-
-def _wait_for_tick(base: str, since: float, says: str, timeout_s: float = 240) -> dict:
-    """The first tick since `since` whose status message contains `says` (the sensor ticks every 15 s)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = [t for t in _ticks_since(base, since) if says in (t["skipReason"] or "")]
-        if found:
-            return min(found, key=lambda t: t["timestamp"])
-        time.sleep(3)
-    raise AssertionError(f"no alert-sensor tick said {says!r}: {_ticks_since(base, since)}")
-
-
-def test_ui_tells_the_story(dagster_dev, tmp_path):
-    """The matrix table on divergence_matrices, the kill verdict on the runs list and run page, the
-    scenarios as jobs, and a second identical run that sends no new alert (the tick says so)."""
-    from playwright.sync_api import sync_playwright
-
-    base = dagster_dev
-    kill = {"kill_gate_verdicts": {"config": STRICTEST_KILL_GATES}}
-    launched = time.time()
-    first = _launch_and_wait(base, extra_ops=kill)
-    tick = _wait_for_tick(base, launched, "ALERTS SENT")
-    assert tick["skipReason"].startswith("ALERTS SENT: 2 alert(s) sent"), tick
-    alerts = tmp_path / "data" / "alerts.jsonl"
-    assert len(alerts.read_text().splitlines()) == 2
-    launched = time.time()
-    second = _launch_and_wait(base, extra_ops=kill)
-    _wait_for_tick(base, launched, "2 known failure(s) seen again")
-    assert not [t for t in _ticks_since(base, launched) if "ALERTS SENT" in (t["skipReason"] or "")]
-    assert len(alerts.read_text().splitlines()) == 2  # no new alert for the identical run
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
-        )
-        page = browser.new_page(viewport={"width": 2000, "height": 1400})
-
-        page.goto(f"{base}/runs", wait_until="networkidle")
-        _dismiss_welcome_dialog(page)
-        page.get_by_text("KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "runs_with_verdict.png"), full_page=True)
-        # The run page: the warning in the run's log, and the tag behind "View tags and config".
-        page.goto(f"{base}/runs/{second}", wait_until="networkidle")
-        page.get_by_text("kill gates on this run: KILLED: discrimination, redundancy").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "run_page_verdict.png"))
-        page.get_by_role("button", name="View tags and config").click()
-        page.get_by_role("dialog").get_by_text("persona/kill_gates").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "run_page_tags.png"))
-
-        page.goto(f"{base}/assets/divergence_matrices?view=events", wait_until="networkidle")
-        page.get_by_text("js_matrix").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "divergence_matrices_events.png"), full_page=True)
-        # The matrix is drawn inline in the metadata (personas as rows and columns).
-        for persona in ("villain", "comedian", "assistant"):
-            page.get_by_text(persona, exact=True).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "js_matrix_table.png"))
-
-        page.goto(f"{base}/jobs", wait_until="networkidle")
-        for job in ("ci", "demo", "full_study", "reanalyse_study"):
-            page.get_by_text(job, exact=True).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "scenario_jobs.png"))
-        browser.close()
+    phases.write()
     assert first != second
