@@ -55,7 +55,11 @@ def test_lens_and_profiles_in_the_graph(tiny_leakage_run):
     assert set(profiles["extremes"]["most_divergent"]) <= set(PERSONAS)
     outputs = run_dir / "data" / "outputs"
     assert json.loads((outputs / "layer_divergences.json").read_text())["layers"] == [1, 2]
-    for name in ("layer_divergences_per_response.csv", "divergence_profiles_buckets.csv", "divergence_profiles_tokens.csv"):
+    for name in (
+        "layer_divergences_per_response.csv",
+        "divergence_profiles_buckets.csv",
+        "divergence_profiles_tokens.csv",
+    ):
         assert len(pd.read_csv(outputs / name)) > 0, name
     figures = result.output_for_node("figures")["files"]
     assert {"lens_leakage_by_depth", "position_profile"} <= set(figures)
@@ -68,9 +72,7 @@ def test_a_rerun_reads_the_pass_from_the_cache(tiny_model_dir, tmp_path):
 
     def metadata(result):
         (event,) = [
-            e
-            for e in result.get_asset_materialization_events()
-            if e.asset_key.to_user_string() == "layer_divergences"
+            e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "layer_divergences"
         ]
         return event.materialization.metadata
 

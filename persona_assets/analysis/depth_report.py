@@ -94,7 +94,9 @@ def layer_report(
         }
         cos = cosine.get(f"layer{layer}")
         entry["js_vs_cosine"] = (
-            with_mantel(correlate(upper, _upper(cos), n_boot=n_boot, seed=seed).to_dict(), js, cos, n_perm=n_perm, seed=seed)
+            with_mantel(
+                correlate(upper, _upper(cos), n_boot=n_boot, seed=seed).to_dict(), js, cos, n_perm=n_perm, seed=seed
+            )
             if cos is not None
             else {"note": f"no cosine measured at layer {layer}"}
         )

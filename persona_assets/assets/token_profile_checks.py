@@ -104,7 +104,10 @@ def kl_terms_sum_to_kl(divergence_profiles: dict) -> dg.AssetCheckResult:
 def profiles_finite_bounded(divergence_profiles: dict) -> dg.AssetCheckResult:
     values = np.array([row["js"] for row in divergence_profiles["pairs"]], dtype=float)
     terms = np.array(
-        [[row["term"], row["share"] if row["share"] is not None else np.nan] for row in divergence_profiles["vocabulary"]],
+        [
+            [row["term"], row["share"] if row["share"] is not None else np.nan]
+            for row in divergence_profiles["vocabulary"]
+        ],
         dtype=float,
     ).reshape(-1, 2)
     finite = bool(np.isfinite(values).all() and np.isfinite(terms).all())

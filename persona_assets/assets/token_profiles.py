@@ -9,7 +9,6 @@ the output), the per-token output JS and the top vocabulary terms of Σ_t KL bot
 correlations and CIs: `analysis.depth_report`.
 """
 
-
 import time
 from typing import Any
 
@@ -121,16 +120,16 @@ def depth_headline(report: dict[str, Any]) -> str:
             (e for e in layers.values() if "js_vs_leakage" in e),
             key=lambda e: abs(e["js_vs_leakage"].get("spearman_rho") or 0.0),
         )
-        line += f"; strongest ρ(lens JS, leakage) {rounded(best['js_vs_leakage']['spearman_rho'], 2)} at L{best['layer']}"
+        line += (
+            f"; strongest ρ(lens JS, leakage) {rounded(best['js_vs_leakage']['spearman_rho'], 2)} at L{best['layer']}"
+        )
     return line
 
 
 def profile_headline(report: dict[str, Any], vocabulary: pd.DataFrame, extremes: dict[str, Any]) -> str:
     """The line to read first of divergence_profiles."""
     by_bucket = report["by_bucket"]
-    means = ", ".join(
-        f"{label}: {rounded(b['pair_mean_js'], 3)}" for label, b in by_bucket.items() if b.get("n_pairs")
-    )
+    means = ", ".join(f"{label}: {rounded(b['pair_mean_js'], 3)}" for label, b in by_bucket.items() if b.get("n_pairs"))
     line = f"mean pair JS by response position {means} nats"
     a, b = extremes["most_divergent"]
     top = vocabulary[(vocabulary["persona_a"] == a) & (vocabulary["persona_b"] == b) & (vocabulary["rank"] == 1)]

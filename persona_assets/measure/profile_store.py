@@ -31,7 +31,12 @@ PROFILE_CODE_VERSION = "1"
 
 
 def profile_key(job_key: str, layers: Sequence[int], top_k_stored: int) -> str:
-    payload = {"job": job_key, "layers": [int(x) for x in layers], "top_k": int(top_k_stored), "v": PROFILE_CODE_VERSION}
+    payload = {
+        "job": job_key,
+        "layers": [int(x) for x in layers],
+        "top_k": int(top_k_stored),
+        "v": PROFILE_CODE_VERSION,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

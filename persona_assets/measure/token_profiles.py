@@ -131,7 +131,10 @@ def bucket_sum_gaps(table: pd.DataFrame) -> np.ndarray:
     keys = ["generator", "question_index", "persona_a", "persona_b"]
     weighted = table.assign(weighted=table["js"] * table["n_positions"])
     grouped = weighted.groupby(keys).agg(
-        weighted=("weighted", "sum"), n=("n_positions", "sum"), mean=("response_js", "first"), total=("response_positions", "first")
+        weighted=("weighted", "sum"),
+        n=("n_positions", "sum"),
+        mean=("response_js", "first"),
+        total=("response_positions", "first"),
     )
     gaps = np.abs(grouped["weighted"] / grouped["n"] - grouped["mean"]).to_numpy()
     return np.where(grouped["n"].to_numpy() == grouped["total"].to_numpy(), gaps, np.inf)
