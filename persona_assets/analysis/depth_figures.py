@@ -89,7 +89,8 @@ def position_profile(divergence_profiles: dict[str, Any]) -> alt.LayerChart | No
         frame,
         title=alt.Title(
             "JS by response position: the most and least divergent pairs",
-            subtitle=f"mean over questions ({divergence_profiles['averaging']}); bars: question-bootstrap 95% CI (clipped at 0)",
+            subtitle=f"mean over questions ({divergence_profiles['averaging']}); "
+            "bars: question-bootstrap 95% CI (clipped at 0)",
         ),
     )
     x = alt.X("bucket:O", sort=order, title="response positions (tokens)")

@@ -155,3 +155,52 @@ def profile_report(per_question: pd.DataFrame, labels: list[str], *, n_boot: int
         "ci_rule": qboot.PAIR_CI_RULE,
         "unit": qboot.UNIT,
     }
+
+
+def _g(value: float | None, digits: int = 3) -> str:
+    return "undefined" if value is None else f"{value:.{digits}g}"
+
+
+def depth_headline(layer_divergences: dict[str, Any]) -> str:
+    """The line to read first of layer_divergences: pair JS through depth, where the output's order appears,
+    and (with leakage data) where lens JS tracks leakage best."""
+    report = layer_divergences["report"]
+    layers = report["by_layer"]
+    means = " → ".join(f"L{e['layer']} {_g(e['pair_js_mean'])}" for e in layers.values())
+    line = (
+        f"mean pair JS through depth {means} nats (L{report['output_layer']} = output); pairs ordered like the output "
+        f"(ρ ≥ {SAME_ORDER_RHO}) from layer {report['first_layer_ordering_pairs_like_output']}"
+    )
+    if not report["leakage"]["available"]:
+        return line + "; no leakage data"
+    best = max(
+        (e for e in layers.values() if (e.get("js_vs_leakage") or {}).get("spearman_rho") is not None),
+        key=lambda e: abs(e["js_vs_leakage"]["spearman_rho"]),
+        default=None,
+    )
+    if best is not None:
+        section = best["js_vs_leakage"]
+        p = (section.get("persona_permutation") or {}).get("spearman_p")
+        rho = section["spearman_rho"]
+        line += f"; strongest ρ(lens JS, leakage) {rho:+.2f} (permutation p = {_g(p, 2)}) at L{best['layer']}"
+    return line
+
+
+def profile_headline(divergence_profiles: dict[str, Any]) -> str:
+    """The line to read first of divergence_profiles: mean pair JS per position bucket, and the top token of
+    the most divergent pair."""
+    by_bucket = divergence_profiles["by_bucket"]
+    means = ", ".join(f"{label}: {_g(b['pair_mean_js'])}" for label, b in by_bucket.items() if b.get("n_pairs"))
+    line = f"mean pair JS by response position {means} nats"
+    a, b = divergence_profiles["extremes"]["most_divergent"]
+    top = [
+        row
+        for row in divergence_profiles["vocabulary"]
+        if row["persona_a"] == a and row["persona_b"] == b and row["rank"] == 1
+    ]
+    if top:
+        row = max(top, key=lambda r: r["share"] if r["share"] is not None else -1.0)
+        share = f"{row['share']:.0%}" if row["share"] is not None else "undefined"
+        kl = f"KL({a}‖{b})" if row["direction"] == "A‖B" else f"KL({b}‖{a})"
+        line += f"; most divergent pair {a}/{b}: top token {row['token']!r}, {share} of {kl}"
+    return line

@@ -109,37 +109,6 @@ def _token_table(rows: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
-def depth_headline(report: dict[str, Any]) -> str:
-    """The line to read first of layer_divergences."""
-    layers = report["by_layer"]
-    means = " → ".join(f"L{e['layer']} {rounded(e['pair_js_mean'], 3)}" for e in layers.values())
-    first = report["first_layer_ordering_pairs_like_output"]
-    line = f"mean pair JS through depth: {means} nats; pairs ordered like the output (ρ ≥ 0.9) from layer {first}"
-    if report["leakage"]["available"]:
-        best = max(
-            (e for e in layers.values() if "js_vs_leakage" in e),
-            key=lambda e: abs(e["js_vs_leakage"].get("spearman_rho") or 0.0),
-        )
-        line += (
-            f"; strongest ρ(lens JS, leakage) {rounded(best['js_vs_leakage']['spearman_rho'], 2)} at L{best['layer']}"
-        )
-    return line
-
-
-def profile_headline(report: dict[str, Any], vocabulary: pd.DataFrame, extremes: dict[str, Any]) -> str:
-    """The line to read first of divergence_profiles."""
-    by_bucket = report["by_bucket"]
-    means = ", ".join(f"{label}: {rounded(b['pair_mean_js'], 3)}" for label, b in by_bucket.items() if b.get("n_pairs"))
-    line = f"mean pair JS by response position {means} nats"
-    a, b = extremes["most_divergent"]
-    top = vocabulary[(vocabulary["persona_a"] == a) & (vocabulary["persona_b"] == b) & (vocabulary["rank"] == 1)]
-    if len(top):
-        row = top.iloc[0]
-        share = f"{row['share']:.0%}" if row["share"] is not None and np.isfinite(row["share"]) else "?"
-        line += f"; most divergent pair {a}/{b}: top token {row['token']!r} ({share} of KL({row['direction']}))"
-    return line
-
-
 def _extremes(js: np.ndarray, names: list[str]) -> dict[str, Any]:
     i, j = np.triu_indices(len(names), k=1)
     values = js[i, j]
@@ -228,7 +197,7 @@ def token_profiles(
     matrices = tables.lens_matrices(lens, names, averaging)
     leakage = pd.DataFrame(leakage_rates.get("rows") or [], columns=["source", "target", "rate"])
     cosine = {k: np.asarray(m, dtype=float) for k, m in persona_cosine["cosine_matrices"].items()}
-    from persona_assets.analysis.depth_report import layer_report, profile_report
+    from persona_assets.analysis.depth_report import depth_headline, layer_report, profile_headline, profile_report
 
     report = layer_report(
         {layer: m.js for layer, m in matrices.items()},
@@ -300,7 +269,7 @@ def token_profiles(
     }
     if "layer_divergences" in selected:
         metadata = {
-            "headline": depth_headline(report),
+            "headline": depth_headline(lens_value),
             "depth": _depth_table(report),
             **{f"js_matrix_layer{layer}": matrix_table(names, m.js) for layer, m in matrices.items()},
             "layers": str(layers),
@@ -310,7 +279,7 @@ def token_profiles(
     if "divergence_profiles" in selected:
         first = vocabulary.groupby(["persona_a", "persona_b", "direction"]).head(3)
         metadata = {
-            "headline": profile_headline(profile, vocabulary, extremes),
+            "headline": profile_headline(profiles_value),
             "top_tokens": _token_table(first),
             "share_definition": profiles_value["vocabulary_share_definition"],
             **timing,
