@@ -98,7 +98,8 @@ def main() -> None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         log(
-            f"round {round_ + 1}: teacher forcing {tf:.1f} s ({tf_cpu:.0f} CPU s, {stats.teacher_forced_tokens} tokens); "
+            f"round {round_ + 1}: teacher forcing {tf:.1f} s ({tf_cpu:.0f} CPU s, "
+            f"{stats.teacher_forced_tokens} tokens); "
             f"per-token pass {lens:.1f} s ({lens_cpu:.0f} CPU s) = {100 * lens / tf:.0f} % of the teacher forcing; "
             f"load average {load_average()}"
         )

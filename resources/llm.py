@@ -290,6 +290,7 @@ class LLMResource(dg.ConfigurableResource, ABC):
             layers,
             top_k=top_k,
             max_batch_tokens=int(getattr(self, "teacher_forcing_batch_tokens", 4096)),
+            shared_prefixes=self.shared_prefixes,
             progress=progress,
         )
 

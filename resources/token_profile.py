@@ -35,6 +35,7 @@ from persona_assets.measure.scoring_faults import raise_if_non_finite
 from persona_assets.runs.errors import InputError
 from resources.fast_divergence import fast_pair_divergences, to_device
 from resources.fast_engine import lm_head_logits, pack_items
+from resources.shared_prefix import continuation_hidden_states, prefix_pool
 
 ProgressFn = Callable[[int, int], None]
 # (prompt ids per scorer, response ids, scorer pairs): the divergence step's items.
@@ -167,6 +168,51 @@ def _item_profile(
     )
 
 
+def _whole_sequence_forwards(engine: Any, decoder: Any, specs: list, max_batch_tokens: int):
+    """Per packed forward of whole sequences (prompt + response[:-1]): (item indices, last hidden [B, W, H],
+    per item (its rows [S, 1], its positions [S, T]))."""
+    lengths = [(len(prompts), max(len(p) for p in prompts) + len(response) - 1) for prompts, response in specs]
+    for batch in pack_items(lengths, max_batch_tokens):
+        sequences = [list(p) + specs[i][1][:-1] for i in batch for p in specs[i][0]]
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), engine.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            attention[row, : len(seq)] = 1
+        device = engine.model.device
+        last = decoder(
+            input_ids=to_device(input_ids, device), attention_mask=to_device(attention, device), use_cache=False
+        ).last_hidden_state
+        picks, row = [], 0
+        for i in batch:
+            prompts, response = specs[i]
+            rows = torch.arange(row, row + len(prompts), device=last.device)[:, None]
+            starts = torch.as_tensor([len(p) - 1 for p in prompts], device=last.device)[:, None]
+            picks.append((rows, starts + torch.arange(len(response), device=last.device)))
+            row += len(prompts)
+        yield batch, last, picks
+
+
+def _shared_prefix_forwards(engine: Any, decoder: Any, specs: list, max_batch_tokens: int):
+    """As `_whole_sequence_forwards`, but each distinct prompt without its last token runs once (its K/V
+    shared, `resources.shared_prefix`) and the packed forwards feed [last prompt token] + response[:-1]: every
+    position that predicts a response token is in the continuation, where the layer hooks see it."""
+    pool = prefix_pool(engine, [p[:-1] for prompts, _ in specs for p in prompts])
+    lengths = [(len(prompts), len(response)) for prompts, response in specs]
+    for batch in pack_items(lengths, max_batch_tokens):
+        rows = [r for i in batch for r in pool.rows([p[:-1] for p in specs[i][0]])]
+        continuations = [[p[-1], *specs[i][1][:-1]] for i in batch for p in specs[i][0]]
+        last = continuation_hidden_states(engine, pool, rows, continuations)
+        picks, row = [], 0
+        for i in batch:
+            prompts, response = specs[i]
+            index = torch.arange(row, row + len(prompts), device=last.device)[:, None]
+            picks.append((index, torch.arange(len(response), device=last.device).expand(len(prompts), -1)))
+            row += len(prompts)
+        yield batch, last, picks
+
+
 @torch.inference_mode()
 def token_profile_pass(
     engine: Any,
@@ -176,13 +222,16 @@ def token_profile_pass(
     top_k: int = 50,
     max_batch_tokens: int = 4096,
     backend: str = "auto",
+    shared_prefixes: bool = False,
     progress: ProgressFn | None = None,
 ) -> list[TokenProfile]:
     """The per-token pass (module docstring) for every item, in input order.
 
     `engine`: an HFEngine (its model, pad id and device). `layers`: the lens layers (1-based); the
     model's last layer is added. Items are packed by length into forwards of at most
-    `max_batch_tokens` rows × width (one item always fits alone).
+    `max_batch_tokens` rows × width (one item always fits alone). `shared_prefixes`: each distinct prompt
+    (but its last token) runs once and the forwards feed only the rest (`_shared_prefix_forwards`): the same
+    values up to float rounding, about half the tokens on configs/demo.yaml.
     """
     num_layers = engine.num_layers
     layers = lens_layers(layers, num_layers)
@@ -193,33 +242,16 @@ def token_profile_pass(
         response = [int(t) for t in response_ids]
         if not response:
             raise InputError("cannot teacher-force an empty response")
-        specs.append(([list(p) + response[:-1] for p in prompts], [len(p) - 1 for p in prompts], len(response)))
+        specs.append(([[int(t) for t in p] for p in prompts], response))
     results: list[TokenProfile | None] = [None] * len(items)
     done = 0
+    forwards = _shared_prefix_forwards if shared_prefixes else _whole_sequence_forwards
     with _captured_layers(decoder, [layer for layer in layers if layer < num_layers]) as captured:
-        for batch in pack_items([(len(s), max(len(x) for x in s)) for s, _, _ in specs], max_batch_tokens):
-            sequences = [seq for i in batch for seq in specs[i][0]]
-            width = max(len(s) for s in sequences)
-            input_ids = torch.full((len(sequences), width), engine.pad_id, dtype=torch.long)
-            attention = torch.zeros((len(sequences), width), dtype=torch.long)
-            for row, seq in enumerate(sequences):
-                input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-                attention[row, : len(seq)] = 1
-            device = engine.model.device
-            last = decoder(
-                input_ids=to_device(input_ids, device), attention_mask=to_device(attention, device), use_cache=False
-            ).last_hidden_state
-            row = 0
-            for i in batch:
-                seqs, starts, n_tokens = specs[i]
-                rows = torch.arange(row, row + len(seqs), device=last.device)[:, None]
-                positions = torch.as_tensor(starts, device=last.device)[:, None] + torch.arange(
-                    n_tokens, device=last.device
-                )
+        for batch, last, picks in forwards(engine, decoder, specs, max_batch_tokens):
+            for i, (rows, positions) in zip(batch, picks):
                 states = {layer: captured[layer][rows, positions] for layer in layers[:-1]}
                 states[layers[-1]] = last[rows, positions]
                 results[i] = _item_profile(states, norm, head, layers, items[i][2], top_k, backend)
-                row += len(seqs)
                 done += 1
             captured.clear()
             del last

@@ -26,10 +26,13 @@ def items(engine):
     ]
 
 
-def test_last_layer_lens_is_the_output_divergence(engine, items):
+@pytest.mark.parametrize("shared_prefixes", [False, True])
+def test_last_layer_lens_is_the_output_divergence(engine, items, shared_prefixes):
     # Two items packed into one forward, and apart: the divergence step's per-token values either way.
     for max_batch_tokens in (1, 4096):
-        profiles = token_profile_pass(engine, items, [1], top_k=5, max_batch_tokens=max_batch_tokens)
+        profiles = token_profile_pass(
+            engine, items, [1], top_k=5, max_batch_tokens=max_batch_tokens, shared_prefixes=shared_prefixes
+        )
         for (prompts, response, pairs), profile in zip(items, profiles):
             expected = pair_divergences(engine.response_logits(prompts, response), pairs)
             assert profile.layers == [1, 2]
@@ -43,9 +46,10 @@ def test_last_layer_lens_is_the_output_divergence(engine, items):
             assert np.all(np.diff(profile.top_values_ab, axis=1) <= 0)
 
 
-def test_lens_at_an_inner_layer_is_the_final_norm_and_head_of_that_layer(engine, items):
+@pytest.mark.parametrize("shared_prefixes", [False, True])
+def test_lens_at_an_inner_layer_is_the_final_norm_and_head_of_that_layer(engine, items, shared_prefixes):
     prompts, response, pairs = items[0]
-    profile = token_profile_pass(engine, [items[0]], [1], top_k=3)[0]
+    profile = token_profile_pass(engine, items, [1], top_k=3, shared_prefixes=shared_prefixes)[0]
     sequences = [list(p) + response[:-1] for p in prompts]
     with torch.inference_mode():
         js = []
