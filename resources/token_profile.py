@@ -95,22 +95,25 @@ def _captured_layers(decoder: Any, layers: Sequence[int]):
 
 
 def vocabulary_terms(
-    logits_a: torch.Tensor, logits_b: torch.Tensor, *, block: int = 16
+    logits: torch.Tensor, pairs: Sequence[tuple[int, int]], *, block: int = 16
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_t P_a·(log P_a − log P_b) and Σ_t P_b·(log P_b − log P_a) over positions, per vocabulary item.
+    """Per pair (a, b): Σ_t P_a·(log P_a − log P_b) and Σ_t P_b·(log P_b − log P_a) per vocabulary item.
 
-    `logits_*` [T, V] (raw logits: renormalised here in float64, `block` positions at a time). Returns two
-    float64 [V] vectors; each sums to Σ_t KL of its direction (a token with P = 0 contributes 0).
+    `logits` [S, T, V] (raw: renormalised here in float64, `block` positions at a time, each scorer's rows once
+    per block however many pairs use them). Returns two float64 [P, V] tensors; row k of each sums to Σ_t KL of
+    its direction (a token with P = 0 contributes 0).
     """
-    vocab = logits_a.shape[-1]
-    ab = torch.zeros(vocab, dtype=torch.float64, device=logits_a.device)
+    vocab = logits.shape[-1]
+    ab = torch.zeros((len(pairs), vocab), dtype=torch.float64, device=logits.device)
     ba = torch.zeros_like(ab)
-    for start in range(0, logits_a.shape[0], block):
-        la = torch.log_softmax(logits_a[start : start + block].double(), dim=-1)
-        lb = torch.log_softmax(logits_b[start : start + block].double(), dim=-1)
-        diff = la - lb
-        ab += torch.where(la > -torch.inf, la.exp() * diff, 0.0).sum(0)
-        ba -= torch.where(lb > -torch.inf, lb.exp() * diff, 0.0).sum(0)
+    used = sorted({s for pair in pairs for s in pair})
+    for start in range(0, logits.shape[1], block):
+        logp = {s: torch.log_softmax(logits[s, start : start + block].double(), dim=-1) for s in used}
+        for k, (a, b) in enumerate(pairs):
+            la, lb = logp[a], logp[b]
+            diff = la - lb
+            ab[k] += torch.where(la > -torch.inf, la.exp() * diff, 0.0).sum(0)
+            ba[k] -= torch.where(lb > -torch.inf, lb.exp() * diff, 0.0).sum(0)
     return ab, ba
 
 
@@ -147,9 +150,9 @@ def _item_profile(
         del logits
     stacked = {name: np.stack([getattr(d, name).cpu().numpy() for d in per_layer]) for name in ("js", "kl_ab", "kl_ba")}
     tops: dict[str, list] = {"ids_ab": [], "values_ab": [], "ids_ba": [], "values_ba": [], "sum_ab": [], "sum_ba": []}
-    for a, b in pairs:
-        ab, ba = vocabulary_terms(final_logits[a], final_logits[b])
-        for direction, vector in (("ab", ab), ("ba", ba)):
+    terms_ab, terms_ba = vocabulary_terms(final_logits, pairs)
+    for k in range(len(pairs)):
+        for direction, vector in (("ab", terms_ab[k]), ("ba", terms_ba[k])):
             ids, values = _top(vector, top_k)
             tops[f"ids_{direction}"].append(ids)
             tops[f"values_{direction}"].append(values)

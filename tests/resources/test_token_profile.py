@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from persona_assets.measure.divergence import pair_divergences
 from persona_assets.runs.errors import InputError
@@ -67,13 +69,34 @@ def test_vocabulary_terms_sum_to_kl_known_answer():
     # Two tokens: P_a = (3/4, 1/4), P_b = (1/4, 3/4): KL(a‖b) = ½·ln 3 per position, terms (3/4·ln 3, −1/4·ln 3).
     a = torch.log(torch.tensor([[0.75, 0.25]] * 3))
     b = torch.log(torch.tensor([[0.25, 0.75]] * 3))
-    ab, ba = vocabulary_terms(a, b, block=2)
-    np.testing.assert_allclose(ab.numpy(), [3 * 0.75 * np.log(3), -3 * 0.25 * np.log(3)], rtol=1e-6)
-    np.testing.assert_allclose(ab.sum().item(), 3 * 0.5 * np.log(3), rtol=1e-6)
-    np.testing.assert_allclose(ba.numpy(), ab.numpy()[::-1], rtol=1e-6)
+    ab, ba = vocabulary_terms(torch.stack([a, b, a]), [(0, 1), (0, 2)], block=2)
+    np.testing.assert_allclose(ab[0].numpy(), [3 * 0.75 * np.log(3), -3 * 0.25 * np.log(3)], rtol=1e-6)
+    np.testing.assert_allclose(ab[0].sum().item(), 3 * 0.5 * np.log(3), rtol=1e-6)
+    np.testing.assert_allclose(ba[0].numpy(), ab[0].numpy()[::-1], rtol=1e-6)
+    assert torch.all(ab[1] == 0) and torch.all(ba[1] == 0)  # a pair of equal distributions
 
 
 def test_lens_layers_checked_against_the_model():
     assert lens_layers([3, 1, 3], 4) == [1, 3, 4]
     with pytest.raises(InputError, match="1..4"):
         lens_layers([0, 5], 4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    scorers=st.integers(2, 4),
+    positions=st.integers(1, 7),
+    vocab=st.integers(2, 40),
+    scale=st.floats(0.01, 8.0),
+    block=st.integers(1, 5),
+)
+def test_vocabulary_terms_sum_to_the_reference_kl(seed, scorers, positions, vocab, scale, block):
+    """Property: every pair's vocabulary vector sums to Σ_t KL of the float64 reference, both directions."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = scale * torch.randn((scorers, positions, vocab), generator=generator)
+    pairs = [(a, b) for a in range(scorers) for b in range(scorers) if a != b][:5]
+    ab, ba = vocabulary_terms(logits, pairs, block=block)
+    reference = pair_divergences(logits, pairs)
+    np.testing.assert_allclose(ab.sum(dim=1).numpy(), reference.kl_ab.sum(dim=1).numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ba.sum(dim=1).numpy(), reference.kl_ba.sum(dim=1).numpy(), rtol=1e-9, atol=1e-12)
