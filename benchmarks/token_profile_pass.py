@@ -83,6 +83,7 @@ def main() -> None:
             )
             tf = time.perf_counter() - started
             tf_cpu = cpu_seconds() - cpu
+            log(f"round {round_ + 1}: teacher forcing {tf:.1f} s ({tf_cpu:.0f} CPU s); load average {load_average()}")
             cpu, started = cpu_seconds(), time.perf_counter()
             score_missing_profiles(
                 llm,
