@@ -12,6 +12,7 @@ from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
+from persona_assets.assets.token_profile_checks import profile_checks
 from persona_assets.constants import LN2
 from persona_assets.inputs.response_quality import response_quality
 from persona_assets.ui_metadata import rounded_values
@@ -124,7 +125,7 @@ invariant_checks = [
     no_empty_responses,
 ]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
-all_checks = invariant_checks + kill_checks
+all_checks = invariant_checks + profile_checks + kill_checks
 # The same kill criteria on re-analysed earlier results (legacy_kill_gate_verdicts).
 legacy_checks = [
     _kill_check("discrimination", legacy_kill_gate_verdicts),

@@ -157,3 +157,29 @@ class LegacyConfig(dg.Config):
             "default: the published study bundled with the repository"
         ),
     )
+
+
+class ProfileConfig(AnalysisConfig):
+    """Settings of the per-token pass (`layer_divergences`, `divergence_profiles`); the lens layers are the
+    cosine layers (`ops.persona_cosine.config.layers`) and the model's last layer."""
+
+    position_buckets: list[int] = Field(
+        default_factory=lambda: [1, 5, 17, 65, 257],
+        description="response-position bucket edges, 1-based, starting at 1 and increasing: 1–4, 5–16, …, 257+",
+    )
+    top_k: int = Field(10, ge=1, description="vocabulary items listed per pair and KL direction (≥ 1)")
+    top_k_stored: int = Field(
+        50, ge=1, description="vocabulary terms kept per response, pair and direction in the cache (≥ top_k)"
+    )
+    n_questions: int = Field(
+        0, ge=0, description="teacher-force only the responses to the first n questions of the run; 0 = all (≥ 0)"
+    )
+    max_scorers_per_pass: int = Field(12, ge=2, description="scoring sequences per pass of one response (≥ 2)")
+    responses_per_batch: int = Field(8, ge=1, description="responses per call, then written to the cache (≥ 1)")
+
+    @field_validator("position_buckets")
+    @classmethod
+    def _edges(cls, edges: list[int]) -> list[int]:
+        from persona_assets.measure.token_profiles import check_bucket_edges
+
+        return check_bucket_edges(edges)

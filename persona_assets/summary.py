@@ -228,6 +228,24 @@ def study_lines(outputs: Path) -> list[str]:
     return lines
 
 
+def per_token_lines(outputs: Path) -> list[str]:
+    """The per-token pass's lines to read first (logit lens, position profile); for the re-analysed study, that it
+    has no per-token data."""
+    from persona_assets.analysis.depth_report import depth_headline, profile_headline
+
+    lines = []
+    if (legacy := _read(outputs / "legacy_results.json")) is not None:
+        folder = legacy.get("provenance", {}).get("folder", "the earlier results")
+        lines.append(
+            f"study: no per-token data in {folder} (pair matrices only): logit lens and position profiles not available"
+        )
+    if (lens := _read(outputs / "layer_divergences.json")) is not None:
+        lines.append(f"this run, through depth: {depth_headline(lens)}")
+    if (profiles := _read(outputs / "divergence_profiles.json")) is not None:
+        lines.append(f"this run, by response position: {profile_headline(profiles)}")
+    return lines
+
+
 def first_numbers(outputs: Path, figures: Path) -> list[str]:
     """The few numbers to read first, and the two figures to open first."""
     lines = ["== read first =="]
@@ -235,6 +253,7 @@ def first_numbers(outputs: Path, figures: Path) -> list[str]:
     lines += headline_leakage(_read(outputs / "leakage_correlations.json"), "this run")
     lines += headline_verdicts(_read(outputs / f"{LEGACY_PREFIX}kill_gate_verdicts.json"), "study")
     lines += headline_verdicts(_read(outputs / "kill_gate_verdicts.json"), "this run")
+    lines += per_token_lines(outputs)
     for label, path in (
         ("this run's JS heatmap", figures / "js_heatmap.png"),
         ("study's hero figure", figures / "legacy" / "js_vs_leakage.png"),

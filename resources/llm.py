@@ -272,6 +272,28 @@ class LLMResource(dg.ConfigurableResource, ABC):
                 progress(done, len(items))
         return results
 
+    def token_profiles(
+        self,
+        items: Sequence[tuple[Sequence[list[int]], Sequence[int], Sequence[tuple[int, int]]]],
+        layers: Sequence[int],
+        *,
+        top_k: int,
+        progress: ProgressFn | None = None,
+    ) -> list[Any]:
+        """The per-token pass (`resources.token_profile`): logit lens at `layers` (+ the last layer), per-token
+        output divergences and vocabulary KL terms, for the divergence step's items, in the scoring dtype."""
+        from resources.token_profile import token_profile_pass
+
+        return token_profile_pass(
+            self.scoring_engine(),
+            items,
+            layers,
+            top_k=top_k,
+            max_batch_tokens=int(getattr(self, "teacher_forcing_batch_tokens", 4096)),
+            shared_prefixes=self.shared_prefixes,
+            progress=progress,
+        )
+
     def last_prompt_hidden_states(
         self,
         prompts: Sequence[list[int]],

@@ -18,6 +18,8 @@ EXPECTED_ASSETS = {
     "divergence_matrices",
     "divergence_per_response",
     "divergence_per_pair_question",
+    "layer_divergences",
+    "divergence_profiles",
     "analysis_inputs",
     "cosine_precheck",
     "leakage_correlations",

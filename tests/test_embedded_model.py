@@ -47,6 +47,14 @@ def test_graph_on_embedded_model(tmp_path):
     off_diagonal = js[~np.eye(3, dtype=bool)]
     # Different system prompts change a real model's distributions measurably, within JS's bound.
     assert np.all(off_diagonal > 1e-3) and np.all(off_diagonal < np.log(2))
+    # The logit lens at the cosine layers and the last layer (= the output: the same JS as the divergence step).
+    lens = result.output_for_node("token_profiles", "layer_divergences")
+    assert lens["layers"] == [11, 16, 21, 27, 30]
+    np.testing.assert_allclose(np.array(lens["matrices"]["layer30"]["js_matrix"]), js, rtol=1e-4, atol=1e-9)
+    profiles = result.output_for_node("token_profiles", "divergence_profiles")
+    assert {row["bucket"] for row in profiles["pairs"]} == {"1–4", "5–16"}  # 12-token responses
+    vocabulary = profiles["vocabulary"]
+    assert vocabulary and all(isinstance(r["token"], str) and r["share"] <= 1 + 1e-9 for r in vocabulary)
 
 
 def test_cli_materializes_the_ci_scenario(tmp_path):
@@ -77,6 +85,8 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
     # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
     assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout
     figures = tmp_path / "figures"
+    for start in ("study: no per-token data in ", "this run, through depth: ", "this run, by response position: "):
+        assert any(line.startswith(start) for line in summary.stdout.splitlines()), start
     assert summary.stdout.splitlines()[-2:] == [
         f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
         f"study's hero figure: {figures / 'legacy' / 'js_vs_leakage.png'}",

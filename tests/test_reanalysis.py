@@ -190,6 +190,8 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
     )
     read_first = lines[lines.index("== read first ==") + 1 :]
     assert read_first[0].startswith(f"study: JS vs leakage Spearman ρ = {rho:+.2f}")
+    # The study has no per-token data: the summary says so instead of leaving the lens and profile lines out.
+    assert f"study: no per-token data in {REFERENCE_STUDY} (pair matrices only)" in "\n".join(read_first)
     cosine = pair_own["cosine_vs_leakage_same_pairs"]["cosine_leakage_file"]["layer20"]  # the strongest of the five
     assert read_first[1].startswith(
         "study: best cosine vs leakage, same pairs (cosine_leakage_file/layer20) Spearman ρ = "

@@ -51,6 +51,12 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
     )
     evidence = verdicts["discrimination"]["evidence"]
     assert read_first[3].startswith(f"this run: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats")
+    lens = json.loads((outputs / "layer_divergences.json").read_text())["report"]
+    assert read_first[4].startswith("this run, through depth: mean pair JS through depth L1 ")
+    assert f"from layer {lens['first_layer_ordering_pairs_like_output']}" in read_first[4]
+    assert "strongest ρ(lens JS, leakage)" in read_first[4]
+    assert read_first[5].startswith("this run, by response position: mean pair JS by response position 1–4: ")
+    assert "most divergent pair" in read_first[5]
     assert read_first[-2:] == [
         f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
         f"study's hero figure: not drawn ({figures / 'legacy' / 'js_vs_leakage.png'} is absent)",

@@ -23,42 +23,34 @@ def build_figures_asset(
     def key(name: str) -> dg.AssetKey:
         return dg.AssetKey(f"{name_prefix}{name}")
 
-    @dg.asset(
-        key=key("figures"),
-        ins={
-            "inputs": dg.AssetIn(inputs_key),
-            "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
-            "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
-        },
-        group_name=group,
-        kinds={"altair"},
-        code_version="3",
-        description=inspect.cleandoc(
-            "Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; "
-            f"""pair JS with CIs; the hero figure.
+    description = inspect.cleandoc(
+        "Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; "
+        f"""pair JS with CIs; the hero figure.
 
-            The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
-            directed pairs, ρ with the persona-permutation p and the crossed (source × target) bootstrap CI
-            in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
-            within-source panel and the permutation test of JS vs cosine as predictors.
-            pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-            PNG and interactive HTML under {"/".join(["figures", *subdir])}/ (the results resource's """
-            "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
-        ),
+        The hero figure (js_vs_leakage): JS vs leakage and cosine vs leakage side by side on the same
+        directed pairs, ρ with the persona-permutation p and the crossed (source × target) bootstrap CI
+        in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
+        within-source panel and the permutation test of JS vs cosine as predictors.
+        pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
+        PNG and interactive HTML under {"/".join(["figures", *subdir])}/ (the results resource's """
+        "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
     )
-    def figures(
-        context: dg.AssetExecutionContext,
-        results: ResultsStore,
-        inputs: dict,
-        leakage_correlations: dict,
-        kill_gate_verdicts: dict,
-    ) -> dict:
+    ins = {
+        "inputs": dg.AssetIn(inputs_key),
+        "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
+        "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
+    }
+
+    def draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, per_token) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         from persona_assets.analysis import charts
+        from persona_assets.analysis.depth_figures import depth_figures
         from persona_assets.analysis.figure_set import build_figures
 
         built = build_figures(_inputs(inputs), leakage_correlations)
+        if per_token is not None:
+            built.update(depth_figures(*per_token))
         directory = results.run_figures(context.run.run_id, *subdir, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
@@ -79,6 +71,49 @@ def build_figures_asset(
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
         return {AVAILABLE: True, "directory": str(results.figures_path(*subdir)), "files": files}
+
+    if name_prefix:  # earlier results: no per-token data
+
+        @dg.asset(
+            key=key("figures"), ins=ins, group_name=group, kinds={"altair"}, code_version="3", description=description
+        )
+        def figures(
+            context: dg.AssetExecutionContext,
+            results: ResultsStore,
+            inputs: dict,
+            leakage_correlations: dict,
+            kill_gate_verdicts: dict,
+        ) -> dict:
+            return draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, None)
+
+        return figures
+
+    @dg.asset(
+        key=key("figures"),
+        ins={
+            **ins,
+            "layer_divergences": dg.AssetIn(dg.AssetKey("layer_divergences")),
+            "divergence_profiles": dg.AssetIn(dg.AssetKey("divergence_profiles")),
+        },
+        group_name=group,
+        kinds={"altair"},
+        code_version="4",
+        description=description
+        + "\n\nlens_leakage_by_depth: against depth, the leakage correlation of cosine and of logit-lens JS side by "
+        "side (without leakage data: lens JS against the output's and against cosine). position_profile: JS by "
+        "response-position bucket with question-bootstrap CIs for the most and least divergent pairs.",
+    )
+    def figures(
+        context: dg.AssetExecutionContext,
+        results: ResultsStore,
+        inputs: dict,
+        leakage_correlations: dict,
+        kill_gate_verdicts: dict,
+        layer_divergences: dict,
+        divergence_profiles: dict,
+    ) -> dict:
+        per_token = (layer_divergences, divergence_profiles)
+        return draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, per_token)
 
     return figures
 
