@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+import yaml
 
 from persona_assets.checks import all_checks
 from persona_assets.definitions import all_assets
@@ -21,10 +22,27 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+def _personas_with_own_prompt_as_paraphrase(path: Path, persona: str) -> str:
+    """The shipped personas, except that `persona`'s one paraphrase is its prompt (a known answer: JS = 0)."""
+    shipped = yaml.safe_load((REPO / "data" / "personas.yaml").read_text())["personas"]
+    for entry in shipped:
+        if entry["name"] == persona:
+            entry["paraphrases"] = [entry["prompt"]]
+    path.write_text(yaml.safe_dump({"personas": shipped}))
+    return str(path)
+
+
 def test_graph_on_embedded_model(tmp_path):
+    personas_file = _personas_with_own_prompt_as_paraphrase(tmp_path / "personas.yaml", "assistant")
     config = dg.RunConfig(
         ops={
-            "eval_set": {"config": {"personas": ["villain", "kindergarten_teacher", "assistant"], "n_questions": 1}},
+            "eval_set": {
+                "config": {
+                    "personas": ["villain", "kindergarten_teacher", "assistant"],
+                    "n_questions": 1,
+                    "personas_file": personas_file,
+                }
+            },
             "generations": {"config": {"max_new_tokens": 12}},
             "leakage_correlations": {"config": {"n_bootstrap": 100}},
             "cosine_precheck": {"config": {"n_bootstrap": 100}},
@@ -47,6 +65,17 @@ def test_graph_on_embedded_model(tmp_path):
     off_diagonal = js[~np.eye(3, dtype=bool)]
     # Different system prompts change a real model's distributions measurably, within JS's bound.
     assert np.all(off_diagonal > 1e-3) and np.all(off_diagonal < np.log(2))
+
+    # The within-persona baseline on the real model: a paraphrase identical to the prompt gives exactly 0,
+    # the shipped paraphrases a positive JS; one question, so no pair is called against the uncertainty.
+    baseline = result.output_for_node("persona_baseline")
+    within = {p["persona"]: p["within_js"] for p in baseline["personas"]}
+    assert within["assistant"] == 0.0 and baseline["n_paraphrases_same_as_prompt"] == 1
+    assert 0 < within["villain"] < np.log(2) and 0 < within["kindergarten_teacher"] < np.log(2)
+    assert baseline["share_exceeding"] is None and "one question" in baseline["read_first"]
+    names = ["villain", "kindergarten_teacher", "assistant"]
+    for row in baseline["pairs"]:
+        assert row["js"] == js[names.index(row["persona_a"]), names.index(row["persona_b"])]
 
 
 def test_cli_materializes_the_ci_scenario(tmp_path):

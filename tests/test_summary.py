@@ -51,6 +51,8 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
     )
     evidence = verdicts["discrimination"]["evidence"]
     assert read_first[3].startswith(f"this run: pair JS {evidence['js_min']:.3g}–{evidence['js_max']:.3g} nats")
+    baseline = json.loads((outputs / "persona_baseline.json").read_text())
+    assert read_first[4] == f"this run: within-persona baseline: {baseline['read_first']}"
     assert read_first[-2:] == [
         f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
         f"study's hero figure: not drawn ({figures / 'legacy' / 'js_vs_leakage.png'} is absent)",

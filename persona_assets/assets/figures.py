@@ -15,20 +15,31 @@ from persona_assets.ui_metadata import verdict_line
 from resources.results import ResultsStore
 
 
-def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: str) -> dg.AssetsDefinition:
+def build_figures_asset(
+    inputs_key: dg.AssetKey, *, prefix: list[str], group: str, baseline_key: dg.AssetKey | None = None
+) -> dg.AssetsDefinition:
+    """The figures of the analysis of `inputs_key`, under `prefix`; with `baseline_key`, also the within-persona
+    baseline's figure (pair JS vs the within-persona level)."""
+
     def key(name: str) -> dg.AssetKey:
         return dg.AssetKey([*prefix, name])
 
+    ins = {
+        "inputs": dg.AssetIn(inputs_key),
+        "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
+        "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
+    }
+    within = ""
+    if baseline_key is not None:
+        ins["persona_baseline"] = dg.AssetIn(baseline_key)
+        within = "pair_js_vs_within_persona: each pair's JS against the within-persona level of its two personas. "
+
     @dg.asset(
         key=key("figures"),
-        ins={
-            "inputs": dg.AssetIn(inputs_key),
-            "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
-            "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
-        },
+        ins=ins,
         group_name=group,
         kinds={"altair"},
-        code_version="3",
+        code_version="4",
         description=inspect.cleandoc(
             "Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; "
             f"""pair JS with CIs; the hero figure.
@@ -38,7 +49,7 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
             in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
             within-source panel and the permutation test of JS vs cosine as predictors.
             pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-            PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's """
+            {within}PNG and interactive HTML under {"/".join(["figures", *prefix])}/ (the results resource's """
             "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
         ),
     )
@@ -48,13 +59,14 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
         inputs: dict,
         leakage_correlations: dict,
         kill_gate_verdicts: dict,
+        **extra,
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         from persona_assets.analysis import charts
         from persona_assets.analysis.figure_set import build_figures
 
-        built = build_figures(_inputs(inputs), leakage_correlations)
+        built = build_figures(_inputs(inputs), leakage_correlations, extra.get("persona_baseline"))
         directory = results.run_figures(context.run.run_id, *prefix, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
@@ -79,4 +91,6 @@ def build_figures_asset(inputs_key: dg.AssetKey, *, prefix: list[str], group: st
     return figures
 
 
-figures = build_figures_asset(dg.AssetKey("analysis_inputs"), prefix=[], group="analysis")
+figures = build_figures_asset(
+    dg.AssetKey("analysis_inputs"), prefix=[], group="analysis", baseline_key=dg.AssetKey("persona_baseline")
+)
