@@ -18,6 +18,7 @@ EXPECTED_ASSETS = {
     "divergence_matrices",
     "divergence_per_response",
     "divergence_per_pair_question",
+    "persona_baseline",
     "analysis_inputs",
     "cosine_precheck",
     "leakage_correlations",

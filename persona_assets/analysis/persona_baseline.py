@@ -132,7 +132,7 @@ def _summary(
 ) -> dict[str, Any]:
     within = np.array([p["within_js"] for p in personas])
     ratios = np.array([r["ratio"] for r in rows if r["ratio"] is not None], dtype=float)
-    decided = n_questions >= 2 and bool(rows)
+    decided = n_questions >= 2 and bootstrap["n_boot"] > 1 and bool(rows)
     n_exceeding = sum(r["exceeds_within"] for r in rows)
     out: dict[str, Any] = {
         "measured": True,
@@ -157,9 +157,11 @@ def _summary(
     }
     if not decided:
         out["note"] = (
-            "one question: the question-level uncertainty cannot be estimated, so no pair is called"
-            if rows
-            else "fewer than two personas with paraphrases: no pair to compare"
+            "fewer than two personas with paraphrases: no pair to compare"
+            if not rows
+            else "one question: the question-level uncertainty cannot be estimated, so no pair is called"
+            if n_questions < 2
+            else "one bootstrap resample: the question-level uncertainty cannot be estimated, so no pair is called"
         )
     out["read_first"] = read_first_line(out)
     return out
@@ -171,7 +173,7 @@ def read_first_line(baseline: Mapping[str, Any]) -> str:
         return f"{NOT_MEASURED}: {baseline.get('reason', 'unknown')}"
     line = (
         f"rewording a prompt moves its own persona's output by JS {baseline['within_js_min']:.3g}–"
-        f"{baseline['within_js_max']:.3g} nats ({baseline['n_personas']} personas)"
+        f"{baseline['within_js_max']:.3g} nats ({baseline['n_personas']} persona{'s' if baseline['n_personas'] != 1 else ''})"
     )
     if baseline["ratio_median"] is not None:
         line += (

@@ -171,3 +171,11 @@ def test_the_baseline_is_evidence_of_the_discrimination_verdict_never_a_kill():
         discrimination_verdict(js, min_std=0.0, min_ratio=1.0), not_measured("max_paraphrases is 0"), absent="x"
     )
     assert skipped["evidence"]["within_persona_baseline"]["reason"] == "max_paraphrases is 0"
+
+
+def test_one_resample_or_one_persona_calls_nothing_and_says_why():
+    pairs, within = _tables(PAIRS, WITHIN)
+    one = baseline_comparison(pairs, within, n_boot=1, seed=0)
+    assert one["share_exceeding"] is None and "one bootstrap resample" in one["note"]
+    alone = baseline_comparison(pairs, within[within["persona"] == "a"], n_boot=50, seed=0)
+    assert alone["pairs"] == [] and alone["share_exceeding"] is None and "no pair to compare" in alone["read_first"]
