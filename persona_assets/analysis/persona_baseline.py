@@ -171,9 +171,10 @@ def read_first_line(baseline: Mapping[str, Any]) -> str:
     """The one line to read first: the within-persona range, the ratio and the share of pairs above it."""
     if not baseline.get("measured"):
         return f"{NOT_MEASURED}: {baseline.get('reason', 'unknown')}"
+    n = baseline["n_personas"]
     line = (
         f"rewording a prompt moves its own persona's output by JS {baseline['within_js_min']:.3g}–"
-        f"{baseline['within_js_max']:.3g} nats ({baseline['n_personas']} persona{'s' if baseline['n_personas'] != 1 else ''})"
+        f"{baseline['within_js_max']:.3g} nats ({n} persona{'s' if n != 1 else ''})"
     )
     if baseline["ratio_median"] is not None:
         line += (
