@@ -41,11 +41,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=Path, required=True, help="a demo run's outputs/generations.json")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--questions", type=int, default=0, help="only the responses to the first n questions (0: all)")
     args = parser.parse_args()
     from resources.llm import CpuLLM
 
     generations = json.loads(args.generations.read_text())
     n_questions = generations["n_questions"]
+    if args.questions:
+        n_questions = min(n_questions, args.questions)
+        responses = [r for r in generations["responses"] if r["question_index"] < n_questions]
+        generations = {**generations, "n_questions": n_questions, "responses": responses}
     evals = build_eval_set(
         REPO / "data" / "personas.yaml",
         REPO / "data" / "questions.yaml",

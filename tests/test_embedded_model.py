@@ -103,6 +103,8 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
         [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert summary.returncode == 0 and "kill gate discrimination" in summary.stdout
+    # configs/ci.yaml teacher-forces no paraphrases: the baseline's line says so instead of a number.
+    assert "this run: no within-persona baseline was measured: max_paraphrases is 0" in summary.stdout
     # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
     assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout
     figures = tmp_path / "figures"
