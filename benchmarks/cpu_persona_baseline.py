@@ -3,10 +3,12 @@
 The shape of configs/demo.yaml on the real embedded model (SmolLM2-135M-Instruct, float32): the
 responses of a demo run (`--generations`, its outputs/generations.json) are scored as the run
 scores them, in one process, through the functions the assets call: first the divergences
-(`response_jobs` + `score_missing`, pair-own), then the baseline with 1 and with 2 paraphrases per
-persona (`paraphrase_jobs` + `score_missing`), each into an empty cache, `--rounds` times in turn so
-that a shared machine's load hits all of them alike. It prints each one's seconds, teacher-forced
-tokens, the baseline's share of the divergences' time, and the load average around each round.
+(`response_jobs` + `score_missing`, pair-own), then the baseline with `--paraphrases` per persona
+(`paraphrase_jobs` + `score_missing`), each into an empty cache, `--rounds` times in turn so that
+a shared machine's load hits both alike. As in a run, the baseline finds the generators' prompts
+already computed (the resource's prefix memo) and computes its paraphrases' prompts; each round
+uses a new resource, so no round reuses another's prompts. It prints each one's wall and CPU
+seconds, teacher-forced tokens, the baseline's share of the divergences' time, and the load.
 
     .venv/bin/python benchmarks/cpu_persona_baseline.py --generations data/outputs/generations.json
 """
@@ -41,6 +43,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=Path, required=True, help="a demo run's outputs/generations.json")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--paraphrases", type=int, default=2, help="paraphrases per persona (max_paraphrases)")
     parser.add_argument("--questions", type=int, default=0, help="only the responses to the first n questions (0: all)")
     args = parser.parse_args()
     from resources.llm import CpuLLM
@@ -58,20 +61,20 @@ def main() -> int:
         n_questions=n_questions,
     )
     eval_set = evals.to_dict()
-    llm = CpuLLM(model="embedded")
-    llm.load_for_teacher_forcing()
     print(f"{len(generations['responses'])} responses, {len(evals.personas)} personas × {n_questions} questions")
     for round_ in range(args.rounds):
+        llm = CpuLLM(model="embedded")  # a new prefix memo each round
+        llm.load_for_teacher_forcing()
         with tempfile.TemporaryDirectory() as work:
             load = os.getloadavg()[0]
             wall, cpu, tokens = _score(llm, response_jobs(llm, eval_set, generations, "pair_own"), Path(work) / "div")
             print(f"round {round_ + 1}: divergences {wall:.1f} s ({cpu:.1f} CPU s), {tokens} response tokens")
-            for k in (1, 2):
-                s, c, n = _score(llm, paraphrase_jobs(llm, eval_set, generations, k), Path(work) / f"base{k}")
-                print(
-                    f"round {round_ + 1}: baseline, {k} paraphrase(s): {s:.1f} s ({c:.1f} CPU s), {n} response tokens: "
-                    f"{s / wall:.0%} of the divergences' wall time, {c / cpu:.0%} of their CPU time"
-                )
+            jobs = paraphrase_jobs(llm, eval_set, generations, args.paraphrases)
+            s, c, n = _score(llm, jobs, Path(work) / "baseline")
+            print(
+                f"round {round_ + 1}: baseline, {args.paraphrases} paraphrase(s): {s:.1f} s ({c:.1f} CPU s), {n} "
+                f"response tokens: {s / wall:.0%} of the divergences' wall time, {c / cpu:.0%} of their CPU time"
+            )
             print(f"round {round_ + 1}: load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
     return 0
 
