@@ -46,6 +46,7 @@ def test_graph_on_embedded_model(tmp_path):
             "generations": {"config": {"max_new_tokens": 12}},
             "leakage_correlations": {"config": {"n_bootstrap": 100}},
             "cosine_precheck": {"config": {"n_bootstrap": 100}},
+            "persona_baseline": {"config": {"max_paraphrases": 1, "n_bootstrap": 100}},  # one prompt forward each
         }
     )
     result = dg.materialize(
