@@ -12,6 +12,7 @@ from persona_assets.assets.generations import generations
 from persona_assets.assets.analysis import kill_gate_verdicts
 from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
+from persona_assets.assets.persona_baseline import persona_baseline
 from persona_assets.assets.token_profile_checks import profile_checks
 from persona_assets.constants import LN2
 from persona_assets.inputs.response_quality import response_quality
@@ -89,6 +90,26 @@ def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(
+    asset=persona_baseline,
+    blocking=True,
+    description="Every within-persona and pair JS of the baseline is finite, in [0, ln 2] (passes when not measured).",
+)
+def persona_baseline_bounded(persona_baseline: dict) -> dg.AssetCheckResult:
+    if not persona_baseline.get("measured"):
+        return _result(True, f"not measured: {persona_baseline.get('reason')}")
+    values = np.array(
+        [p["within_js"] for p in persona_baseline["personas"]] + [r["js"] for r in persona_baseline["pairs"]],
+        dtype=float,
+    )
+    finite = bool(np.isfinite(values).all())
+    low, high = (float(np.nanmin(values)), float(np.nanmax(values))) if values.size else (0.0, 0.0)
+    passed = finite and low >= -TOLERANCE and high <= LN2 + TOLERANCE
+    return _result(
+        passed, "range of the within-persona and pair JS", all_finite=finite, js_min=low, js_max=high, ln2=LN2
+    )
+
+
 def _kill_check(criterion: str, asset: dg.AssetsDefinition = kill_gate_verdicts) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=asset,
@@ -123,6 +144,7 @@ invariant_checks = [
     js_bounded_zero_diagonal,
     kl_nonnegative_zero_diagonal,
     no_empty_responses,
+    persona_baseline_bounded,
 ]
 kill_checks = [_kill_check("discrimination"), _kill_check("redundancy")]
 all_checks = invariant_checks + profile_checks + kill_checks

@@ -99,6 +99,25 @@ class DivergenceConfig(dg.Config):
     )
 
 
+class PersonaBaselineConfig(dg.Config):
+    max_paraphrases: int = Field(
+        8,
+        ge=0,
+        description=(
+            "paraphrases per persona teacher-forced for the within-persona baseline (the first n of each persona's "
+            "`paraphrases:` in the personas file); 0 = no baseline measured; ≥ 0"
+        ),
+    )
+    max_scorers_per_pass: int = Field(
+        12, ge=2, description="scoring sequences teacher-forced together for one response (bounds memory; ≥ 2)"
+    )
+    responses_per_batch: int = Field(
+        16, ge=1, description="responses scored per call and then written to the cache (≥ 1)"
+    )
+    n_bootstrap: int = Field(2000, ge=1, description="question-bootstrap resamples for the CIs and the calls (≥ 1)")
+    seed: int = Field(0, ge=0, description="question-bootstrap random seed (≥ 0)")
+
+
 class LeakageConfig(dg.Config):
     leakage_path: str = Field(
         "",

@@ -15,6 +15,7 @@ from persona_assets.assets.figures import figures
 from persona_assets.assets.generations import generations
 from persona_assets.assets.leakage import leakage_rates
 from persona_assets.assets.legacy import legacy_assets
+from persona_assets.assets.persona_baseline import persona_baseline
 from persona_assets.assets.persona_cosine import persona_cosine
 from persona_assets.assets.token_profiles import token_profiles
 from persona_assets.checks import all_checks, legacy_checks
@@ -28,6 +29,7 @@ all_assets = [
     generations,
     persona_cosine,
     divergence_matrices,  # with divergence_per_response and divergence_per_pair_question
+    persona_baseline,
     token_profiles,  # layer_divergences and divergence_profiles
     analysis_inputs,
     cosine_precheck,

@@ -185,6 +185,20 @@ def headline_verdicts(verdicts: dict[str, Any] | None, label: str) -> list[str]:
     ]
 
 
+def headline_baseline(outputs: Path) -> list[str]:
+    """The within-persona baseline's line to read first, for the study and this run (where each has run)."""
+    lines = []
+    study = _read(outputs / f"{LEGACY_PREFIX}kill_gate_verdicts.json")
+    if study is not None and "discrimination" in study:
+        within = study["discrimination"]["evidence"].get("within_persona_baseline") or {}
+        if not within.get("measured"):
+            lines.append(f"study: no within-persona baseline — {within.get('reason', 'none recorded')}")
+    baseline = _read(outputs / "persona_baseline.json")
+    if baseline is not None:
+        lines.append(f"this run: {'within-persona baseline: ' if baseline['measured'] else ''}{baseline['read_first']}")
+    return lines
+
+
 def run_lines(outputs: Path) -> list[str]:
     """This run's model, responses and kill-gate verdicts (empty when it has not run)."""
     verdicts = _read(outputs / "kill_gate_verdicts.json")
@@ -254,6 +268,7 @@ def first_numbers(outputs: Path, figures: Path) -> list[str]:
     lines += headline_verdicts(_read(outputs / f"{LEGACY_PREFIX}kill_gate_verdicts.json"), "study")
     lines += headline_verdicts(_read(outputs / "kill_gate_verdicts.json"), "this run")
     lines += per_token_lines(outputs)
+    lines += headline_baseline(outputs)
     for label, path in (
         ("this run's JS heatmap", figures / "js_heatmap.png"),
         ("study's hero figure", figures / "legacy" / "js_vs_leakage.png"),

@@ -22,7 +22,7 @@ from tests.test_graph import materialize, run_config
 from persona_assets.ui_metadata import NOTHING_EVALUATED
 from resources.llm import CpuLLM
 
-MODEL_STEPS = {"generations", "persona_cosine", "divergence_matrices"}
+MODEL_STEPS = {"generations", "persona_cosine", "divergence_matrices", "persona_baseline"}
 
 
 def _personas_file(tmp_path: Path, personas: list[dict]) -> str:

@@ -244,7 +244,13 @@ def test_model_steps_and_shards_ask_dask_for_one_gpu(tiny_model_dir, monkeypatch
 
     monkeypatch.setenv("PERSONA_TEST_MODEL", str(tiny_model_dir))
     needs = {op.name: get_dask_resource_requirements(op.tags) for op in persona_job().graph.iterate_op_defs()}
-    model_steps = {"generations", "persona_cosine", "score_divergence_shard", "aggregate_divergences"}
+    model_steps = {
+        "generations",
+        "persona_cosine",
+        "score_divergence_shard",
+        "aggregate_divergences",
+        "persona_baseline",
+    }
     assert {name for name, need in needs.items() if need} == model_steps
     assert all(needs[name] == {"GPU": 1} for name in model_steps)
     assert not needs["eval_set"] and not needs["figures"] and not needs["plan_teacher_forcing"]

@@ -20,6 +20,7 @@ EXPECTED_ASSETS = {
     "divergence_per_pair_question",
     "layer_divergences",
     "divergence_profiles",
+    "persona_baseline",
     "analysis_inputs",
     "cosine_precheck",
     "leakage_correlations",

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pytest
+import yaml
 
 from persona_assets.checks import all_checks
 from persona_assets.definitions import all_assets
@@ -21,13 +22,31 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+def _personas_with_own_prompt_as_paraphrase(path: Path, persona: str) -> str:
+    """The shipped personas, except that `persona`'s one paraphrase is its prompt (a known answer: JS = 0)."""
+    shipped = yaml.safe_load((REPO / "data" / "personas.yaml").read_text())["personas"]
+    for entry in shipped:
+        if entry["name"] == persona:
+            entry["paraphrases"] = [entry["prompt"]]
+    path.write_text(yaml.safe_dump({"personas": shipped}))
+    return str(path)
+
+
 def test_graph_on_embedded_model(tmp_path):
+    personas_file = _personas_with_own_prompt_as_paraphrase(tmp_path / "personas.yaml", "assistant")
     config = dg.RunConfig(
         ops={
-            "eval_set": {"config": {"personas": ["villain", "kindergarten_teacher", "assistant"], "n_questions": 1}},
+            "eval_set": {
+                "config": {
+                    "personas": ["villain", "kindergarten_teacher", "assistant"],
+                    "n_questions": 1,
+                    "personas_file": personas_file,
+                }
+            },
             "generations": {"config": {"max_new_tokens": 12}},
             "leakage_correlations": {"config": {"n_bootstrap": 100}},
             "cosine_precheck": {"config": {"n_bootstrap": 100}},
+            "persona_baseline": {"config": {"max_paraphrases": 1, "n_bootstrap": 100}},  # one prompt forward each
         }
     )
     result = dg.materialize(
@@ -56,6 +75,17 @@ def test_graph_on_embedded_model(tmp_path):
     vocabulary = profiles["vocabulary"]
     assert vocabulary and all(isinstance(r["token"], str) and r["share"] <= 1 + 1e-9 for r in vocabulary)
 
+    # The within-persona baseline on the real model: a paraphrase identical to the prompt gives exactly 0,
+    # the shipped paraphrases a positive JS; one question, so no pair is called against the uncertainty.
+    baseline = result.output_for_node("persona_baseline")
+    within = {p["persona"]: p["within_js"] for p in baseline["personas"]}
+    assert within["assistant"] == 0.0 and baseline["n_paraphrases_same_as_prompt"] == 1
+    assert 0 < within["villain"] < np.log(2) and 0 < within["kindergarten_teacher"] < np.log(2)
+    assert baseline["share_exceeding"] is None and "one question" in baseline["read_first"]
+    names = ["villain", "kindergarten_teacher", "assistant"]
+    for row in baseline["pairs"]:
+        assert row["js"] == js[names.index(row["persona_a"]), names.index(row["persona_b"])]
+
 
 def test_cli_materializes_the_ci_scenario(tmp_path):
     home = tmp_path / "dagster_home"
@@ -82,6 +112,8 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
         [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert summary.returncode == 0 and "kill gate discrimination" in summary.stdout
+    # configs/ci.yaml teacher-forces no paraphrases: the baseline's line says so instead of a number.
+    assert "this run: no within-persona baseline was measured: max_paraphrases is 0" in summary.stdout
     # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
     assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout
     figures = tmp_path / "figures"

@@ -55,7 +55,9 @@ def default_run(tiny_model_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PERSONA_DATA_DIR", str(run_dir / "data"))
         env.setenv("PERSONA_FIGURES_DIR", str(run_dir / "figures"))
-        return materialize(tiny_model_dir, run_config(run_dir)), run_dir
+        # No paraphrases used here: the baseline says plainly it measured nothing (the leakage run measures it).
+        config = run_config(run_dir, persona_baseline={"config": {"max_paraphrases": 0}})
+        return materialize(tiny_model_dir, config), run_dir
 
 
 def test_full_graph_on_tiny_model(tiny_leakage_run):
@@ -109,14 +111,50 @@ def test_full_graph_on_tiny_model(tiny_leakage_run):
         assert (tmp_path / "figures" / f"{stem}.png").stat().st_size > 1000, stem
         assert stem in figures["files"]
 
+    _assert_baseline(result, tmp_path, js)
+
     # Outputs are readable JSON on disk, not pickles.
     on_disk = json.loads((tmp_path / "data" / "outputs" / "divergence_matrices.json").read_text())
     assert on_disk["js_matrix"] == divergences["js_matrix"]
 
 
+def _assert_baseline(result, tmp_path, js: np.ndarray) -> None:
+    """The within-persona baseline of the shipped paraphrases: consistent with the pair JS and its own rows."""
+    baseline = result.output_for_node("persona_baseline")
+    assert baseline["measured"] and (baseline["n_personas"], baseline["n_pairs"], baseline["n_questions"]) == (4, 6, 2)
+    for row in baseline["pairs"]:  # the pair JS compared is the matrix's
+        i, j = PERSONAS.index(row["persona_a"]), PERSONAS.index(row["persona_b"])
+        assert row["js"] == pytest.approx(js[i, j], rel=1e-12)
+        assert row["ratio"] == pytest.approx(row["js"] / ((row["within_a"] + row["within_b"]) / 2), rel=1e-12)
+    rows = pd.read_csv(tmp_path / "data" / "outputs" / "persona_baseline_per_response.csv")
+    assert len(rows) == 4 * 2 * 2 and not rows["same_prompt_ids"].any()  # 4 personas × 2 questions × 2 paraphrases
+    within = rows.groupby(["persona", "question_index"])["js"].mean().groupby("persona").mean()
+    for persona in baseline["personas"]:
+        assert persona["within_js"] == pytest.approx(within[persona["persona"]], rel=1e-12)
+        assert 0 < persona["within_js"] < math.log(2)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["persona_baseline_bounded"].passed
+    discrimination = result.output_for_node("kill_gate_verdicts")["discrimination"]
+    assert discrimination["evidence"]["within_persona_baseline"]["n_pairs"] == 6
+    assert any(note.endswith(baseline["read_first"]) for note in discrimination["notes"])
+    metadata = result.asset_materializations_for_node("persona_baseline")[0].metadata
+    assert metadata["read_first"].value == baseline["read_first"]
+    assert (tmp_path / "figures" / "pair_js_vs_within_persona.png").stat().st_size > 1000
+
+
 def test_graph_without_leakage_says_so(default_run):
     result, tmp_path = default_run
     assert result.success
+    baseline = result.output_for_node("persona_baseline")
+    assert baseline == {
+        "measured": False,
+        "reason": "max_paraphrases is 0 in this run's settings (ops.persona_baseline.config)",
+        "read_first": "no within-persona baseline was measured: max_paraphrases is 0 in this run's settings "
+        "(ops.persona_baseline.config)",
+    }
+    within = result.output_for_node("kill_gate_verdicts")["discrimination"]["evidence"]["within_persona_baseline"]
+    assert within == {"measured": False, "reason": baseline["reason"]}
+    assert not (tmp_path / "figures" / "pair_js_vs_within_persona.png").exists()
     correlations = result.output_for_node("leakage_correlations")
     assert correlations["leakage"]["available"] is False
     assert "no leakage_path" in correlations["leakage"]["note"]
@@ -182,6 +220,9 @@ def test_the_original_studys_scoring_rule_is_a_labelled_setting(tiny_model_dir, 
     a = ours.output_for_node("divergence_matrices", "divergence_matrices")
     b = original.output_for_node("divergence_matrices", "divergence_matrices")
     assert a["method"]["scoring_rule"] == "generated" and b["method"]["scoring_rule"] == "original_template"
+    assert original.output_for_node("persona_baseline")["reason"] == (
+        "the pair JS was scored under the 'original_template' rule; the baseline is measured under 'generated' only"
+    )
     responses = ours.output_for_node("generations")["responses"]
     assert any(r["hit_max_new_tokens"] for r in responses)
     assert not np.allclose(np.array(a["js_matrix"]), np.array(b["js_matrix"]))

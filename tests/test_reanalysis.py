@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from persona_assets.assets.analysis import NO_PARAPHRASE_DATA
 from persona_assets.assets.legacy import DEFAULT_LEGACY_DIR, legacy_assets
 from persona_assets.checks import legacy_checks
 from persona_assets.environment import storage_resources
@@ -240,4 +241,8 @@ def test_reanalysis_config_materializes_reference_from_the_cli(tmp_path):
         read_first[3].startswith("study: pair JS ")
         and f"discrimination KILLED ({verdicts['discrimination']['call']})" in read_first[3]
     )
+    # The study has no paraphrase data: the verdict and the summary say so instead of leaving a blank.
+    within = verdicts["discrimination"]["evidence"]["within_persona_baseline"]
+    assert within == {"measured": False, "reason": NO_PARAPHRASE_DATA}
+    assert read_first[4] == f"study: no within-persona baseline — {NO_PARAPHRASE_DATA}"
     assert read_first[-1] == f"study's hero figure: {tmp_path / 'figures' / 'legacy' / 'js_vs_leakage.png'}"

@@ -57,6 +57,8 @@ def test_summary_of_a_tiny_run_ends_with_its_numbers_and_figures(tiny_leakage_ru
     assert "strongest ρ(lens JS, leakage)" in read_first[4]
     assert read_first[5].startswith("this run, by response position: mean pair JS by response position 1–4: ")
     assert "most divergent pair" in read_first[5]
+    baseline = json.loads((outputs / "persona_baseline.json").read_text())
+    assert read_first[6] == f"this run: within-persona baseline: {baseline['read_first']}"
     assert read_first[-2:] == [
         f"this run's JS heatmap: {figures / 'js_heatmap.png'}",
         f"study's hero figure: not drawn ({figures / 'legacy' / 'js_vs_leakage.png'} is absent)",

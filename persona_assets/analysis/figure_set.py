@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 
 from persona_assets.analysis import charts
+from persona_assets.analysis.baseline_figure import baseline_figure
 from persona_assets.analysis.matrices import AnalysisInputs
 from persona_assets.stats.difference_power import ALPHA as DIFFERENCE_ALPHA
 from persona_assets.stats.difference_power import power_text
@@ -198,7 +199,8 @@ def hero_figure(inputs: AnalysisInputs, correlations: dict) -> alt.Chart | None:
     )
 
 
-def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.Chart]:
+def build_figures(inputs: AnalysisInputs, correlations: dict, baseline: dict | None = None) -> dict[str, alt.Chart]:
+    """Every figure of one analysis, by file stem; `baseline` (the `persona_baseline` value) adds its figure."""
     names = inputs.persona_names
     kl = inputs.kl
     built: dict[str, alt.Chart] = {}
@@ -242,4 +244,6 @@ def build_figures(inputs: AnalysisInputs, correlations: dict) -> dict[str, alt.C
     hero = hero_figure(inputs, correlations)
     if hero is not None:
         built["js_vs_leakage"] = hero
+    if baseline is not None and (within := baseline_figure(baseline)) is not None:
+        built["pair_js_vs_within_persona"] = within
     return built

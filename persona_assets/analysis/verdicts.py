@@ -3,7 +3,8 @@
 Discrimination per averaging (std, max/min, CV; the noise floor; the question-bootstrap CIs from
 `leakage_correlations` and whether the thresholds lie inside them), redundancy with cosine at
 every layer of every cosine set (with the question-bootstrap CI of ρ), and per-question
-informativeness. No dagster import.
+informativeness; the within-persona baseline (`persona_baseline`) joins the discrimination verdict as
+evidence, not as a rule. No dagster import.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from persona_assets.analysis.kill_criteria import (
     label_redundancy,
     redundancy_verdict,
 )
+from persona_assets.analysis.persona_baseline import add_to_discrimination
 from persona_assets.measure.noise_floor import floor_evidence
 
 MIN_PAIRS = 3
@@ -87,7 +89,11 @@ def kill_gate_verdicts(
     min_ratio: float,
     max_abs_rho: float,
     min_relative_question_spread: float,
+    baseline: dict[str, Any] | None = None,
+    baseline_absent: str = "no paraphrase data",
 ) -> dict[str, Any]:
+    """The verdicts with their evidence; `baseline` (the `persona_baseline` value, or None with `baseline_absent`
+    saying why there is none) joins the primary discrimination verdict as evidence, never as a rule."""
     upper = np.triu_indices(len(inputs.persona_names), k=1)
     by_averaging = {
         a: discrimination_verdict(js[upper], min_std=min_std, min_ratio=min_ratio) for a, js in inputs.js.items()
@@ -119,6 +125,7 @@ def kill_gate_verdicts(
         },
     )
     redundancy["evidence"]["centrings"] = {label: cs.centring for label, cs in inputs.cosine_sets.items()}
+    add_to_discrimination(by_averaging[primary], baseline, absent=baseline_absent)
     discrimination = dict(by_averaging[primary])
     discrimination["averaging"] = primary
     return {

@@ -24,6 +24,9 @@ from persona_assets.runs.storage import write_csv
 from persona_assets.ui_metadata import VERDICT_TAG, rounded, tag_run_with_verdict, verdict_line
 from resources.results import ResultsStore
 
+# Why earlier results have no within-persona baseline (the summary and the verdict say so).
+NO_PARAPHRASE_DATA = "the earlier results have no paraphrase data (no teacher forcing under reworded prompts)"
+
 
 @dg.asset(group_name="analysis", kinds={"pandas"}, code_version="3")
 def analysis_inputs(
@@ -57,9 +60,12 @@ def analysis_inputs(
     return {AVAILABLE: True, **inputs.to_dict()}
 
 
-def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: str) -> list[dg.AssetsDefinition]:
+def build_analysis_assets(
+    inputs_key: dg.AssetKey, *, name_prefix: str, group: str, baseline_key: dg.AssetKey | None = None
+) -> list[dg.AssetsDefinition]:
     """cosine_precheck, leakage_correlations and kill_gate_verdicts reading `inputs_key`, each name
-    starting with `name_prefix` (so the graph, which shows a key's last part, tells the copies apart)."""
+    starting with `name_prefix` (so the graph, which shows a key's last part, tells the copies apart);
+    kill_gate_verdicts also reads the within-persona baseline `baseline_key` when given."""
 
     def key(name: str) -> dg.AssetKey:
         return dg.AssetKey(f"{name_prefix}{name}")
@@ -180,12 +186,16 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
         context.add_output_metadata(metadata)
         return result
 
+    verdict_ins = {"inputs": dg.AssetIn(inputs_key), "leakage_correlations": dg.AssetIn(key("leakage_correlations"))}
+    if baseline_key is not None:
+        verdict_ins["persona_baseline"] = dg.AssetIn(baseline_key)
+
     @dg.asset(
         key=key("kill_gate_verdicts"),
-        ins={"inputs": dg.AssetIn(inputs_key), "leakage_correlations": dg.AssetIn(key("leakage_correlations"))},
+        ins=verdict_ins,
         group_name=group,
         kinds={"pandas"},
-        code_version="4",
+        code_version="5",
         description=inspect.cleandoc(f"""The pre-registered kill criteria on {origin}, each with its evidence.
 
         Discrimination (std, max/min ratio, coefficient of variation; a note when a threshold is
@@ -193,10 +203,12 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
         how many pair-JS differences fall below the floor) for every averaging; redundancy with cosine at every layer of
         every cosine set; per-question informativeness (spread of pair JS, flagged questions). Each
         verdict has a `call`: "decided by the data" when the question-bootstrap 95% CIs of the
-        deciding statistics lie clear of their thresholds, else "too close to call"."""),
+        deciding statistics lie clear of their thresholds, else "too close to call". The
+        within-persona baseline (pair JS against rewording one persona's prompt) joins the
+        discrimination verdict as evidence, not as a rule{"" if baseline_key else "; earlier results have none"}."""),
     )
     def kill_gate_verdicts(
-        context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict
+        context: dg.AssetExecutionContext, config: KillGateConfig, inputs: dict, leakage_correlations: dict, **extra
     ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
@@ -209,12 +221,15 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
             min_ratio=config.min_js_ratio,
             max_abs_rho=config.max_abs_js_cosine_rho,
             min_relative_question_spread=config.min_relative_question_spread,
+            baseline=extra.get("persona_baseline"),  # present when built with baseline_key
+            baseline_absent=NO_PARAPHRASE_DATA,
         )
         floor = verdicts["noise_floor"]
         line = verdict_line(verdicts)
         tag_run_with_verdict(context, verdict_tag, line)
         if any(verdicts[name]["killed"] for name in ("discrimination", "redundancy")):
             context.log.warning(f"kill gates on {origin}: {line}")
+        within = verdicts["discrimination"]["evidence"]["within_persona_baseline"]
         context.add_output_metadata(
             {
                 "verdict": line,
@@ -222,6 +237,11 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
                 "noise_floor_js_nats": rounded(floor["noise_floor_js_nats"]),
                 "pair_js_differences_below_floor": floor["n_pair_js_differences_below_floor"],
                 "noise_floor_note": floor["note"],
+                "within_persona_baseline": (
+                    f"{within['n_exceeding']}/{within['n_pairs']} pairs above the within-persona level"
+                    if within["measured"] and within["n_exceeding"] is not None
+                    else ("measured, no pair called" if within["measured"] else f"not measured: {within['reason']}")
+                ),
             }
         )
         return {AVAILABLE: True, **verdicts}
@@ -230,5 +250,5 @@ def build_analysis_assets(inputs_key: dg.AssetKey, *, name_prefix: str, group: s
 
 
 cosine_precheck, leakage_correlations, kill_gate_verdicts = build_analysis_assets(
-    dg.AssetKey("analysis_inputs"), name_prefix="", group="analysis"
+    dg.AssetKey("analysis_inputs"), name_prefix="", group="analysis", baseline_key=dg.AssetKey("persona_baseline")
 )

@@ -16,13 +16,28 @@ from resources.results import ResultsStore
 
 
 def build_figures_asset(
-    inputs_key: dg.AssetKey, *, name_prefix: str, subdir: tuple[str, ...], group: str
+    inputs_key: dg.AssetKey,
+    *,
+    name_prefix: str,
+    subdir: tuple[str, ...],
+    group: str,
+    extra_inputs: tuple[str, ...] = (),
 ) -> dg.AssetsDefinition:
-    """The figures of the analysis assets named `name_prefix`…, drawn under figures/`subdir`."""
+    """The figures of the analysis assets named `name_prefix`…, drawn under figures/`subdir`; `extra_inputs`
+    names the assets of this run only (per-token pass, within-persona baseline) whose figures are drawn too."""
 
     def key(name: str) -> dg.AssetKey:
         return dg.AssetKey(f"{name_prefix}{name}")
 
+    extra_text = {
+        "layer_divergences": "lens_leakage_by_depth: against depth, the leakage correlation of cosine and of "
+        "logit-lens JS side by side (without leakage data: lens JS against the output's and against cosine). ",
+        "divergence_profiles": "position_profile: JS by response-position bucket with question-bootstrap CIs for "
+        "the most and least divergent pairs. ",
+        "persona_baseline": "pair_js_vs_within_persona: each pair's JS against the within-persona level of its "
+        "two personas. ",
+    }
+    extras = "".join(extra_text[name] for name in extra_inputs)
     description = inspect.cleandoc(
         "Heatmaps of JS (each averaging), KL and signed KL asymmetry; JS vs cosine per layer; "
         f"""pair JS with CIs; the hero figure.
@@ -32,25 +47,41 @@ def build_figures_asset(
         in the titles, each pair's JS with its 95% question-bootstrap CI, coloured by source, with a
         within-source panel and the permutation test of JS vs cosine as predictors.
         pair_js_uncertainty: every pair's JS with its question-bootstrap CI and the noise floor.
-        PNG and interactive HTML under {"/".join(["figures", *subdir])}/ (the results resource's """
+        {extras}PNG and interactive HTML under {"/".join(["figures", *subdir])}/ (the results resource's """
         "figures_dir, PERSONA_FIGURES_DIR); previews in the metadata."
     )
     ins = {
         "inputs": dg.AssetIn(inputs_key),
         "leakage_correlations": dg.AssetIn(key("leakage_correlations")),
         "kill_gate_verdicts": dg.AssetIn(key("kill_gate_verdicts")),
+        **{name: dg.AssetIn(dg.AssetKey(name)) for name in extra_inputs},
     }
 
-    def draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, per_token) -> dict:
+    @dg.asset(
+        key=key("figures"),
+        ins=ins,
+        group_name=group,
+        kinds={"altair"},
+        code_version="4" if extra_inputs else "3",
+        description=description,
+    )
+    def figures(
+        context: dg.AssetExecutionContext,
+        results: ResultsStore,
+        inputs: dict,
+        leakage_correlations: dict,
+        kill_gate_verdicts: dict,
+        **extra: dict,
+    ) -> dict:
         if (missing := _unavailable(inputs)) is not None:
             return missing
         from persona_assets.analysis import charts
         from persona_assets.analysis.depth_figures import depth_figures
         from persona_assets.analysis.figure_set import build_figures
 
-        built = build_figures(_inputs(inputs), leakage_correlations)
-        if per_token is not None:
-            built.update(depth_figures(*per_token))
+        built = build_figures(_inputs(inputs), leakage_correlations, extra.get("persona_baseline"))
+        if "layer_divergences" in extra:
+            built.update(depth_figures(extra["layer_divergences"], extra["divergence_profiles"]))
         directory = results.run_figures(context.run.run_id, *subdir, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
@@ -72,50 +103,13 @@ def build_figures_asset(
         context.log.info(f"figures written to {directory}")
         return {AVAILABLE: True, "directory": str(results.figures_path(*subdir)), "files": files}
 
-    if name_prefix:  # earlier results: no per-token data
-
-        @dg.asset(
-            key=key("figures"), ins=ins, group_name=group, kinds={"altair"}, code_version="3", description=description
-        )
-        def figures(
-            context: dg.AssetExecutionContext,
-            results: ResultsStore,
-            inputs: dict,
-            leakage_correlations: dict,
-            kill_gate_verdicts: dict,
-        ) -> dict:
-            return draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, None)
-
-        return figures
-
-    @dg.asset(
-        key=key("figures"),
-        ins={
-            **ins,
-            "layer_divergences": dg.AssetIn(dg.AssetKey("layer_divergences")),
-            "divergence_profiles": dg.AssetIn(dg.AssetKey("divergence_profiles")),
-        },
-        group_name=group,
-        kinds={"altair"},
-        code_version="4",
-        description=description
-        + "\n\nlens_leakage_by_depth: against depth, the leakage correlation of cosine and of logit-lens JS side by "
-        "side (without leakage data: lens JS against the output's and against cosine). position_profile: JS by "
-        "response-position bucket with question-bootstrap CIs for the most and least divergent pairs.",
-    )
-    def figures(
-        context: dg.AssetExecutionContext,
-        results: ResultsStore,
-        inputs: dict,
-        leakage_correlations: dict,
-        kill_gate_verdicts: dict,
-        layer_divergences: dict,
-        divergence_profiles: dict,
-    ) -> dict:
-        per_token = (layer_divergences, divergence_profiles)
-        return draw(context, results, inputs, leakage_correlations, kill_gate_verdicts, per_token)
-
     return figures
 
 
-figures = build_figures_asset(dg.AssetKey("analysis_inputs"), name_prefix="", subdir=(), group="analysis")
+figures = build_figures_asset(
+    dg.AssetKey("analysis_inputs"),
+    name_prefix="",
+    subdir=(),
+    group="analysis",
+    extra_inputs=("layer_divergences", "divergence_profiles", "persona_baseline"),
+)

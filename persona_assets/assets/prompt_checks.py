@@ -25,7 +25,15 @@ def refuse_unsafe_prompts(llm: LLMResource, evals: EvalSet, *, max_new_tokens: i
     try:
         return check_prompts(
             llm.tokenizer,
-            [(p.name, p.prompt) for p in evals.personas],
+            [
+                *((p.name, p.prompt) for p in evals.personas),
+                # Paraphrases (the within-persona baseline) go before the same model: the same checks.
+                *(
+                    (f"{p.name} (paraphrase {k + 1})", text)
+                    for p in evals.personas
+                    for k, text in enumerate(p.paraphrases)
+                ),
+            ],
             evals.questions,
             prompt_ids=llm.chat_prompt_ids,
             max_new_tokens=max_new_tokens,

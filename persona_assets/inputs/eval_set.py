@@ -21,6 +21,10 @@ NAME_RULE = (
     f"and has at most {MAX_NAME_CHARS} characters"
 )
 WHAT_NORMALISATION_DOES = "once leading and trailing whitespace is stripped (as the run does)"
+# Paraphrases of a persona's prompt (the within-persona baseline): each is teacher-forced on every
+# response of its persona, so the count is bounded; their length is bounded by the context window
+# (prompt safety checks them like the prompts).
+MAX_PARAPHRASES = 8
 
 
 def normalised_text(text: str) -> str:
@@ -32,6 +36,7 @@ def normalised_text(text: str) -> str:
 class Persona:
     name: str
     prompt: str
+    paraphrases: tuple[str, ...] = ()  # the same persona in other words (normalised like the prompt)
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,9 @@ class EvalSet:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "personas": [{"name": p.name, "prompt": p.prompt} for p in self.personas],
+            "personas": [
+                {"name": p.name, "prompt": p.prompt, "paraphrases": list(p.paraphrases)} for p in self.personas
+            ],
             "questions": list(self.questions),
             "sources": dict(self.sources),
         }
@@ -54,7 +61,7 @@ class EvalSet:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalSet":
         return cls(
-            personas=[Persona(p["name"], p["prompt"]) for p in data["personas"]],
+            personas=[Persona(p["name"], p["prompt"], tuple(p.get("paraphrases", ()))) for p in data["personas"]],
             questions=list(data["questions"]),
             sources=dict(data.get("sources", {})),
         )
@@ -101,9 +108,58 @@ def load_personas(path: Path) -> list[Persona]:
         if prompt is None or not normalised_text(prompt):
             raise InputError(f"{path}: persona {name!r} has no prompt")
         seen.add(name)
-        personas.append(Persona(name, normalised_text(prompt)))
+        prompt = normalised_text(prompt)
+        personas.append(Persona(name, prompt, _paraphrases(path, name, item.get("paraphrases"))))
     _refuse_same_prompts(path, personas)
+    _refuse_borrowed_paraphrases(path, personas)
     return personas
+
+
+def _paraphrases(path: Path, name: str, items: object) -> tuple[str, ...]:
+    """A persona's optional `paraphrases:` list, normalised; refused when not a list of at most
+    MAX_PARAPHRASES non-empty strings, or when one repeats another of the same persona.
+
+    A paraphrase equal to the persona's own prompt is kept: it measures the baseline of a prompt
+    against itself, exactly 0 (a known answer); the run reports how many there are."""
+    if items is None:
+        return ()
+    where = f"{path}: persona {name!r}: paraphrases"
+    if not isinstance(items, list):
+        raise InputError(f"{where} must be a list of strings, found {type_name(items)}")
+    if len(items) > MAX_PARAPHRASES:
+        raise InputError(f"{where}: {len(items)} given, at most {MAX_PARAPHRASES} are allowed")
+    out: list[str] = []
+    for k, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InputError(f"{where}: #{k + 1} must be a string, found {type_name(item)}")
+        text = normalised_text(item)
+        if not text:
+            raise InputError(f"{where}: #{k + 1} is empty")
+        if text in out:
+            raise InputError(
+                f"{where}: #{out.index(text) + 1} and #{k + 1} are the same text {WHAT_NORMALISATION_DOES}; remove one"
+            )
+        out.append(text)
+    return tuple(out)
+
+
+def _refuse_borrowed_paraphrases(path: Path, personas: list[Persona]) -> None:
+    # A paraphrase must keep its own persona: one that is another persona's prompt (or paraphrase)
+    # would measure a between-persona difference and call it the within-persona baseline.
+    prompt_of = {p.prompt: p.name for p in personas}
+    paraphrase_of: dict[str, str] = {}
+    for persona in personas:
+        for k, text in enumerate(persona.paraphrases):
+            if prompt_of.get(text, persona.name) != persona.name:
+                what = f"the prompt of persona {prompt_of[text]!r}"
+            elif paraphrase_of.setdefault(text, persona.name) != persona.name:
+                what = f"also a paraphrase of persona {paraphrase_of[text]!r}"
+            else:
+                continue
+            raise InputError(
+                f"{path}: persona {persona.name!r}: paraphrase #{k + 1} is {what} {WHAT_NORMALISATION_DOES}; "
+                "a paraphrase must say its own persona in other words"
+            )
 
 
 def _refuse_same_prompts(path: Path, personas: list[Persona]) -> None:

@@ -61,6 +61,20 @@ def original_template_scoring(
     return scored, contexts, same
 
 
+def scoring_key(
+    model: Mapping[str, Any], response: Mapping[str, Any], ids: Sequence[int], generator_prompt_ids: Sequence[int]
+) -> str:
+    """The cache key of one response scored on `ids` after its generator's prompt, by this model (`llm.describe()`)."""
+    return response_key(
+        model_fingerprint=model["model_fingerprint"],
+        dtype=model["scoring_dtype"],  # the precision the values are computed in
+        device_kind=model["device"].split(":")[0],
+        generation_key=response.get("cache_key", ""),
+        response_ids=ids,
+        generator_prompt_ids=generator_prompt_ids,
+    )
+
+
 def response_jobs(
     llm: Any, eval_set: dict, generations: dict, averaging: str, scoring_rule: str = GENERATED
 ) -> list[ResponseJob]:
@@ -94,14 +108,7 @@ def response_jobs(
         ids, scorer_prompts, same = list(r["token_ids"]), {s: prompts[(s, q)] for s in used}, None
         if scoring_rule != GENERATED:
             ids, scorer_prompts, same = original_template_scoring(llm, evals, r, used, prompts, closing)
-        key = response_key(
-            model_fingerprint=model["model_fingerprint"],
-            dtype=model["scoring_dtype"],  # the precision the values are computed in
-            device_kind=model["device"].split(":")[0],
-            generation_key=r.get("cache_key", ""),
-            response_ids=ids,
-            generator_prompt_ids=prompts[(g, q)],
-        )
+        key = scoring_key(model, r, ids, prompts[(g, q)])
         jobs.append(
             ResponseJob(
                 key,
