@@ -9,6 +9,8 @@ the pairs' mean profile. No dagster import.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import numpy as np
@@ -190,7 +192,9 @@ def profile_headline(divergence_profiles: dict[str, Any]) -> str:
     """The line to read first of divergence_profiles: mean pair JS per position bucket, and the top token of
     the most divergent pair."""
     by_bucket = divergence_profiles["by_bucket"]
-    means = ", ".join(f"{label}: {_g(b['pair_mean_js'])}" for label, b in by_bucket.items() if b.get("n_pairs"))
+    # In position order: the JSON keeps its keys sorted as text ("17–64" before "1–4").
+    in_order = sorted(by_bucket.items(), key=lambda item: int(re.match(r"\d+", item[0]).group()))
+    means = ", ".join(f"{label}: {_g(b['pair_mean_js'])}" for label, b in in_order if b.get("n_pairs"))
     line = f"mean pair JS by response position {means} nats"
     a, b = divergence_profiles["extremes"]["most_divergent"]
     top = [

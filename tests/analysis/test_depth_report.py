@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_assets.analysis.depth_report import SAME_ORDER_RHO, depth_headline, layer_report, profile_report
+from persona_assets.analysis.depth_report import (
+    SAME_ORDER_RHO,
+    depth_headline,
+    layer_report,
+    profile_headline,
+    profile_report,
+)
 from persona_assets.stats.correlate import correlate
 
 NAMES = ["p0", "p1", "p2", "p3", "p4"]
@@ -79,3 +85,14 @@ def test_profile_report_question_bootstrap():
     second = [r for r in result["pairs"] if r["bucket"] == "5–16"][0]
     assert second["se"] == pytest.approx(0.0, abs=1e-12)  # the same value on every question
     assert result["by_bucket"]["17+"]["n_pairs"] == 0
+
+
+def test_profile_headline_lists_the_buckets_in_position_order_whatever_the_key_order():
+    """Read back from JSON the buckets come sorted as text ("17–64" before "1–4"); the line reads by position."""
+    by_bucket = {
+        label: {"n_pairs": 1, "pair_mean_js": js} for label, js in [("17–64", 0.3), ("1–4", 0.1), ("257+", 0.5)]
+    }
+    by_bucket["5–16"] = {"n_pairs": 1, "pair_mean_js": 0.2}
+    by_bucket["65–256"] = {"n_pairs": 0, "note": "no response reaches this bucket"}
+    line = profile_headline({"by_bucket": by_bucket, "extremes": {"most_divergent": ["a", "b"]}, "vocabulary": []})
+    assert line == "mean pair JS by response position 1–4: 0.1, 5–16: 0.2, 17–64: 0.3, 257+: 0.5 nats"
