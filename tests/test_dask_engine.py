@@ -250,6 +250,7 @@ def test_model_steps_and_shards_ask_dask_for_one_gpu(tiny_model_dir, monkeypatch
         "score_divergence_shard",
         "aggregate_divergences",
         "persona_baseline",
+        "token_profiles",
     }
     assert {name for name, need in needs.items() if need} == model_steps
     assert all(needs[name] == {"GPU": 1} for name in model_steps)

@@ -24,12 +24,25 @@ from tests.test_graph import run_config
 # headroom and stays far below the pair JS values (> 1e-3 nats, asserted in test_graph).
 FLOAT32_BATCH_NOISE_BOUND = 1e-5
 
-ANALYSED = ("persona_cosine", "leakage_rates", "analysis_inputs", "leakage_correlations", "kill_gate_verdicts")
+# kill_gate_verdicts reads the within-persona baseline too.
+ANALYSED = (
+    "persona_cosine",
+    "leakage_rates",
+    "analysis_inputs",
+    "leakage_correlations",
+    "persona_baseline",
+    "kill_gate_verdicts",
+)
 
 
 def _materialize(tiny_model_dir, tmp_path, keep, llm=None, **divergence_config):
     """Only the assets named in `keep` (no figures, no checks: the floor does not reach them)."""
-    ops = run_config(tmp_path, divergence_matrices={"config": divergence_config}).ops
+    # No paraphrases: the floor does not reach the within-persona baseline (kill_gate_verdicts only needs the asset).
+    ops = run_config(
+        tmp_path,
+        divergence_matrices={"config": divergence_config},
+        persona_baseline={"config": {"max_paraphrases": 0}},
+    ).ops
     return dg.materialize(
         [a for a in all_assets if any(k.path[0] in keep for k in a.keys)],
         resources={"llm": llm or CpuLLM(model=str(tiny_model_dir)), **storage_resources()},

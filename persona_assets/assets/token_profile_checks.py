@@ -13,6 +13,7 @@ import dagster as dg
 import numpy as np
 
 from persona_assets.constants import LN2
+from persona_assets.ui_metadata import rounded_values
 
 LAYER_DIVERGENCES = dg.AssetKey("layer_divergences")
 DIVERGENCE_PROFILES = dg.AssetKey("divergence_profiles")
@@ -23,7 +24,9 @@ TERM_SUM_RELATIVE = 1e-5
 
 def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=bool(passed), severity=dg.AssetCheckSeverity.ERROR, description=description, metadata=metadata
+        passed=bool(passed), severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=rounded_values(metadata),  # 4 significant digits shown; the check used the exact values
     )
 
 

@@ -141,13 +141,28 @@ def catalog_lineage_and_checks(page, base: str) -> None:
     for name in EXPECTED_ASSETS:
         page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "assets.png"), full_page=True)
-    # The lineage of the figures asset, all the way upstream: the experiment end to end.
-    page.goto(f"{base}/assets/figures?view=lineage", wait_until="networkidle")
-    page.get_by_role("button", name="Upstream").click()
-    page.get_by_role("button", name="All", exact=True).first.click()
-    for name in EXPECTED_ASSETS - {"cosine_precheck"}:  # cosine_precheck is a side branch
+    # The lineage, the experiment end to end, in two views that each fit the window (the asset graph draws
+    # only the nodes in view, and the whole upstream of `figures` no longer fits): what `figures` draws
+    # from, then everything upstream of `analysis_inputs`.
+    direct = {"analysis_inputs", "layer_divergences", "divergence_profiles", "persona_baseline", "kill_gate_verdicts"}
+    page.goto(f"{base}/assets/figures?view=lineage&lineageScope=upstream&lineageDepth=1", wait_until="networkidle")
+    for name in direct | {"figures", "leakage_correlations"}:
         page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "figures_lineage.png"))
+    page.goto(f"{base}/assets/analysis_inputs?view=lineage", wait_until="networkidle")
+    page.get_by_role("button", name="Upstream").click()
+    page.get_by_role("button", name="All", exact=True).first.click()
+    upstream = {"eval_set", "generations", "persona_cosine", "leakage_rates", "divergence_matrices"}
+    for name in upstream | {"divergence_per_response", "divergence_per_pair_question"}:
+        page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "analysis_inputs_lineage.png"))
+    # Every asset but the side branch cosine_precheck is in one of the two views.
+    assert EXPECTED_ASSETS - {"cosine_precheck"} <= direct | upstream | {
+        "figures",
+        "leakage_correlations",
+        "divergence_per_response",
+        "divergence_per_pair_question",
+    }
     page.goto(f"{base}/assets/divergence_matrices?view=checks", wait_until="networkidle")
     for check in CHECKS:
         page.get_by_text(check).first.wait_for(timeout=30_000)
