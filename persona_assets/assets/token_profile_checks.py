@@ -24,7 +24,8 @@ TERM_SUM_RELATIVE = 1e-5
 
 def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=bool(passed), severity=dg.AssetCheckSeverity.ERROR,
+        passed=bool(passed),
+        severity=dg.AssetCheckSeverity.ERROR,
         description=description,
         metadata=rounded_values(metadata),  # 4 significant digits shown; the check used the exact values
     )
