@@ -14,12 +14,12 @@ from persona_assets.assets.availability import AVAILABLE
 from persona_assets.assets.legacy import legacy_kill_gate_verdicts
 from persona_assets.assets.persona_baseline import persona_baseline
 from persona_assets.assets.token_profile_checks import profile_checks
+from persona_assets.assets.check_results import TOLERANCE, error_result
 from persona_assets.constants import LN2
 from persona_assets.inputs.response_quality import response_quality
 from persona_assets.ui_metadata import rounded_values
 
 DIVERGENCE_MATRICES = dg.AssetKey("divergence_matrices")  # one of the three assets of its graph
-TOLERANCE = 1e-9
 
 
 def _matrix(value: dict, key: str) -> np.ndarray:
@@ -27,19 +27,10 @@ def _matrix(value: dict, key: str) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in value[key]], dtype=float)
 
 
-def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=bool(passed),
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata=rounded_values(metadata),  # 4 significant digits shown; the check used the exact values
-    )
-
-
 @dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="Every matrix entry is finite.")
 def divergences_finite(divergence_matrices: dict) -> dg.AssetCheckResult:
     bad = {key: int((~np.isfinite(_matrix(divergence_matrices, key))).sum()) for key in ("js_matrix", "kl_matrix")}
-    return _result(
+    return error_result(
         sum(bad.values()) == 0, "non-finite entries per matrix", **{f"non_finite_{k}": v for k, v in bad.items()}
     )
 
@@ -48,7 +39,7 @@ def divergences_finite(divergence_matrices: dict) -> dg.AssetCheckResult:
 def js_symmetric(divergence_matrices: dict) -> dg.AssetCheckResult:
     js = _matrix(divergence_matrices, "js_matrix")
     gap = float(np.nanmax(np.abs(js - js.T)))
-    return _result(gap <= TOLERANCE, "max |JS − JSᵀ|", max_asymmetry=gap, tolerance=TOLERANCE)
+    return error_result(gap <= TOLERANCE, "max |JS − JSᵀ|", max_asymmetry=gap, tolerance=TOLERANCE)
 
 
 @dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="0 ≤ JS ≤ ln 2 and the JS diagonal is 0.")
@@ -56,14 +47,14 @@ def js_bounded_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     js = _matrix(divergence_matrices, "js_matrix")
     low, high, diagonal = float(np.nanmin(js)), float(np.nanmax(js)), float(np.nanmax(np.abs(np.diag(js))))
     passed = low >= -TOLERANCE and high <= LN2 + TOLERANCE and diagonal <= TOLERANCE
-    return _result(passed, "range and diagonal of JS", js_min=low, js_max=high, ln2=LN2, max_abs_diagonal=diagonal)
+    return error_result(passed, "range and diagonal of JS", js_min=low, js_max=high, ln2=LN2, max_abs_diagonal=diagonal)
 
 
 @dg.asset_check(asset=DIVERGENCE_MATRICES, blocking=True, description="KL ≥ 0 with a zero diagonal.")
 def kl_nonnegative_zero_diagonal(divergence_matrices: dict) -> dg.AssetCheckResult:
     kl = _matrix(divergence_matrices, "kl_matrix")
     low, diagonal = float(np.nanmin(kl)), float(np.nanmax(np.abs(np.diag(kl))))
-    return _result(
+    return error_result(
         low >= -TOLERANCE and diagonal <= TOLERANCE, "min KL and diagonal", kl_min=low, max_abs_diagonal=diagonal
     )
 
@@ -80,7 +71,7 @@ def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
         if empty
         else "no empty responses"
     ) + f"; {share:.0%} stopped at max_new_tokens"
-    return _result(
+    return error_result(
         not empty,
         description,
         n_empty=len(empty),
@@ -97,7 +88,7 @@ def no_empty_responses(generations: dict) -> dg.AssetCheckResult:
 )
 def persona_baseline_bounded(persona_baseline: dict) -> dg.AssetCheckResult:
     if not persona_baseline.get("measured"):
-        return _result(True, f"not measured: {persona_baseline.get('reason')}")
+        return error_result(True, f"not measured: {persona_baseline.get('reason')}")
     values = np.array(
         [p["within_js"] for p in persona_baseline["personas"]] + [r["js"] for r in persona_baseline["pairs"]],
         dtype=float,
@@ -105,7 +96,7 @@ def persona_baseline_bounded(persona_baseline: dict) -> dg.AssetCheckResult:
     finite = bool(np.isfinite(values).all())
     low, high = (float(np.nanmin(values)), float(np.nanmax(values))) if values.size else (0.0, 0.0)
     passed = finite and low >= -TOLERANCE and high <= LN2 + TOLERANCE
-    return _result(
+    return error_result(
         passed, "range of the within-persona and pair JS", all_finite=finite, js_min=low, js_max=high, ln2=LN2
     )
 

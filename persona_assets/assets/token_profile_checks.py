@@ -12,23 +12,13 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
+from persona_assets.assets.check_results import TOLERANCE, error_result
 from persona_assets.constants import LN2
-from persona_assets.ui_metadata import rounded_values
 
 LAYER_DIVERGENCES = dg.AssetKey("layer_divergences")
 DIVERGENCE_PROFILES = dg.AssetKey("divergence_profiles")
-TOLERANCE = 1e-9
 # Σ_v terms (float64) vs Σ_t KL: float64 on the CPU; on CUDA the KL comes from float32 vocabulary terms (~1e-6).
 TERM_SUM_RELATIVE = 1e-5
-
-
-def _result(passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=bool(passed),
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata=rounded_values(metadata),  # 4 significant digits shown; the check used the exact values
-    )
 
 
 @dg.asset_check(
@@ -43,7 +33,7 @@ def lens_last_layer_is_output(layer_divergences: dict) -> dg.AssetCheckResult:
     complete = gap["n_compared"] == gap["n_expected"] and gap["n_expected"] > 0
     relative = gap["max_relative_gap"]
     passed = complete and relative is not None and (relative <= tolerance or gap["max_abs_gap"] <= TOLERANCE)
-    return _result(
+    return error_result(
         passed,
         f"max relative gap {relative:.3g} over {gap['n_compared']} of {gap['n_expected']} (response, pair) values "
         f"(tolerance {tolerance:g} relative, {TOLERANCE:g} absolute)"
@@ -68,7 +58,9 @@ def lens_finite_bounded(layer_divergences: dict) -> dg.AssetCheckResult:
         if np.isfinite(js).all() and np.isfinite(kl).all():
             low, high, kl_low = min(low, js.min()), max(high, js.max()), min(kl_low, kl.min())
     passed = bad == 0 and low >= -TOLERANCE and high <= LN2 + TOLERANCE and kl_low >= -TOLERANCE
-    return _result(passed, "range of every layer's JS and KL", non_finite=bad, js_min=float(low), js_max=float(high))
+    return error_result(
+        passed, "range of every layer's JS and KL", non_finite=bad, js_min=float(low), js_max=float(high)
+    )
 
 
 @dg.asset_check(
@@ -78,7 +70,7 @@ def lens_finite_bounded(layer_divergences: dict) -> dg.AssetCheckResult:
 )
 def buckets_sum_to_response_mean(divergence_profiles: dict) -> dg.AssetCheckResult:
     gap = divergence_profiles["sum_checks"]["bucket_sum_max_gap"]
-    return _result(
+    return error_result(
         gap <= TOLERANCE, f"max |Σ n_b·JS_b / Σ n_b − response JS| = {gap:.3g}", max_gap=gap, tolerance=TOLERANCE
     )
 
@@ -91,7 +83,7 @@ def buckets_sum_to_response_mean(divergence_profiles: dict) -> dg.AssetCheckResu
 def kl_terms_sum_to_kl(divergence_profiles: dict) -> dg.AssetCheckResult:
     checks = divergence_profiles["sum_checks"]
     absolute, relative = checks["term_sum_max_gap"], checks["term_sum_max_relative_gap"]
-    return _result(
+    return error_result(
         relative <= TERM_SUM_RELATIVE or absolute <= TOLERANCE,
         f"max |Σ_v term − Σ_t KL| = {absolute:.3g} ({relative:.3g} relative)",
         max_gap=absolute,
@@ -116,7 +108,7 @@ def profiles_finite_bounded(divergence_profiles: dict) -> dg.AssetCheckResult:
     ).reshape(-1, 2)
     finite = bool(np.isfinite(values).all() and np.isfinite(terms).all())
     bounded = bool(values.size == 0 or (values.min() >= -TOLERANCE and values.max() <= LN2 + TOLERANCE))
-    return _result(
+    return error_result(
         finite and bounded and values.size > 0,
         f"{values.size} bucket values, {len(terms)} vocabulary rows",
         non_finite=int((~np.isfinite(values)).sum() + (~np.isfinite(terms)).sum()),
