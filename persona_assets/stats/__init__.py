@@ -3,7 +3,8 @@
 Modules, in dependency order (what a newcomer changes here: a test, a CI, a resampling scheme):
 - `helpers`: the shared input checks, point estimates and row-wise correlations (public, one place);
 - `correlate`: Spearman/Pearson with bootstrap CIs; `dependent_correlations`, `grouped_correlations`;
-- `permutation_tests`: Mantel and crossed-design tests; `question_bootstrap`: question-level uncertainty;
+- `permutation_tests`: Mantel and crossed-design tests (`permuted_rows`: their row-wise ranks and correlations);
+  `question_bootstrap`: question-level uncertainty;
 - `intervals`: interval arithmetic (log-t, jackknife, decision intervals) and the measured calibration labels;
 - `pair_correlations`: correlations over persona-pair matrices; `calibration`: the tests' calibration by simulation.
 

@@ -34,9 +34,9 @@ from scipy import stats
 from persona_assets.runs.errors import InputError
 from persona_assets.stats.helpers import json_float as _json_float
 from persona_assets.stats.helpers import percentile_ci as _percentile_ci
-from persona_assets.stats.helpers import rowwise_pearson as _rowwise_pearson
 from persona_assets.stats.helpers import rowwise_weighted_pearson as _rowwise_weighted_pearson
 from persona_assets.stats.helpers import weighted_midranks as _weighted_midranks
+from persona_assets.stats.permuted_rows import rearranged_ranks, row_statistics
 from persona_assets.constants import DEFAULT_N_PERMUTATIONS  # noqa: F401  (its default; defined once)
 
 # Relative tolerance when counting permuted statistics at least as extreme as the observed one:
@@ -76,8 +76,8 @@ def persona_permutations(strata: Sequence[Any], n_perm: int, rng: np.random.Gene
     Enumerates all of them when there are at most ``n_perm`` (exact test), else draws ``n_perm``
     at random (plus the identity). Returns (array [k, n], exact).
     """
-    labels = pd.Series(list(strata))
-    groups = [np.flatnonzero(labels.to_numpy() == value) for value in pd.unique(labels)]
+    labels = list(strata)
+    groups = [np.flatnonzero([label == value for label in labels]) for value in dict.fromkeys(labels)]
     n = len(labels)
     total = math.prod(math.factorial(len(g)) for g in groups)
     identity = np.arange(n)
@@ -107,24 +107,6 @@ def _p_value(null: np.ndarray, exact: bool) -> float | None:
     # Exact: the identity is one of the enumerated permutations. Random: the identity plays the
     # role of the "+1" of (1 + count) / (1 + B).
     return extreme / valid.size
-
-
-def _row_stats(permuted: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman and Pearson of each row of ``permuted`` with ``fixed``; rows with NaN use their finite part."""
-    finite = np.isfinite(permuted)
-    if finite.all():
-        rho = _rowwise_pearson(stats.rankdata(permuted, axis=1), np.broadcast_to(stats.rankdata(fixed), permuted.shape))
-        r = _rowwise_pearson(permuted, np.broadcast_to(fixed, permuted.shape))
-        return rho, r
-    rho = np.full(permuted.shape[0], np.nan)
-    r = np.full(permuted.shape[0], np.nan)
-    for k in range(permuted.shape[0]):
-        keep = finite[k]
-        if keep.sum() >= 3:
-            a, b = permuted[k, keep][None, :], fixed[keep][None, :]
-            rho[k] = _rowwise_pearson(stats.rankdata(a, axis=1), stats.rankdata(b, axis=1))[0]
-            r[k] = _rowwise_pearson(a, b)[0]
-    return rho, r
 
 
 def _result(
@@ -181,7 +163,7 @@ def mantel_test(x: np.ndarray, y: np.ndarray, *, n_perm: int, seed: int) -> dict
         }
     perms, exact = persona_permutations([0] * n_personas, n_perm, np.random.default_rng(seed))
     values = permuted[perms[:, i], perms[:, j]]
-    rho, r = _row_stats(values, fixed[i, j])
+    rho, r = row_statistics(values, fixed[i, j])
     return _result(
         rho,
         r,
@@ -217,13 +199,14 @@ def _leakage_setup(leakage: np.ndarray, predictors: Sequence[np.ndarray], n_perm
     roles = leakage_roles(ya)
     perms, exact = persona_permutations(roles, n_perm, np.random.default_rng(seed))
     values = ya[perms[:, s], perms[:, t]]
+    ranks = rearranged_ranks(ya, s, t, perms)
     note = None
     if not np.isfinite(values).all():
         note = (
             "the measured pairs are not a full sources × targets grid: "
             "each permutation uses the pairs it leaves measured"
         )
-    return preds, s, t, values, exact, roles, note
+    return preds, s, t, values, ranks, exact, roles, note
 
 
 def _strata_summary(roles: list[str]) -> dict[str, int]:
@@ -236,7 +219,7 @@ def leakage_permutation_test(predictor: np.ndarray, leakage: np.ndarray, *, n_pe
 
     ``leakage`` is N×N with NaN where no rate was measured (and on the diagonal).
     """
-    (pred,), s, t, values, exact, roles, note = _leakage_setup(leakage, [predictor], n_perm, seed)
+    (pred,), s, t, values, ranks, exact, roles, note = _leakage_setup(leakage, [predictor], n_perm, seed)
     if s.size < 3 or np.ptp(pred[s, t]) == 0 or np.ptp(values[0]) == 0:
         return {
             "n": int(s.size),
@@ -250,7 +233,7 @@ def leakage_permutation_test(predictor: np.ndarray, leakage: np.ndarray, *, n_pe
             "seed": int(seed),
             "note": "fewer than 3 measured pairs or constant input: test undefined",
         }
-    rho, r = _row_stats(values, pred[s, t])
+    rho, r = row_statistics(values, pred[s, t], permuted_ranks=ranks)
     return _result(
         rho,
         r,
@@ -275,7 +258,7 @@ def difference_permutation_test(
     conservative (`DIFFERENCE_CALIBRATION`); a small p still says the two differ, a large p says
     little: read it next to the test's power (`difference_power`). Pass similarities for both
     (e.g. −JS and cosine)."""
-    (a, b), s, t, values, exact, roles, note = _leakage_setup(leakage, [predictor_a, predictor_b], n_perm, seed)
+    (a, b), s, t, values, ranks, exact, roles, note = _leakage_setup(leakage, [predictor_a, predictor_b], n_perm, seed)
     out: dict[str, Any] = {
         "n": int(s.size),
         "resampling_unit": LEAKAGE_UNIT,
@@ -290,8 +273,10 @@ def difference_permutation_test(
             "exact": False,
             "note": "fewer than 4 measured pairs or constant input: test undefined",
         }
-    rho_a, _ = _row_stats(values, a[s, t])
-    rho_b, _ = _row_stats(values, b[s, t])
+    if ranks is None and np.isfinite(values).all():
+        ranks = stats.rankdata(values, axis=1)  # shared by both predictors
+    rho_a, _ = row_statistics(values, a[s, t], permuted_ranks=ranks, pearson=False)
+    rho_b, _ = row_statistics(values, b[s, t], permuted_ranks=ranks, pearson=False)
     diff = rho_a - rho_b
     return out | {
         "spearman_a": _json_float(rho_a[0]),
