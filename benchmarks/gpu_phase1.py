@@ -61,6 +61,7 @@ from persona_assets.measure.divergence_store import (  # noqa: E402
     score_missing,
 )
 from persona_assets.inputs.eval_set import build_eval_set  # noqa: E402
+from persona_assets.measure.precision import PRECISION_KEY, scoring_precision_nats  # noqa: E402
 from persona_assets.runs.generation_cache import GenerationCache, generation_items  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -351,21 +352,25 @@ def run_divergences(args, llm: EngineLLM, jobs: list[ResponseJob], cache_dir: Pa
     return stats, cached_rows(jobs, DivergenceCache(cache_dir))
 
 
-def log_value_differences(label: str, reference: list, values: list) -> None:
-    """Largest difference of each response-mean value (JS, both KLs) over every (response, pair) of the study."""
+def log_value_differences(label: str, reference: list, values: list) -> float:
+    """Largest difference of each response-mean value (JS, both KLs) over every (response, pair) of the study;
+    returns the largest |difference| of a response-mean JS."""
+    largest_js = 0.0
     for name in ("js", "kl_ab", "kl_ba"):
         base = [v[name] for vs in reference for v in vs]
         other = [v[name] for vs in values for v in vs]
         diffs = [abs(a - b) for a, b in zip(other, base)]
         rel = max(d / abs(b) for d, b in zip(diffs, base) if b)
         same = sum(a == b for a, b in zip(other, base))
+        largest_js = max(diffs) if name == "js" else largest_js
         log(
             f"{label}: response-mean {name} max abs difference {max(diffs):.2e} nats, max relative {rel:.2e} over "
             f"{len(base)} pairs ({same} bit-identical)"
         )
+    return largest_js
 
 
-def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: dict, variant: str) -> None:
+def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: dict, variant: str) -> dict:
     """The run's noise floor (resources/floor_rescoring.py, as the divergence asset measures it) on
     the first variant's path: how far batch composition alone moves a response-mean value."""
     from resources.floor_rescoring import measure_noise_floor
@@ -383,6 +388,21 @@ def log_noise_floor(args, llm: EngineLLM, jobs: list[ResponseJob], generations: 
         f"noise floor ({variant}, {args.noise_floor_samples} responses re-scored in other batch compositions): "
         f"JS {floor.get('js_abs_nats')} nats abs, {floor.get('js_rel')} relative"
     )
+    scoring = (floor.get("precision") or {}).get("scoring") or {}
+    log(f"scoring precision ({variant}, the same responses in float32): {scoring.get(PRECISION_KEY)} nats")
+    return floor
+
+
+def log_variants_against_precision(changes: dict[str, float], floor: dict, first: str) -> None:
+    """Each variant's largest change of a response-mean JS against the first variant, next to the run's own
+    float32 scoring-precision bound: a variant whose change is inside it may become the default."""
+    bound = scoring_precision_nats(floor)
+    for variant, change in changes.items():
+        verdict = "no bound measured" if bound is None else ("inside" if change <= bound else "OUTSIDE")
+        log(
+            f"{variant} vs {first}: largest |change| of a response-mean JS {change:.2e} nats; the run's float32 "
+            f"scoring-precision bound {bound if bound is None else format(bound, '.2e')} nats: {verdict}"
+        )
 
 
 def per_response_rows(generations: dict, jobs: list[ResponseJob], values: list) -> list[dict]:
@@ -545,6 +565,7 @@ def gpu_main(args) -> None:
         persona_cosine = timer.run("persona_cosine", lambda: run_cosine(args, llm, evals, generations["prompts"]))
         jobs = divergence_jobs(llm, generations)
         variants = args.tf_variants.split(",")
+        changes: dict[str, float] = {}  # variant -> largest |change| of a response-mean JS against the first
         results = []  # per variant, in order (a variant may repeat, e.g. to see the first pass's one-time costs)
         for k, variant in enumerate(variants):
             parts = variant.split("+")
@@ -570,13 +591,14 @@ def gpu_main(args) -> None:
 
                 log(f"torch.compile: {dict(counters['stats'])}")
             if k:
-                log_value_differences(f"{variant} vs {variants[0]}", results[0], values)
+                changes[variant] = log_value_differences(f"{variant} vs {variants[0]}", results[0], values)
         llm.compile_layers, llm.sdpa_backend, llm.shared_prefixes, llm.liger = False, None, False, False
         if args.noise_floor_samples:
-            timer.run(
+            floor = timer.run(
                 "(noise floor, first variant's path)",
                 lambda: log_noise_floor(args, llm, jobs, generations, variants[0]),
             )
+            log_variants_against_precision(changes, floor, variants[0])
     state = {
         "persona_names": evals.persona_names,
         "rows": per_response_rows(generations, jobs, results[0]),

@@ -75,13 +75,21 @@ def make_jobs(args, vocab: int):
 class EngineScorer:
     """What GpuLLM.batch_response_divergences does, around a bare engine."""
 
-    def __init__(self, engine, max_batch_tokens: int):
+    def __init__(self, engine, max_batch_tokens: int, variant: str = "eager"):
         self.engine, self.max_batch_tokens = engine, max_batch_tokens
+        parts = variant.split("+")
+        self.shared_prefixes, self.liger = "shared" in parts, "liger" in parts  # GpuLLM's two settings
 
     def batch_response_divergences(self, items, *, pair_chunk_size: int, progress=None):
         from resources.fast_engine import batch_response_divergences
 
-        return batch_response_divergences(self.engine, items, max_batch_tokens=self.max_batch_tokens)
+        return batch_response_divergences(
+            self.engine,
+            items,
+            max_batch_tokens=self.max_batch_tokens,
+            shared_prefixes=self.shared_prefixes,
+            liger=self.liger,
+        )
 
 
 def worker(rank: int, n_gpus: int, args_dict: dict, cache_dir: str, barrier, queue) -> None:
@@ -97,7 +105,7 @@ def worker(rank: int, n_gpus: int, args_dict: dict, cache_dir: str, barrier, que
         engine = HFEngine.__new__(HFEngine)
         engine.model, engine.tokenizer, engine.source, engine.device = model, None, None, device
         engine.dtype, engine.pad_id, engine.stop_ids = str(next(model.parameters()).dtype), 0, {config.vocab_size - 1}
-        scorer = EngineScorer(engine, args.max_batch_tokens)
+        scorer = EngineScorer(engine, args.max_batch_tokens, args.variant)
         jobs = make_jobs(args, config.vocab_size)
         mine = shard_of(jobs, [len(j.response_ids) for j in jobs], rank, n_gpus)
         # warm-up: one response's first pass (kernels, cuBLAS), into a throwaway cache
@@ -228,6 +236,12 @@ def main() -> None:
     parser.add_argument("--max-scorers", type=int, default=12)
     parser.add_argument("--responses-per-batch", type=int, default=16)
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
+    parser.add_argument(
+        "--variant",
+        choices=["eager", "shared", "liger", "shared+liger"],
+        default="eager",
+        help="GpuLLM's teacher-forcing settings: shared prefixes and/or Liger kernels (eager: both off, the default)",
+    )
     args = parser.parse_args()
     if args.tiny:
         args.response_len, args.len_jitter, args.system_min, args.system_max = 24, 4, 5, 12

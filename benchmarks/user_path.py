@@ -34,6 +34,14 @@ from benchmarks import hardware  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = "not group:legacy"
+NEW_ANALYSES_OFF = """ops:
+  persona_baseline:
+    config:
+      max_paraphrases: 0
+  token_profiles:
+    config:
+      n_questions: 1
+"""
 
 
 def log(msg: str = "") -> None:
@@ -88,6 +96,12 @@ def run_dagster(args, env: dict, work: Path) -> tuple[float, float, str]:
         "-c",
         args.config,
     ]
+    if args.new_analyses_off:
+        # The per-token pass and the within-persona baseline joined the graph after the Phase-1 goals were set:
+        # no paraphrases, and the per-token pass on the first question only (its step is reported apart).
+        off = work / "new_analyses_off.yaml"
+        off.write_text(NEW_ANALYSES_OFF)
+        command += ["-c", str(off)]
     launched = time.time()
     start = time.perf_counter()
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -140,6 +154,12 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="engine then dagster, this many times (the last round is reported)"
     )
+    parser.add_argument(
+        "--new-analyses-off",
+        action="store_true",
+        help="the Dagster run without paraphrases and with the per-token pass on the first question only "
+        "(the engine path runs neither); the summary also gives the run without the token_profiles step",
+    )
     args = parser.parse_args()
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="user-path-"))
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -176,6 +196,12 @@ def main() -> None:
     log(f"{'      between steps':70s} {last_end - first_start - in_steps:8.2f} s")
     log(f"{'      last step -> exit':70s} {launched + dagster_wall - last_end:8.2f} s")
     log(f"{'ratio dagster / engine (both from launch)':70s} {dagster_wall / engine_wall:8.3f}")
+    if args.new_analyses_off:
+        profiles = sum(seconds for key, seconds in steps.items() if key.startswith("token_profiles"))
+        log(
+            f"{'dagster run without the token_profiles step (' + format(profiles, '.2f') + ' s, first question)':70s} "
+            f"{dagster_wall - profiles:8.2f} s"
+        )
     same = np.array_equal(js_engine, js_dagster)
     diff = float(np.max(np.abs(js_engine - js_dagster)))
     log(f"{'JS matrices equal (engine vs dagster)':70s} {same} (max |difference| {diff:.3g} nats)")
