@@ -14,7 +14,8 @@ Cross entropy and the fused linear cross entropy are never applied: teacher forc
 full distributions, which the LM head computes separately.
 
 liger-kernel (the `gpu` extra) is imported only when asked for; without it, or for a model type
-it does not cover, `liger_teacher_forcing` raises InputError. No dagster import.
+it does not cover, `liger_teacher_forcing` raises InputError (`liger_covers` asks without raising).
+No dagster import.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ def liger_patch_function(model_type: str) -> Callable[..., None]:
     if patch is None:
         raise InputError(f"liger-kernel has no kernels for model type {model_type!r}; turn liger_teacher_forcing off")
     return patch
+
+
+def liger_covers(model_type: str) -> bool:
+    """Whether liger-kernel is installed and has kernels for this model type (nothing raised)."""
+    try:
+        liger_patch_function(model_type)
+    except InputError:
+        return False
+    return True
 
 
 @contextmanager

@@ -312,6 +312,14 @@ class LLMResource(dg.ConfigurableResource, ABC):
         config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
         return int(config.num_hidden_layers)
 
+    def model_type(self) -> str:
+        """The architecture's name in config.json (e.g. qwen2, llama); no weights are read."""
+        from transformers import AutoConfig
+
+        from resources.model_loading import local_model_path
+
+        return str(AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir())).model_type)
+
     def context_length(self) -> Any:
         """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer.
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_assets.runs.errors import InputError
+from persona_assets.runs.storage import default_cache_dir
 from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
 
 EMBEDDED = "embedded"
@@ -48,11 +49,6 @@ class ModelSource:
     gguf_file: str | None
     fingerprint: str
     display_name: str
-
-
-def default_cache_dir() -> Path:
-    """~/.cache/persona-divergence (XDG_CACHE_HOME respected); the resource's `model_cache_dir` overrides it."""
-    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "persona-divergence"
 
 
 def _file_fingerprint(path: Path) -> str:

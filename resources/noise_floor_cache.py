@@ -32,6 +32,16 @@ NOISE_FLOOR_CODE_VERSION = "1"
 SCORING_SWITCHES = ("shared_prefixes", "teacher_forcing_batch_tokens", "liger_teacher_forcing")
 
 
+def scoring_switches(llm: Any) -> dict[str, Any]:
+    """The resource's `SCORING_SWITCHES`; GpuLLM's `liger_teacher_forcing: null` (when available) as what it
+    resolved to, so a floor measured with Liger's kernels is not read back for a run without them."""
+    switches = {name: getattr(llm, name, None) for name in SCORING_SWITCHES}
+    uses_liger = getattr(llm, "uses_liger", None)
+    if switches["liger_teacher_forcing"] is None and uses_liger is not None:
+        switches["liger_teacher_forcing"] = uses_liger()
+    return switches
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -50,7 +60,7 @@ def noise_floor_key(
     """Digest of everything the floor record depends on (see the module docstring)."""
     payload = {
         "model": llm.describe(),
-        "switches": {name: getattr(llm, name, None) for name in SCORING_SWITCHES},
+        "switches": scoring_switches(llm),
         "responses": [job.key for job in jobs_sampled],
         "items": [
             [[list(map(int, p)) for p in prompts], list(map(int, response)), [list(pair) for pair in pairs]]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
+from persona_assets.analysis.html_page import inline_html
 from persona_assets.runs.storage import atomic_write_bytes, atomic_write_text
 
 
@@ -136,10 +136,9 @@ def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
     png = directory / f"{stem}.png"
     html = directory / f"{stem}.html"
     png_bytes = vlc.vegalite_to_png(spec, scale=2)
-    page = io.StringIO()
-    chart.save(page, format="html", inline=True)  # self-contained: opens offline, no CDN
+    page = inline_html(chart)  # self-contained: opens offline, no CDN
     atomic_write_bytes(png, png_bytes)
-    atomic_write_text(html, page.getvalue())
+    atomic_write_text(html, page)
     return {"png": png, "html": html}
 
 

@@ -40,7 +40,7 @@ from persona_assets.measure.scoring_rule import GENERATED
 from persona_assets.executor import MODEL_STEP_TAG, SHARD_STEP_TAG
 from persona_assets.ui_metadata import matrix_table, rounded
 from resources.llm import LLMResource
-from resources.noise_floor_cache import noise_floor_once
+from resources.noise_floor_cache import noise_floor_once, scoring_switches
 from resources.results import ResultsStore
 
 CODE_VERSION = "5"
@@ -142,6 +142,7 @@ def score_divergence_shard(
         "shard": shard,
         "n_shards": config.shards,
         "device": llm.describe()["device"],
+        "teacher_forcing_switches": scoring_switches(llm),
         **_stats_metadata(stats, time.monotonic() - started),
     }
     context.log.info(
@@ -239,6 +240,7 @@ def aggregate_divergences(
         "noise_floor": dg.MetadataValue.json(noise_floor),
         "noise_floor_seconds": rounded(noise_floor_seconds, 3),
         "noise_floor_from_cache": bool(shard_results[0].get("noise_floor_from_cache")),
+        "teacher_forcing_switches": dg.MetadataValue.json(shard_results[0]["teacher_forcing_switches"]),
         "responses": len(jobs),
         **rule_metadata,
         **scored,

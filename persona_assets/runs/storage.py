@@ -58,6 +58,12 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def default_cache_dir() -> Path:
+    """~/.cache/persona-divergence (XDG_CACHE_HOME respected): converted models (the resource's `model_cache_dir`
+    overrides it there) and the figures' Vega bundle."""
+    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "persona-divergence"
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -64,3 +64,24 @@ def test_liger_without_the_package_fails_before_any_work(engine):
     prompts = [engine.chat_prompt_ids(s, "Hi?") for s in ("A.", "B.")]
     with pytest.raises(InputError, match="liger-kernel"):
         batch_response_divergences(engine, [(prompts, [101, 102], [(0, 1)])], backend="torch", liger=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is not None, reason="liger-kernel is installed here")
+def test_gpu_default_uses_liger_only_when_it_is_installed(tiny_model_dir):
+    """GpuLLM's default (null) resolves to Liger's kernels only where liger-kernel covers the model; true insists
+    (the run then fails clearly, above); the noise floor's key and the run's metadata record what it resolved to."""
+    from resources.gpu_llm import GpuLLM
+    from resources.liger_kernels import liger_covers
+    from resources.noise_floor_cache import scoring_switches
+
+    assert GpuLLM.model_fields["liger_teacher_forcing"].default is None
+    assert GpuLLM.model_fields["shared_prefixes"].default is True
+    assert not liger_covers("llama")
+    auto = GpuLLM(model=str(tiny_model_dir), use_vllm=False)
+    assert auto.model_type() == "llama" and auto.uses_liger() is False
+    assert GpuLLM(model=str(tiny_model_dir), liger_teacher_forcing=True).uses_liger() is True
+    assert scoring_switches(auto) == {
+        "shared_prefixes": True,
+        "teacher_forcing_batch_tokens": 16384,
+        "liger_teacher_forcing": False,
+    }
