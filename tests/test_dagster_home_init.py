@@ -12,17 +12,20 @@ import time
 from tests.conftest import REPO
 
 INIT = "dagster instance migrate"
-# Each process imports dagster first, then waits for a common instant before it opens the instance.
+# Each process imports dagster first, says it is ready, then waits for the common go signal (a file the test
+# creates once all of them are ready) before it opens the instance.
 RUN_AT = """
-import sys, time
+import os, sys, time
 import dagster as dg
 
 @dg.asset
 def one():
     return 1
 
-waited = time.time() < float(sys.argv[1])
-while time.time() < float(sys.argv[1]):
+barrier = sys.argv[1]
+waited = not os.path.exists(os.path.join(barrier, "go"))
+open(os.path.join(barrier, f"ready-{os.getpid()}"), "w").close()
+while not os.path.exists(os.path.join(barrier, "go")):
     time.sleep(0.001)
 print("waited" if waited else "late", flush=True)
 sys.exit(0 if dg.materialize([one], instance=dg.DagsterInstance.get()).success else 1)
@@ -44,10 +47,11 @@ def test_runs_starting_together_on_an_initialised_home_all_succeed(tmp_path):
     assert {"history/runs.db", "history/runs/index.db", "schedules/schedules.db"} <= {
         p.relative_to(home).as_posix() for p in home.rglob("*.db")
     }
-    start = time.time() + 20  # time enough for three interpreters to import dagster on a busy machine
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", RUN_AT, str(start)],
+            [sys.executable, "-c", RUN_AT, str(barrier)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -55,7 +59,13 @@ def test_runs_starting_together_on_an_initialised_home_all_succeed(tmp_path):
         )
         for _ in range(3)
     ]
+    deadline = time.monotonic() + 300
+    while len(list(barrier.glob("ready-*"))) < len(runs) and time.monotonic() < deadline:
+        if any(run.poll() is not None for run in runs):
+            break  # one ended before the start: its output below says why
+        time.sleep(0.01)
+    (barrier / "go").touch()  # all three start together
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output[-2000:]
-        assert output.startswith("waited"), output[-2000:]  # it was ready before the instant: they started together
+        assert output.startswith("waited"), output[-2000:]  # it was ready before the go signal: they started together

@@ -50,7 +50,8 @@ def test_every_asset_has_description_group_and_kinds():
 def _load_in_subprocess(env_extra: dict[str, str]) -> str:
     code = (
         "import sys; import persona_assets.definitions as d; "
-        "print(type(d.defs.resources['llm']).__name__, 'torch' in sys.modules, 'vllm' in sys.modules)"
+        "print(type(d.defs.resources['llm']).__name__, 'torch' in sys.modules, 'vllm' in sys.modules, "
+        "'scipy.stats' in sys.modules, 'altair' in sys.modules)"
     )
     env = {**os.environ, **env_extra}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
@@ -58,8 +59,9 @@ def _load_in_subprocess(env_extra: dict[str, str]) -> str:
 
 
 def test_cpu_definitions_load_without_torch_or_vllm_imported():
-    assert _load_in_subprocess({"PERSONA_RESOURCES": "cpu"}) == "CpuLLM False False"
+    # Nor scipy.stats or altair: loading the definitions starts every CLI run and every step process.
+    assert _load_in_subprocess({"PERSONA_RESOURCES": "cpu"}) == "CpuLLM False False False False"
 
 
 def test_gpu_definitions_load_without_torch_or_vllm_imported():
-    assert _load_in_subprocess({"PERSONA_RESOURCES": "gpu"}) == "GpuLLM False False"
+    assert _load_in_subprocess({"PERSONA_RESOURCES": "gpu"}) == "GpuLLM False False False False"

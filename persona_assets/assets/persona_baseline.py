@@ -11,7 +11,6 @@ import time
 import dagster as dg
 import pandas as pd
 
-from persona_assets.analysis.persona_baseline import NOT_MEASURED, baseline_comparison, not_measured
 from persona_assets.config import PersonaBaselineConfig
 from persona_assets.executor import MODEL_STEP_TAG
 from persona_assets.inputs.eval_set import EvalSet
@@ -105,6 +104,10 @@ def persona_baseline(
     Without paraphrases it says plainly that no baseline was measured. Per response and paraphrase:
     outputs/persona_baseline_per_response.csv.
     """
+    # Imported here: the comparison's question bootstrap brings scipy.stats (0.4 s), which loading the definitions
+    # (every CLI start, every step process) should not pay.
+    from persona_assets.analysis.persona_baseline import NOT_MEASURED, baseline_comparison, not_measured
+
     started = time.monotonic()
     evals = EvalSet.from_dict(eval_set)
     reason = _why_not(config, evals, divergence_matrices)
