@@ -65,6 +65,23 @@ PROFILES = {
         gen_batch=240,
         tf_peak_over_logits=3.69 / 3.48,
     ),
+    # The H200 with GpuLLM's defaults since 2026-12-02 (shared prefixes, Liger's kernels), fitted to the N = 111
+    # slice through the project's scoring path (benchmarks/results/gpu_scale_h200_shared_liger.txt: 48.09 s for
+    # 2,078,884 forward tokens, prompts counted in every sequence as here, and 1,826,520 scored tokens): the LM
+    # head + divergences keep the eager profile's 5.33 us per scored token (their kernels did not change), the
+    # forward gets the rest, 48.09 - 9.73 s. Shared prefixes compute each prompt once per call, so this
+    # forward rate is an effective one for prompts of the slice's length (~70 tokens). Generation as "h200".
+    "h200-shared-liger": Profile(
+        name="NVIDIA H200 (shared prefixes + Liger)",
+        source="benchmarks/results/gpu_scale_h200_shared_liger.txt",
+        memory_gib=139.0,
+        forward_tokens_per_s=2_078_884 / (48.09 - 1_826_520 * 30.5e3 / 5723.5 * 1e-6),
+        head_div_us_per_scored_token=30.5e3 / 5723.5,
+        gen_prefill_s=0.19,
+        gen_ms_per_step=14.43,
+        gen_batch=240,
+        tf_peak_over_logits=3.69 / 3.48,
+    ),
     # benchmarks/results/gpu_teacher_forcing_h100.txt (same script and workload): decoder forward
     # alone 4.230 s; LM head + divergences 34.5 ms per response; peak 3.69 GiB beyond weights.
     # Generation NOT measured on an H100 with the CUDA-graph decode: the H200 figures scaled by
