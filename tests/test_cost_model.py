@@ -36,3 +36,17 @@ def test_cli_prints_the_table(capsys):
     assert "| 111 | 2,220 | 266,400 |" in out and "| 1,000 |" in out
     main(["--personas", "12", "--gpus", "2"])
     assert "bound by:" in capsys.readouterr().out
+
+
+def test_shared_liger_profile_gives_back_the_slice_it_was_fitted_to():
+    """The N = 111 slice of benchmarks/results/gpu_scale_h200_shared_liger.txt: 8 sources × 4 questions, 3,840
+    sequences, 1,826,520 scored and 2,078,884 forward tokens (475.7 and 541.4 per sequence) in 48.09 s."""
+    profile = PROFILES["h200-shared-liger"]
+    slice_ = Workload(personas=111, questions=4, sources=8, tokens=476, prompt_tokens=66)
+    prediction = predict(slice_, profile)
+    assert prediction.sequences == 3840
+    assert abs(prediction.teacher_forcing_s - 48.09) / 48.09 < 0.01
+    # Faster than the eager H200 profile (fitted on the 12-persona study), by about the ratio measured on the slice
+    # itself (38.0k vs 31.0k scored tokens/s: 1.23).
+    eager = predict(slice_, H200).teacher_forcing_s
+    assert 1.15 < eager / prediction.teacher_forcing_s < 1.35
