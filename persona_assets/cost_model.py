@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GIB = 2**30
 
@@ -47,6 +47,18 @@ class Profile:
     vocab: int = 152_064
 
 
+H200_EAGER = Profile(
+    name="NVIDIA H200",
+    source="benchmarks/results/gpu_teacher_forcing_h200.txt",
+    memory_gib=139.0,
+    forward_tokens_per_s=156_576 / 4.027,
+    head_div_us_per_scored_token=30.5e3 / 5723.5,
+    gen_prefill_s=0.19,
+    gen_ms_per_step=14.43,
+    gen_batch=240,
+    tf_peak_over_logits=3.69 / 3.48,
+)
+
 PROFILES = {
     # benchmarks/results/gpu_teacher_forcing_h200.txt: decoder forward alone 4.027 s for 156,576
     # real tokens; LM head + divergences 30.5 ms per response of 5,723.5 scored (sequence,
@@ -54,33 +66,18 @@ PROFILES = {
     # 3.48 GiB). Generation: benchmarks/results/gpu_generation_h200.txt, the fixed-width decode
     # step replayed as a CUDA graph at batch 240: 14.43 ms per further step; 7.56 s for 512 steps,
     # so prefill, warm-up and capture take 7.56 − 511 × 0.01443 ≈ 0.19 s.
-    "h200": Profile(
-        name="NVIDIA H200",
-        source="benchmarks/results/gpu_teacher_forcing_h200.txt",
-        memory_gib=139.0,
-        forward_tokens_per_s=156_576 / 4.027,
-        head_div_us_per_scored_token=30.5e3 / 5723.5,
-        gen_prefill_s=0.19,
-        gen_ms_per_step=14.43,
-        gen_batch=240,
-        tf_peak_over_logits=3.69 / 3.48,
-    ),
+    "h200": H200_EAGER,
     # The H200 with GpuLLM's defaults since 2026-12-02 (shared prefixes, Liger's kernels), fitted to the N = 111
     # slice through the project's scoring path (benchmarks/results/gpu_scale_h200_shared_liger.txt: 48.09 s for
     # 2,078,884 forward tokens, prompts counted in every sequence as here, and 1,826,520 scored tokens): the LM
     # head + divergences keep the eager profile's 5.33 us per scored token (their kernels did not change), the
     # forward gets the rest, 48.09 - 9.73 s. Shared prefixes compute each prompt once per call, so this
     # forward rate is an effective one for prompts of the slice's length (~70 tokens). Generation as "h200".
-    "h200-shared-liger": Profile(
+    "h200-shared-liger": replace(
+        H200_EAGER,
         name="NVIDIA H200 (shared prefixes + Liger)",
         source="benchmarks/results/gpu_scale_h200_shared_liger.txt",
-        memory_gib=139.0,
-        forward_tokens_per_s=2_078_884 / (48.09 - 1_826_520 * 30.5e3 / 5723.5 * 1e-6),
-        head_div_us_per_scored_token=30.5e3 / 5723.5,
-        gen_prefill_s=0.19,
-        gen_ms_per_step=14.43,
-        gen_batch=240,
-        tf_peak_over_logits=3.69 / 3.48,
+        forward_tokens_per_s=2_078_884 / (48.09 - 1_826_520 * H200_EAGER.head_div_us_per_scored_token * 1e-6),
     ),
     # benchmarks/results/gpu_teacher_forcing_h100.txt (same script and workload): decoder forward
     # alone 4.230 s; LM head + divergences 34.5 ms per response; peak 3.69 GiB beyond weights.
