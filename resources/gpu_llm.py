@@ -48,6 +48,7 @@ class GpuLLM(LLMResource):
     )
 
     _shard_device: int | None = PrivateAttr(default=None)
+    _liger_available: bool | None = PrivateAttr(default=None)  # `uses_liger`'s answer for null, asked once
 
     @field_validator("generation_cache")
     @classmethod
@@ -132,9 +133,11 @@ class GpuLLM(LLMResource):
         """Whether teacher forcing runs Liger's kernels (`liger_teacher_forcing`; null: when available)."""
         if self.liger_teacher_forcing is not None:
             return self.liger_teacher_forcing
-        from resources.liger_kernels import liger_covers
+        if self._liger_available is None:
+            from resources.liger_kernels import liger_covers
 
-        return liger_covers(self.model_type())
+            self._liger_available = liger_covers(self.model_type())
+        return self._liger_available
 
 
 def _stop_ids(tokenizer: Any) -> set[int]:
