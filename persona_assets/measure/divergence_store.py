@@ -61,7 +61,7 @@ from persona_assets.measure.scoring_plan import (  # noqa: F401  (re-exported: o
     scoring_passes,
     shard_of,
 )
-from persona_assets.runs.storage import atomic_write_text, exclusive_lock
+from persona_assets.runs.storage import atomic_write_text, cache_entry_path, exclusive_lock, read_pairs_entry
 
 VALUES = ("js", "kl_ab", "kl_ba")
 
@@ -72,18 +72,9 @@ class DivergenceCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
-    def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> dict[str, Any] | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_nan)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            return None  # a corrupt or NaN-poisoned entry is recomputed, never trusted
-        return record if isinstance(record, dict) and isinstance(record.get("pairs"), dict) else None
+        # A NaN-poisoned entry is recomputed too, like a corrupt one.
+        return read_pairs_entry(cache_entry_path(self.directory, key), parse_constant=_reject_nan)
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         poisoned = [pk for pk, values in record.get("pairs", {}).items() if any(_is_nan(v) for v in values.values())]
@@ -95,7 +86,7 @@ class DivergenceCache:
             on_disk = self.get(key)
             if on_disk is not None:
                 record = {**record, "pairs": {**on_disk["pairs"], **record["pairs"]}}
-            atomic_write_text(self._path(key), json.dumps(record, sort_keys=True))
+            atomic_write_text(cache_entry_path(self.directory, key), json.dumps(record, sort_keys=True))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json")) if self.directory.is_dir() else 0

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_assets.measure.scoring_plan import ResponseJob, scoring_passes
-from persona_assets.runs.storage import atomic_write_text
+from persona_assets.runs.storage import atomic_write_text, cache_entry_path, read_pairs_entry
 
 PROFILE_CODE_VERSION = "1"
 
@@ -46,21 +46,11 @@ class ProfileCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
-    def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> dict[str, Any] | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            return None  # a torn entry is recomputed, never trusted
-        return record if isinstance(record, dict) and isinstance(record.get("pairs"), dict) else None
+        return read_pairs_entry(cache_entry_path(self.directory, key))
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self._path(key), json.dumps(record, sort_keys=True))
+        atomic_write_text(cache_entry_path(self.directory, key), json.dumps(record, sort_keys=True))
 
 
 def _record(profile: Any, local: int) -> dict[str, Any]:

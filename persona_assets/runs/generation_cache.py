@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from persona_assets.runs.storage import atomic_write_text
+from persona_assets.runs.storage import atomic_write_text, cache_entry_path
 
 
 def generation_key(
@@ -66,11 +66,8 @@ class GenerationCache:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def _path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> dict[str, Any] | None:
-        path = self._path(key)
+        path = cache_entry_path(self.directory, key)
         if not path.is_file():
             return None
         try:
@@ -79,4 +76,4 @@ class GenerationCache:
             return None  # a corrupt entry is regenerated, never trusted
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        atomic_write_text(self._path(key), json.dumps(record, sort_keys=True))
+        atomic_write_text(cache_entry_path(self.directory, key), json.dumps(record, sort_keys=True))

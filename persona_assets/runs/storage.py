@@ -64,6 +64,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "persona-divergence"
 
 
+def cache_entry_path(directory: Path, key: str) -> Path:
+    """Where a content-addressed cache keeps the entry of `key`: <directory>/<key[:2]>/<key>.json."""
+    return Path(directory) / key[:2] / f"{key}.json"
+
+
+def read_pairs_entry(path: Path, **json_options: Any) -> dict[str, Any] | None:
+    """A cache entry {"pairs": {...}, ...}; None when it is absent, unreadable, or not such a dict, so that a torn
+    or corrupt entry is recomputed, never trusted. `json_options` go to `json.loads` (e.g. `parse_constant`)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"), **json_options)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, and what a parse_constant raises
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("pairs"), dict) else None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
