@@ -460,9 +460,7 @@ def run_figures(inputs, correlations, work: Path) -> int:
     from persona_assets.analysis import charts
 
     built = build_figures(inputs, correlations)
-    for stem, chart in built.items():
-        charts.save_chart(chart, work / "figures", stem)
-    charts.small_png_preview(built["js_heatmap"])
+    charts.save_figures(built, work / "figures")  # what the figures asset does: files and their previews
     return len(built)
 
 

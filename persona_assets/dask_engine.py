@@ -19,10 +19,13 @@ divergence cache means a re-run scores only what is missing.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
@@ -94,11 +97,29 @@ def check_storage_marker(marker: str, run_id: str) -> None:
         )
 
 
+def stoppable_children() -> None:
+    """Give the processes this worker starts from now on the default SIGTERM, where the worker ignores it.
+
+    Dagster mirrors each step's output through two `tail -F` processes that it stops with SIGTERM, waiting 30 s
+    for each. A child inherits an ignored signal, so on a worker process that ignores SIGTERM (seen on workers a
+    nanny had restarted after a crash) every step took a minute longer and left its tails running. Python sets a
+    handler from the main thread only, and tasks run on other threads; the disposition belongs to the process,
+    so it is set through the C library there.
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    else:
+        ctypes.CDLL(None).signal(signal.SIGTERM, ctypes.c_void_p(0))  # SIG_DFL; Python still reports SIG_IGN
+
+
 def run_step_on_worker(marker: str, run_id: str, *step_args: Any) -> tuple[str, str]:
     """One Dagster step on this worker: the storage check (for a job with a data directory), then dagster-dask's
     task body."""
     if marker:
         check_storage_marker(marker, run_id)
+    stoppable_children()
     try:
         worker = dask.distributed.get_worker().address
     except ValueError:

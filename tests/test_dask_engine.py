@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -156,6 +157,35 @@ def test_graph_on_local_dask_cluster_equals_one_process(tiny_model_dir, tmp_path
     assert (data / "steps" / result.run_id / MARKER_NAME).is_file()
 
 
+@contextmanager
+def sigterm_ignored():
+    """SIGTERM ignored in this process meanwhile (the processes it starts inherit that)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def running_tails(folder: Path, wait_s: float = 10.0) -> list[int]:
+    """The `tail -F` processes (Dagster's output mirrors) on files under `folder` still running after `wait_s`
+    (a killed worker's mirrors are stopped by Dagster's orphan watcher within a second or two)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                words = (proc / "cmdline").read_bytes().split(b"\0")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if words[:2] == [b"tail", b"-F"] and state != "Z" and any(str(folder).encode() in w for w in words):
+                found.append(int(proc.name))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def _kill_a_shard_worker(client: Client, cache: Path, killed: list[int], stop: threading.Event) -> None:
     """SIGKILLs a worker running a shard as soon as the shards have cached their first response."""
     pids = client.run(os.getpid)  # {worker address: pid}, asked before the run so the kill is quick
@@ -181,7 +211,11 @@ def test_worker_killed_mid_run_loses_no_finished_work(tiny_model_dir, tmp_path, 
     # No second attempt on another worker (Dask's default is 3): the killed step fails its run, and
     # the re-run must resume from what the dead worker had cached.
     no_retry = dask.config.set({"distributed.scheduler.allowed-failures": 0})
-    with no_retry, LocalCluster(**WORKER) as cluster, Client(cluster) as client, _instance(tmp_path) as instance:
+    # Workers that ignore SIGTERM, as workers restarted by their nanny were seen to: Dagster stops each step's
+    # `tail -F` output mirrors with SIGTERM, so there each step waited a minute and left its tails running.
+    with sigterm_ignored():
+        cluster = LocalCluster(**WORKER)
+    with no_retry, cluster, Client(cluster) as client, _instance(tmp_path) as instance:
         killed: list[int] = []
         stop = threading.Event()
         killer = threading.Thread(target=_kill_a_shard_worker, args=(client, cache, killed, stop), daemon=True)
@@ -201,6 +235,7 @@ def test_worker_killed_mid_run_loses_no_finished_work(tiny_model_dir, tmp_path, 
         assert rerun.success
         scored = rerun.asset_materializations_for_node("divergence_matrices")[0].metadata
     _assert_same_outputs(reference, data / "outputs")
+    assert running_tails(tmp_path) == [], "output mirrors of finished steps are still running"
     # What was cached before the kill is never scored again.
     responses = scored["responses"].value
     assert 0 < killed[0] < responses  # the kill landed mid-run

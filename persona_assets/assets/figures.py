@@ -85,20 +85,17 @@ def build_figures_asset(
         directory = results.run_figures(context.run.run_id, *subdir, owner=context.asset_key)
         # Names relative to the figures folder: the value stays the same from run to run (byte for
         # byte); the run's own folder is in the metadata, the published one in `directory`.
-        files = {
-            stem: {kind: path.name for kind, path in charts.save_chart(chart, directory, stem).items()}
-            for stem, chart in built.items()
-        }
+        files, previews = charts.save_figures(built, directory)
         metadata = {
             "verdict": verdict_line(kill_gate_verdicts),
             "figures_dir": dg.MetadataValue.path(str(directory)),
             "published_dir": dg.MetadataValue.path(str(results.figures_path(*subdir))),
             "files": ", ".join(sorted(f"{stem}.png" for stem in files)),
         }
-        # Every figure previewed in the metadata at the size it was drawn (scale 1: the text as
-        # designed, not shrunk); the PNG beside it is twice that, the HTML interactive.
-        for stem, chart in built.items():
-            metadata[f"preview_{stem}"] = dg.MetadataValue.md(charts.small_png_preview(chart, scale=1.0))
+        # Every figure previewed in the metadata at the size it was designed (the text not shrunk): its
+        # PNG, drawn at twice that, halved; the HTML beside it is interactive.
+        for stem, preview in previews.items():
+            metadata[f"preview_{stem}"] = dg.MetadataValue.md(preview)
         context.add_output_metadata(metadata)
         context.log.info(f"figures written to {directory}")
         return {AVAILABLE: True, "directory": str(results.figures_path(*subdir)), "files": files}
