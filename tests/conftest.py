@@ -53,12 +53,30 @@ def fast_basetemp() -> Path | None:
         return None
 
 
+def foreground_signals() -> None:
+    """SIGINT and SIGTERM as a process started in the foreground has them.
+
+    A suite started in the background by a non-interactive shell (`make test &`, some CI runners) inherits SIGINT
+    ignored. Dagster's interrupt handling copies SIGINT's disposition to SIGTERM, and the processes it starts then
+    inherit an ignored SIGTERM, among them the `tail -F` mirrors of each step's output, which it stops with SIGTERM
+    and waits 30 s for: a run on a thread other than the main one (tests/test_sensors.py) took a minute longer per
+    step. (On Dask workers persona_assets.dask_engine.stoppable_children does this for the product.)"""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Temp dirs on tmpfs (above), set before pytest builds its temp-path factory; the xdist
     workers get subfolders of it. Each xdist worker (and what it starts) also computes with its
     share of the cores: two workers of two torch threads each on two cores spin against each other
-    (a ci run takes ~60 % more CPU time). Neither changes a result."""
+    (a ci run takes ~60 % more CPU time). Neither changes a result. Signals as in the foreground
+    (`foreground_signals`)."""
+    foreground_signals()
     worker = getattr(config, "workerinput", None)
     if worker is None:
         if config.option.basetemp is None and (base := fast_basetemp()) is not None:

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from persona_assets.analysis.html_page import inline_html
+from persona_assets.analysis.html_page import chart_spec, inline_html
 from persona_assets.runs.storage import atomic_write_bytes, atomic_write_text
 
 
@@ -133,11 +133,11 @@ def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
     """
     import vl_convert as vlc
 
-    spec = chart.to_json()
+    spec = chart_spec(chart)  # built and validated once for both files
     png = directory / f"{stem}.png"
     html = directory / f"{stem}.html"
     png_bytes = vlc.vegalite_to_png(spec, scale=2)
-    page = inline_html(chart)  # self-contained: opens offline, no CDN
+    page = inline_html(spec)  # self-contained: opens offline, no CDN
     atomic_write_bytes(png, png_bytes)
     atomic_write_text(html, page)
     return {"png": png, "html": html}

@@ -10,8 +10,8 @@ user's cache directory under both and read back by later runs; the page is byte 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import jinja2
@@ -74,10 +74,28 @@ def vega_bundle(cache_dir: Path | None = None) -> str:
     return bundle
 
 
-def inline_html(chart: alt.TopLevelMixin, *, cache_dir: Path | None = None) -> str:
-    """The self-contained HTML page of `chart` (opens offline, no CDN)."""
+def chart_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
+    """The Vega-Lite spec of `chart` as altair's `save` builds it: every dataset inline, whatever its size."""
+    with alt.data_transformers.enable("default"), alt.data_transformers.disable_max_rows():
+        return chart.to_dict(context={"pre_transform": False})
+
+
+def inline_html(spec: dict[str, Any], *, cache_dir: Path | None = None) -> str:
+    """The self-contained HTML page of a chart's spec (`chart_spec`; opens offline, no CDN)."""
+    from altair.utils.mimebundle import spec_to_mimebundle
+
     template = jinja2.Template(INLINE_PAGE)
     template.globals["vegaembed_script"] = vega_bundle(cache_dir)
-    page = io.StringIO()
-    chart.save(page, format="html", template=template)
-    return page.getvalue()
+    # What altair's chart.save(format="html") passes for the spec it builds (altair/utils/save.py).
+    bundle = spec_to_mimebundle(
+        spec=spec,
+        format="html",
+        mode="vega-lite",
+        vega_version=alt.VEGA_VERSION,
+        vegalite_version=alt.VEGALITE_VERSION,
+        vegaembed_version=alt.VEGAEMBED_VERSION,
+        embed_options=None,
+        json_kwds={},
+        template=template,
+    )
+    return bundle["text/html"]
