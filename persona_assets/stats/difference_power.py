@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from persona_assets.stats.permutation_tests import difference_permutation_test, leakage_roles, persona_permutations
+from persona_assets.stats.helpers import json_float
+from persona_assets.stats.permutation_tests import leakage_roles, permutation_p_value, persona_permutations
+from persona_assets.stats.permuted_rows import permuted_spearmans, rearranged_ranks
 
 TARGET_POWER = 0.8
 ALPHA = 0.05
@@ -30,6 +32,32 @@ MIXES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 def _normal_scores(v: np.ndarray) -> np.ndarray:
     return stats.norm.ppf((stats.rankdata(v) - 0.5) / v.size)
+
+
+def simulated_difference(
+    leakage: np.ndarray,
+    s: np.ndarray,
+    t: np.ndarray,
+    roles: list[str],
+    a: np.ndarray,
+    b: np.ndarray,
+    fixed_ranks: tuple[np.ndarray, np.ndarray],
+    *,
+    n_perm: int,
+    seed: int,
+) -> tuple[float, float] | None:
+    """(difference, p_two_sided) of `difference_permutation_test` for a simulated leakage matrix measured exactly on
+    the pairs (s, t), whose predictors' values there are ``a`` and ``b`` (ranks ``fixed_ranks``) and whose personas'
+    strata are ``roles``: what does not change from one simulated run to the next is passed in, not set up again.
+    The same floats as the test itself (tests/stats/test_difference_power.py); None where it is undefined."""
+    perms, exact = persona_permutations(roles, n_perm, np.random.default_rng(seed))
+    values = leakage[perms[:, s], perms[:, t]]
+    if s.size < 4 or np.ptp(a) == 0 or np.ptp(b) == 0 or np.ptp(values[0]) == 0:
+        return None
+    rho_a, rho_b = permuted_spearmans(values, rearranged_ranks(leakage, s, t, perms), a, b, fixed_ranks)
+    diff = rho_a - rho_b
+    difference = json_float(diff[0])
+    return None if difference is None else (difference, permutation_p_value(diff, exact))
 
 
 def difference_power(
@@ -56,7 +84,10 @@ def difference_power(
     residual[s, t] = zy - fitted
     signal_sd = float(np.std(fitted))
     rng = np.random.default_rng(seed)
-    perms, _ = persona_permutations(leakage_roles(np.where(measured, leakage, np.nan)), n_sims, rng)
+    roles = leakage_roles(np.where(measured, leakage, np.nan))  # a simulated run is measured on the same pairs
+    perms, _ = persona_permutations(roles, n_sims, rng)
+    a, b = -js[s, t], cosine[s, t]
+    fixed_ranks = (stats.rankdata(a), stats.rankdata(b))
     rows = []
     for theta in MIXES:
         mix = theta * za + (1 - theta) * zb
@@ -68,11 +99,14 @@ def difference_power(
             noise = np.nan_to_num(residual[p[s], p[t]])
             sim = np.full(leakage.shape, np.nan)
             sim[s, t] = signal + noise
-            test = difference_permutation_test(-js, cosine, sim, n_perm=n_perm, seed=int(rng.integers(2**31)))
-            if test["difference"] is None:
+            # difference_permutation_test(-js, cosine, sim, ...) with its set-up shared by the runs: the same floats.
+            test = simulated_difference(
+                sim, s, t, roles, a, b, fixed_ranks, n_perm=n_perm, seed=int(rng.integers(2**31))
+            )
+            if test is None:
                 continue
-            differences.append(test["difference"])
-            rejections += int(test["p_two_sided"] < ALPHA)
+            differences.append(test[0])
+            rejections += int(test[1] < ALPHA)
         if differences:
             power = rejections / len(differences)
             rows.append({"js_weight": theta, "true_difference": float(np.mean(differences)), "power": power})

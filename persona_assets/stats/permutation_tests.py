@@ -29,14 +29,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from persona_assets.runs.errors import InputError
 from persona_assets.stats.helpers import json_float as _json_float
 from persona_assets.stats.helpers import percentile_ci as _percentile_ci
 from persona_assets.stats.helpers import rowwise_weighted_pearson as _rowwise_weighted_pearson
 from persona_assets.stats.helpers import weighted_midranks as _weighted_midranks
-from persona_assets.stats.permuted_rows import rearranged_ranks, row_statistics
+from persona_assets.stats.permuted_rows import permuted_spearmans, rearranged_ranks, row_statistics
 from persona_assets.constants import DEFAULT_N_PERMUTATIONS  # noqa: F401  (its default; defined once)
 
 # Relative tolerance when counting permuted statistics at least as extreme as the observed one:
@@ -97,7 +96,7 @@ def persona_permutations(strata: Sequence[Any], n_perm: int, rng: np.random.Gene
     return perms, False
 
 
-def _p_value(null: np.ndarray, exact: bool) -> float | None:
+def permutation_p_value(null: np.ndarray, exact: bool) -> float | None:
     """Two-sided p from statistics whose first entry is the observed one (identity permutation)."""
     valid = null[np.isfinite(null)]
     if not np.isfinite(null[0]) or valid.size < 2:
@@ -115,9 +114,9 @@ def _result(
     return {
         "n": n,
         "spearman_rho": _json_float(rho[0]),
-        "spearman_p": _p_value(rho, exact),
+        "spearman_p": permutation_p_value(rho, exact),
         "pearson_r": _json_float(r[0]),
-        "pearson_p": _p_value(r, exact),
+        "pearson_p": permutation_p_value(r, exact),
         "resampling_unit": unit,
         "n_permutations": int(rho.size - (0 if exact else 1)),
         "exact": bool(exact),
@@ -273,16 +272,13 @@ def difference_permutation_test(
             "exact": False,
             "note": "fewer than 4 measured pairs or constant input: test undefined",
         }
-    if ranks is None and np.isfinite(values).all():
-        ranks = stats.rankdata(values, axis=1)  # shared by both predictors
-    rho_a, _ = row_statistics(values, a[s, t], permuted_ranks=ranks, pearson=False)
-    rho_b, _ = row_statistics(values, b[s, t], permuted_ranks=ranks, pearson=False)
+    rho_a, rho_b = permuted_spearmans(values, ranks, a[s, t], b[s, t])
     diff = rho_a - rho_b
     return out | {
         "spearman_a": _json_float(rho_a[0]),
         "spearman_b": _json_float(rho_b[0]),
         "difference": _json_float(diff[0]),
-        "p_two_sided": _p_value(diff, exact),
+        "p_two_sided": permutation_p_value(diff, exact),
         "n_permutations": int(diff.size - (0 if exact else 1)),
         "exact": bool(exact),
         "strata": _strata_summary(roles),

@@ -24,14 +24,21 @@ def rearranged_ranks(matrix: np.ndarray, s: np.ndarray, t: np.ndarray, perms: np
 
 
 def row_statistics(
-    permuted: np.ndarray, fixed: np.ndarray, *, permuted_ranks: np.ndarray | None = None, pearson: bool = True
+    permuted: np.ndarray,
+    fixed: np.ndarray,
+    *,
+    permuted_ranks: np.ndarray | None = None,
+    fixed_ranks: np.ndarray | None = None,
+    pearson: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Spearman (and Pearson unless ``pearson`` is False) of each row of ``permuted`` with ``fixed``; rows with NaN
-    use their finite part. ``permuted_ranks``: the rows' ranks when known (`rearranged_ranks`)."""
+    use their finite part. ``permuted_ranks``: the rows' ranks when known (`rearranged_ranks`); ``fixed_ranks``:
+    ``stats.rankdata(fixed)`` when known."""
     finite = np.isfinite(permuted)
     if finite.all():
         ranks = stats.rankdata(permuted, axis=1) if permuted_ranks is None else permuted_ranks
-        rho = rowwise_pearson(ranks, np.broadcast_to(stats.rankdata(fixed), permuted.shape))
+        fixed_ranks = stats.rankdata(fixed) if fixed_ranks is None else fixed_ranks
+        rho = rowwise_pearson(ranks, np.broadcast_to(fixed_ranks, permuted.shape))
         r = rowwise_pearson(permuted, np.broadcast_to(fixed, permuted.shape)) if pearson else None
         return rho, r
     rho = np.full(permuted.shape[0], np.nan)
@@ -44,3 +51,20 @@ def row_statistics(
             if pearson:
                 r[k] = rowwise_pearson(a, b)[0]
     return rho, (r if pearson else None)
+
+
+def permuted_spearmans(
+    values: np.ndarray,
+    ranks: np.ndarray | None,
+    a: np.ndarray,
+    b: np.ndarray,
+    fixed_ranks: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman ρ of each row of ``values`` (permuted leakage; ``ranks`` its rows' ranks when known) with ``a`` and
+    with ``b``; ``fixed_ranks``: the ranks of ``a`` and ``b`` when known (a simulation reuses them)."""
+    if ranks is None and np.isfinite(values).all():
+        ranks = stats.rankdata(values, axis=1)  # shared by both predictors
+    ranks_a, ranks_b = fixed_ranks or (None, None)
+    rho_a, _ = row_statistics(values, a, permuted_ranks=ranks, fixed_ranks=ranks_a, pearson=False)
+    rho_b, _ = row_statistics(values, b, permuted_ranks=ranks, fixed_ranks=ranks_b, pearson=False)
+    return rho_a, rho_b
