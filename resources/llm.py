@@ -307,34 +307,29 @@ class LLMResource(dg.ConfigurableResource, ABC):
     ) -> Any:
         return self.model_engine().last_prompt_hidden_states(prompts, layers, batch_size=batch_size, progress=progress)
 
-    def num_layers(self) -> int:
+    def hf_config(self) -> Any:
+        """The model's config.json (transformers' config object); no weights are read."""
         from transformers import AutoConfig
 
         from resources.model_loading import local_model_path
 
-        config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
-        return int(config.num_hidden_layers)
+        return AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
+
+    def num_layers(self) -> int:
+        return int(self.hf_config().num_hidden_layers)
 
     def model_type(self) -> str:
-        """The architecture's name in config.json (e.g. qwen2, llama); no weights are read."""
-        from transformers import AutoConfig
-
-        from resources.model_loading import local_model_path
-
-        return str(AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir())).model_type)
+        """The architecture's name in config.json (e.g. qwen2, llama)."""
+        return str(self.hf_config().model_type)
 
     def context_length(self) -> Any:
         """The context window (a `ContextWindow`, or None if unstated) from config.json and the tokenizer.
 
         No weights are read.
         """
-        from transformers import AutoConfig
-
         from persona_assets.inputs.prompt_safety import context_window
-        from resources.model_loading import local_model_path
 
-        config = AutoConfig.from_pretrained(local_model_path(self.source, cache_dir=self._cache_dir()))
-        return context_window(config.to_dict(), getattr(self.tokenizer, "model_max_length", None))
+        return context_window(self.hf_config().to_dict(), getattr(self.tokenizer, "model_max_length", None))
 
 
 class CpuLLM(LLMResource):

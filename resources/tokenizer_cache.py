@@ -31,10 +31,8 @@ def directory_key(location: str) -> tuple | None:
     if not path.is_dir():
         return None
     with os.scandir(path) as entries:
-        files = sorted(
-            (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in entries if entry.is_file()
-        )
-    return str(path.resolve()), tuple(files)
+        stats = [(entry.name, entry.stat()) for entry in entries if entry.is_file()]
+    return str(path.resolve()), tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats))
 
 
 def tokenizer_copy(location: str, load: Callable[[str], Any]) -> Any:

@@ -151,7 +151,7 @@ def png_preview(png: Path, *, shrink: int = 2) -> str:
     from PIL import Image
 
     with Image.open(png) as image:
-        small = image.reduce(shrink) if shrink > 1 else image.copy()
+        small = image.reduce(shrink)
     data = io.BytesIO()
     small.save(data, format="PNG")
     return "![preview](data:image/png;base64," + base64.b64encode(data.getvalue()).decode() + ")"

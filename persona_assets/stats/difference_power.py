@@ -52,10 +52,10 @@ def simulated_difference(
     The same floats as the test itself (tests/stats/test_difference_power.py); None where it is undefined."""
     perms, exact = persona_permutations(roles, n_perm, np.random.default_rng(seed))
     values = leakage[perms[:, s], perms[:, t]]
-    if s.size < 4 or np.ptp(a) == 0 or np.ptp(b) == 0 or np.ptp(values[0]) == 0:
+    spearmans = permuted_spearmans(values, rearranged_ranks(leakage, s, t, perms), a, b, fixed_ranks)
+    if spearmans is None:
         return None
-    rho_a, rho_b = permuted_spearmans(values, rearranged_ranks(leakage, s, t, perms), a, b, fixed_ranks)
-    diff = rho_a - rho_b
+    diff = spearmans[0] - spearmans[1]
     difference = json_float(diff[0])
     return None if difference is None else (difference, permutation_p_value(diff, exact))
 

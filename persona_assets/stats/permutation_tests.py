@@ -264,7 +264,8 @@ def difference_permutation_test(
         "seed": int(seed),
         "coefficient": "spearman",
     }
-    if s.size < 4 or np.ptp(a[s, t]) == 0 or np.ptp(b[s, t]) == 0 or np.ptp(values[0]) == 0:
+    spearmans = permuted_spearmans(values, ranks, a[s, t], b[s, t])
+    if spearmans is None:
         return out | {
             "difference": None,
             "p_two_sided": None,
@@ -272,7 +273,7 @@ def difference_permutation_test(
             "exact": False,
             "note": "fewer than 4 measured pairs or constant input: test undefined",
         }
-    rho_a, rho_b = permuted_spearmans(values, ranks, a[s, t], b[s, t])
+    rho_a, rho_b = spearmans
     diff = rho_a - rho_b
     return out | {
         "spearman_a": _json_float(rho_a[0]),

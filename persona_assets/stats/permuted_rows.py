@@ -59,9 +59,13 @@ def permuted_spearmans(
     a: np.ndarray,
     b: np.ndarray,
     fixed_ranks: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman ρ of each row of ``values`` (permuted leakage; ``ranks`` its rows' ranks when known) with ``a`` and
-    with ``b``; ``fixed_ranks``: the ranks of ``a`` and ``b`` when known (a simulation reuses them)."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Spearman ρ of each row of ``values`` (permuted leakage, the observed row first; ``ranks`` its rows' ranks when
+    known) with ``a`` and with ``b``; ``fixed_ranks``: the ranks of ``a`` and ``b`` when known (a simulation reuses
+    them). None where their difference is undefined: fewer than 4 pairs, or ``a``, ``b`` or the observed row
+    constant."""
+    if values.shape[1] < 4 or np.ptp(a) == 0 or np.ptp(b) == 0 or np.ptp(values[0]) == 0:
+        return None
     if ranks is None and np.isfinite(values).all():
         ranks = stats.rankdata(values, axis=1)  # shared by both predictors
     ranks_a, ranks_b = fixed_ranks or (None, None)
