@@ -110,7 +110,7 @@ def report(run: dict) -> None:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (smoke test)")
     parser.add_argument("--gpus", default="1,2", help="Dask worker counts (one GPU each), e.g. 1,2 or 1,2,4")
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="")
     for name in SLICE_FIELDS[1:]:
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=SliceConfig.model_fields[name].default)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tiny:
         args.response_len, args.len_jitter, args.system_min, args.system_max, args.max_batch_tokens = 24, 4, 5, 12, 2048
     counts = [int(g) for g in args.gpus.split(",")]

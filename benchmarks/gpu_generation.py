@@ -306,7 +306,7 @@ def profile_fixed(engine, prompts, steps: int, device: str, max_new_tokens: int)
     kernel_summary(prof, steps, device)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny random model on CPU (smoke test)")
     parser.add_argument("--batch", type=int, default=240, help="prompts in the one generation batch")
@@ -318,7 +318,7 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=16, help="prompts compared against generate()")
     parser.add_argument("--full-baseline", action="store_true", help="also run the dynamic loop for all steps")
     parser.add_argument("--skip", default="", help="comma list of: attention, profile, short, generate, fp32")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tiny:
         args.batch, args.max_new_tokens, args.short_steps = min(args.batch, 6), min(args.max_new_tokens, 24), 8
         args.profile_steps, args.subset = 2, 4

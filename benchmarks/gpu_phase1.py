@@ -663,7 +663,7 @@ def analysis_main(args) -> None:
     report(stages, saved["model_load"], where)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, 4 personas × 2 questions (smoke test)")
     parser.add_argument(
@@ -712,7 +712,7 @@ def main() -> None:
     )
     parser.add_argument("--save-dir", default="", help="write the inputs of stages not run here (for --analysis-from)")
     parser.add_argument("--analysis-from", default="", help="run the saved stages here and print the combined report")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.personas = [p for p in args.personas.split(",") if p]
     if args.tiny:
         args.personas = args.personas or ["software_engineer", "kindergarten_teacher", "villain", "assistant"]

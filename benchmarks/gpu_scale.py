@@ -222,7 +222,7 @@ def compare(dir_a: str, dir_b: str) -> tuple[int, float]:
     return count, worst
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (smoke test)")
     parser.add_argument("--gpus", default="1,2", help="GPU counts to run, e.g. 1,2")
@@ -242,7 +242,7 @@ def main() -> None:
         default="eager",
         help="GpuLLM's teacher-forcing settings: shared prefixes and/or Liger kernels (eager: both off, the default)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.tiny:
         args.response_len, args.len_jitter, args.system_min, args.system_max = 24, 4, 5, 12
         args.max_batch_tokens = 2048

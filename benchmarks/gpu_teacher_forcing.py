@@ -185,7 +185,7 @@ def diff_stats(a, b) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (smoke test)")
     parser.add_argument("--responses", type=int, default=12, help="responses timed on the fast path")
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma list of sections to skip: naive,current,gen,noise,breakdown,fp32"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     if args.tiny:
         args.response_len = min(args.response_len, 48)

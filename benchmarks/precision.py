@@ -141,7 +141,7 @@ def response_level(label: str, reference: list, other: list) -> float:
     return float(diff.max())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model", default="embedded", help="embedded, a model directory, or random-7b (Qwen2.5-7B shapes)"
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--gen-batch", type=int, default=96)
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--work-dir", default="")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import tempfile
 
     import torch

@@ -33,6 +33,7 @@ from typing import Any
 
 from persona_assets.runs.errors import InputError
 from persona_assets.runs.storage import default_cache_dir
+from resources.gguf_name_maps import shared_tensor_name_maps
 from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
 from resources.tokenizer_cache import tokenizer_copy
 
@@ -295,8 +296,9 @@ def _convert_gguf(
         f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
         "first use on this machine, ~25 s for the embedded model; later runs load the conversion"
     )
-    tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
+    with shared_tensor_name_maps():
+        tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
     say(f"{gguf_path.name} de-quantized in {time.monotonic() - started:.0f} s; writing the conversion")
     # transformers refuses to save a model that still carries its GGUF quantizer; the weights
     # are already de-quantized to float32, so dropping the quantizer loses nothing.

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmarks import gpu_teacher_forcing
+from tests.benchmarks.in_process import run_main
 
 
-def test_benchmark_runs_tiny_on_cpu():
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "gpu_teacher_forcing.py"),
-            "--tiny",
-            "--responses",
-            "2",
-            "--skip",
-            "naive,current",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+def script_main(argv: list[str]) -> None:
+    """What `python benchmarks/gpu_teacher_forcing.py` runs (its `__main__` block)."""
+    with torch.inference_mode():
+        gpu_teacher_forcing.main(argv)
+
+
+def test_benchmark_runs_tiny_on_cpu(capsys, monkeypatch):
+    out = run_main(script_main, ["--tiny", "--responses", "2", "--skip", "naive,current"], capsys, monkeypatch)
     for line in (
         "s/response",
         "padding share",

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from benchmarks import gpu_generation
+from tests.benchmarks.in_process import run_main
 
 
-def test_generation_benchmark_runs_tiny_on_cpu():
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_generation.py"), "--tiny"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+def test_generation_benchmark_runs_tiny_on_cpu(capsys, monkeypatch):
+    out = run_main(gpu_generation.main, ["--tiny"], capsys, monkeypatch)
     for line in (
         "== decode attention",
         "where the eager dynamic-cache loop's step goes",

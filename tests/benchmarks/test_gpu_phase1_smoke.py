@@ -3,23 +3,19 @@ from the saved inputs (no timing asserted)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "gpu_phase1.py"
+from benchmarks import gpu_phase1
+from tests.benchmarks.in_process import run_main
 
 
-def _run(*args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+@pytest.fixture
+def _run(capsys, monkeypatch):
+    """The benchmark with these arguments, in this process; what it printed."""
+    return lambda *args: run_main(gpu_phase1.main, list(args), capsys, monkeypatch)
 
 
-def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir):
+def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir, _run):
     saved = tmp_path / "saved"
     out = _run(
         "--tiny",
@@ -44,7 +40,7 @@ def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_
     assert (tmp_path / "cpu" / "outputs" / "divergence_per_response.csv").is_file()
 
 
-def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir):
+def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir, _run):
     import re
 
     out = _run(
