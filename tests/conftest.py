@@ -184,3 +184,12 @@ def tiny_leakage_run(tiny_model_dir, tmp_path_factory):
         return materialize(
             tiny_model_dir, run_config(run_dir, leakage_rates={"config": {"leakage_path": leakage}})
         ), run_dir
+
+
+@pytest.fixture(scope="session")
+def ci_cli_run(tmp_path_factory):
+    """The whole graph on configs/ci.yaml through the CLI on the embedded model, once per suite
+    (tests/shared_runs.py); read it, or copy it before running more on top."""
+    from tests.shared_runs import ci_cli_run
+
+    return ci_cli_run(tmp_path_factory)

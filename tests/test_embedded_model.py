@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,27 +86,15 @@ def test_graph_on_embedded_model(tmp_path):
         assert row["js"] == js[names.index(row["persona_a"]), names.index(row["persona_b"])]
 
 
-def test_cli_materializes_the_ci_scenario(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "persona_assets.definitions",
-        "--select",
-        "*",
-        "-c",
-        "configs/ci.yaml",
-    ]
-    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    outputs = tmp_path / "data" / "outputs"
+def test_cli_materializes_the_ci_scenario(ci_cli_run):
+    """`dagster asset materialize --select '*' -c configs/ci.yaml` (tests/shared_runs.py), then the summary."""
+    assert ci_cli_run.returncode == 0, ci_cli_run.output[-3000:]
+    env = ci_cli_run.env()
+    outputs = ci_cli_run.root / "data" / "outputs"
     verdicts = json.loads((outputs / "kill_gate_verdicts.json").read_text())
     assert {"discrimination", "redundancy"} <= set(verdicts)
-    assert (tmp_path / "figures" / "js_heatmap.png").stat().st_size > 1000
+    figures = ci_cli_run.root / "figures"
+    assert (figures / "js_heatmap.png").stat().st_size > 1000
     summary = subprocess.run(
         [sys.executable, "-m", "persona_assets.summary"], cwd=REPO, env=env, capture_output=True, text=True
     )
@@ -116,7 +103,6 @@ def test_cli_materializes_the_ci_scenario(tmp_path):
     assert "this run: no within-persona baseline was measured: max_paraphrases is 0" in summary.stdout
     # '*' includes the re-analysis of the bundled study: the summary shows both, figures last.
     assert "== earlier results re-analysed: Qwen/Qwen2.5-7B-Instruct" in summary.stdout
-    figures = tmp_path / "figures"
     for start in ("study: no per-token data in ", "this run, through depth: ", "this run, by response position: "):
         assert any(line.startswith(start) for line in summary.stdout.splitlines()), start
     assert summary.stdout.splitlines()[-2:] == [

@@ -26,6 +26,7 @@ import yaml
 
 from persona_assets.runs import result_sets
 from tests.conftest import REFERENCE_STUDY, REPO
+from tests.shared_runs import materialize_command
 
 BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 MATERIALIZE = "dagster asset materialize"
@@ -202,32 +203,27 @@ def readme_selections() -> list[str]:
     return list(dict.fromkeys(shlex.split(value)[0] for value in found))
 
 
-def test_every_readme_selection_runs_on_the_ci_config(tiny_model_dir, tmp_path):
+def test_every_readme_selection_runs_on_the_ci_config(ci_cli_run, tmp_path):
     """Each selection the README shows runs through the CLI, as a user types it, on configs/ci.yaml with
-    the tiny model (`PERSONA_MODEL`), one after the other on one data directory: first the whole
-    graph, then the others on top (`divergence_matrices*` reads the first run's generations). A
-    selection naming one of the three divergence tables without the others used to end in
-    DagsterInvalidSubsetError."""
+    the embedded model, one after the other on one data directory: first the whole graph (the suite's
+    shared run, tests/shared_runs.py, copied here), then the others on top (`divergence_matrices*` reads
+    the first run's generations). A selection naming one of the three divergence tables without the
+    others used to end in DagsterInvalidSubsetError."""
     selections = readme_selections()
     assert {"*", "divergence_matrices*", "group:legacy"} <= set(selections), selections
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), "PERSONA_MODEL": str(tiny_model_dir)}
-    dagster = str(Path(sys.executable).parent / "dagster")
+    assert ci_cli_run.returncode == 0 and "DagsterInvalidSubsetError" not in ci_cli_run.output, (
+        "*",
+        ci_cli_run.output[-4000:],
+    )
+    copy = tmp_path / "run"
+    shutil.copytree(ci_cli_run.root, copy, symlinks=True, ignore=shutil.ignore_patterns(".lock", "finished.json"))
+    env = {**ci_cli_run.env(copy), "PYTHONPATH": str(REPO)}
     data = Path(env["PERSONA_DATA_DIR"])
-    run_ids = {}
-    for selection in sorted(selections, key=lambda s: s != "*"):
-        command = [
-            dagster,
-            "asset",
-            "materialize",
-            "-m",
-            "persona_assets.definitions",
-            "--select",
-            selection,
-            "-c",
-            "configs/ci.yaml",
-        ]
+    [first] = result_sets.list_runs(data)
+    assert first["status"] == result_sets.COMPLETE and first["published"], ci_cli_run.output[-4000:]
+    run_ids = {"*": first["run_id"]}
+    for selection in [s for s in selections if s != "*"]:
+        command = materialize_command(selection, "configs/ci.yaml")
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0 and "DagsterInvalidSubsetError" not in output, (selection, output[-4000:])
