@@ -15,7 +15,7 @@ from resources.model_loading import ModelSource, local_model_path
 def test_callers_starting_together_convert_the_gguf_file_once(tmp_path, monkeypatch):
     conversions = []
 
-    def slow_conversion(source, cache_dir, key, target, **_):  # stands in for the ~25 s de-quantization
+    def slow_conversion(source, cache_dir, key, target, **_):  # stands in for the ~15 s de-quantization
         conversions.append(key)
         time.sleep(0.5)  # the other caller arrives while this one converts
         partial = cache_dir / f".partial-{threading.get_ident()}"
