@@ -29,16 +29,21 @@ class CliRun:
     output: str
 
     def env(self, root: Path | None = None) -> dict[str, str]:
-        """The environment of the run, or of a copy of it under `root`: the embedded model (no PERSONA_MODEL)."""
-        where = root or self.root
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(where / "dagster_home"),
-            "PERSONA_DATA_DIR": str(where / "data"),
-            "PERSONA_FIGURES_DIR": str(where / "figures"),
-        }
-        env.pop("PERSONA_MODEL", None)
-        return env
+        """The environment of the run, or of a copy of it under `root`."""
+        return run_env(root or self.root)
+
+
+def run_env(root: Path) -> dict[str, str]:
+    """This process's environment with DAGSTER_HOME, data and figures under `root`, and the embedded model (no
+    PERSONA_MODEL)."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "PERSONA_DATA_DIR": str(root / "data"),
+        "PERSONA_FIGURES_DIR": str(root / "figures"),
+    }
+    env.pop("PERSONA_MODEL", None)
+    return env
 
 
 def suite_folder(tmp_path_factory) -> Path:
@@ -71,10 +76,9 @@ def ci_cli_run(tmp_path_factory) -> CliRun:
     with open(root / ".lock", "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         if not record.is_file():
-            run = CliRun(root, 0, "")
             (root / "dagster_home").mkdir(exist_ok=True)
             command = materialize_command("*", "configs/ci.yaml")
-            done = subprocess.run(command, cwd=REPO, env=run.env(), capture_output=True, text=True, timeout=900)
+            done = subprocess.run(command, cwd=REPO, env=run_env(root), capture_output=True, text=True, timeout=900)
             record.write_text(json.dumps({"returncode": done.returncode, "output": done.stdout + done.stderr}))
     finished = json.loads(record.read_text())
     return CliRun(root, finished["returncode"], finished["output"])

@@ -10,14 +10,14 @@ from tests.benchmarks.in_process import run_main
 
 
 @pytest.fixture
-def _run(capsys, monkeypatch):
+def run_phase1(capsys, monkeypatch):
     """The benchmark with these arguments, in this process; what it printed."""
     return lambda *args: run_main(gpu_phase1.main, list(args), capsys, monkeypatch)
 
 
-def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir, _run):
+def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_dir, run_phase1):
     saved = tmp_path / "saved"
-    out = _run(
+    out = run_phase1(
         "--tiny",
         "--tokenizer",
         str(embedded_tokenizer_dir),
@@ -33,17 +33,17 @@ def test_phase1_tiny_on_cpu_then_deferred_analysis(tmp_path, embedded_tokenizer_
     assert "not run here: aggregation (--defer-analysis)" in out
     assert (saved / "phase1_state.json").is_file()
 
-    out = _run("--analysis-from", str(saved), "--skip-figures", "--work-dir", str(tmp_path / "cpu"))
+    out = run_phase1("--analysis-from", str(saved), "--skip-figures", "--work-dir", str(tmp_path / "cpu"))
     assert "[stage] aggregation" in out and "[stage] analysis" in out
     assert "kill gates: discrimination" in out
     assert "phase-1 without model load" in out and "== goals" in out
     assert (tmp_path / "cpu" / "outputs" / "divergence_per_response.csv").is_file()
 
 
-def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir, _run):
+def test_phase1_tiny_compares_shared_prefixes_with_whole_sequences(tmp_path, embedded_tokenizer_dir, run_phase1):
     import re
 
-    out = _run(
+    out = run_phase1(
         "--tiny",
         "--tokenizer",
         str(embedded_tokenizer_dir),
