@@ -207,7 +207,7 @@ def profiled_pass(args, llm, jobs, cache_dir: Path, trace_path: Path) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU, 4 personas × 2 questions, no profile")
     parser.add_argument(
@@ -230,7 +230,7 @@ def main() -> None:
         choices=["eager", "shared", "liger", "shared+liger"],
         help="GpuLLM.shared_prefixes and/or GpuLLM.liger_teacher_forcing (as gpu_phase1.py --tf-variants)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.code:
         sys.path.insert(0, str(Path(args.code).resolve()))
     sys.path.insert(1 if args.code else 0, str(REPO))

@@ -8,7 +8,7 @@ A model is named by one string (the `model` setting):
   resolves (refs/main), loaded from there and pinned by its commit; a hub id not in the local
   cache is left to transformers (which downloads it where it can).
 
-De-quantizing a GGUF file and converting its tokenizer takes ~15 s, so the converted model is
+De-quantizing a GGUF file and converting its tokenizer takes ~10 s, so the converted model is
 saved once under a cache directory and loaded from there afterwards (~1 s). The conversion is keyed
 by the file's content (`gguf_conversion_key`), not its modification time, so a reinstall reuses it;
 older conversions of the same file name are removed when a new one is written.
@@ -33,7 +33,7 @@ from typing import Any
 
 from persona_assets.runs.errors import InputError
 from persona_assets.runs.storage import default_cache_dir
-from resources.gguf_name_maps import shared_tensor_name_maps
+from resources.gguf_shared_parses import shared_gguf_parses
 from resources.model_files import check_fingerprint_mode, directory_fingerprint, file_fingerprint, hub_snapshot
 from resources.tokenizer_cache import tokenizer_copy
 
@@ -261,7 +261,7 @@ def _converted_gguf_dir(source: ModelSource, cache_dir: Path, log: Callable[[str
     """Return a directory holding the de-quantized model; convert the GGUF file on first use on this machine.
 
     Processes that start together (pytest-xdist workers, the multiprocess executor's steps) wait
-    on a lock for the first one's conversion instead of each converting (~15 s and the float32
+    on a lock for the first one's conversion instead of each converting (~10 s and the float32
     weights in memory each). The kernel drops the lock if its holder dies.
     """
     gguf_path = Path(source.location) / str(source.gguf_file)
@@ -294,9 +294,9 @@ def _convert_gguf(
     started = time.monotonic()
     say(
         f"converting {gguf_path.name} ({identity['size'] / 1e6:.0f} MB) to a model directory under {cache_dir}: "
-        "first use on this machine, ~15 s for the embedded model; later runs load the conversion"
+        "first use on this machine, ~10 s for the embedded model; later runs load the conversion"
     )
-    with shared_tensor_name_maps():
+    with shared_gguf_parses():
         tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
     say(f"{gguf_path.name} de-quantized in {time.monotonic() - started:.0f} s; writing the conversion")

@@ -119,10 +119,21 @@ def embedded_tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
+    """Made once per suite and shared by the xdist workers (tests/shared_runs.py); nothing writes into it."""
+    from tests.shared_runs import made_once
+
+    shared = made_once(
+        tmp_path_factory, "tiny-llama", lambda folder: save_tiny_model(folder / "model", embedded_tokenizer_dir)
+    )
+    return shared / "model"  # beside it only the sharing's lock and mark
+
+
+def save_tiny_model(directory: Path, tokenizer_dir: Path) -> None:
+    """A 2-layer Llama with random weights (seed 0) and the embedded model's tokenizer, saved into `directory`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(embedded_tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -139,12 +150,11 @@ def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
         # almost the same distribution; 0.2 makes the system prompt matter (JS ~0.2 nats).
         initializer_range=0.2,
     )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    directory = tmp_path_factory.mktemp("tiny-llama")
+    with torch.random.fork_rng(devices=[]):  # the tests that follow start from the same random state either way
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")

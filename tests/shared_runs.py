@@ -1,4 +1,4 @@
-"""Expensive runs that several tests read, made once per suite (shared by the pytest-xdist workers).
+"""Expensive runs and files that several tests read, made once per suite (shared by the pytest-xdist workers).
 
 `ci_cli_run`: `dagster asset materialize --select '*' -c configs/ci.yaml` through the CLI on the embedded
 model, as the README's quick start types it. tests/test_embedded_model.py asserts on its outputs and summary;
@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,18 +68,32 @@ def materialize_command(selection: str, *configs: str) -> list[str]:
     ]
 
 
-def ci_cli_run(tmp_path_factory) -> CliRun:
-    """The whole graph on configs/ci.yaml through the CLI, run by the first worker that asks; the others wait for
-    it under a lock and read what it recorded."""
-    root = suite_folder(tmp_path_factory) / "ci-cli-run"
-    record = root / "finished.json"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+b") as lock:
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder `name` of this suite, filled by `make(folder)` in the first worker that asks; the others wait for
+    it under a lock. A `make` that raises leaves no mark, so the next worker to ask tries again."""
+    folder = suite_folder(tmp_path_factory) / name
+    done = folder / ".made"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        if not record.is_file():
-            (root / "dagster_home").mkdir(exist_ok=True)
-            command = materialize_command("*", "configs/ci.yaml")
-            done = subprocess.run(command, cwd=REPO, env=run_env(root), capture_output=True, text=True, timeout=900)
-            record.write_text(json.dumps({"returncode": done.returncode, "output": done.stdout + done.stderr}))
-    finished = json.loads(record.read_text())
+        if not done.is_file():
+            make(folder)
+            done.touch()
+    return folder
+
+
+def ci_cli_run(tmp_path_factory) -> CliRun:
+    """The whole graph on configs/ci.yaml through the CLI, run once per suite (`made_once`); every worker reads the
+    exit status and output it recorded."""
+
+    def run(root: Path) -> None:
+        (root / "dagster_home").mkdir(exist_ok=True)
+        command = materialize_command("*", "configs/ci.yaml")
+        done = subprocess.run(command, cwd=REPO, env=run_env(root), capture_output=True, text=True, timeout=900)
+        (root / "finished.json").write_text(
+            json.dumps({"returncode": done.returncode, "output": done.stdout + done.stderr})
+        )
+
+    root = made_once(tmp_path_factory, "ci-cli-run", run)
+    finished = json.loads((root / "finished.json").read_text())
     return CliRun(root, finished["returncode"], finished["output"])
