@@ -132,8 +132,14 @@ class LLMResource(dg.ConfigurableResource, ABC):
             from resources.hf_engine import HFEngine
             from resources.model_loading import load_model_and_tokenizer
 
+            # The tokenizer this run already loaded and checked (its prompts are checked before the weights load).
             model, tokenizer = load_model_and_tokenizer(
-                self.source, device=self._torch_device(), dtype=self.dtype, cache_dir=self._cache_dir(), log=self._log
+                self.source,
+                device=self._torch_device(),
+                dtype=self.dtype,
+                cache_dir=self._cache_dir(),
+                log=self._log,
+                tokenizer=self._tokenizer,
             )
             self._engine = HFEngine(model, tokenizer, self.source, self._torch_device(), self.dtype)
         return self._engine

@@ -148,17 +148,21 @@ def load_model_and_tokenizer(
     dtype: str,
     cache_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    tokenizer: Any = None,
 ) -> tuple[Any, Any]:
     """Load (model, tokenizer) in eval mode on `device`. GGUF conversions are cached on disk.
 
-    `log` (e.g. a run's logger) hears about a first-use conversion and the load itself.
+    `log` (e.g. a run's logger) hears about a first-use conversion and the load itself. `tokenizer`: this
+    model's tokenizer from `load_tokenizer`, already checked (a run checks its prompts with it before the weights
+    load); it is used as it is, not loaded, copied and checked a second time.
     """
     from transformers import AutoModelForCausalLM
 
     dtype_of_weights = torch_dtype(dtype)
     started = time.monotonic()
     location = local_model_path(source, cache_dir=cache_dir, log=log)
-    tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
+    if tokenizer is None:
+        tokenizer = _checked_tokenizer(source, location)  # before the weights: a bad model fails fast
     # On a GPU the weights are read straight onto the device (no full copy in host memory first).
     device_map = device if device.startswith("cuda") else None
     model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype_of_weights, device_map=device_map)
