@@ -7,7 +7,7 @@ Modules, in dependency order (what a newcomer changes here: an analysis, a verdi
 - `inference`: design-respecting tests and question-level uncertainty;
 - `kill_criteria`, `verdicts`: the pre-registered kill criteria and their verdicts with evidence;
 - `correlation_report`: the analysis assets' functions (`cosine_precheck`, `leakage_correlations`);
-- `charts`: Altair charts saved as PNG and HTML.
+- `charts`: Altair charts saved as PNG and HTML; `drawings`: each spec's PNG drawn once and kept by content.
 
 Names are imported lazily: `from persona_assets.analysis import leakage_correlations`. No dagster import.
 """

@@ -1,4 +1,4 @@
-"""Altair charts of the results, saved as PNG (via vl-convert) and interactive HTML."""
+"""Altair charts of the results, saved as PNG (via vl-convert, `drawings`) and interactive HTML."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from persona_assets.analysis.drawings import png_drawing
 from persona_assets.analysis.html_page import chart_spec, inline_html
 from persona_assets.runs.storage import atomic_write_bytes, atomic_write_text
 
@@ -125,19 +126,18 @@ def ranked_intervals(
     return alt.layer(*layers).properties(width=360, height=max(200, 11 * len(frame)))
 
 
-def save_chart(chart: alt.Chart, directory: Path, stem: str) -> dict[str, Path]:
+def save_chart(chart: alt.Chart, directory: Path, stem: str, *, cache_dir: Path | None = None) -> dict[str, Path]:
     """Write <stem>.png and <stem>.html; return their paths.
 
     Both are rendered in memory first and then replace the old files atomically, so a failure
-    while drawing leaves the previous figure whole.
+    while drawing leaves the previous figure whole. A spec drawn before is read from the cache
+    (`persona_assets.analysis.drawings`; `cache_dir`, by default ~/.cache/persona-divergence).
     """
-    import vl_convert as vlc
-
     spec = chart_spec(chart)  # built and validated once for both files
     png = directory / f"{stem}.png"
     html = directory / f"{stem}.html"
-    png_bytes = vlc.vegalite_to_png(spec, scale=2)
-    page = inline_html(spec)  # self-contained: opens offline, no CDN
+    png_bytes = png_drawing(spec, scale=2, cache_dir=cache_dir)
+    page = inline_html(spec, cache_dir=cache_dir)  # self-contained: opens offline, no CDN
     atomic_write_bytes(png, png_bytes)
     atomic_write_text(html, page)
     return {"png": png, "html": html}
@@ -158,10 +158,10 @@ def png_preview(png: Path, *, shrink: int = 2) -> str:
 
 
 def save_figures(
-    built: dict[str, alt.TopLevelMixin], directory: Path
+    built: dict[str, alt.TopLevelMixin], directory: Path, *, cache_dir: Path | None = None
 ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
     """Save every chart of a run (`save_chart`); return ({stem: {"png": file name, "html": file name}},
     {stem: its `png_preview`}). The names are relative to `directory`, so they are the same from run to run."""
-    saved = {stem: save_chart(chart, directory, stem) for stem, chart in built.items()}
+    saved = {stem: save_chart(chart, directory, stem, cache_dir=cache_dir) for stem, chart in built.items()}
     files = {stem: {kind: path.name for kind, path in paths.items()} for stem, paths in saved.items()}
     return files, {stem: png_preview(paths["png"]) for stem, paths in saved.items()}

@@ -60,7 +60,7 @@ def _finite_or_none(value: Any) -> Any:
 
 def default_cache_dir() -> Path:
     """~/.cache/persona-divergence (XDG_CACHE_HOME respected): converted models (the resource's `model_cache_dir`
-    overrides it there) and the figures' Vega bundle."""
+    overrides it there), the figures' Vega bundle and their drawings."""
     return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "persona-divergence"
 
 

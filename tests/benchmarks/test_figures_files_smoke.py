@@ -11,3 +11,4 @@ def test_figures_benchmark_prints_every_figure_and_the_hardware(capsys):
     assert out.startswith("hardware: ")
     assert "js_vs_leakage" in out and "pair_js_uncertainty" in out
     assert "all 7 figures: " in out and "drawing each preview again would add" in out
+    assert "with each PNG read back from the cache" in out
