@@ -5,6 +5,8 @@ In one call, on one machine, with the same model directory and run-config file:
            (its wall time from launch, imports and the one model load included);
   dagster  `dagster asset materialize -m persona_assets.definitions --select 'not group:legacy' -c CONFIG`
            with a fresh DAGSTER_HOME and data directory (nothing cached), from launch to exit.
+Each path draws its figures as a first run does: its cache folder links the user's converted models and Vega
+bundle but holds no drawings (`cache_without_drawings`), so neither reads back what the other drew.
 The legacy group is left out because the engine path does not re-analyse earlier results.
 For the Dagster run, the event log gives each step's time; "outside the steps" is the wall time
 minus the sum of the steps (the run is in one process, so steps do not overlap), split into the
@@ -48,6 +50,22 @@ def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+def cache_without_drawings(work: Path) -> str:
+    """An XDG_CACHE_HOME for one path: the entries of ~/.cache/persona-divergence linked in, except the figures'
+    drawings (persona_assets.analysis.drawings), which start empty."""
+    from persona_assets.analysis.drawings import drawings_dir
+    from persona_assets.runs.storage import default_cache_dir
+
+    home = work / "xdg-cache"
+    folder = home / default_cache_dir().name
+    folder.mkdir(parents=True)
+    if default_cache_dir().is_dir():
+        for entry in default_cache_dir().iterdir():
+            if entry.name != drawings_dir(default_cache_dir()).name:
+                (folder / entry.name).symlink_to(entry.resolve())
+    return str(home)
+
+
 def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
     command = [
         sys.executable,
@@ -61,6 +79,7 @@ def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
         "--work-dir",
         str(work),
     ]
+    env = {**env, "XDG_CACHE_HOME": cache_without_drawings(work.parent / f"{work.name}-cache")}
     start = time.perf_counter()
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -82,6 +101,7 @@ def run_dagster(args, env: dict, work: Path) -> tuple[float, float, str]:
         "PERSONA_FIGURES_DIR": str(work / "figures"),
         "PERSONA_RESOURCES": args.resources,
         "PERSONA_MODEL": args.model,
+        "XDG_CACHE_HOME": cache_without_drawings(work),
     }
     command = [
         sys.executable,
