@@ -14,6 +14,7 @@ anything.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     import vl_convert as vlc
 
     from persona_assets.analysis import charts
+    from persona_assets.analysis.drawings import drawings_dir
     from persona_assets.analysis.correlation_report import leakage_correlations
     from persona_assets.analysis.earlier_results import inputs_from_legacy_dir
     from persona_assets.analysis.figure_set import build_figures
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory, cache = Path(tmp) / "figures", Path(tmp) / "cache"
         first = next(iter(built))
-        charts.save_figures({first: built[first]}, directory, cache_dir=Path(tmp) / "warm-up")
+        charts.save_figures({first: built[first]}, directory, cache_dir=cache)  # also caches the Vega bundle
+        shutil.rmtree(drawings_dir(cache))  # no chart drawn yet
         total, read_back, drawn_again = 0.0, 0.0, 0.0
         print(f"{'figure':<28} {'files+preview':>14} {'PNG read back':>14} {'preview drawn again':>20}")
         for stem, chart in built.items():
