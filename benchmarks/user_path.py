@@ -56,12 +56,12 @@ def cache_without_drawings(work: Path) -> str:
     from persona_assets.analysis.drawings import drawings_dir
     from persona_assets.runs.storage import default_cache_dir
 
-    home = work / "xdg-cache"
-    folder = home / default_cache_dir().name
+    users, home = default_cache_dir(), work / "xdg-cache"
+    folder = home / users.name
     folder.mkdir(parents=True)
-    if default_cache_dir().is_dir():
-        for entry in default_cache_dir().iterdir():
-            if entry.name != drawings_dir(default_cache_dir()).name:
+    if users.is_dir():
+        for entry in users.iterdir():
+            if entry.name != drawings_dir(users).name:
                 (folder / entry.name).symlink_to(entry.resolve())
     return str(home)
 
@@ -79,7 +79,7 @@ def run_engine(args, env: dict, work: Path) -> tuple[float, dict]:
         "--work-dir",
         str(work),
     ]
-    env = {**env, "XDG_CACHE_HOME": cache_without_drawings(work.parent / f"{work.name}-cache")}
+    env = {**env, "XDG_CACHE_HOME": cache_without_drawings(work)}
     start = time.perf_counter()
     out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
